@@ -1,0 +1,362 @@
+//! API keys, their owners, and the rules that derive a key's status and balance.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::money::Money;
+
+/// Default requests per minute of a new key (as the original service).
+pub const DEFAULT_RATE_LIMIT: i64 = 100;
+/// Default concurrent requests of a new key (as the original service).
+pub const DEFAULT_CONCURRENT_LIMIT: i64 = 5;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct User {
+    pub id: Uuid,
+    pub name: String,
+    pub is_active: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A user with the number of keys they own, for `users list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserSummary {
+    #[serde(flatten)]
+    pub user: User,
+    pub key_count: i64,
+}
+
+/// One row of `api_keys`, joined with its owner's name and state.
+///
+/// Holds no plaintext: `key_ciphertext` needs the master key, and its `Debug` output is redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub owner_name: String,
+    pub owner_active: bool,
+    pub key_hash: String,
+    pub key_ciphertext: String,
+    pub key_hint: String,
+    pub name: String,
+    pub allowed_providers: Option<Vec<String>>,
+    pub allowed_api_formats: Option<Vec<String>>,
+    pub allowed_models: Option<Vec<String>>,
+    pub rate_limit: Option<i64>,
+    pub concurrent_limit: Option<i64>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub is_standalone: bool,
+    /// Total credited to a prepaid key; `None` = unlimited. Meaningless unless `is_standalone`.
+    pub credited: Option<Money>,
+    pub used: Money,
+    /// `None` follows the global `sweep.auto_delete` policy.
+    pub auto_delete_on_expiry: Option<bool>,
+    pub is_active: bool,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKey")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("key_hint", &self.key_hint)
+            .field("owner_name", &self.owner_name)
+            .field("key_ciphertext", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a key's state means to an admin, derived on every read and never trusted to the sweep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyStatus {
+    Active,
+    Disabled,
+    Expired,
+    Exhausted,
+}
+
+impl KeyStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyStatus::Active => "active",
+            KeyStatus::Disabled => "disabled",
+            KeyStatus::Expired => "expired",
+            KeyStatus::Exhausted => "exhausted",
+        }
+    }
+}
+
+impl std::fmt::Display for KeyStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// The balance of a prepaid key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Balance {
+    /// `None` = unlimited.
+    pub credited: Option<Money>,
+    pub used: Money,
+    /// `max(0, credited − used)`; `None` = unlimited.
+    pub remaining: Option<Money>,
+}
+
+impl ApiKey {
+    pub fn status(&self, now: DateTime<Utc>) -> KeyStatus {
+        if !self.is_active {
+            KeyStatus::Disabled
+        } else if self.is_expired(now) {
+            KeyStatus::Expired
+        } else if self.balance().and_then(|b| b.remaining).is_some_and(|r| r.is_zero()) {
+            KeyStatus::Exhausted
+        } else {
+            KeyStatus::Active
+        }
+    }
+
+    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+
+    /// `None` for a key that is not prepaid.
+    pub fn balance(&self) -> Option<Balance> {
+        self.is_standalone.then(|| Balance {
+            credited: self.credited,
+            used: self.used,
+            remaining: self.credited.map(|c| remaining(c, self.used)),
+        })
+    }
+
+    /// Whether the sweep deletes (rather than disables) this key once it has expired.
+    pub fn deletes_on_expiry(&self, global_auto_delete: bool) -> bool {
+        self.auto_delete_on_expiry.unwrap_or(global_auto_delete)
+    }
+}
+
+pub fn remaining(credited: Money, used: Money) -> Money {
+    Money::from_micros(credited.micros().saturating_sub(used.micros()).max(0))
+}
+
+/// Which keys a list shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyScope {
+    #[default]
+    All,
+    /// Keys owned by users for their own use: standalone keys left out.
+    UserKeys,
+    /// Prepaid keys only.
+    Standalone,
+}
+
+impl KeyScope {
+    pub fn next(self) -> Self {
+        match self {
+            KeyScope::All => KeyScope::UserKeys,
+            KeyScope::UserKeys => KeyScope::Standalone,
+            KeyScope::Standalone => KeyScope::All,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            KeyScope::All => "All",
+            KeyScope::UserKeys => "User keys",
+            KeyScope::Standalone => "Standalone",
+        }
+    }
+}
+
+/// Filter on whether a key can be used now: active = enabled and not expired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ActiveFilter {
+    #[default]
+    Any,
+    Active,
+    Inactive,
+}
+
+/// Columns a key list can be sorted by. Every order ends with the id, so paging is stable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SortKey {
+    #[default]
+    Created,
+    Name,
+    Expires,
+    LastUsed,
+}
+
+impl SortKey {
+    pub fn next(self) -> Self {
+        match self {
+            SortKey::Created => SortKey::Name,
+            SortKey::Name => SortKey::Expires,
+            SortKey::Expires => SortKey::LastUsed,
+            SortKey::LastUsed => SortKey::Created,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            SortKey::Created => "created",
+            SortKey::Name => "name",
+            SortKey::Expires => "expires",
+            SortKey::LastUsed => "last used",
+        }
+    }
+
+    /// The natural direction: newest, soonest or most recent first; names A to Z.
+    pub fn default_descending(self) -> bool {
+        !matches!(self, SortKey::Name | SortKey::Expires)
+    }
+}
+
+/// Where a page of a key list starts: keyset paging relative to a key of the previous page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PageFrom {
+    #[default]
+    Start,
+    /// The rows that follow this key in the list's order.
+    After(Uuid),
+    /// The rows that precede this key in the list's order (returned in list order).
+    Before(Uuid),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct KeyQuery {
+    pub scope: KeyScope,
+    pub owner: Option<Uuid>,
+    pub active: ActiveFilter,
+    /// Plain text matched against name, owner name, key hint and id prefix. Never SQL.
+    pub filter: Option<String>,
+    pub sort: SortKey,
+    pub descending: bool,
+    pub from: PageFrom,
+    pub limit: u32,
+    /// The time against which "active" and "expired" are judged.
+    pub now: Option<DateTime<Utc>>,
+}
+
+/// Key counts for status lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct KeyCounts {
+    pub total: i64,
+    pub disabled: i64,
+    pub expired: i64,
+}
+
+/// A change to one field: absent = keep, clear = unrestricted / never, value = set.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Patch<T> {
+    #[default]
+    Keep,
+    Clear,
+    Set(T),
+}
+
+impl<T> Patch<T> {
+    pub fn is_keep(&self) -> bool {
+        matches!(self, Patch::Keep)
+    }
+
+    /// The new value given the old one.
+    pub fn apply(self, old: Option<T>) -> Option<T> {
+        match self {
+            Patch::Keep => old,
+            Patch::Clear => None,
+            Patch::Set(value) => Some(value),
+        }
+    }
+}
+
+/// Everything `update` can change on a key. Balance changes go through top-ups and the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct KeyPatch {
+    pub name: Option<String>,
+    pub allowed_providers: Patch<Vec<String>>,
+    pub allowed_api_formats: Patch<Vec<String>>,
+    pub allowed_models: Patch<Vec<String>>,
+    pub rate_limit: Patch<i64>,
+    pub concurrent_limit: Patch<i64>,
+    pub expires_at: Patch<DateTime<Utc>>,
+    pub auto_delete_on_expiry: Patch<bool>,
+}
+
+impl KeyPatch {
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none()
+            && self.allowed_providers.is_keep()
+            && self.allowed_api_formats.is_keep()
+            && self.allowed_models.is_keep()
+            && self.rate_limit.is_keep()
+            && self.concurrent_limit.is_keep()
+            && self.expires_at.is_keep()
+            && self.auto_delete_on_expiry.is_keep()
+    }
+
+    /// The key as it will be after this patch.
+    pub fn applied_to(&self, key: &ApiKey) -> ApiKey {
+        let mut next = key.clone();
+        if let Some(name) = &self.name {
+            next.name = name.clone();
+        }
+        next.allowed_providers = self.allowed_providers.clone().apply(next.allowed_providers);
+        next.allowed_api_formats = self.allowed_api_formats.clone().apply(next.allowed_api_formats);
+        next.allowed_models = self.allowed_models.clone().apply(next.allowed_models);
+        next.rate_limit = self.rate_limit.clone().apply(next.rate_limit);
+        next.concurrent_limit = self.concurrent_limit.clone().apply(next.concurrent_limit);
+        next.expires_at = self.expires_at.clone().apply(next.expires_at);
+        next.auto_delete_on_expiry = self.auto_delete_on_expiry.clone().apply(next.auto_delete_on_expiry);
+        next
+    }
+}
+
+/// One row of the balance ledger: a top-up (positive) or deduction (negative).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LedgerEntry {
+    pub id: i64,
+    pub api_key_id: Uuid,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub delta: Money,
+    /// `None` when the key became unlimited.
+    pub credited_after: Option<Money>,
+    pub note: Option<String>,
+    pub idempotency_key: Option<String>,
+}
+
+/// One row of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub api_key_id: Option<Uuid>,
+    /// JSON object with the details of the change.
+    pub details: String,
+}
+
+/// One day of a key's usage rollup (UTC day).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DailyUsage {
+    pub day: chrono::NaiveDate,
+    pub requests: i64,
+    pub tokens: i64,
+    pub cost: Money,
+    pub response_ms_sum: i64,
+}
+
+/// A key expired and swept, as reported by the sweep.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SweptKey {
+    pub id: Uuid,
+    pub name: String,
+}

@@ -1,0 +1,32 @@
+//! Pure types and rules of keytop, with no IO.
+
+pub mod duration;
+pub mod key;
+pub mod money;
+pub mod text;
+pub mod validate;
+
+pub use key::*;
+pub use money::{Money, MoneyError};
+pub use validate::ValidationError;
+
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+
+/// The clock of the service, so tests can move time.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// Wall-clock UTC time, truncated to milliseconds (the precision both databases keep).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        truncate_to_millis(Utc::now())
+    }
+}
+
+pub fn truncate_to_millis(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.duration_trunc(TimeDelta::milliseconds(1)).unwrap_or(at)
+}

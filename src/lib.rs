@@ -1,0 +1,8 @@
+//! keytop: a terminal console for the API keys of an LLM gateway.
+//!
+//! Layers, from the bottom: `domain` (pure rules), `crypto`, `store` (SQLite and PostgreSQL),
+//! `service` (every operation), then the faces: `cli` and `tui`. Calls only go down.
+
+pub mod crypto;
+pub mod domain;
+pub mod store;

@@ -1,0 +1,241 @@
+//! Persistence: one `Store` trait, with a SQLite and a PostgreSQL implementation.
+//!
+//! Every mutation is atomic and writes its audit row in the same transaction. Errors carry no
+//! sqlx types, so callers above this layer never depend on the driver.
+
+mod url;
+
+pub mod postgres;
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::domain::{
+    ApiKey, AuditEntry, DailyUsage, KeyCounts, KeyPatch, KeyQuery, LedgerEntry, Money, SweptKey, User, UserSummary,
+};
+
+pub use url::redact_url;
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or opened. `url` never contains a password.
+    #[error("cannot open the database at {url}: {reason}")]
+    Unavailable { url: String, reason: String },
+    /// A unique value (user name, key hash, request id…) is already taken.
+    #[error("{0} already exists")]
+    Conflict(String),
+    /// The database stayed locked by other writers for longer than the busy timeout.
+    #[error("the database stayed busy (locked by other writers) past the timeout; try again")]
+    Busy,
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+/// An audit row to write together with a change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRecord {
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub api_key_id: Option<Uuid>,
+    pub details: serde_json::Value,
+}
+
+/// How a balance adjustment changes the credited total of a prepaid key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BalanceChange {
+    /// A top-up (positive) or deduction (negative, at most the remaining balance).
+    Add(Money),
+    /// Set the credited total outright (`None` = unlimited); the ledger records the difference.
+    SetCredited(Option<Money>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BalanceAdjustment {
+    pub key_id: Uuid,
+    pub change: BalanceChange,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub note: Option<String>,
+    /// A second adjustment with the same idempotency key applies nothing and reports the first.
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdjustOutcome {
+    Applied(LedgerEntry),
+    /// The idempotency key was used before, for the same key and change: nothing was applied.
+    Replayed(LedgerEntry),
+    /// The idempotency key was used before for a different key or amount.
+    IdempotencyConflict(LedgerEntry),
+    NotFound,
+    NotPrepaid,
+    /// `Add` on a prepaid key whose balance is unlimited.
+    Unlimited,
+    /// A deduction larger than what remains.
+    InsufficientBalance {
+        remaining: Money,
+    },
+    /// The credited total would leave the accepted range.
+    OutOfRange,
+}
+
+/// One request as the gateway reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageRecord {
+    pub request_id: String,
+    pub api_key_id: Uuid,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub api_format: Option<String>,
+    pub total_tokens: i64,
+    pub cost: Money,
+    pub response_time_ms: Option<i64>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageOutcome {
+    /// Recorded; `charged` is true when the cost was charged to a prepaid balance.
+    Recorded {
+        charged: bool,
+    },
+    /// A row with this request id exists: nothing was written, nothing charged.
+    Duplicate,
+    UnknownKey,
+}
+
+/// What a sweep did (or, in a dry run, would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SweepReport {
+    pub disabled: Vec<SweptKey>,
+    pub deleted: Vec<SweptKey>,
+    /// Another process held the sweep lock, so this one did nothing.
+    pub skipped: bool,
+}
+
+/// A key looked up for admission, with its recent request count (for the rate limit).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyLookup {
+    pub key: ApiKey,
+    /// Usage rows of this key since the start of the rate window (0 when it has no rate limit).
+    pub recent_requests: i64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// The database as shown to admins: backend and URL without password.
+    fn describe(&self) -> String;
+
+    /// Runs pending migrations (idempotent) and returns the schema version.
+    async fn migrate(&self) -> StoreResult<i64>;
+
+    // Users
+    async fn insert_user(&self, user: &User, audit: &AuditRecord) -> StoreResult<()>;
+    async fn users(&self) -> StoreResult<Vec<UserSummary>>;
+    async fn user_by_name(&self, name: &str) -> StoreResult<Option<User>>;
+    /// Returns false when the user does not exist.
+    async fn set_user_active(&self, id: Uuid, active: bool, audit: &AuditRecord) -> StoreResult<bool>;
+
+    // Keys
+    /// Inserts a key; `initial_credit` writes its first ledger row in the same transaction.
+    async fn insert_key(
+        &self,
+        key: &ApiKey,
+        initial_credit: Option<&LedgerEntry>,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
+    async fn key(&self, id: Uuid) -> StoreResult<Option<ApiKey>>;
+    /// Keys whose hyphenated id starts with `prefix` (lowercase hex and hyphens), at most `limit`.
+    async fn keys_by_id_prefix(&self, prefix: &str, limit: u32) -> StoreResult<Vec<ApiKey>>;
+    /// Keys whose name is exactly `name`, at most `limit`.
+    async fn keys_by_name(&self, name: &str, limit: u32) -> StoreResult<Vec<ApiKey>>;
+    /// One page of keys in the query's order.
+    async fn list_keys(&self, query: &KeyQuery) -> StoreResult<Vec<ApiKey>>;
+    async fn count_keys(&self, now: DateTime<Utc>) -> StoreResult<KeyCounts>;
+    /// Applies a patch; `None` when the key does not exist.
+    async fn update_key(&self, id: Uuid, patch: &KeyPatch, audit: &AuditRecord) -> StoreResult<Option<ApiKey>>;
+    async fn set_key_active(&self, id: Uuid, active: bool, audit: &AuditRecord) -> StoreResult<Option<ApiKey>>;
+    /// Deletes the key row; its usage rows stay with `api_key_id` set to NULL. False if absent.
+    async fn purge_key(&self, id: Uuid, audit: &AuditRecord) -> StoreResult<bool>;
+
+    // Admission
+    /// The key with this hash, its owner's state and its request count since `rate_window_start`,
+    /// in one round trip.
+    async fn verify_lookup(
+        &self,
+        key_hash: &str,
+        rate_window_start: DateTime<Utc>,
+    ) -> StoreResult<Option<VerifyLookup>>;
+    /// Sets `last_used_at = at` unless it is already later than `stale_before`.
+    async fn touch_last_used(&self, id: Uuid, at: DateTime<Utc>, stale_before: DateTime<Utc>) -> StoreResult<()>;
+
+    // Money
+    /// One atomic adjustment: the key row, a ledger row and an audit row, or nothing.
+    async fn adjust_balance(&self, adjustment: &BalanceAdjustment) -> StoreResult<AdjustOutcome>;
+    /// Ledger rows of a key, oldest first; with a limit, the most recent `limit` rows.
+    async fn ledger(&self, key_id: Uuid, limit: Option<u32>) -> StoreResult<Vec<LedgerEntry>>;
+
+    // Usage
+    /// One transaction: usage row, daily rollup, charge of a prepaid key, `last_used_at`.
+    async fn record_usage(&self, usage: &UsageRecord) -> StoreResult<UsageOutcome>;
+    /// Rollup rows of a key for `first..=last` (UTC days); days without usage are absent.
+    async fn daily_usage(&self, key_id: Uuid, first: NaiveDate, last: NaiveDate) -> StoreResult<Vec<DailyUsage>>;
+
+    // Sweep and audit
+    /// Disables or deletes every key expired at `now`: per key `auto_delete_on_expiry`, else
+    /// `global_auto_delete`. Set-based; harmless when several processes sweep at once.
+    async fn sweep(
+        &self,
+        now: DateTime<Utc>,
+        global_auto_delete: bool,
+        dry_run: bool,
+        actor: &str,
+    ) -> StoreResult<SweepReport>;
+    async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()>;
+    /// Audit rows, newest first, optionally for one key.
+    async fn audit(&self, key_id: Option<Uuid>, limit: u32) -> StoreResult<Vec<AuditEntry>>;
+}
+
+/// Which backend a database URL selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn of_url(url: &str) -> Option<Backend> {
+        if url.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Backend::Postgres)
+        } else {
+            None
+        }
+    }
+}
+
+/// Opens the database a URL names and runs its migrations.
+pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
+    let store: Arc<dyn Store> = match Backend::of_url(url) {
+        Some(Backend::Sqlite) => sqlite::open(url).await?,
+        Some(Backend::Postgres) => postgres::open(url).await?,
+        None => {
+            return Err(StoreError::Unavailable {
+                url: redact_url(url),
+                reason: "unknown scheme; use sqlite://PATH, sqlite::memory: or postgres://USER@HOST/DB".into(),
+            });
+        }
+    };
+    store.migrate().await?;
+    Ok(store)
+}
