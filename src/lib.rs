@@ -6,3 +6,6 @@
 pub mod crypto;
 pub mod domain;
 pub mod store;
+pub mod service;
+pub mod config;
+pub mod paths;

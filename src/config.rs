@@ -1,0 +1,205 @@
+//! The config file (`$XDG_CONFIG_HOME/keytop/config.toml`). Every setting has a default, so the
+//! file is optional; `assets/config.toml` is the commented sample.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::domain::{Money, duration::parse_duration};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Database URL; the command line and `KEYTOP_DB` take precedence.
+    pub database_url: Option<String>,
+    pub key_prefix: String,
+    pub sweep: SweepConfig,
+    pub ui: UiConfig,
+    /// Action name → key, e.g. `top_up = "t"`; parsed and checked by the TUI's keymap.
+    pub keybindings: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SweepConfig {
+    /// Whether the TUI runs the expiry sweep on a timer.
+    pub enabled: bool,
+    pub interval: Duration,
+    /// The global policy for keys whose own flag is "default": delete (true) or disable.
+    pub auto_delete: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UiConfig {
+    pub refresh_interval: Duration,
+    /// Top-ups at or above this amount ask for a second confirmation.
+    pub confirm_topup_at: Money,
+    pub theme: ThemeChoice,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ThemeChoice {
+    /// Colour, unless `NO_COLOR` is set.
+    #[default]
+    Auto,
+    Color,
+    Mono,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            database_url: None,
+            key_prefix: "sk".into(),
+            sweep: SweepConfig { enabled: true, interval: Duration::from_secs(60), auto_delete: false },
+            ui: UiConfig {
+                refresh_interval: Duration::from_secs(5),
+                confirm_topup_at: Money::from_usd(1000),
+                theme: ThemeChoice::Auto,
+            },
+            keybindings: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("the config file {path} is not valid: {message}")]
+    Invalid { path: String, message: String },
+}
+
+// The file as written: all optional, strings for durations and money so that messages can say
+// exactly what was wrong.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    database: RawDatabase,
+    #[serde(default)]
+    keys: RawKeys,
+    #[serde(default)]
+    sweep: RawSweep,
+    #[serde(default)]
+    ui: RawUi,
+    #[serde(default)]
+    keybindings: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDatabase {
+    url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKeys {
+    prefix: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSweep {
+    enabled: Option<bool>,
+    interval: Option<String>,
+    auto_delete: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUi {
+    refresh_interval: Option<String>,
+    confirm_topup_at: Option<String>,
+    theme: Option<ThemeChoice>,
+}
+
+impl Config {
+    /// Reads the file at `path`; a missing file gives the defaults unless `required`.
+    pub fn load(path: &Path, required: bool) -> Result<Config, ConfigError> {
+        let display = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::parse(&text).map_err(|message| ConfigError::Invalid { path: display, message }),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound && !required => Ok(Config::default()),
+            Err(source) => Err(ConfigError::Read { path: display, source }),
+        }
+    }
+
+    /// Parses the text of a config file; the error names the line or the setting at fault.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
+        let defaults = Config::default();
+        let duration = |setting: &str, value: Option<String>, default: Duration| match value {
+            None => Ok(default),
+            Some(text) => parse_duration(&text)
+                .map(|d| Duration::from_secs(d.num_seconds().unsigned_abs()))
+                .map_err(|e| format!("{setting} = {text:?} {e}")),
+        };
+        let prefix = raw.keys.prefix.unwrap_or(defaults.key_prefix);
+        if prefix.is_empty() || prefix.len() > 16 || !prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(format!("keys.prefix = {prefix:?} must be 1 to 16 letters, digits or underscores"));
+        }
+        let confirm_topup_at = match raw.ui.confirm_topup_at {
+            None => defaults.ui.confirm_topup_at,
+            Some(text) => match Money::parse(&text) {
+                Ok(amount) if !amount.is_negative() => amount,
+                Ok(_) => return Err(format!("ui.confirm_topup_at = {text:?} must not be negative")),
+                Err(e) => return Err(format!("ui.confirm_topup_at = {text:?} {e}")),
+            },
+        };
+        Ok(Config {
+            database_url: raw.database.url.filter(|u| !u.trim().is_empty()),
+            key_prefix: prefix,
+            sweep: SweepConfig {
+                enabled: raw.sweep.enabled.unwrap_or(defaults.sweep.enabled),
+                interval: duration("sweep.interval", raw.sweep.interval, defaults.sweep.interval)?,
+                auto_delete: raw.sweep.auto_delete.unwrap_or(defaults.sweep.auto_delete),
+            },
+            ui: UiConfig {
+                refresh_interval: duration(
+                    "ui.refresh_interval",
+                    raw.ui.refresh_interval,
+                    defaults.ui.refresh_interval,
+                )?,
+                confirm_topup_at,
+                theme: raw.ui.theme.unwrap_or_default(),
+            },
+            keybindings: raw.keybindings,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sample_config_parses_to_the_defaults_it_documents() {
+        let sample = include_str!("../assets/config.toml");
+        let config = Config::parse(sample).expect("assets/config.toml must parse");
+        assert_eq!(config.sweep.interval, Duration::from_secs(60));
+        assert_eq!(config.ui.confirm_topup_at, Money::from_usd(1000));
+        assert_eq!(config.key_prefix, "sk");
+    }
+
+    #[test]
+    fn an_empty_file_gives_defaults() {
+        assert_eq!(Config::parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn errors_name_the_line_or_setting() {
+        let error = Config::parse("[sweep]\ninterval = \n").unwrap_err();
+        assert!(error.contains("line 2"), "{error}");
+        let error = Config::parse("[sweep]\ninterval = \"soon\"\n").unwrap_err();
+        assert!(error.contains("sweep.interval"), "{error}");
+        let error = Config::parse("[ui]\nconfirm_topup_at = \"1e3\"\n").unwrap_err();
+        assert!(error.contains("ui.confirm_topup_at"), "{error}");
+        let error = Config::parse("[ui]\ncolour = true\n").unwrap_err();
+        assert!(error.contains("colour"), "{error}");
+        let error = Config::parse("[keys]\nprefix = \"s k\"\n").unwrap_err();
+        assert!(error.contains("keys.prefix"), "{error}");
+    }
+}

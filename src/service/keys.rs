@@ -1,0 +1,290 @@
+//! Key lifecycle: create, find, list, update, enable/disable, purge, reveal.
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{KeyService, ServiceError, ServiceResult};
+use crate::crypto;
+use crate::domain::{
+    ApiKey, DEFAULT_CONCURRENT_LIMIT, DEFAULT_RATE_LIMIT, KeyCounts, KeyPatch, KeyQuery, LedgerEntry, Money, Patch,
+    money::MAX_AMOUNT, validate,
+};
+
+/// The shortest id prefix accepted as a key reference.
+pub const MIN_ID_PREFIX: usize = 6;
+/// How many candidates an ambiguous reference lists.
+const MAX_CANDIDATES: u32 = 10;
+
+/// What `create` needs. `new` gives the original service's defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewKeySpec {
+    pub owner: String,
+    pub name: Option<String>,
+    pub standalone: bool,
+    /// Initial credit of a prepaid key; `None` = unlimited.
+    pub balance: Option<Money>,
+    pub rate_limit: Option<i64>,
+    pub concurrent_limit: Option<i64>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub allowed_providers: Vec<String>,
+    pub allowed_api_formats: Vec<String>,
+    pub allowed_models: Vec<String>,
+    pub auto_delete_on_expiry: Option<bool>,
+}
+
+impl NewKeySpec {
+    pub fn new(owner: impl Into<String>) -> Self {
+        NewKeySpec {
+            owner: owner.into(),
+            name: None,
+            standalone: false,
+            balance: None,
+            rate_limit: Some(DEFAULT_RATE_LIMIT),
+            concurrent_limit: Some(DEFAULT_CONCURRENT_LIMIT),
+            expires_at: None,
+            allowed_providers: Vec::new(),
+            allowed_api_formats: Vec::new(),
+            allowed_models: Vec::new(),
+            auto_delete_on_expiry: None,
+        }
+    }
+}
+
+/// A new key and its plaintext, which is shown once and never stored in clear.
+pub struct CreatedKey {
+    pub key: ApiKey,
+    pub plaintext: String,
+}
+
+impl std::fmt::Debug for CreatedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedKey").field("key", &self.key).field("plaintext", &"<redacted>").finish()
+    }
+}
+
+fn check_money_range(field: &str, amount: Money) -> ServiceResult<Money> {
+    if amount.is_negative() {
+        return Err(ServiceError::invalid(field, "must not be negative"));
+    }
+    if amount > MAX_AMOUNT {
+        return Err(ServiceError::invalid(field, format!("must be at most {MAX_AMOUNT}")));
+    }
+    Ok(amount)
+}
+
+fn check_limit(field: &str, value: Option<i64>) -> ServiceResult<Option<i64>> {
+    Ok(value.map(|v| validate::limit(field, v)).transpose()?)
+}
+
+fn check_patch_limit(field: &str, patch: &Patch<i64>) -> ServiceResult<()> {
+    if let Patch::Set(value) = patch {
+        validate::limit(field, *value)?;
+    }
+    Ok(())
+}
+
+fn normalise_list_patch(field: &str, patch: &Patch<Vec<String>>) -> ServiceResult<Patch<Vec<String>>> {
+    Ok(match patch {
+        Patch::Set(items) => match validate::allow_list(field, items)? {
+            Some(list) => Patch::Set(list),
+            None => Patch::Clear,
+        },
+        other => other.clone(),
+    })
+}
+
+impl KeyService {
+    pub async fn create_key(&self, spec: &NewKeySpec) -> ServiceResult<CreatedKey> {
+        let owner = self.user(&spec.owner).await?;
+        let now = self.now();
+        let name = match &spec.name {
+            Some(name) => validate::name("name", name, validate::MAX_KEY_NAME_CHARS)?,
+            None => format!("API Key {}", now.format("%Y%m%d%H%M%S")),
+        };
+        if spec.balance.is_some() && !spec.standalone {
+            return Err(ServiceError::invalid(
+                "balance",
+                "applies only to standalone (prepaid) keys; add --standalone",
+            ));
+        }
+        let credited = spec.balance.map(|b| check_money_range("balance", b)).transpose()?;
+        let rate_limit = check_limit("rate limit", spec.rate_limit)?;
+        let concurrent_limit = check_limit("concurrency", spec.concurrent_limit)?;
+        let allowed_providers = validate::allow_list("providers", &spec.allowed_providers)?;
+        let allowed_api_formats = validate::allow_list("api formats", &spec.allowed_api_formats)?;
+        let allowed_models = validate::allow_list("models", &spec.allowed_models)?;
+        let master_key = self.master_key()?;
+
+        let id = Uuid::new_v4();
+        let plaintext = crypto::generate_key(&self.settings.key_prefix);
+        let key = ApiKey {
+            id,
+            user_id: owner.id,
+            owner_name: owner.name.clone(),
+            owner_active: owner.is_active,
+            key_hash: crypto::hash_key(&plaintext),
+            key_ciphertext: master_key.seal(id, &plaintext),
+            key_hint: crypto::key_hint(&plaintext),
+            name,
+            allowed_providers,
+            allowed_api_formats,
+            allowed_models,
+            rate_limit,
+            concurrent_limit,
+            expires_at: spec.expires_at,
+            is_standalone: spec.standalone,
+            credited: if spec.standalone { credited } else { None },
+            used: Money::ZERO,
+            auto_delete_on_expiry: spec.auto_delete_on_expiry,
+            is_active: true,
+            last_used_at: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let initial_credit = credited.filter(|c| !c.is_zero()).map(|amount| LedgerEntry {
+            id: 0,
+            api_key_id: id,
+            at: now,
+            actor: self.actor.clone(),
+            delta: amount,
+            credited_after: Some(amount),
+            note: Some("initial balance".into()),
+            idempotency_key: None,
+        });
+        let audit = self.audit_record(
+            "key_create",
+            Some(id),
+            json!({
+                "name": key.name,
+                "owner": owner.name,
+                "standalone": key.is_standalone,
+                "credited": key.credited,
+                "hint": key.key_hint,
+            }),
+        );
+        self.store.insert_key(&key, initial_credit.as_ref(), &audit).await?;
+        Ok(CreatedKey { key, plaintext })
+    }
+
+    /// Finds one key by full id, id prefix (at least 6 characters) or exact name.
+    pub async fn resolve_key(&self, reference: &str) -> ServiceResult<ApiKey> {
+        let reference = reference.trim();
+        let not_found = || ServiceError::NotFound { kind: "key", reference: reference.to_string() };
+        if let Ok(id) = Uuid::parse_str(reference) {
+            return self.store.key(id).await?.ok_or_else(not_found);
+        }
+        let mut found = Vec::new();
+        let prefix = reference.to_ascii_lowercase();
+        if prefix.len() >= MIN_ID_PREFIX && prefix.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            found = self.store.keys_by_id_prefix(&prefix, MAX_CANDIDATES).await?;
+        }
+        for key in self.store.keys_by_name(reference, MAX_CANDIDATES).await? {
+            if !found.iter().any(|k: &ApiKey| k.id == key.id) {
+                found.push(key);
+            }
+        }
+        match found.len() {
+            0 => Err(not_found()),
+            1 => Ok(found.remove(0)),
+            _ => Err(ServiceError::Ambiguous {
+                reference: reference.to_string(),
+                candidates: found
+                    .iter()
+                    .map(|k| format!("{} ({})", k.id, crate::domain::text::sanitize(&k.name)))
+                    .collect(),
+            }),
+        }
+    }
+
+    pub async fn key(&self, id: Uuid) -> ServiceResult<ApiKey> {
+        self.store.key(id).await?.ok_or_else(|| ServiceError::NotFound { kind: "key", reference: id.to_string() })
+    }
+
+    pub async fn list_keys(&self, query: &KeyQuery) -> ServiceResult<Vec<ApiKey>> {
+        let mut query = query.clone();
+        query.now.get_or_insert_with(|| self.now());
+        if let Some(filter) = &query.filter {
+            validate::check_text("filter", filter, validate::MAX_KEY_NAME_CHARS)?;
+        }
+        Ok(self.store.list_keys(&query).await?)
+    }
+
+    pub async fn count_keys(&self) -> ServiceResult<KeyCounts> {
+        Ok(self.store.count_keys(self.now()).await?)
+    }
+
+    /// Applies a partial update. Every field is checked before anything is written.
+    pub async fn update_key(&self, id: Uuid, patch: &KeyPatch) -> ServiceResult<ApiKey> {
+        let before = self.key(id).await?;
+        let mut patch = patch.clone();
+        if let Some(name) = &patch.name {
+            patch.name = Some(validate::name("name", name, validate::MAX_KEY_NAME_CHARS)?);
+        }
+        check_patch_limit("rate limit", &patch.rate_limit)?;
+        check_patch_limit("concurrency", &patch.concurrent_limit)?;
+        patch.allowed_providers = normalise_list_patch("providers", &patch.allowed_providers)?;
+        patch.allowed_api_formats = normalise_list_patch("api formats", &patch.allowed_api_formats)?;
+        patch.allowed_models = normalise_list_patch("models", &patch.allowed_models)?;
+        if patch.is_empty() {
+            return Ok(before);
+        }
+        let after = patch.applied_to(&before);
+        let audit = self.audit_record("key_update", Some(id), changed_fields(&before, &after));
+        self.store
+            .update_key(id, &patch, &audit)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound { kind: "key", reference: id.to_string() })
+    }
+
+    pub async fn set_key_active(&self, id: Uuid, active: bool) -> ServiceResult<ApiKey> {
+        let action = if active { "key_enable" } else { "key_disable" };
+        let audit = self.audit_record(action, Some(id), json!({}));
+        self.store
+            .set_key_active(id, active, &audit)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound { kind: "key", reference: id.to_string() })
+    }
+
+    /// Deletes the key row for good; its usage history stays, detached.
+    pub async fn purge_key(&self, id: Uuid) -> ServiceResult<()> {
+        let key = self.key(id).await?;
+        let audit = self.audit_record("key_purge", Some(id), json!({ "name": key.name, "hint": key.key_hint }));
+        if self.store.purge_key(id, &audit).await? {
+            Ok(())
+        } else {
+            Err(ServiceError::NotFound { kind: "key", reference: id.to_string() })
+        }
+    }
+
+    /// The plaintext of a stored key. Audited (with the actor) before it is returned.
+    pub async fn reveal_key(&self, id: Uuid) -> ServiceResult<String> {
+        let key = self.key(id).await?;
+        let plaintext = self
+            .master_key()?
+            .open(key.id, &key.key_ciphertext)
+            .map_err(|error| ServiceError::MasterKey(format!("cannot reveal key {}: {error}", key.id)))?;
+        let audit = self.audit_record("key_reveal", Some(id), json!({ "hint": key.key_hint }));
+        self.store.append_audit(&audit).await?;
+        Ok(plaintext)
+    }
+}
+
+/// `{"field": {"from": …, "to": …}}` for every field an update changed.
+fn changed_fields(before: &ApiKey, after: &ApiKey) -> serde_json::Value {
+    let mut changes = serde_json::Map::new();
+    let mut note = |field: &str, from: serde_json::Value, to: serde_json::Value| {
+        if from != to {
+            changes.insert(field.into(), json!({ "from": from, "to": to }));
+        }
+    };
+    note("name", json!(before.name), json!(after.name));
+    note("allowed_providers", json!(before.allowed_providers), json!(after.allowed_providers));
+    note("allowed_api_formats", json!(before.allowed_api_formats), json!(after.allowed_api_formats));
+    note("allowed_models", json!(before.allowed_models), json!(after.allowed_models));
+    note("rate_limit", json!(before.rate_limit), json!(after.rate_limit));
+    note("concurrent_limit", json!(before.concurrent_limit), json!(after.concurrent_limit));
+    note("expires_at", json!(before.expires_at), json!(after.expires_at));
+    note("auto_delete_on_expiry", json!(before.auto_delete_on_expiry), json!(after.auto_delete_on_expiry));
+    serde_json::Value::Object(changes)
+}

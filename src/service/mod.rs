@@ -1,0 +1,141 @@
+//! `KeyService`: every operation of keytop, over a `Store`, the master key and a clock.
+//!
+//! The CLI and the TUI call only this layer. It validates input, resolves references, builds
+//! audit records, and turns store outcomes into clear errors.
+
+mod balance;
+mod error;
+mod keys;
+mod usage;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::crypto::MasterKey;
+use crate::domain::{AuditEntry, Clock, SystemClock, User, UserSummary, validate};
+use crate::store::{AuditRecord, Store, SweepReport};
+
+pub use balance::TopUp;
+pub use error::{ServiceError, ServiceResult};
+pub use keys::{CreatedKey, NewKeySpec};
+pub use usage::{DenyReason, KeyStats, UsageInput, VerifyDecision, VerifyRequest};
+
+/// Settings of the service that come from the config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceSettings {
+    /// Prefix of generated keys (`sk` gives `sk-…`).
+    pub key_prefix: String,
+    /// Whether the sweep deletes expired keys whose own flag says "follow the global policy".
+    pub global_auto_delete: bool,
+}
+
+impl Default for ServiceSettings {
+    fn default() -> Self {
+        ServiceSettings { key_prefix: "sk".into(), global_auto_delete: false }
+    }
+}
+
+/// The master key, or why it is unavailable. Only sealing and revealing need it, so a missing or
+/// wrong master key breaks those two and nothing else.
+pub type MasterKeySource = Result<MasterKey, String>;
+
+#[derive(Clone)]
+pub struct KeyService {
+    store: Arc<dyn Store>,
+    master_key: Arc<MasterKeySource>,
+    clock: Arc<dyn Clock>,
+    settings: ServiceSettings,
+    actor: String,
+}
+
+impl KeyService {
+    pub fn new(store: Arc<dyn Store>, master_key: MasterKeySource, settings: ServiceSettings, actor: String) -> Self {
+        KeyService { store, master_key: Arc::new(master_key), clock: Arc::new(SystemClock), settings, actor }
+    }
+
+    /// Replaces the clock (tests move time with it).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    pub fn actor(&self) -> &str {
+        &self.actor
+    }
+
+    pub fn settings(&self) -> &ServiceSettings {
+        &self.settings
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The database as shown to admins (no password).
+    pub fn describe_database(&self) -> String {
+        self.store.describe()
+    }
+
+    fn master_key(&self) -> ServiceResult<&MasterKey> {
+        self.master_key.as_ref().as_ref().map_err(|reason| ServiceError::MasterKey(reason.clone()))
+    }
+
+    fn audit_record(&self, action: &str, api_key_id: Option<Uuid>, details: Value) -> AuditRecord {
+        AuditRecord { at: self.now(), actor: self.actor.clone(), action: action.into(), api_key_id, details }
+    }
+
+    // Users
+
+    pub async fn add_user(&self, name: &str) -> ServiceResult<User> {
+        let name = validate::name("user name", name, validate::MAX_USER_NAME_CHARS)?;
+        let user = User { id: Uuid::new_v4(), name, is_active: true, created_at: self.now() };
+        let audit = self.audit_record("user_add", None, serde_json::json!({ "user": user.name, "user_id": user.id }));
+        self.store.insert_user(&user, &audit).await.map_err(|error| match error {
+            crate::store::StoreError::Conflict(_) => {
+                ServiceError::Refused(format!("a user named {:?} already exists", user.name))
+            }
+            other => other.into(),
+        })?;
+        Ok(user)
+    }
+
+    pub async fn users(&self) -> ServiceResult<Vec<UserSummary>> {
+        Ok(self.store.users().await?)
+    }
+
+    pub async fn user(&self, name: &str) -> ServiceResult<User> {
+        self.store
+            .user_by_name(name.trim())
+            .await?
+            .ok_or_else(|| ServiceError::NotFound { kind: "user", reference: name.to_string() })
+    }
+
+    pub async fn set_user_active(&self, name: &str, active: bool) -> ServiceResult<User> {
+        let mut user = self.user(name).await?;
+        let action = if active { "user_enable" } else { "user_disable" };
+        let audit = self.audit_record(action, None, serde_json::json!({ "user": user.name, "user_id": user.id }));
+        if !self.store.set_user_active(user.id, active, &audit).await? {
+            return Err(ServiceError::NotFound { kind: "user", reference: name.to_string() });
+        }
+        user.is_active = active;
+        Ok(user)
+    }
+
+    // Sweep and audit
+
+    /// One expiry sweep under the global policy of the settings.
+    pub async fn sweep(&self, dry_run: bool) -> ServiceResult<SweepReport> {
+        Ok(self.store.sweep(self.now(), self.settings.global_auto_delete, dry_run, &self.actor).await?)
+    }
+
+    pub async fn audit(&self, key_id: Option<Uuid>, limit: u32) -> ServiceResult<Vec<AuditEntry>> {
+        Ok(self.store.audit(key_id, limit).await?)
+    }
+}

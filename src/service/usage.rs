@@ -1,0 +1,257 @@
+//! The gateway's side: admission (`verify`), usage recording, and per-key statistics.
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::{KeyService, ServiceError, ServiceResult};
+use crate::crypto;
+use crate::domain::{ApiKey, DailyUsage, Money, validate};
+use crate::store::{UsageOutcome, UsageRecord};
+
+/// The rate limit counts requests over this window.
+const RATE_WINDOW: Duration = Duration::minutes(1);
+/// `last_used_at` is written at most this often per key by `verify`.
+const LAST_USED_GRANULARITY: Duration = Duration::minutes(1);
+/// The longest stats range.
+pub const MAX_STATS_DAYS: u32 = 3660;
+
+/// One request as the gateway reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsageInput {
+    /// Makes recording idempotent; generated when absent.
+    pub request_id: Option<String>,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub api_format: Option<String>,
+    pub total_tokens: i64,
+    pub cost: Money,
+    pub response_time_ms: Option<i64>,
+    /// When the request happened; now when absent.
+    pub at: Option<DateTime<Utc>>,
+}
+
+/// Totals and a zero-filled daily series over the last `days` UTC days, today included.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KeyStats {
+    pub key_id: Uuid,
+    pub days: u32,
+    pub first_day: NaiveDate,
+    pub last_day: NaiveDate,
+    pub total_requests: i64,
+    pub total_tokens: i64,
+    pub total_cost: Money,
+    /// Mean over the range's requests; `None` without requests.
+    pub avg_response_ms: Option<f64>,
+    /// One entry per day, oldest first.
+    pub daily: Vec<DailyUsage>,
+}
+
+/// What the gateway asks about a request before serving it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyRequest {
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub api_format: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DenyReason {
+    Unknown,
+    Disabled,
+    Expired,
+    OwnerDisabled,
+    InsufficientBalance,
+    NotAllowed,
+    RateLimited,
+}
+
+impl DenyReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenyReason::Unknown => "unknown",
+            DenyReason::Disabled => "disabled",
+            DenyReason::Expired => "expired",
+            DenyReason::OwnerDisabled => "owner_disabled",
+            DenyReason::InsufficientBalance => "insufficient_balance",
+            DenyReason::NotAllowed => "not_allowed",
+            DenyReason::RateLimited => "rate_limited",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum VerifyDecision {
+    Allowed {
+        key_id: Uuid,
+        /// `None` = unlimited or not prepaid.
+        remaining_balance: Option<Money>,
+        /// Requests left in the current minute; `None` = no rate limit.
+        remaining_requests: Option<i64>,
+    },
+    Denied {
+        reason: DenyReason,
+        key_id: Option<Uuid>,
+    },
+}
+
+fn optional_text(field: &str, value: &Option<String>) -> ServiceResult<Option<String>> {
+    match value.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(text) => {
+            validate::check_text(field, text, validate::MAX_LIST_ITEM_CHARS)?;
+            Ok(Some(text.to_string()))
+        }
+    }
+}
+
+fn non_negative(field: &str, value: i64) -> ServiceResult<i64> {
+    if value < 0 { Err(ServiceError::invalid(field, format!("must not be negative (got {value})"))) } else { Ok(value) }
+}
+
+/// Whether `value` passes an allow list (`None` = unrestricted; an absent value is not checked).
+fn permits(list: &Option<Vec<String>>, value: &Option<String>) -> bool {
+    match (list, value) {
+        (Some(list), Some(value)) => list.iter().any(|item| item == value),
+        _ => true,
+    }
+}
+
+fn admission(key: &ApiKey, recent_requests: i64, request: &VerifyRequest, now: DateTime<Utc>) -> VerifyDecision {
+    let deny = |reason| VerifyDecision::Denied { reason, key_id: Some(key.id) };
+    let remaining_balance = key.balance().and_then(|b| b.remaining);
+    if !key.is_active {
+        deny(DenyReason::Disabled)
+    } else if key.is_expired(now) {
+        deny(DenyReason::Expired)
+    } else if !key.owner_active {
+        deny(DenyReason::OwnerDisabled)
+    } else if remaining_balance.is_some_and(Money::is_zero) {
+        deny(DenyReason::InsufficientBalance)
+    } else if !permits(&key.allowed_providers, &request.provider)
+        || !permits(&key.allowed_models, &request.model)
+        || !permits(&key.allowed_api_formats, &request.api_format)
+    {
+        deny(DenyReason::NotAllowed)
+    } else if key.rate_limit.is_some_and(|limit| recent_requests >= limit) {
+        deny(DenyReason::RateLimited)
+    } else {
+        VerifyDecision::Allowed {
+            key_id: key.id,
+            remaining_balance,
+            // This request is the one being admitted, so it counts too.
+            remaining_requests: key.rate_limit.map(|limit| (limit - recent_requests - 1).max(0)),
+        }
+    }
+}
+
+impl KeyService {
+    /// The admission decision a gateway makes for a presented key.
+    pub async fn verify(&self, plaintext: &str, request: &VerifyRequest) -> ServiceResult<VerifyDecision> {
+        let now = self.now();
+        let hash = crypto::hash_key(plaintext.trim());
+        let Some(found) = self.store.verify_lookup(&hash, now - RATE_WINDOW).await? else {
+            return Ok(VerifyDecision::Denied { reason: DenyReason::Unknown, key_id: None });
+        };
+        let decision = admission(&found.key, found.recent_requests, request, now);
+        if matches!(decision, VerifyDecision::Allowed { .. }) {
+            let stale_before = now - LAST_USED_GRANULARITY;
+            if found.key.last_used_at.is_none_or(|at| at < stale_before) {
+                self.store.touch_last_used(found.key.id, now, stale_before).await?;
+            }
+        }
+        Ok(decision)
+    }
+
+    /// Records one request: usage row, daily rollup and charge of a prepaid key, atomically.
+    /// The same request id twice records and charges once.
+    pub async fn record_usage(&self, key_id: Uuid, input: &UsageInput) -> ServiceResult<UsageOutcome> {
+        let request_id = match optional_text("request id", &input.request_id)? {
+            Some(id) => id,
+            None => Uuid::new_v4().to_string(),
+        };
+        if input.cost.is_negative() {
+            return Err(ServiceError::invalid("cost", "must not be negative"));
+        }
+        let record = UsageRecord {
+            request_id,
+            api_key_id: key_id,
+            provider: optional_text("provider", &input.provider)?,
+            model: optional_text("model", &input.model)?,
+            api_format: optional_text("api format", &input.api_format)?,
+            total_tokens: non_negative("tokens", input.total_tokens)?,
+            cost: input.cost,
+            response_time_ms: input.response_time_ms.map(|ms| non_negative("response time", ms)).transpose()?,
+            created_at: input.at.map(crate::domain::truncate_to_millis).unwrap_or_else(|| self.now()),
+        };
+        match self.store.record_usage(&record).await? {
+            UsageOutcome::UnknownKey => Err(ServiceError::NotFound { kind: "key", reference: key_id.to_string() }),
+            outcome => Ok(outcome),
+        }
+    }
+
+    /// Totals and the zero-filled daily series of the last `days` UTC days, read from the rollup.
+    pub async fn stats(&self, key_id: Uuid, days: u32) -> ServiceResult<KeyStats> {
+        if !(1..=MAX_STATS_DAYS).contains(&days) {
+            return Err(ServiceError::invalid("days", format!("must be between 1 and {MAX_STATS_DAYS} (got {days})")));
+        }
+        let last_day = self.now().date_naive();
+        let first_day = last_day - Duration::days(i64::from(days) - 1);
+        let rows = self.store.daily_usage(key_id, first_day, last_day).await?;
+        Ok(summarise(key_id, days, first_day, last_day, &rows))
+    }
+}
+
+fn summarise(key_id: Uuid, days: u32, first_day: NaiveDate, last_day: NaiveDate, rows: &[DailyUsage]) -> KeyStats {
+    let mut daily = Vec::with_capacity(days as usize);
+    let mut rows = rows.iter().peekable();
+    for day in first_day.iter_days().take_while(|d| *d <= last_day) {
+        while rows.next_if(|row| row.day < day).is_some() {}
+        match rows.next_if(|row| row.day == day) {
+            Some(row) => daily.push(*row),
+            None => daily.push(DailyUsage { day, requests: 0, tokens: 0, cost: Money::ZERO, response_ms_sum: 0 }),
+        }
+    }
+    let total_requests: i64 = daily.iter().map(|d| d.requests).sum();
+    let response_ms_sum: i64 = daily.iter().map(|d| d.response_ms_sum).sum();
+    KeyStats {
+        key_id,
+        days,
+        first_day,
+        last_day,
+        total_requests,
+        total_tokens: daily.iter().map(|d| d.tokens).sum(),
+        total_cost: Money::from_micros(daily.iter().map(|d| d.cost.micros()).sum()),
+        avg_response_ms: (total_requests > 0).then(|| response_ms_sum as f64 / total_requests as f64),
+        daily,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_zero_fills_every_day_in_order() {
+        let first = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+        let last = NaiveDate::from_ymd_opt(2026, 1, 5).unwrap();
+        let row = |d: u32, requests| DailyUsage {
+            day: NaiveDate::from_ymd_opt(2026, 1, d).unwrap(),
+            requests,
+            tokens: requests * 10,
+            cost: Money::from_micros(requests * 7),
+            response_ms_sum: requests * 100,
+        };
+        let stats = summarise(Uuid::nil(), 5, first, last, &[row(2, 3), row(4, 1)]);
+        assert_eq!(stats.daily.len(), 5);
+        assert_eq!(stats.daily.iter().map(|d| d.requests).collect::<Vec<_>>(), vec![0, 3, 0, 1, 0]);
+        assert_eq!(stats.daily[0].day, first);
+        assert_eq!(stats.daily[4].day, last);
+        assert_eq!(stats.total_requests, 4);
+        assert_eq!(stats.total_tokens, 40);
+        assert_eq!(stats.total_cost, Money::from_micros(28));
+        assert_eq!(stats.avg_response_ms, Some(100.0));
+    }
+}
