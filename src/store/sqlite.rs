@@ -1,10 +1,1134 @@
-//! Placeholder, replaced by the real implementation.
+//! The SQLite store: one file (or memory), WAL journal, every multi-statement write inside
+//! `BEGIN IMMEDIATE` so that concurrent writers queue on the busy timeout instead of deadlocking
+//! on a lock upgrade.
+//!
+//! Column conventions: ids are hyphenated UUID text, times integer epoch milliseconds (UTC),
+//! money integer micro-dollars, days `YYYY-MM-DD` text, allow lists JSON array text (NULL =
+//! unrestricted), booleans 0/1.
 
+use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use super::{Store, StoreError, StoreResult};
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::json;
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Decode, QueryBuilder, Row, Sqlite, Transaction, Type};
+use uuid::Uuid;
+use uuid::fmt::Hyphenated;
 
-/// Opens the database (keep this entry point: `store::open` calls it).
+use super::{
+    AdjustOutcome, AuditRecord, BalanceAdjustment, BalanceChange, Store, StoreError, StoreResult, SweepReport,
+    UsageOutcome, UsageRecord, VerifyLookup, redact_url,
+};
+use crate::domain::money::MAX_AMOUNT;
+use crate::domain::{
+    ActiveFilter, ApiKey, AuditEntry, DailyUsage, KeyCounts, KeyPatch, KeyQuery, KeyScope, LedgerEntry, Money,
+    PageFrom, Patch, SortKey, SweptKey, User, UserSummary, remaining,
+};
+
+type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>;
+
+static MIGRATOR: Migrator = sqlx::migrate!("assets/migrations/sqlite");
+
+/// How long a statement waits for other writers before it reports `StoreError::Busy`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Keys handled per statement by the sweep, so memory stays bounded however many expired.
+const SWEEP_CHUNK: i64 = 5_000;
+
+/// The columns of a key joined with its owner, in the shape `key_from_row` reads.
+macro_rules! key_columns {
+    () => {
+        "SELECT k.id, k.user_id, u.name AS owner_name, u.is_active AS owner_active, k.key_hash, \
+         k.key_ciphertext, k.key_hint, k.name, k.allowed_providers, k.allowed_api_formats, k.allowed_models, \
+         k.rate_limit, k.concurrent_limit, k.expires_at, k.is_standalone, k.credited_micros, k.used_micros, \
+         k.auto_delete_on_expiry, k.is_active, k.last_used_at, k.created_at, k.updated_at"
+    };
+}
+
+macro_rules! key_from {
+    () => {
+        " FROM api_keys k JOIN users u ON u.id = k.user_id"
+    };
+}
+
+macro_rules! ledger_columns {
+    () => {
+        "SELECT id, api_key_id, at, actor, delta_micros, credited_after, note, idempotency_key FROM balance_ledger"
+    };
+}
+
+/// Predicates of the sweep; `?1` is `now` in epoch milliseconds, `?2` the global policy (0/1).
+macro_rules! sweep_delete_where {
+    () => {
+        " WHERE expires_at <= ?1 AND COALESCE(auto_delete_on_expiry, ?2) = 1"
+    };
+}
+macro_rules! sweep_disable_where {
+    () => {
+        " WHERE expires_at <= ?1 AND COALESCE(auto_delete_on_expiry, ?2) = 0 AND is_active = 1"
+    };
+}
+/// One chunk of the keys a sweep predicate selects, in a stable order (`?3` = chunk size).
+macro_rules! sweep_chunk {
+    ($predicate:expr) => {
+        concat!("SELECT id FROM api_keys", $predicate, " ORDER BY expires_at, id LIMIT ?3")
+    };
+}
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+    description: String,
+}
+
+/// Opens (creating when missing) the database of a `sqlite://PATH` or `sqlite::memory:` URL.
+/// Does not migrate: `store::open` does that next.
 pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
-    Err(StoreError::Unavailable { url: super::redact_url(url), reason: "not built yet".into() })
+    Ok(Arc::new(SqliteStore::connect(url).await?))
+}
+
+impl SqliteStore {
+    pub async fn connect(url: &str) -> StoreResult<SqliteStore> {
+        let unavailable = |reason: String| StoreError::Unavailable { url: redact_url(url), reason };
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|error| unavailable(format!("not a valid SQLite URL ({error}); use sqlite://PATH")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let (pool_options, description) = if in_memory {
+            // One connection that never closes: the database lives exactly as long as it.
+            let pool =
+                SqlitePoolOptions::new().min_connections(1).max_connections(1).idle_timeout(None).max_lifetime(None);
+            (pool, "sqlite::memory:".to_string())
+        } else {
+            let path = std::path::absolute(options.get_filename())
+                .map_err(|error| unavailable(format!("cannot resolve the database path: {error}")))?;
+            if let Some(folder) = path.parent() {
+                std::fs::create_dir_all(folder)
+                    .map_err(|error| unavailable(format!("cannot create the folder {} ({error})", folder.display())))?;
+            }
+            (SqlitePoolOptions::new().max_connections(8), format!("sqlite://{}", path.display()))
+        };
+        let pool = pool_options.acquire_timeout(BUSY_TIMEOUT).connect_with(options).await.map_err(|error| {
+            unavailable(format!(
+                "cannot open or create the SQLite database file ({error}); check the path and its permissions"
+            ))
+        })?;
+        Ok(SqliteStore { pool, description })
+    }
+
+    /// A write transaction that holds the write lock from its first statement on.
+    async fn begin_write(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(store_error)
+    }
+
+    async fn fetch_keys(&self, query: SqliteQuery<'_>) -> StoreResult<Vec<ApiKey>> {
+        query.fetch_all(&self.pool).await.map_err(store_error)?.iter().map(key_from_row).collect()
+    }
+
+    /// Runs the migrator; when another process applies the same migration at the same moment,
+    /// ours fails on the objects it created, so we look again instead of failing.
+    async fn run_migrations(&self) -> StoreResult<()> {
+        loop {
+            let before = self.schema_version().await?;
+            match MIGRATOR.run(&self.pool).await {
+                Ok(()) => return Ok(()),
+                Err(error) => {
+                    let after = self.schema_version().await?;
+                    if after <= before {
+                        return Err(StoreError::Database(format!("migration failed: {error}")));
+                    }
+                }
+            }
+        }
+    }
+
+    async fn schema_version(&self) -> StoreResult<i64> {
+        let table_exists: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations')",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(store_error)?;
+        if !table_exists {
+            return Ok(0);
+        }
+        sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_error)
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+
+    async fn migrate(&self) -> StoreResult<i64> {
+        self.run_migrations().await?;
+        self.schema_version().await
+    }
+
+    async fn insert_user(&self, user: &User, audit: &AuditRecord) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("INSERT INTO users (id, name, is_active, created_at) VALUES (?, ?, ?, ?)")
+            .bind(user.id.hyphenated())
+            .bind(&user.name)
+            .bind(user.is_active)
+            .bind(millis(user.created_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(conflict_as(|| format!("a user named {:?}", user.name)))?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(store_error)
+    }
+
+    async fn users(&self) -> StoreResult<Vec<UserSummary>> {
+        let rows = sqlx::query(
+            "SELECT u.id, u.name, u.is_active, u.created_at, \
+             (SELECT COUNT(*) FROM api_keys k WHERE k.user_id = u.id) AS key_count \
+             FROM users u ORDER BY u.name, u.id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        rows.iter()
+            .map(|row| Ok(UserSummary { user: user_from_row(row)?, key_count: get(row, "key_count")? }))
+            .collect()
+    }
+
+    async fn user_by_name(&self, name: &str) -> StoreResult<Option<User>> {
+        let row = sqlx::query("SELECT id, name, is_active, created_at FROM users WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn set_user_active(&self, id: Uuid, active: bool, audit: &AuditRecord) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let updated = sqlx::query("UPDATE users SET is_active = ? WHERE id = ?")
+            .bind(active)
+            .bind(id.hyphenated())
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?
+            .rows_affected()
+            > 0;
+        if updated {
+            insert_audit(&mut tx, audit).await?;
+            tx.commit().await.map_err(store_error)?;
+        }
+        Ok(updated)
+    }
+
+    async fn insert_key(
+        &self,
+        key: &ApiKey,
+        initial_credit: Option<&LedgerEntry>,
+        audit: &AuditRecord,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO api_keys (id, user_id, key_hash, key_ciphertext, key_hint, name, allowed_providers, \
+             allowed_api_formats, allowed_models, rate_limit, concurrent_limit, expires_at, is_standalone, \
+             credited_micros, used_micros, auto_delete_on_expiry, is_active, last_used_at, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(key.id.hyphenated())
+        .bind(key.user_id.hyphenated())
+        .bind(&key.key_hash)
+        .bind(&key.key_ciphertext)
+        .bind(&key.key_hint)
+        .bind(&key.name)
+        .bind(allow_list_json(key.allowed_providers.as_deref()))
+        .bind(allow_list_json(key.allowed_api_formats.as_deref()))
+        .bind(allow_list_json(key.allowed_models.as_deref()))
+        .bind(key.rate_limit)
+        .bind(key.concurrent_limit)
+        .bind(key.expires_at.map(millis))
+        .bind(key.is_standalone)
+        .bind(key.credited.map(Money::micros))
+        .bind(key.used.micros())
+        .bind(key.auto_delete_on_expiry)
+        .bind(key.is_active)
+        .bind(key.last_used_at.map(millis))
+        .bind(millis(key.created_at))
+        .bind(millis(key.updated_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(conflict_as(|| format!("a key with id {} or with the same hash", key.id)))?;
+        if let Some(entry) = initial_credit {
+            insert_ledger(&mut tx, entry).await?;
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(store_error)
+    }
+
+    async fn key(&self, id: Uuid) -> StoreResult<Option<ApiKey>> {
+        let row = sqlx::query(concat!(key_columns!(), key_from!(), " WHERE k.id = ?"))
+            .bind(id.hyphenated())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?;
+        row.as_ref().map(key_from_row).transpose()
+    }
+
+    async fn keys_by_id_prefix(&self, prefix: &str, limit: u32) -> StoreResult<Vec<ApiKey>> {
+        // A range on the primary key: ids only hold `[0-9a-f-]`, all below '~'.
+        let low = prefix.to_ascii_lowercase();
+        let high = format!("{low}~");
+        self.fetch_keys(
+            sqlx::query(concat!(key_columns!(), key_from!(), " WHERE k.id >= ? AND k.id < ? ORDER BY k.id LIMIT ?"))
+                .bind(low)
+                .bind(high)
+                .bind(i64::from(limit)),
+        )
+        .await
+    }
+
+    async fn keys_by_name(&self, name: &str, limit: u32) -> StoreResult<Vec<ApiKey>> {
+        self.fetch_keys(
+            sqlx::query(concat!(key_columns!(), key_from!(), " WHERE k.name = ? ORDER BY k.id LIMIT ?"))
+                .bind(name)
+                .bind(i64::from(limit)),
+        )
+        .await
+    }
+
+    async fn list_keys(&self, query: &KeyQuery) -> StoreResult<Vec<ApiKey>> {
+        let mut builder = QueryBuilder::new("");
+        push_list_query(&mut builder, query, query.now.unwrap_or_else(Utc::now));
+        let mut keys = self.fetch_keys(builder.build()).await?;
+        if matches!(query.from, PageFrom::Before(_)) {
+            // Fetched walking backwards from the cursor; the caller wants list order.
+            keys.reverse();
+        }
+        Ok(keys)
+    }
+
+    async fn count_keys(&self, now: DateTime<Utc>) -> StoreResult<KeyCounts> {
+        // Counted as `ApiKey::status` derives it: disabled wins over expired.
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS total, \
+             COALESCE(SUM(is_active = 0), 0) AS disabled, \
+             COALESCE(SUM(is_active = 1 AND expires_at <= ?), 0) AS expired \
+             FROM api_keys",
+        )
+        .bind(millis(now))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(KeyCounts { total: get(&row, "total")?, disabled: get(&row, "disabled")?, expired: get(&row, "expired")? })
+    }
+
+    async fn update_key(&self, id: Uuid, patch: &KeyPatch, audit: &AuditRecord) -> StoreResult<Option<ApiKey>> {
+        let mut builder = QueryBuilder::new("UPDATE api_keys SET updated_at = ");
+        builder.push_bind(millis(audit.at));
+        if let Some(name) = &patch.name {
+            builder.push(", name = ").push_bind(name.clone());
+        }
+        push_patch(&mut builder, "allowed_providers", &patch.allowed_providers, |list| allow_list_json(Some(list)));
+        push_patch(&mut builder, "allowed_api_formats", &patch.allowed_api_formats, |list| allow_list_json(Some(list)));
+        push_patch(&mut builder, "allowed_models", &patch.allowed_models, |list| allow_list_json(Some(list)));
+        push_patch(&mut builder, "rate_limit", &patch.rate_limit, |limit| Some(*limit));
+        push_patch(&mut builder, "concurrent_limit", &patch.concurrent_limit, |limit| Some(*limit));
+        push_patch(&mut builder, "expires_at", &patch.expires_at, |at| Some(millis(*at)));
+        push_patch(&mut builder, "auto_delete_on_expiry", &patch.auto_delete_on_expiry, |flag| Some(*flag));
+        builder.push(" WHERE id = ").push_bind(id.hyphenated());
+        self.change_key(id, builder, audit).await
+    }
+
+    async fn set_key_active(&self, id: Uuid, active: bool, audit: &AuditRecord) -> StoreResult<Option<ApiKey>> {
+        let mut builder = QueryBuilder::new("UPDATE api_keys SET is_active = ");
+        builder.push_bind(active).push(", updated_at = ").push_bind(millis(audit.at));
+        builder.push(" WHERE id = ").push_bind(id.hyphenated());
+        self.change_key(id, builder, audit).await
+    }
+
+    async fn purge_key(&self, id: Uuid, audit: &AuditRecord) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        // The foreign keys keep usage rows (api_key_id set to NULL) and drop the daily rollup.
+        let deleted = sqlx::query("DELETE FROM api_keys WHERE id = ?")
+            .bind(id.hyphenated())
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?
+            .rows_affected()
+            > 0;
+        if deleted {
+            insert_audit(&mut tx, audit).await?;
+            tx.commit().await.map_err(store_error)?;
+        }
+        Ok(deleted)
+    }
+
+    async fn verify_lookup(
+        &self,
+        key_hash: &str,
+        rate_window_start: DateTime<Utc>,
+    ) -> StoreResult<Option<VerifyLookup>> {
+        let row = sqlx::query(concat!(
+            key_columns!(),
+            ", CASE WHEN k.rate_limit IS NULL THEN 0 ELSE \
+             (SELECT COUNT(*) FROM usage WHERE api_key_id = k.id AND created_at > ?) END AS recent_requests",
+            key_from!(),
+            " WHERE k.key_hash = ?"
+        ))
+        .bind(millis(rate_window_start))
+        .bind(key_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
+        row.map(|row| Ok(VerifyLookup { key: key_from_row(&row)?, recent_requests: get(&row, "recent_requests")? }))
+            .transpose()
+    }
+
+    async fn touch_last_used(&self, id: Uuid, at: DateTime<Utc>, stale_before: DateTime<Utc>) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE api_keys SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at <= ?)",
+        )
+        .bind(millis(at))
+        .bind(id.hyphenated())
+        .bind(millis(stale_before))
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn adjust_balance(&self, adjustment: &BalanceAdjustment) -> StoreResult<AdjustOutcome> {
+        let mut tx = self.begin_write().await?;
+        if let Some(idempotency_key) = &adjustment.idempotency_key
+            && let Some(previous) = ledger_by_idempotency_key(&mut tx, idempotency_key).await?
+        {
+            return Ok(replay_outcome(adjustment, previous));
+        }
+        // Read under the write lock: it explains a refusal and gives the old credited total.
+        let Some(before) = balance_state(&mut tx, adjustment.key_id).await? else {
+            return Ok(AdjustOutcome::NotFound);
+        };
+        let Some(credited_after) = apply_change(&mut tx, adjustment).await? else {
+            return Ok(refusal(before, adjustment.change));
+        };
+        let delta = match adjustment.change {
+            BalanceChange::Add(delta) => delta,
+            BalanceChange::SetCredited(credited) => {
+                Money::from_micros(credited.map_or(0, Money::micros) - before.credited.map_or(0, Money::micros))
+            }
+        };
+        let mut entry = LedgerEntry {
+            id: 0,
+            api_key_id: adjustment.key_id,
+            at: adjustment.at,
+            actor: adjustment.actor.clone(),
+            delta,
+            credited_after,
+            note: adjustment.note.clone(),
+            idempotency_key: adjustment.idempotency_key.clone(),
+        };
+        entry.id = match insert_ledger(&mut tx, &entry).await {
+            Ok(id) => id,
+            // A twin with the same idempotency key committed first: report it as ours.
+            Err(StoreError::Conflict(_)) if adjustment.idempotency_key.is_some() => {
+                drop(tx);
+                return self.replay_after_conflict(adjustment).await;
+            }
+            Err(error) => return Err(error),
+        };
+        insert_audit(&mut tx, &balance_audit(&entry, adjustment.change)).await?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(AdjustOutcome::Applied(entry))
+    }
+
+    async fn ledger(&self, key_id: Uuid, limit: Option<u32>) -> StoreResult<Vec<LedgerEntry>> {
+        // The newest `limit` rows (a negative LIMIT means none), turned back to oldest first.
+        let rows = sqlx::query(concat!(
+            "SELECT * FROM (",
+            ledger_columns!(),
+            " WHERE api_key_id = ? ORDER BY id DESC LIMIT ?) ORDER BY id"
+        ))
+        .bind(key_id.hyphenated())
+        .bind(limit.map_or(-1, i64::from))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        rows.iter().map(ledger_from_row).collect()
+    }
+
+    async fn record_usage(&self, usage: &UsageRecord) -> StoreResult<UsageOutcome> {
+        let mut tx = self.begin_write().await?;
+        let key_id = usage.api_key_id.hyphenated();
+        let is_standalone: Option<bool> = sqlx::query_scalar("SELECT is_standalone FROM api_keys WHERE id = ?")
+            .bind(key_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        let Some(is_standalone) = is_standalone else {
+            return Ok(UsageOutcome::UnknownKey);
+        };
+        let at = millis(usage.created_at);
+        let inserted = sqlx::query(
+            "INSERT INTO usage (request_id, api_key_id, provider, model, api_format, total_tokens, cost_micros, \
+             response_time_ms, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (request_id) DO NOTHING",
+        )
+        .bind(&usage.request_id)
+        .bind(key_id)
+        .bind(&usage.provider)
+        .bind(&usage.model)
+        .bind(&usage.api_format)
+        .bind(usage.total_tokens)
+        .bind(usage.cost.micros())
+        .bind(usage.response_time_ms)
+        .bind(at)
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?
+        .rows_affected()
+            > 0;
+        if !inserted {
+            return Ok(UsageOutcome::Duplicate);
+        }
+        sqlx::query(
+            "INSERT INTO usage_daily (api_key_id, day, requests, tokens, cost_micros, response_ms_sum) \
+             VALUES (?, ?, 1, ?, ?, ?) ON CONFLICT (api_key_id, day) DO UPDATE SET \
+             requests = requests + 1, tokens = tokens + excluded.tokens, \
+             cost_micros = cost_micros + excluded.cost_micros, \
+             response_ms_sum = response_ms_sum + excluded.response_ms_sum",
+        )
+        .bind(key_id)
+        .bind(usage.created_at.date_naive())
+        .bind(usage.total_tokens)
+        .bind(usage.cost.micros())
+        .bind(usage.response_time_ms.unwrap_or(0))
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        // Charged even past the balance: the request has already been served.
+        sqlx::query(
+            "UPDATE api_keys SET used_micros = used_micros + CASE WHEN is_standalone THEN ?1 ELSE 0 END, \
+             last_used_at = MAX(COALESCE(last_used_at, ?2), ?2) WHERE id = ?3",
+        )
+        .bind(usage.cost.micros())
+        .bind(at)
+        .bind(key_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(UsageOutcome::Recorded { charged: is_standalone })
+    }
+
+    async fn daily_usage(&self, key_id: Uuid, first: NaiveDate, last: NaiveDate) -> StoreResult<Vec<DailyUsage>> {
+        let rows = sqlx::query(
+            "SELECT day, requests, tokens, cost_micros, response_ms_sum FROM usage_daily \
+             WHERE api_key_id = ? AND day >= ? AND day <= ? ORDER BY day",
+        )
+        .bind(key_id.hyphenated())
+        .bind(first)
+        .bind(last)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        rows.iter()
+            .map(|row| {
+                Ok(DailyUsage {
+                    day: get(row, "day")?,
+                    requests: get(row, "requests")?,
+                    tokens: get(row, "tokens")?,
+                    cost: Money::from_micros(get(row, "cost_micros")?),
+                    response_ms_sum: get(row, "response_ms_sum")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn sweep(
+        &self,
+        now: DateTime<Utc>,
+        global_auto_delete: bool,
+        dry_run: bool,
+        actor: &str,
+    ) -> StoreResult<SweepReport> {
+        let mut tx = if dry_run { self.pool.begin().await.map_err(store_error)? } else { self.begin_write().await? };
+        let params = SweepParams { now: millis(now), global_auto_delete, actor };
+        let report = if dry_run { preview_sweep(&mut tx, &params).await? } else { run_sweep(&mut tx, &params).await? };
+        if !dry_run {
+            tx.commit().await.map_err(store_error)?;
+        }
+        Ok(report)
+    }
+
+    async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()> {
+        let mut conn = self.pool.acquire().await.map_err(store_error)?;
+        insert_audit(&mut conn, record).await
+    }
+
+    async fn audit(&self, key_id: Option<Uuid>, limit: u32) -> StoreResult<Vec<AuditEntry>> {
+        let query = match key_id {
+            Some(id) => sqlx::query(
+                "SELECT id, at, actor, action, api_key_id, details FROM audit_log \
+                 WHERE api_key_id = ? ORDER BY id DESC LIMIT ?",
+            )
+            .bind(id.hyphenated()),
+            None => {
+                sqlx::query("SELECT id, at, actor, action, api_key_id, details FROM audit_log ORDER BY id DESC LIMIT ?")
+            }
+        };
+        let rows = query.bind(i64::from(limit)).fetch_all(&self.pool).await.map_err(store_error)?;
+        rows.iter()
+            .map(|row| {
+                Ok(AuditEntry {
+                    id: get(row, "id")?,
+                    at: from_millis(get(row, "at")?)?,
+                    actor: get(row, "actor")?,
+                    action: get(row, "action")?,
+                    api_key_id: get::<Option<Hyphenated>>(row, "api_key_id")?.map(Hyphenated::into_uuid),
+                    details: get(row, "details")?,
+                })
+            })
+            .collect()
+    }
+}
+
+impl SqliteStore {
+    /// Runs a single-row `UPDATE` of a key with its audit row; returns the key as it now is.
+    async fn change_key(
+        &self,
+        id: Uuid,
+        mut update: QueryBuilder<Sqlite>,
+        audit: &AuditRecord,
+    ) -> StoreResult<Option<ApiKey>> {
+        let mut tx = self.begin_write().await?;
+        let changed = update.build().execute(&mut *tx).await.map_err(store_error)?.rows_affected() > 0;
+        if !changed {
+            return Ok(None);
+        }
+        insert_audit(&mut tx, audit).await?;
+        let row = sqlx::query(concat!(key_columns!(), key_from!(), " WHERE k.id = ?"))
+            .bind(id.hyphenated())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        let key = key_from_row(&row)?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(Some(key))
+    }
+
+    async fn replay_after_conflict(&self, adjustment: &BalanceAdjustment) -> StoreResult<AdjustOutcome> {
+        let idempotency_key = adjustment.idempotency_key.as_deref().unwrap_or_default();
+        let mut conn = self.pool.acquire().await.map_err(store_error)?;
+        match ledger_by_idempotency_key(&mut conn, idempotency_key).await? {
+            Some(previous) => Ok(replay_outcome(adjustment, previous)),
+            None => Err(StoreError::Database("the idempotency key conflicted but its ledger row is gone".into())),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Key lists
+
+/// The value a list is ordered by, for the key table under `alias`. Nullable columns go
+/// through the sentinels of the `0002` expression indexes, so the order is total: a key that
+/// never expires sorts after every expiring one, a key never used before every used one.
+fn sort_expression(sort: SortKey, alias: &str) -> String {
+    match sort {
+        SortKey::Created => format!("{alias}.created_at"),
+        SortKey::Name => format!("{alias}.name"),
+        SortKey::Expires => format!("COALESCE({alias}.expires_at, 9223372036854775807)"),
+        SortKey::LastUsed => format!("COALESCE({alias}.last_used_at, -9223372036854775808)"),
+    }
+}
+
+/// Appends the whole `list_keys` query. Only fixed SQL fragments are pushed as text; every value
+/// that came from the caller (filter, ids, times) is a bound parameter.
+fn push_list_query(builder: &mut QueryBuilder<Sqlite>, query: &KeyQuery, now: DateTime<Utc>) {
+    builder.push(concat!(key_columns!(), key_from!(), " WHERE 1 = 1"));
+    // With an owner, `+` keeps the planner on the owner's index rather than the standalone one.
+    let standalone_column = if query.owner.is_some() { " AND +k.is_standalone = " } else { " AND k.is_standalone = " };
+    match query.scope {
+        KeyScope::All => {}
+        KeyScope::UserKeys => {
+            builder.push(standalone_column).push_bind(false);
+        }
+        KeyScope::Standalone => {
+            builder.push(standalone_column).push_bind(true);
+        }
+    }
+    if let Some(owner) = query.owner {
+        builder.push(" AND k.user_id = ").push_bind(owner.hyphenated());
+    }
+    match query.active {
+        ActiveFilter::Any => {}
+        ActiveFilter::Active => {
+            builder.push(" AND k.is_active = 1 AND (k.expires_at IS NULL OR k.expires_at > ").push_bind(millis(now));
+            builder.push(")");
+        }
+        ActiveFilter::Inactive => {
+            builder.push(" AND (k.is_active = 0 OR k.expires_at <= ").push_bind(millis(now)).push(")");
+        }
+    }
+    if let Some(filter) = query.filter.as_deref().map(str::trim).filter(|text| !text.is_empty()) {
+        let contains = format!("%{}%", escape_like(filter));
+        let id_prefix = format!("{}%", escape_like(&filter.to_ascii_lowercase()));
+        builder.push(" AND (k.name LIKE ").push_bind(contains.clone()).push(" ESCAPE '\\'");
+        builder.push(" OR u.name LIKE ").push_bind(contains.clone()).push(" ESCAPE '\\'");
+        builder.push(" OR k.key_hint LIKE ").push_bind(contains).push(" ESCAPE '\\'");
+        builder.push(" OR k.id LIKE ").push_bind(id_prefix).push(" ESCAPE '\\')");
+    }
+    let sort = sort_expression(query.sort, "k");
+    // Walking backwards from a `Before` cursor reverses the order; `list_keys` flips the page.
+    let (cursor, backwards) = match query.from {
+        PageFrom::Start => (None, false),
+        PageFrom::After(id) => (Some(id), false),
+        PageFrom::Before(id) => (Some(id), true),
+    };
+    let descending = query.descending != backwards;
+    if let Some(cursor) = cursor {
+        let cursor_sort = sort_expression(query.sort, "c");
+        let (loose, strict) = if descending { ("<=", "<") } else { (">=", ">") };
+        // The loose bound on the sort value alone lets SQLite seek the index; the row-value
+        // comparison then skips the cursor's ties up to and including the cursor itself.
+        builder.push(format_args!(" AND {sort} {loose} (SELECT {cursor_sort} FROM api_keys c WHERE c.id = "));
+        builder.push_bind(cursor.hyphenated()).push(")");
+        builder.push(format_args!(
+            " AND ({sort}, k.id) {strict} (SELECT {cursor_sort}, c.id FROM api_keys c WHERE c.id = "
+        ));
+        builder.push_bind(cursor.hyphenated()).push(")");
+    }
+    let direction = if descending { "DESC" } else { "ASC" };
+    builder.push(format_args!(" ORDER BY {sort} {direction}, k.id {direction} LIMIT "));
+    builder.push_bind(i64::from(query.limit));
+}
+
+/// Makes `%`, `_` and `\` match themselves in a `LIKE … ESCAPE '\'` pattern.
+fn escape_like(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for ch in text.chars() {
+        if matches!(ch, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(ch);
+    }
+    escaped
+}
+
+/// `column = NULL` for a clear, `column = value` for a set, nothing for keep.
+fn push_patch<T, V>(
+    builder: &mut QueryBuilder<Sqlite>,
+    column: &'static str,
+    patch: &Patch<T>,
+    encode: impl Fn(&T) -> Option<V>,
+) where
+    V: for<'q> sqlx::Encode<'q, Sqlite> + Type<Sqlite> + 'static,
+{
+    let value = match patch {
+        Patch::Keep => return,
+        Patch::Clear => None,
+        Patch::Set(value) => encode(value),
+    };
+    builder.push(format_args!(", {column} = ")).push_bind(value);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Balance
+
+/// The balance columns of a key, read inside the adjustment's transaction.
+struct BalanceState {
+    is_standalone: bool,
+    credited: Option<Money>,
+    used: Money,
+}
+
+async fn balance_state(conn: &mut SqliteConnection, key_id: Uuid) -> StoreResult<Option<BalanceState>> {
+    let row = sqlx::query("SELECT is_standalone, credited_micros, used_micros FROM api_keys WHERE id = ?")
+        .bind(key_id.hyphenated())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(store_error)?;
+    row.map(|row| {
+        Ok(BalanceState {
+            is_standalone: get(&row, "is_standalone")?,
+            credited: get::<Option<i64>>(&row, "credited_micros")?.map(Money::from_micros),
+            used: Money::from_micros(get(&row, "used_micros")?),
+        })
+    })
+    .transpose()
+}
+
+/// The one conditional `UPDATE` of an adjustment; `None` when a rule refused it (nothing changed),
+/// else the new credited total (`None` inside = unlimited).
+async fn apply_change(
+    conn: &mut SqliteConnection,
+    adjustment: &BalanceAdjustment,
+) -> StoreResult<Option<Option<Money>>> {
+    let query = match adjustment.change {
+        BalanceChange::Add(delta) => sqlx::query(
+            "UPDATE api_keys SET credited_micros = credited_micros + ?1, updated_at = ?2 \
+             WHERE id = ?3 AND is_standalone = 1 AND credited_micros IS NOT NULL \
+             AND (?1 >= 0 OR -?1 <= MAX(0, credited_micros - used_micros)) \
+             AND credited_micros + ?1 BETWEEN 0 AND ?4 \
+             RETURNING credited_micros",
+        )
+        .bind(delta.micros()),
+        BalanceChange::SetCredited(credited) => sqlx::query(
+            "UPDATE api_keys SET credited_micros = ?1, updated_at = ?2 \
+             WHERE id = ?3 AND is_standalone = 1 AND (?1 IS NULL OR ?1 BETWEEN 0 AND ?4) \
+             RETURNING credited_micros",
+        )
+        .bind(credited.map(Money::micros)),
+    };
+    let row = query
+        .bind(millis(adjustment.at))
+        .bind(adjustment.key_id.hyphenated())
+        .bind(MAX_AMOUNT.micros())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(store_error)?;
+    row.map(|row| Ok(get::<Option<i64>>(&row, "credited_micros")?.map(Money::from_micros))).transpose()
+}
+
+/// Why the conditional update refused an adjustment of an existing key.
+fn refusal(before: BalanceState, change: BalanceChange) -> AdjustOutcome {
+    if !before.is_standalone {
+        return AdjustOutcome::NotPrepaid;
+    }
+    match (change, before.credited) {
+        (BalanceChange::Add(_), None) => AdjustOutcome::Unlimited,
+        (BalanceChange::Add(delta), Some(credited))
+            if delta.is_negative() && delta.abs() > remaining(credited, before.used) =>
+        {
+            AdjustOutcome::InsufficientBalance { remaining: remaining(credited, before.used) }
+        }
+        _ => AdjustOutcome::OutOfRange,
+    }
+}
+
+/// A retried adjustment is the same when it targets the same key with the same change.
+fn replay_outcome(adjustment: &BalanceAdjustment, previous: LedgerEntry) -> AdjustOutcome {
+    let same_change = match adjustment.change {
+        BalanceChange::Add(delta) => previous.delta == delta,
+        BalanceChange::SetCredited(credited) => previous.credited_after == credited,
+    };
+    if previous.api_key_id == adjustment.key_id && same_change {
+        AdjustOutcome::Replayed(previous)
+    } else {
+        AdjustOutcome::IdempotencyConflict(previous)
+    }
+}
+
+fn balance_audit(entry: &LedgerEntry, change: BalanceChange) -> AuditRecord {
+    let action = match change {
+        BalanceChange::Add(delta) if delta.is_negative() => "deduct",
+        BalanceChange::Add(_) => "topup",
+        BalanceChange::SetCredited(_) => "set_credit",
+    };
+    AuditRecord {
+        at: entry.at,
+        actor: entry.actor.clone(),
+        action: action.into(),
+        api_key_id: Some(entry.api_key_id),
+        details: json!({ "delta": entry.delta, "credited_after": entry.credited_after, "note": entry.note }),
+    }
+}
+
+async fn ledger_by_idempotency_key(conn: &mut SqliteConnection, key: &str) -> StoreResult<Option<LedgerEntry>> {
+    let row = sqlx::query(concat!(ledger_columns!(), " WHERE idempotency_key = ?"))
+        .bind(key)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(store_error)?;
+    row.as_ref().map(ledger_from_row).transpose()
+}
+
+/// Appends a ledger row (its `id` is ignored) and returns the id it got.
+async fn insert_ledger(conn: &mut SqliteConnection, entry: &LedgerEntry) -> StoreResult<i64> {
+    sqlx::query_scalar(
+        "INSERT INTO balance_ledger (api_key_id, at, actor, delta_micros, credited_after, note, idempotency_key) \
+         VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(entry.api_key_id.hyphenated())
+    .bind(millis(entry.at))
+    .bind(&entry.actor)
+    .bind(entry.delta.micros())
+    .bind(entry.credited_after.map(Money::micros))
+    .bind(&entry.note)
+    .bind(&entry.idempotency_key)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(conflict_as(|| format!("a ledger row with idempotency key {:?}", entry.idempotency_key)))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sweep
+
+struct SweepParams<'a> {
+    now: i64,
+    global_auto_delete: bool,
+    actor: &'a str,
+}
+
+/// Deletes, then disables, every expired key chunk by chunk; each chunk's audit rows are written
+/// set-based from the very rows the next statement changes (the write lock keeps them still).
+async fn run_sweep(conn: &mut SqliteConnection, params: &SweepParams<'_>) -> StoreResult<SweepReport> {
+    let mut report = SweepReport::default();
+    loop {
+        audit_sweep_chunk(
+            conn,
+            params,
+            "sweep_delete",
+            concat!(
+                "INSERT INTO audit_log (at, actor, action, api_key_id, details) \
+                 SELECT ?1, ?4, ?5, id, json_object('name', name) FROM api_keys WHERE id IN (",
+                sweep_chunk!(sweep_delete_where!()),
+                ")"
+            ),
+        )
+        .await?;
+        let chunk = swept_keys(
+            sqlx::query(concat!(
+                "DELETE FROM api_keys WHERE id IN (",
+                sweep_chunk!(sweep_delete_where!()),
+                ") RETURNING id, name"
+            )),
+            conn,
+            params,
+        )
+        .await?;
+        let done = (chunk.len() as i64) < SWEEP_CHUNK;
+        report.deleted.extend(chunk);
+        if done {
+            break;
+        }
+    }
+    loop {
+        audit_sweep_chunk(
+            conn,
+            params,
+            "sweep_disable",
+            concat!(
+                "INSERT INTO audit_log (at, actor, action, api_key_id, details) \
+                 SELECT ?1, ?4, ?5, id, json_object('name', name) FROM api_keys WHERE id IN (",
+                sweep_chunk!(sweep_disable_where!()),
+                ")"
+            ),
+        )
+        .await?;
+        let chunk = swept_keys(
+            sqlx::query(concat!(
+                "UPDATE api_keys SET is_active = 0, updated_at = ?1 WHERE id IN (",
+                sweep_chunk!(sweep_disable_where!()),
+                ") RETURNING id, name"
+            )),
+            conn,
+            params,
+        )
+        .await?;
+        let done = (chunk.len() as i64) < SWEEP_CHUNK;
+        report.disabled.extend(chunk);
+        if done {
+            break;
+        }
+    }
+    Ok(report)
+}
+
+async fn audit_sweep_chunk(
+    conn: &mut SqliteConnection,
+    params: &SweepParams<'_>,
+    action: &'static str,
+    sql: &'static str,
+) -> StoreResult<()> {
+    sqlx::query(sql)
+        .bind(params.now)
+        .bind(params.global_auto_delete)
+        .bind(SWEEP_CHUNK)
+        .bind(params.actor)
+        .bind(action)
+        .execute(&mut *conn)
+        .await
+        .map_err(store_error)?;
+    Ok(())
+}
+
+/// Runs a sweep statement over one chunk (parameters `?1`..`?3`) and reads the keys it names.
+async fn swept_keys(
+    query: SqliteQuery<'_>,
+    conn: &mut SqliteConnection,
+    params: &SweepParams<'_>,
+) -> StoreResult<Vec<SweptKey>> {
+    let rows = query
+        .bind(params.now)
+        .bind(params.global_auto_delete)
+        .bind(SWEEP_CHUNK)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(store_error)?;
+    rows.iter()
+        .map(|row| Ok(SweptKey { id: get::<Hyphenated>(row, "id")?.into_uuid(), name: get(row, "name")? }))
+        .collect()
+}
+
+/// What `run_sweep` would do, read chunk by chunk (keyset on the sweep's order), writing nothing.
+async fn preview_sweep(conn: &mut SqliteConnection, params: &SweepParams<'_>) -> StoreResult<SweepReport> {
+    let mut report = SweepReport::default();
+    let mut after: (i64, String) = (i64::MIN, String::new());
+    loop {
+        let rows = sqlx::query(
+            "SELECT id, name, expires_at, COALESCE(auto_delete_on_expiry, ?2) AS deletes FROM api_keys \
+             WHERE expires_at <= ?1 AND (COALESCE(auto_delete_on_expiry, ?2) = 1 OR is_active = 1) \
+             AND (expires_at, id) > (?4, ?5) ORDER BY expires_at, id LIMIT ?3",
+        )
+        .bind(params.now)
+        .bind(params.global_auto_delete)
+        .bind(SWEEP_CHUNK)
+        .bind(after.0)
+        .bind(&after.1)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(store_error)?;
+        for row in &rows {
+            let key = SweptKey { id: get::<Hyphenated>(row, "id")?.into_uuid(), name: get(row, "name")? };
+            after = (get(row, "expires_at")?, key.id.hyphenated().to_string());
+            if get::<bool>(row, "deletes")? { report.deleted.push(key) } else { report.disabled.push(key) }
+        }
+        if (rows.len() as i64) < SWEEP_CHUNK {
+            return Ok(report);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rows and values
+
+async fn insert_audit(conn: &mut SqliteConnection, record: &AuditRecord) -> StoreResult<()> {
+    sqlx::query("INSERT INTO audit_log (at, actor, action, api_key_id, details) VALUES (?, ?, ?, ?, ?)")
+        .bind(millis(record.at))
+        .bind(&record.actor)
+        .bind(&record.action)
+        .bind(record.api_key_id.map(|id| id.hyphenated()))
+        .bind(record.details.to_string())
+        .execute(&mut *conn)
+        .await
+        .map_err(store_error)?;
+    Ok(())
+}
+
+fn get<'r, T>(row: &'r SqliteRow, column: &str) -> StoreResult<T>
+where
+    T: Decode<'r, Sqlite> + Type<Sqlite>,
+{
+    row.try_get(column).map_err(store_error)
+}
+
+fn user_from_row(row: &SqliteRow) -> StoreResult<User> {
+    Ok(User {
+        id: get::<Hyphenated>(row, "id")?.into_uuid(),
+        name: get(row, "name")?,
+        is_active: get(row, "is_active")?,
+        created_at: from_millis(get(row, "created_at")?)?,
+    })
+}
+
+fn key_from_row(row: &SqliteRow) -> StoreResult<ApiKey> {
+    Ok(ApiKey {
+        id: get::<Hyphenated>(row, "id")?.into_uuid(),
+        user_id: get::<Hyphenated>(row, "user_id")?.into_uuid(),
+        owner_name: get(row, "owner_name")?,
+        owner_active: get(row, "owner_active")?,
+        key_hash: get(row, "key_hash")?,
+        key_ciphertext: get(row, "key_ciphertext")?,
+        key_hint: get(row, "key_hint")?,
+        name: get(row, "name")?,
+        allowed_providers: allow_list(get(row, "allowed_providers")?)?,
+        allowed_api_formats: allow_list(get(row, "allowed_api_formats")?)?,
+        allowed_models: allow_list(get(row, "allowed_models")?)?,
+        rate_limit: get(row, "rate_limit")?,
+        concurrent_limit: get(row, "concurrent_limit")?,
+        expires_at: get::<Option<i64>>(row, "expires_at")?.map(from_millis).transpose()?,
+        is_standalone: get(row, "is_standalone")?,
+        credited: get::<Option<i64>>(row, "credited_micros")?.map(Money::from_micros),
+        used: Money::from_micros(get(row, "used_micros")?),
+        auto_delete_on_expiry: get(row, "auto_delete_on_expiry")?,
+        is_active: get(row, "is_active")?,
+        last_used_at: get::<Option<i64>>(row, "last_used_at")?.map(from_millis).transpose()?,
+        created_at: from_millis(get(row, "created_at")?)?,
+        updated_at: from_millis(get(row, "updated_at")?)?,
+    })
+}
+
+fn ledger_from_row(row: &SqliteRow) -> StoreResult<LedgerEntry> {
+    Ok(LedgerEntry {
+        id: get(row, "id")?,
+        api_key_id: get::<Hyphenated>(row, "api_key_id")?.into_uuid(),
+        at: from_millis(get(row, "at")?)?,
+        actor: get(row, "actor")?,
+        delta: Money::from_micros(get(row, "delta_micros")?),
+        credited_after: get::<Option<i64>>(row, "credited_after")?.map(Money::from_micros),
+        note: get(row, "note")?,
+        idempotency_key: get(row, "idempotency_key")?,
+    })
+}
+
+/// An allow list as stored: a JSON array, or NULL for unrestricted (never `[]`).
+fn allow_list_json(list: Option<&[String]>) -> Option<String> {
+    list.filter(|items| !items.is_empty()).map(|items| serde_json::Value::from(items).to_string())
+}
+
+fn allow_list(stored: Option<String>) -> StoreResult<Option<Vec<String>>> {
+    stored
+        .map(|text| {
+            serde_json::from_str(&text)
+                .map_err(|error| StoreError::Database(format!("an allow list is not a JSON array of strings: {error}")))
+        })
+        .transpose()
+}
+
+fn millis(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
+}
+
+fn from_millis(millis: i64) -> StoreResult<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(millis)
+        .ok_or_else(|| StoreError::Database(format!("the stored time {millis} ms is out of range")))
+}
+
+/// SQLite's primary result codes (the low byte of extended codes) for lock contention.
+const SQLITE_BUSY: i32 = 5;
+const SQLITE_LOCKED: i32 = 6;
+
+fn store_error(error: sqlx::Error) -> StoreError {
+    match &error {
+        sqlx::Error::Database(db) => {
+            let primary_code = db.code().and_then(|code| code.parse::<i32>().ok()).map(|code| code & 0xff);
+            if matches!(primary_code, Some(SQLITE_BUSY | SQLITE_LOCKED)) {
+                StoreError::Busy
+            } else if db.is_unique_violation() {
+                StoreError::Conflict(db.message().trim_start_matches("UNIQUE constraint failed: ").to_string())
+            } else {
+                StoreError::Database(error.to_string())
+            }
+        }
+        sqlx::Error::PoolTimedOut => StoreError::Busy,
+        _ => StoreError::Database(error.to_string()),
+    }
+}
+
+/// Like `store_error`, naming what already exists when a unique constraint refuses a write.
+fn conflict_as(what: impl FnOnce() -> String) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |error| match store_error(error) {
+        StoreError::Conflict(_) => StoreError::Conflict(what()),
+        other => other,
+    }
 }
