@@ -4,8 +4,8 @@ use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use rand::Rng;
 use rand::rngs::OsRng;
+use rand::{Rng, RngCore};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -28,10 +28,23 @@ pub enum CryptoError {
 
 /// A new random plaintext key: `PREFIX-` + 32 characters of `[A-Za-z0-9]` from the OS source.
 pub fn generate_key(prefix: &str) -> String {
-    let mut rng = OsRng;
-    let random: String =
-        (0..KEY_RANDOM_CHARS).map(|_| KEY_ALPHABET[rng.gen_range(0..KEY_ALPHABET.len())] as char).collect();
-    format!("{prefix}-{random}")
+    let mut key = String::with_capacity(prefix.len() + 1 + KEY_RANDOM_CHARS);
+    key.push_str(prefix);
+    key.push('-');
+    // Rejection sampling keeps every character equally likely: bytes of 248 and above would
+    // favour the first symbols, so they are drawn again. One read of the OS source usually
+    // suffices.
+    let limit = (256 / KEY_ALPHABET.len() * KEY_ALPHABET.len()) as u8;
+    let mut filled = 0;
+    while filled < KEY_RANDOM_CHARS {
+        let mut bytes = [0u8; 48];
+        OsRng.fill_bytes(&mut bytes);
+        for byte in bytes.into_iter().filter(|b| *b < limit).take(KEY_RANDOM_CHARS - filled) {
+            key.push(KEY_ALPHABET[usize::from(byte) % KEY_ALPHABET.len()] as char);
+            filled += 1;
+        }
+    }
+    key
 }
 
 /// Lowercase hex SHA-256 of the plaintext: the lookup hash (compatible with Aether's `key_hash`).

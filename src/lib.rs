@@ -9,3 +9,8 @@ pub mod store;
 pub mod service;
 pub mod config;
 pub mod paths;
+pub mod logging;
+pub mod master_key;
+pub mod tui;
+pub mod cli;
+pub mod demo;

@@ -51,6 +51,20 @@ impl NewKeySpec {
     }
 }
 
+/// A generated key: the plaintext (shown once) and the three forms that are stored.
+pub struct KeyMaterial {
+    pub plaintext: String,
+    pub hash: String,
+    pub hint: String,
+    pub ciphertext: String,
+}
+
+impl std::fmt::Debug for KeyMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyMaterial").field("hint", &self.hint).finish_non_exhaustive()
+    }
+}
+
 /// A new key and its plaintext, which is shown once and never stored in clear.
 pub struct CreatedKey {
     pub key: ApiKey,
@@ -114,18 +128,16 @@ impl KeyService {
         let allowed_providers = validate::allow_list("providers", &spec.allowed_providers)?;
         let allowed_api_formats = validate::allow_list("api formats", &spec.allowed_api_formats)?;
         let allowed_models = validate::allow_list("models", &spec.allowed_models)?;
-        let master_key = self.master_key()?;
-
         let id = Uuid::new_v4();
-        let plaintext = crypto::generate_key(&self.settings.key_prefix);
+        let material = self.new_key_material(id)?;
         let key = ApiKey {
             id,
             user_id: owner.id,
             owner_name: owner.name.clone(),
             owner_active: owner.is_active,
-            key_hash: crypto::hash_key(&plaintext),
-            key_ciphertext: master_key.seal(id, &plaintext),
-            key_hint: crypto::key_hint(&plaintext),
+            key_hash: material.hash,
+            key_ciphertext: material.ciphertext,
+            key_hint: material.hint,
             name,
             allowed_providers,
             allowed_api_formats,
@@ -164,7 +176,19 @@ impl KeyService {
             }),
         );
         self.store.insert_key(&key, initial_credit.as_ref(), &audit).await?;
-        Ok(CreatedKey { key, plaintext })
+        Ok(CreatedKey { key, plaintext: material.plaintext })
+    }
+
+    /// A fresh plaintext key for the key `id`, with what is stored of it.
+    pub fn new_key_material(&self, id: Uuid) -> ServiceResult<KeyMaterial> {
+        let master_key = self.master_key()?;
+        let plaintext = crypto::generate_key(&self.settings.key_prefix);
+        Ok(KeyMaterial {
+            hash: crypto::hash_key(&plaintext),
+            hint: crypto::key_hint(&plaintext),
+            ciphertext: master_key.seal(id, &plaintext),
+            plaintext,
+        })
     }
 
     /// Finds one key by full id, id prefix (at least 6 characters) or exact name.

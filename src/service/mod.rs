@@ -16,11 +16,11 @@ use uuid::Uuid;
 
 use crate::crypto::MasterKey;
 use crate::domain::{AuditEntry, Clock, SystemClock, User, UserSummary, validate};
-use crate::store::{AuditRecord, Store, SweepReport};
+use crate::store::{AuditRecord, BulkLoad, Store, SweepReport};
 
 pub use balance::TopUp;
 pub use error::{ServiceError, ServiceResult};
-pub use keys::{CreatedKey, NewKeySpec};
+pub use keys::{CreatedKey, KeyMaterial, NewKeySpec};
 pub use usage::{DenyReason, KeyStats, UsageInput, VerifyDecision, VerifyRequest};
 
 /// Settings of the service that come from the config file.
@@ -133,6 +133,18 @@ impl KeyService {
     /// One expiry sweep under the global policy of the settings.
     pub async fn sweep(&self, dry_run: bool) -> ServiceResult<SweepReport> {
         Ok(self.store.sweep(self.now(), self.settings.global_auto_delete, dry_run, &self.actor).await?)
+    }
+
+    /// Loads generated or imported rows in bulk, with one audit row describing the load.
+    pub async fn bulk_load(&self, batch: &BulkLoad, what: &str) -> ServiceResult<()> {
+        let details = serde_json::json!({
+            "what": what,
+            "users": batch.users.len(),
+            "keys": batch.keys.len(),
+            "usage_rows": batch.usage.len(),
+        });
+        let audit = self.audit_record("bulk_load", None, details);
+        Ok(self.store.bulk_load(batch, &audit).await?)
     }
 
     pub async fn audit(&self, key_id: Option<Uuid>, limit: u32) -> ServiceResult<Vec<AuditEntry>> {

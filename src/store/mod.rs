@@ -203,6 +203,38 @@ pub trait Store: Send + Sync {
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()>;
     /// Audit rows, newest first, optionally for one key.
     async fn audit(&self, key_id: Option<Uuid>, limit: u32) -> StoreResult<Vec<AuditEntry>>;
+
+    // Bulk loading
+    /// Loads generated or imported rows with the same effects as the one-by-one operations
+    /// (initial ledger rows, rollups, charges of prepaid keys). `audit` describes the load.
+    /// Usage rows whose request id exists are skipped.
+    ///
+    /// This default goes row by row through the trait (writing `audit` with each user and key);
+    /// backends override it with multi-row statements in large transactions and one audit row.
+    async fn bulk_load(&self, batch: &BulkLoad, audit: &AuditRecord) -> StoreResult<()> {
+        let credits: std::collections::HashMap<Uuid, &LedgerEntry> =
+            batch.initial_credits.iter().map(|entry| (entry.api_key_id, entry)).collect();
+        for user in &batch.users {
+            self.insert_user(user, audit).await?;
+        }
+        for key in &batch.keys {
+            self.insert_key(key, credits.get(&key.id).copied(), audit).await?;
+        }
+        for usage in &batch.usage {
+            self.record_usage(usage).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Rows for [`Store::bulk_load`]: users, then keys (with their initial credits), then usage.
+#[derive(Debug, Clone, Default)]
+pub struct BulkLoad {
+    pub users: Vec<User>,
+    pub keys: Vec<ApiKey>,
+    /// At most one per key: the first ledger row of a prepaid key with a starting balance.
+    pub initial_credits: Vec<LedgerEntry>,
+    pub usage: Vec<UsageRecord>,
 }
 
 /// Which backend a database URL selects.

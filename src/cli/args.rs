@@ -1,0 +1,295 @@
+//! The command line, as clap types. The names and flags are a contract: scripts depend on them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "keytop",
+    version,
+    about = "A terminal console for the API keys of an LLM gateway",
+    long_about = "keytop browses API keys and their limits, tops up prepaid balances, shows daily usage \
+                  charts and sweeps expired keys, on SQLite (default) or PostgreSQL.\n\n\
+                  Without a subcommand it opens the TUI."
+)]
+pub struct Cli {
+    /// Database URL: sqlite://PATH, sqlite::memory: or postgres://USER@HOST/DB
+    /// [default: sqlite://$XDG_DATA_HOME/keytop/keytop.db]
+    #[arg(long, global = true, env = "KEYTOP_DB", value_name = "URL")]
+    pub db: Option<String>,
+
+    /// File holding the master key (base64 of 32 bytes); KEYTOP_MASTER_KEY holds the key itself
+    /// [default: $XDG_CONFIG_HOME/keytop/master.key, created on first use]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub master_key_file: Option<PathBuf>,
+
+    /// Name recorded in the ledger and the audit log [default: the login name]
+    #[arg(long, global = true, env = "KEYTOP_ACTOR", value_name = "NAME")]
+    pub actor: Option<String>,
+
+    /// Config file [default: $XDG_CONFIG_HOME/keytop/config.toml]
+    #[arg(long, global = true, env = "KEYTOP_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Print data as JSON (money as "12.250000" strings, times in RFC 3339 UTC)
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// TUI: disable every change (browse only)
+    #[arg(long, global = true)]
+    pub read_only: bool,
+
+    /// Open the TUI on a throwaway database filled with demo data (removed on exit)
+    #[arg(long)]
+    pub demo: bool,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Open the TUI (the default)
+    Tui,
+    /// Manage users (key owners)
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Create, list, change and remove keys
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Top up a prepaid key; a negative amount (-3) deducts
+    Topup(TopupArgs),
+    /// Show the balance of a prepaid key
+    Balance {
+        /// Key id, id prefix (6+ characters) or exact name
+        key: String,
+    },
+    /// Show every balance adjustment of a key, oldest first
+    Ledger {
+        /// Key id, id prefix (6+ characters) or exact name
+        key: String,
+    },
+    /// Record gateway usage
+    #[command(subcommand)]
+    Usage(UsageCommand),
+    /// Usage totals and the daily series of a key (UTC days)
+    Stats {
+        /// Key id, id prefix (6+ characters) or exact name
+        key: String,
+        /// Number of days, today included
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
+    /// Make the admission decision a gateway makes (exit 0 allowed, 3 denied)
+    Verify(VerifyArgs),
+    /// Disable or delete expired keys
+    Sweep(SweepArgs),
+    /// Show the audit log, newest first
+    Audit {
+        /// Only the rows of this key
+        #[arg(long)]
+        key: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Run database migrations and report the schema version
+    Migrate,
+    /// Fill the database with generated demo data
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Add a user
+    Add { name: String },
+    /// List users with their key counts
+    List,
+    /// Disable a user: their keys stop being admitted
+    Disable { name: String },
+    /// Enable a user again
+    Enable { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key and print its plaintext (shown this once)
+    Create(CreateArgs),
+    /// List keys, newest first
+    List(ListArgs),
+    /// Show every field of a key and its status
+    Show { key: String },
+    /// Change a key; absent flags keep their value
+    Update(UpdateArgs),
+    /// Disable a key (reversible)
+    Disable { key: String },
+    /// Enable a key again
+    Enable { key: String },
+    /// Delete a key for good (its usage history stays)
+    Purge { key: String },
+    /// Print the plaintext of a key (audited)
+    Reveal { key: String },
+}
+
+/// Flags shared by create and update.
+#[derive(Debug, Args, Default)]
+pub struct KeyFields {
+    /// Display name [create default: "API Key YYYYmmddHHMMSS"]
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Prepaid credit in dollars (standalone keys); "none" = unlimited
+    #[arg(long, value_name = "USD", allow_hyphen_values = true)]
+    pub balance: Option<String>,
+    /// Requests per minute, or "none" [create default: 100]
+    #[arg(long, value_name = "N|none", allow_hyphen_values = true)]
+    pub rate_limit: Option<String>,
+    /// Concurrent requests, or "none" [create default: 5]
+    #[arg(long, value_name = "N|none", allow_hyphen_values = true)]
+    pub concurrency: Option<String>,
+    /// Expire after this long from now: 30d, 12h, 90m, 2w…
+    #[arg(long, value_name = "DURATION", conflicts_with = "expires_at")]
+    pub expires_in: Option<String>,
+    /// Expire at this time: RFC 3339 (2026-12-31T18:00:00Z) or a date (2026-12-31, midnight UTC)
+    #[arg(long, value_name = "TIME")]
+    pub expires_at: Option<String>,
+    /// Allowed providers, comma-separated; "" = all
+    #[arg(long, value_name = "A,B")]
+    pub providers: Option<String>,
+    /// Allowed API formats, comma-separated; "" = all
+    #[arg(long, value_name = "A,B")]
+    pub api_formats: Option<String>,
+    /// Allowed models, comma-separated; "" = all
+    #[arg(long, value_name = "A,B")]
+    pub models: Option<String>,
+    /// Delete (yes) or disable (no) the key when it expires; default follows sweep.auto_delete
+    #[arg(long, value_name = "yes|no|default")]
+    pub auto_delete: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Owner of the key
+    #[arg(long, value_name = "NAME")]
+    pub user: String,
+    /// A prepaid key with its own balance
+    #[arg(long)]
+    pub standalone: bool,
+    #[command(flatten)]
+    pub fields: KeyFields,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    pub key: String,
+    #[command(flatten)]
+    pub fields: KeyFields,
+    /// Clear the expiry: the key never expires
+    #[arg(long, conflicts_with_all = ["expires_in", "expires_at"])]
+    pub no_expiry: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only the keys of this user
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// Only prepaid (standalone) keys
+    #[arg(long, conflicts_with = "user_keys")]
+    pub standalone: bool,
+    /// Leave standalone keys out
+    #[arg(long)]
+    pub user_keys: bool,
+    /// Only keys that can be used now (enabled, not expired)
+    #[arg(long, conflicts_with = "inactive")]
+    pub active: bool,
+    /// Only disabled or expired keys
+    #[arg(long)]
+    pub inactive: bool,
+    /// Text to find in the name, owner, key hint or id
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// At most this many keys
+    #[arg(long, default_value_t = 1000)]
+    pub limit: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct TopupArgs {
+    /// Key id, id prefix (6+ characters) or exact name
+    pub key: String,
+    /// Dollars: 12.50, $12.50; a negative amount (-3) deducts
+    #[arg(allow_hyphen_values = true)]
+    pub amount: String,
+    #[arg(long)]
+    pub note: Option<String>,
+    /// The same idempotency key twice applies once
+    #[arg(long, value_name = "K")]
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsageCommand {
+    /// Record one request: usage row, daily rollup and charge of a prepaid key
+    Record(RecordArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    pub key: String,
+    #[arg(long)]
+    pub tokens: i64,
+    /// Cost in dollars
+    #[arg(long, value_name = "USD")]
+    pub cost: String,
+    #[arg(long, value_name = "N")]
+    pub response_ms: Option<i64>,
+    #[arg(long)]
+    pub provider: Option<String>,
+    #[arg(long)]
+    pub model: Option<String>,
+    #[arg(long)]
+    pub api_format: Option<String>,
+    /// Recording the same request id twice charges once
+    #[arg(long, value_name = "ID")]
+    pub request_id: Option<String>,
+    /// When the request happened (RFC 3339) [default: now]
+    #[arg(long, value_name = "RFC3339")]
+    pub at: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The presented key
+    pub plaintext: String,
+    #[arg(long)]
+    pub provider: Option<String>,
+    #[arg(long)]
+    pub model: Option<String>,
+    #[arg(long)]
+    pub api_format: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// Report what would happen; write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Keep sweeping on this timer (60s, 5m…) until SIGTERM or Ctrl-C
+    #[arg(long, value_name = "DURATION")]
+    pub every: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    #[arg(long, default_value_t = 30)]
+    pub users: u32,
+    #[arg(long, default_value_t = 300)]
+    pub keys: u32,
+    #[arg(long, default_value_t = 90)]
+    pub days: u32,
+    /// Usage rows in all [default: about 60 per key and day of activity]
+    #[arg(long)]
+    pub usage_rows: Option<u64>,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}

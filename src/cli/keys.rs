@@ -1,0 +1,173 @@
+//! `keytop keys …`
+
+use serde_json::json;
+
+use super::args::{CreateArgs, KeyFields, KeysCommand, ListArgs, UpdateArgs};
+use super::output::{KeyView, print_json, print_key_detail, print_key_table};
+use super::{Context, parse};
+use crate::domain::{ActiveFilter, KeyPatch, KeyQuery, KeyScope, Patch, validate};
+use crate::service::NewKeySpec;
+
+pub async fn run(ctx: &Context, command: KeysCommand) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::Create(args) => create(ctx, args).await,
+        KeysCommand::List(args) => list(ctx, args).await,
+        KeysCommand::Show { key } => {
+            let key = ctx.service.resolve_key(&key).await?;
+            let now = ctx.service.now();
+            if ctx.json {
+                print_json(&KeyView::new(&key, now));
+            } else {
+                print_key_detail(&key, now);
+            }
+            Ok(())
+        }
+        KeysCommand::Update(args) => update(ctx, args).await,
+        KeysCommand::Disable { key } => set_active(ctx, &key, false).await,
+        KeysCommand::Enable { key } => set_active(ctx, &key, true).await,
+        KeysCommand::Purge { key } => {
+            let key = ctx.service.resolve_key(&key).await?;
+            ctx.service.purge_key(key.id).await?;
+            ctx.report(&json!({ "id": key.id, "purged": true }), &format!("purged key {}", key.id));
+            Ok(())
+        }
+        KeysCommand::Reveal { key } => {
+            let key = ctx.service.resolve_key(&key).await?;
+            let plaintext = ctx.service.reveal_key(key.id).await?;
+            if ctx.json {
+                print_json(&json!({ "id": key.id, "key": plaintext }));
+            } else {
+                println!("{plaintext}");
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn create(ctx: &Context, args: CreateArgs) -> anyhow::Result<()> {
+    let fields = &args.fields;
+    let mut spec = NewKeySpec::new(args.user);
+    spec.name = fields.name.clone();
+    spec.standalone = args.standalone;
+    if let Some(balance) = &fields.balance {
+        spec.balance = parse::optional_money("--balance", balance)?;
+    }
+    if let Some(text) = &fields.rate_limit {
+        spec.rate_limit = validate::parse_limit("--rate-limit", text)?;
+    }
+    if let Some(text) = &fields.concurrency {
+        spec.concurrent_limit = validate::parse_limit("--concurrency", text)?;
+    }
+    spec.expires_at = parse::expiry(fields.expires_in.as_deref(), fields.expires_at.as_deref(), ctx.service.now())?;
+    let list = |value: &Option<String>| value.as_deref().map(validate::split_list).unwrap_or_default();
+    spec.allowed_providers = list(&fields.providers);
+    spec.allowed_api_formats = list(&fields.api_formats);
+    spec.allowed_models = list(&fields.models);
+    if let Some(text) = &fields.auto_delete {
+        spec.auto_delete_on_expiry = parse::auto_delete(text)?;
+    }
+    let created = ctx.service.create_key(&spec).await?;
+    if ctx.json {
+        let mut view = serde_json::to_value(KeyView::new(&created.key, ctx.service.now()))?;
+        view["key"] = json!(created.plaintext);
+        print_json(&view);
+    } else {
+        println!("{}", created.plaintext);
+    }
+    Ok(())
+}
+
+async fn list(ctx: &Context, args: ListArgs) -> anyhow::Result<()> {
+    let owner = match &args.user {
+        Some(name) => Some(ctx.service.user(name).await?.id),
+        None => None,
+    };
+    let query = KeyQuery {
+        scope: if args.standalone {
+            KeyScope::Standalone
+        } else if args.user_keys {
+            KeyScope::UserKeys
+        } else {
+            KeyScope::All
+        },
+        owner,
+        active: if args.active {
+            ActiveFilter::Active
+        } else if args.inactive {
+            ActiveFilter::Inactive
+        } else {
+            ActiveFilter::Any
+        },
+        filter: args.filter.filter(|f| !f.trim().is_empty()),
+        descending: true,
+        limit: args.limit.max(1),
+        ..KeyQuery::default()
+    };
+    let keys = ctx.service.list_keys(&query).await?;
+    let now = ctx.service.now();
+    if ctx.json {
+        print_json(&keys.iter().map(|k| KeyView::new(k, now)).collect::<Vec<_>>());
+    } else if keys.is_empty() {
+        println!("no keys");
+    } else {
+        print_key_table(&keys, now);
+    }
+    Ok(())
+}
+
+fn patch_from(fields: &KeyFields, no_expiry: bool, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<KeyPatch> {
+    let expires_at = if no_expiry {
+        Patch::Clear
+    } else {
+        match parse::expiry(fields.expires_in.as_deref(), fields.expires_at.as_deref(), now)? {
+            Some(at) => Patch::Set(at),
+            None => Patch::Keep,
+        }
+    };
+    Ok(KeyPatch {
+        name: fields.name.clone(),
+        allowed_providers: parse::list_patch(fields.providers.as_deref()),
+        allowed_api_formats: parse::list_patch(fields.api_formats.as_deref()),
+        allowed_models: parse::list_patch(fields.models.as_deref()),
+        rate_limit: parse::limit_patch("--rate-limit", fields.rate_limit.as_deref())?,
+        concurrent_limit: parse::limit_patch("--concurrency", fields.concurrency.as_deref())?,
+        expires_at,
+        auto_delete_on_expiry: match &fields.auto_delete {
+            None => Patch::Keep,
+            Some(text) => parse::auto_delete(text)?.map_or(Patch::Clear, Patch::Set),
+        },
+    })
+}
+
+async fn update(ctx: &Context, args: UpdateArgs) -> anyhow::Result<()> {
+    let key = ctx.service.resolve_key(&args.key).await?;
+    // Parse every flag before writing anything, so bad input leaves the key unchanged.
+    let patch = patch_from(&args.fields, args.no_expiry, ctx.service.now())?;
+    let credit = args.fields.balance.as_deref().map(|text| parse::optional_money("--balance", text)).transpose()?;
+    if credit.is_some() && !key.is_standalone {
+        anyhow::bail!(crate::domain::ValidationError::new(
+            "--balance",
+            "applies only to standalone (prepaid) keys; this key is billed to its owner"
+        ));
+    }
+    let mut updated = ctx.service.update_key(key.id, &patch).await?;
+    if let Some(credited) = credit {
+        ctx.service.set_credit(key.id, credited, Some("credit set by keys update")).await?;
+        updated = ctx.service.key(key.id).await?;
+    }
+    let now = ctx.service.now();
+    if ctx.json {
+        print_json(&KeyView::new(&updated, now));
+    } else {
+        print_key_detail(&updated, now);
+    }
+    Ok(())
+}
+
+async fn set_active(ctx: &Context, reference: &str, active: bool) -> anyhow::Result<()> {
+    let key = ctx.service.resolve_key(reference).await?;
+    let key = ctx.service.set_key_active(key.id, active).await?;
+    let word = if active { "enabled" } else { "disabled" };
+    ctx.report(&KeyView::new(&key, ctx.service.now()), &format!("{word} key {}", key.id));
+    Ok(())
+}

@@ -1,0 +1,169 @@
+//! The command line: parse, set up the service, run one command, map the result to an exit code.
+
+mod admin;
+pub mod args;
+mod keys;
+mod money;
+mod output;
+mod parse;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use serde::Serialize;
+
+pub use args::Cli;
+use args::Command;
+
+use crate::config::Config;
+use crate::master_key::{self, MasterKeyOrigin};
+use crate::service::{KeyService, MasterKeySource, ServiceError, ServiceSettings};
+use crate::store::{self, StoreError};
+
+/// Exit status for bad usage or bad input (nothing was written).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit status of a `verify` denial.
+pub const EXIT_DENIED: u8 = 3;
+
+/// How a successful command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    /// `verify` said no.
+    Denied,
+}
+
+/// Everything a command needs.
+pub struct Context {
+    pub service: KeyService,
+    pub config: Config,
+    pub json: bool,
+}
+
+impl Context {
+    /// Prints a command's result: the value as JSON with `--json`, else the sentence.
+    fn report<T: Serialize + ?Sized>(&self, value: &T, text: &str) {
+        if self.json {
+            output::print_json(value);
+        } else {
+            println!("{text}");
+        }
+    }
+}
+
+/// Runs the parsed command line and returns the process exit code. Errors are printed here.
+pub async fn main(cli: Cli) -> ExitCode {
+    match run(cli).await {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::Denied) => ExitCode::from(EXIT_DENIED),
+        Err(error) => {
+            tracing::warn!(error = %format!("{error:#}"), "command failed");
+            eprintln!("keytop: {error:#}");
+            ExitCode::from(exit_code_of(&error))
+        }
+    }
+}
+
+fn exit_code_of(error: &anyhow::Error) -> u8 {
+    let user_error = error.chain().any(|cause| {
+        cause.downcast_ref::<ServiceError>().is_some_and(ServiceError::is_user_error)
+            || cause.is::<crate::domain::ValidationError>()
+            || cause.is::<crate::config::ConfigError>()
+    });
+    if user_error { EXIT_USAGE } else { 1 }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    if cli.demo {
+        return crate::demo::run_tui_on_demo_data(&cli).await.map(|()| Outcome::Success);
+    }
+    let ctx = setup(&cli).await?;
+    dispatch(ctx, cli).await
+}
+
+async fn dispatch(ctx: Context, cli: Cli) -> anyhow::Result<Outcome> {
+    match cli.command {
+        None | Some(Command::Tui) => {
+            crate::tui::run(ctx.service, tui_options(&ctx.config, cli.read_only)).await?;
+        }
+        Some(Command::Users(command)) => admin::users(&ctx, command).await?,
+        Some(Command::Keys(command)) => keys::run(&ctx, command).await?,
+        Some(Command::Topup(args)) => money::topup(&ctx, args).await?,
+        Some(Command::Balance { key }) => money::balance(&ctx, &key).await?,
+        Some(Command::Ledger { key }) => money::ledger(&ctx, &key).await?,
+        Some(Command::Usage(args::UsageCommand::Record(args))) => money::record_usage(&ctx, args).await?,
+        Some(Command::Stats { key, days }) => money::stats(&ctx, &key, days).await?,
+        Some(Command::Verify(args)) => return money::verify(&ctx, args).await,
+        Some(Command::Sweep(args)) => admin::sweep(&ctx, args).await?,
+        Some(Command::Audit { key, limit }) => admin::audit(&ctx, key.as_deref(), limit).await?,
+        Some(Command::Migrate) => admin::migrate(&ctx).await?,
+        Some(Command::Demo(args)) => crate::demo::fill(&ctx.service, &crate::demo::DemoSpec::from(&args), true).await?,
+    }
+    Ok(Outcome::Success)
+}
+
+pub fn tui_options(config: &Config, read_only: bool) -> crate::tui::TuiOptions {
+    crate::tui::TuiOptions { read_only, ui: config.ui, sweep: config.sweep, keybindings: config.keybindings.clone() }
+}
+
+/// Reads the config, opens the database, loads the master key and builds the service.
+pub async fn setup(cli: &Cli) -> anyhow::Result<Context> {
+    let config = load_config(cli)?;
+    let url = cli.db.clone().or_else(|| config.database_url.clone()).unwrap_or_else(crate::paths::default_database_url);
+    let store = store::open(&url).await.map_err(|error| match error {
+        StoreError::Unavailable { .. } => anyhow::Error::new(error),
+        other => {
+            anyhow::Error::new(other).context(format!("cannot prepare the database at {}", store::redact_url(&url)))
+        }
+    })?;
+    let service = KeyService::new(store, load_master_key(cli), service_settings(&config), actor(cli));
+    Ok(Context { service, config, json: cli.json })
+}
+
+pub fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    let (path, required) = match &cli.config {
+        Some(path) => (path.clone(), true),
+        None => (crate::paths::default_config_file(), false),
+    };
+    Ok(Config::load(&path, required)?)
+}
+
+pub fn service_settings(config: &Config) -> ServiceSettings {
+    ServiceSettings { key_prefix: config.key_prefix.clone(), global_auto_delete: config.sweep.auto_delete }
+}
+
+pub fn load_master_key(cli: &Cli) -> MasterKeySource {
+    if let Ok(text) = std::env::var("KEYTOP_MASTER_KEY") {
+        return master_key::load(MasterKeyOrigin::Env(&text));
+    }
+    let (path, create_if_missing): (PathBuf, bool) = match &cli.master_key_file {
+        Some(path) => (path.clone(), false),
+        None => (crate::paths::default_master_key_file(), true),
+    };
+    master_key::load(MasterKeyOrigin::File { path: &path, create_if_missing })
+}
+
+/// `--actor`, else the login name.
+pub fn actor(cli: &Cli) -> String {
+    cli.actor
+        .clone()
+        .or_else(|| std::env::var("USER").ok())
+        .or_else(|| std::env::var("LOGNAME").ok())
+        .filter(|name| !name.trim().is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Resolves on Ctrl-C or SIGTERM: how a service manager stops a long-running command.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler cannot fail on unix");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,155 @@
+//! `keytop topup`, `balance`, `ledger`, `usage record`, `stats`, `verify`.
+
+use serde_json::json;
+
+use super::args::{RecordArgs, TopupArgs, VerifyArgs};
+use super::output::{money_or_unlimited, print_fields, print_json, print_table};
+use super::{Context, Outcome, parse};
+use crate::domain::text::sanitize;
+use crate::service::{UsageInput, VerifyDecision, VerifyRequest};
+use crate::store::UsageOutcome;
+
+pub async fn topup(ctx: &Context, args: TopupArgs) -> anyhow::Result<()> {
+    let amount = parse::money("AMOUNT", &args.amount)?;
+    let key = ctx.service.resolve_key(&args.key).await?;
+    let result = ctx.service.top_up(key.id, amount, args.note.as_deref(), args.idempotency_key.as_deref()).await?;
+    let entry = &result.entry;
+    let verb = if entry.delta.is_negative() { "deducted" } else { "added" };
+    let text = format!(
+        "{}{verb} {} on {}; remaining {}",
+        if result.replayed { "already applied: " } else { "" },
+        entry.delta.abs(),
+        sanitize(&key.name),
+        money_or_unlimited(result.balance.remaining)
+    );
+    ctx.report(&result, &text);
+    Ok(())
+}
+
+pub async fn balance(ctx: &Context, reference: &str) -> anyhow::Result<()> {
+    let key = ctx.service.resolve_key(reference).await?;
+    let balance = ctx.service.balance(key.id).await?;
+    if ctx.json {
+        print_json(&balance);
+    } else {
+        print_fields(&[
+            ("credited", money_or_unlimited(balance.credited)),
+            ("used", balance.used.to_string()),
+            ("remaining", money_or_unlimited(balance.remaining)),
+        ]);
+    }
+    Ok(())
+}
+
+pub async fn ledger(ctx: &Context, reference: &str) -> anyhow::Result<()> {
+    let key = ctx.service.resolve_key(reference).await?;
+    let entries = ctx.service.ledger(key.id, None).await?;
+    if ctx.json {
+        print_json(&entries);
+        return Ok(());
+    }
+    if entries.is_empty() {
+        println!("no balance adjustments");
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|e| {
+            vec![
+                e.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                sanitize(&e.actor).into_owned(),
+                e.delta.to_string(),
+                money_or_unlimited(e.credited_after),
+                e.note.as_deref().map(|n| sanitize(n).into_owned()).unwrap_or_default(),
+            ]
+        })
+        .collect();
+    print_table(&["TIME", "ACTOR", "DELTA", "CREDITED AFTER", "NOTE"], &rows);
+    Ok(())
+}
+
+pub async fn record_usage(ctx: &Context, args: RecordArgs) -> anyhow::Result<()> {
+    let input = UsageInput {
+        request_id: args.request_id,
+        provider: args.provider,
+        model: args.model,
+        api_format: args.api_format,
+        total_tokens: args.tokens,
+        cost: parse::money("--cost", &args.cost)?,
+        response_time_ms: args.response_ms,
+        at: args.at.as_deref().map(|text| parse::timestamp("--at", text)).transpose()?,
+    };
+    let key = ctx.service.resolve_key(&args.key).await?;
+    let outcome = ctx.service.record_usage(key.id, &input).await?;
+    let text = match outcome {
+        UsageOutcome::Recorded { charged: true } => format!("recorded; charged {} to the prepaid balance", input.cost),
+        UsageOutcome::Recorded { charged: false } => "recorded".to_string(),
+        UsageOutcome::Duplicate => "already recorded (same request id): nothing charged".to_string(),
+        UsageOutcome::UnknownKey => unreachable!("the service turns an unknown key into an error"),
+    };
+    ctx.report(&json!({ "outcome": outcome }), &text);
+    Ok(())
+}
+
+pub async fn stats(ctx: &Context, reference: &str, days: u32) -> anyhow::Result<()> {
+    let key = ctx.service.resolve_key(reference).await?;
+    let stats = ctx.service.stats(key.id, days).await?;
+    if ctx.json {
+        let daily: Vec<_> = stats
+            .daily
+            .iter()
+            .map(|d| json!({ "date": d.day.to_string(), "requests": d.requests, "tokens": d.tokens, "cost": d.cost }))
+            .collect();
+        print_json(&json!({
+            "key_id": stats.key_id,
+            "days": stats.days,
+            "total_requests": stats.total_requests,
+            "total_tokens": stats.total_tokens,
+            "total_cost": stats.total_cost,
+            "avg_response_ms": stats.avg_response_ms,
+            "daily": daily,
+        }));
+        return Ok(());
+    }
+    println!("{} — last {} days (UTC), {} to {}", sanitize(&key.name), stats.days, stats.first_day, stats.last_day);
+    print_fields(&[
+        ("requests", stats.total_requests.to_string()),
+        ("tokens", stats.total_tokens.to_string()),
+        ("cost", stats.total_cost.to_string()),
+        ("avg response", stats.avg_response_ms.map_or_else(|| "—".into(), |ms| format!("{ms:.0} ms"))),
+    ]);
+    println!();
+    let rows: Vec<Vec<String>> = stats
+        .daily
+        .iter()
+        .map(|d| vec![d.day.to_string(), d.requests.to_string(), d.tokens.to_string(), d.cost.to_string()])
+        .collect();
+    print_table(&["DATE", "REQUESTS", "TOKENS", "COST"], &rows);
+    Ok(())
+}
+
+pub async fn verify(ctx: &Context, args: VerifyArgs) -> anyhow::Result<Outcome> {
+    let request = VerifyRequest { provider: args.provider, model: args.model, api_format: args.api_format };
+    let decision = ctx.service.verify(&args.plaintext, &request).await?;
+    if ctx.json {
+        print_json(&decision);
+    }
+    match decision {
+        VerifyDecision::Allowed { remaining_balance, remaining_requests, .. } => {
+            if !ctx.json {
+                let requests = remaining_requests.map_or_else(|| "unlimited".into(), |r| r.to_string());
+                println!(
+                    "allowed (remaining balance: {}; requests left this minute: {requests})",
+                    money_or_unlimited(remaining_balance)
+                );
+            }
+            Ok(Outcome::Success)
+        }
+        VerifyDecision::Denied { reason, .. } => {
+            if !ctx.json {
+                println!("{}", reason.as_str());
+            }
+            Ok(Outcome::Denied)
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! Printing for the command line: aligned tables and `key: value` blocks for people, JSON for
+//! scripts. Every string from the database is sanitized before it reaches the terminal.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use unicode_width::UnicodeWidthStr;
+use uuid::Uuid;
+
+use crate::domain::text::sanitize;
+use crate::domain::{ApiKey, KeyStatus, Money, duration::format_compact};
+
+/// A key as printed: every field plus the derived status and balance.
+#[derive(Debug, Serialize)]
+pub struct KeyView<'a> {
+    pub id: Uuid,
+    pub name: &'a str,
+    pub owner: &'a str,
+    pub owner_active: bool,
+    pub hint: &'a str,
+    pub status: KeyStatus,
+    pub is_active: bool,
+    pub is_standalone: bool,
+    pub credited: Option<Money>,
+    pub used: Option<Money>,
+    pub remaining: Option<Money>,
+    pub rate_limit: Option<i64>,
+    pub concurrent_limit: Option<i64>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub auto_delete_on_expiry: Option<bool>,
+    pub allowed_providers: Option<&'a [String]>,
+    pub allowed_api_formats: Option<&'a [String]>,
+    pub allowed_models: Option<&'a [String]>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl<'a> KeyView<'a> {
+    pub fn new(key: &'a ApiKey, now: DateTime<Utc>) -> Self {
+        let balance = key.balance();
+        KeyView {
+            id: key.id,
+            name: &key.name,
+            owner: &key.owner_name,
+            owner_active: key.owner_active,
+            hint: &key.key_hint,
+            status: key.status(now),
+            is_active: key.is_active,
+            is_standalone: key.is_standalone,
+            credited: balance.and_then(|b| b.credited),
+            used: balance.map(|b| b.used),
+            remaining: balance.and_then(|b| b.remaining),
+            rate_limit: key.rate_limit,
+            concurrent_limit: key.concurrent_limit,
+            expires_at: key.expires_at,
+            auto_delete_on_expiry: key.auto_delete_on_expiry,
+            allowed_providers: key.allowed_providers.as_deref(),
+            allowed_api_formats: key.allowed_api_formats.as_deref(),
+            allowed_models: key.allowed_models.as_deref(),
+            last_used_at: key.last_used_at,
+            created_at: key.created_at,
+            updated_at: key.updated_at,
+        }
+    }
+}
+
+pub fn print_json<T: Serialize + ?Sized>(value: &T) {
+    println!("{}", serde_json::to_string_pretty(value).expect("JSON of plain data cannot fail"));
+}
+
+/// Truncates to `max` display columns, marking the cut with `…`.
+fn fit(text: &str, max: usize) -> String {
+    if text.width() <= max {
+        return text.to_string();
+    }
+    let mut out = String::new();
+    for ch in text.chars() {
+        if out.width() + unicode_width::UnicodeWidthChar::width(ch).unwrap_or(0) + 1 > max {
+            break;
+        }
+        out.push(ch);
+    }
+    out.push('…');
+    out
+}
+
+/// Prints rows under headers, columns padded to their widest cell (in display columns).
+pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.width()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.width());
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut out = String::new();
+        for (i, (cell, width)) in cells.zip(&widths).enumerate() {
+            if i + 1 == widths.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(cell);
+                out.push_str(&" ".repeat(width - cell.width() + 2));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(&mut headers.iter().copied());
+    for row in rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+}
+
+/// Expiry relative to now: `in 3d`, `expired 2h ago`, `never`.
+pub fn relative_expiry(expires_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
+    match expires_at {
+        None => "never".into(),
+        Some(at) if at <= now => format!("expired {} ago", format_compact(now - at)),
+        Some(at) => format!("in {}", format_compact(at - now)),
+    }
+}
+
+/// `—` for a key that is not prepaid, `unlimited`, or the remaining amount.
+pub fn remaining_cell(key: &ApiKey) -> String {
+    match key.balance() {
+        None => "—".into(),
+        Some(balance) => balance.remaining.map_or_else(|| "unlimited".into(), |r| r.to_string()),
+    }
+}
+
+pub fn limit_cell(limit: Option<i64>) -> String {
+    limit.map_or_else(|| "none".into(), |l| l.to_string())
+}
+
+pub fn print_key_table(keys: &[ApiKey], now: DateTime<Utc>) {
+    let rows: Vec<Vec<String>> = keys
+        .iter()
+        .map(|key| {
+            vec![
+                key.id.to_string()[..8].to_string(),
+                key.status(now).to_string(),
+                fit(&sanitize(&key.name), 40),
+                fit(&sanitize(&key.owner_name), 20),
+                sanitize(&key.key_hint).into_owned(),
+                remaining_cell(key),
+                limit_cell(key.rate_limit),
+                relative_expiry(key.expires_at, now),
+            ]
+        })
+        .collect();
+    print_table(&["ID", "STATUS", "NAME", "OWNER", "KEY", "REMAINING", "RATE/MIN", "EXPIRES"], &rows);
+}
+
+fn list_cell(list: Option<&[String]>) -> String {
+    list.map_or_else(
+        || "all".into(),
+        |items| items.iter().map(|i| sanitize(i).into_owned()).collect::<Vec<_>>().join(", "),
+    )
+}
+
+fn time_cell(at: Option<DateTime<Utc>>) -> String {
+    at.map_or_else(|| "never".into(), |at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+pub fn print_key_detail(key: &ApiKey, now: DateTime<Utc>) {
+    let view = KeyView::new(key, now);
+    let auto_delete = match key.auto_delete_on_expiry {
+        None => "default (global policy)",
+        Some(true) => "yes",
+        Some(false) => "no",
+    };
+    let mut fields: Vec<(&str, String)> = vec![
+        ("id", key.id.to_string()),
+        ("name", sanitize(&key.name).into_owned()),
+        ("owner", format!("{}{}", sanitize(&key.owner_name), if key.owner_active { "" } else { " (disabled)" })),
+        ("key", sanitize(&key.key_hint).into_owned()),
+        ("status", view.status.to_string()),
+        ("prepaid", if key.is_standalone { "yes".into() } else { "no".into() }),
+    ];
+    if let Some(balance) = key.balance() {
+        fields.push(("credited", balance.credited.map_or_else(|| "unlimited".into(), |c| c.to_string())));
+        fields.push(("used", balance.used.to_string()));
+        fields.push(("remaining", balance.remaining.map_or_else(|| "unlimited".into(), |r| r.to_string())));
+    }
+    fields.extend([
+        ("rate limit", key.rate_limit.map_or_else(|| "none".into(), |l| format!("{l}/min"))),
+        ("concurrency", limit_cell(key.concurrent_limit)),
+        ("expires", format!("{} ({})", time_cell(key.expires_at), relative_expiry(key.expires_at, now))),
+        ("auto delete", auto_delete.into()),
+        ("providers", list_cell(view.allowed_providers)),
+        ("api formats", list_cell(view.allowed_api_formats)),
+        ("models", list_cell(view.allowed_models)),
+        ("last used", time_cell(key.last_used_at)),
+        ("created", time_cell(Some(key.created_at))),
+        ("updated", time_cell(Some(key.updated_at))),
+    ]);
+    print_fields(&fields);
+}
+
+pub fn print_fields(fields: &[(&str, String)]) {
+    let width = fields.iter().map(|(label, _)| label.len()).max().unwrap_or(0);
+    for (label, value) in fields {
+        println!("{label:<width$}  {value}");
+    }
+}
+
+pub fn money_or_unlimited(amount: Option<Money>) -> String {
+    amount.map_or_else(|| "unlimited".into(), |a| a.to_string())
+}

@@ -1,0 +1,334 @@
+//! Demo data: realistic users, keys and usage, deterministic for a seed (except the secret keys,
+//! which always come from the OS random source).
+
+use std::time::Instant;
+
+use chrono::{DateTime, Duration, DurationRound, TimeDelta, Utc};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use uuid::Uuid;
+
+use crate::cli::args::{Cli, DemoArgs};
+use crate::domain::{ApiKey, LedgerEntry, Money, User};
+use crate::service::{KeyService, ServiceResult};
+use crate::store::{BulkLoad, UsageRecord};
+
+/// Usage rows are loaded in chunks of this size, so memory stays flat at any volume.
+const USAGE_CHUNK: usize = 50_000;
+
+const FIRST_NAMES: &[&str] = &[
+    "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory", "niaj", "olivia",
+    "peggy", "rupert", "sybil", "trent", "uma", "victor", "wendy", "xavier", "yara", "zoe", "amir", "bea", "chen",
+    "dmitri", "elif", "farah", "goran",
+];
+const TEAMS: &[&str] = &["search", "support", "batch", "eval", "chatbot", "docs", "billing", "growth", "infra", "ml"];
+const PURPOSES: &[&str] = &["prod", "staging", "dev", "ci", "nightly", "canary", "backfill", "playground"];
+const PROVIDERS: &[&str] = &["openai", "anthropic", "google", "mistral", "deepseek"];
+const API_FORMATS: &[&str] = &["OPENAI", "CLAUDE", "GEMINI", "CLAUDE_CLI"];
+/// Model names with their price in micro-dollars per 1,000 tokens.
+const MODELS: &[(&str, &str, i64)] = &[
+    ("openai", "gpt-4o", 6_000),
+    ("openai", "gpt-4o-mini", 400),
+    ("anthropic", "claude-sonnet-4", 9_000),
+    ("anthropic", "claude-haiku-4", 1_500),
+    ("google", "gemini-2.5-pro", 5_000),
+    ("mistral", "mistral-large", 4_000),
+    ("deepseek", "deepseek-chat", 700),
+];
+
+/// What to generate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DemoSpec {
+    pub users: u32,
+    pub keys: u32,
+    pub days: u32,
+    pub usage_rows: u64,
+    pub seed: u64,
+}
+
+impl From<&DemoArgs> for DemoSpec {
+    fn from(args: &DemoArgs) -> Self {
+        DemoSpec {
+            users: args.users.max(1),
+            keys: args.keys,
+            days: args.days.max(1),
+            usage_rows: args.usage_rows.unwrap_or(u64::from(args.keys) * u64::from(args.days.max(1)) * 2),
+            seed: args.seed,
+        }
+    }
+}
+
+impl Default for DemoSpec {
+    /// The data of `keytop --demo`: about 30 users, 300 keys, 90 days of usage.
+    fn default() -> Self {
+        DemoSpec { users: 30, keys: 300, days: 90, usage_rows: 60_000, seed: 42 }
+    }
+}
+
+/// A random id drawn from the seeded generator, so the same seed gives the same ids.
+fn seeded_uuid(rng: &mut StdRng) -> Uuid {
+    uuid::Builder::from_random_bytes(rng.r#gen()).into_uuid()
+}
+
+fn pick<'a, T>(rng: &mut StdRng, items: &'a [T]) -> &'a T {
+    &items[rng.gen_range(0..items.len())]
+}
+
+fn pick_some(rng: &mut StdRng, items: &[&str]) -> Vec<String> {
+    let count = rng.gen_range(1..=items.len().min(3));
+    let mut chosen: Vec<String> = Vec::with_capacity(count);
+    while chosen.len() < count {
+        let item = pick(rng, items).to_string();
+        if !chosen.contains(&item) {
+            chosen.push(item);
+        }
+    }
+    chosen
+}
+
+fn generate_users(rng: &mut StdRng, count: u32, now: DateTime<Utc>) -> Vec<User> {
+    (0..count as usize)
+        .map(|i| {
+            let base = FIRST_NAMES[i % FIRST_NAMES.len()];
+            let name =
+                if i < FIRST_NAMES.len() { base.to_string() } else { format!("{base}{}", i / FIRST_NAMES.len() + 1) };
+            User {
+                id: seeded_uuid(rng),
+                name,
+                // A few owners are disabled, so their keys show `owner disabled` on verify.
+                is_active: i % 17 != 16,
+                created_at: now - Duration::days(rng.gen_range(200..400)),
+            }
+        })
+        .collect()
+}
+
+/// Keys with varied limits: a third prepaid, some disabled, some expiring soon, some expired.
+fn generate_keys(
+    rng: &mut StdRng,
+    service: &KeyService,
+    users: &[User],
+    count: u32,
+    now: DateTime<Utc>,
+) -> ServiceResult<(Vec<ApiKey>, Vec<LedgerEntry>)> {
+    let mut keys = Vec::with_capacity(count as usize);
+    let mut credits = Vec::new();
+    for i in 0..count {
+        // Owners follow a skewed distribution: a few users own many keys.
+        let owner = &users[((rng.r#gen::<f64>().powi(2)) * users.len() as f64) as usize % users.len()];
+        let id = seeded_uuid(rng);
+        let material = service.new_key_material(id)?;
+        let created_at = (now - Duration::minutes(rng.gen_range(60..180 * 24 * 60)))
+            .duration_trunc(TimeDelta::milliseconds(1))
+            .unwrap_or(now);
+        let standalone = i % 3 == 0;
+        let credited = standalone.then(|| {
+            if rng.gen_bool(0.15) {
+                None
+            } else {
+                Some(Money::from_usd(*pick(rng, &[5, 10, 20, 50, 100, 250, 500, 2000])))
+            }
+        });
+        let expires_at = match rng.gen_range(0..100) {
+            0..=7 => Some(now - Duration::minutes(rng.gen_range(5..30 * 24 * 60))),
+            8..=17 => Some(now + Duration::minutes(rng.gen_range(30..7 * 24 * 60))),
+            18..=44 => Some(now + Duration::days(rng.gen_range(30..365))),
+            _ => None,
+        };
+        let name = format!("{}-{}-{}", pick(rng, TEAMS), pick(rng, PURPOSES), i + 1);
+        if let Some(Some(amount)) = credited {
+            credits.push(LedgerEntry {
+                id: 0,
+                api_key_id: id,
+                at: created_at,
+                actor: "demo".into(),
+                delta: amount,
+                credited_after: Some(amount),
+                note: Some("initial balance".into()),
+                idempotency_key: None,
+            });
+        }
+        keys.push(ApiKey {
+            id,
+            user_id: owner.id,
+            owner_name: owner.name.clone(),
+            owner_active: owner.is_active,
+            key_hash: material.hash,
+            key_ciphertext: material.ciphertext,
+            key_hint: material.hint,
+            name,
+            allowed_providers: rng.gen_bool(0.2).then(|| pick_some(rng, PROVIDERS)),
+            allowed_api_formats: rng.gen_bool(0.15).then(|| pick_some(rng, API_FORMATS)),
+            allowed_models: rng.gen_bool(0.15).then(|| pick_some(rng, &MODELS.iter().map(|m| m.1).collect::<Vec<_>>())),
+            rate_limit: *pick(rng, &[Some(60), Some(100), Some(100), Some(300), Some(1000), None]),
+            concurrent_limit: *pick(rng, &[Some(2), Some(5), Some(5), Some(10), None]),
+            expires_at,
+            is_standalone: standalone,
+            credited: credited.flatten(),
+            used: Money::ZERO,
+            auto_delete_on_expiry: *pick(rng, &[None, None, None, Some(true), Some(false)]),
+            is_active: rng.gen_range(0..100) >= 8,
+            last_used_at: None,
+            created_at,
+            updated_at: created_at,
+        });
+    }
+    Ok((keys, credits))
+}
+
+/// Usage rows with a weekly rhythm, slow growth, and a few heavy keys carrying most traffic.
+struct UsageGenerator {
+    rng: StdRng,
+    /// Cumulative key weights for weighted sampling.
+    cumulative: Vec<f64>,
+    keys: Vec<(Uuid, DateTime<Utc>)>,
+    /// Cumulative day weights, oldest day first.
+    day_cumulative: Vec<f64>,
+    first_day_start: DateTime<Utc>,
+    now: DateTime<Utc>,
+    serial: u64,
+    seed: u64,
+}
+
+fn cumulative(weights: impl Iterator<Item = f64>) -> Vec<f64> {
+    let mut total = 0.0;
+    weights
+        .map(|w| {
+            total += w;
+            total
+        })
+        .collect()
+}
+
+fn sample(cumulative: &[f64], rng: &mut StdRng) -> usize {
+    let target = rng.r#gen::<f64>() * cumulative.last().copied().unwrap_or(0.0);
+    cumulative.partition_point(|&c| c < target).min(cumulative.len().saturating_sub(1))
+}
+
+impl UsageGenerator {
+    fn new(seed: u64, keys: &[ApiKey], days: u32, now: DateTime<Utc>) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_0f_75a6e);
+        // Pareto-like weights: key rank r gets 1 / (r + 1)^1.2, so the top few dominate.
+        let mut ranks: Vec<usize> = (0..keys.len()).collect();
+        for i in (1..ranks.len()).rev() {
+            ranks.swap(i, rng.gen_range(0..=i));
+        }
+        let weights = ranks.iter().map(|&rank| 1.0 / ((rank + 1) as f64).powf(1.2));
+        let today = now.date_naive();
+        let first_day = today - Duration::days(i64::from(days) - 1);
+        let day_weights = first_day.iter_days().take(days as usize).enumerate().map(|(i, day)| {
+            use chrono::Datelike;
+            let weekend = matches!(day.weekday(), chrono::Weekday::Sat | chrono::Weekday::Sun);
+            let growth = 0.6 + 0.4 * (i as f64 / f64::from(days));
+            let today_fraction = if day == today {
+                f64::from(chrono::Timelike::num_seconds_from_midnight(&now)) / 86_400.0
+            } else {
+                1.0
+            };
+            (if weekend { 0.35 } else { 1.0 }) * growth * today_fraction
+        });
+        UsageGenerator {
+            cumulative: cumulative(weights),
+            keys: keys.iter().map(|k| (k.id, k.created_at)).collect(),
+            day_cumulative: cumulative(day_weights),
+            first_day_start: first_day.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc(),
+            now,
+            rng,
+            serial: 0,
+            seed,
+        }
+    }
+
+    fn next_row(&mut self) -> UsageRecord {
+        let (key_id, key_created) = self.keys[sample(&self.cumulative, &mut self.rng)];
+        let day = sample(&self.day_cumulative, &mut self.rng);
+        let offset_ms = self.rng.gen_range(0..86_400_000);
+        let mut at = self.first_day_start + Duration::days(day as i64) + Duration::milliseconds(offset_ms);
+        if at > self.now {
+            at = self.now - Duration::milliseconds(self.rng.gen_range(0..3_600_000));
+        }
+        // A key cannot be used before it existed: fold such rows into its first day.
+        at = at.max(key_created);
+        let (provider, model, price_per_1k) = *pick(&mut self.rng, MODELS);
+        let tokens: i64 = (200.0 * (self.rng.r#gen::<f64>() * 4.0).exp()) as i64;
+        self.serial += 1;
+        UsageRecord {
+            request_id: format!("demo-{:x}-{}", self.seed, self.serial),
+            api_key_id: key_id,
+            provider: Some(provider.into()),
+            model: Some(model.into()),
+            api_format: Some(if provider == "anthropic" { "CLAUDE" } else { "OPENAI" }.into()),
+            total_tokens: tokens,
+            cost: Money::from_micros(tokens * price_per_1k / 1000),
+            response_time_ms: Some(self.rng.gen_range(150..1500) + tokens / 20),
+            created_at: at.min(self.now),
+        }
+    }
+}
+
+fn progress_bar(total: u64, visible: bool) -> ProgressBar {
+    if !visible {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")
+            .expect("the template is valid")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+/// Fills the service's database with demo data. Shows a progress bar on stderr when asked.
+pub async fn fill(service: &KeyService, spec: &DemoSpec, show_progress: bool) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let now = service.now();
+    let mut rng = StdRng::seed_from_u64(spec.seed);
+    let users = generate_users(&mut rng, spec.users, now);
+    let (keys, initial_credits) = generate_keys(&mut rng, service, &users, spec.keys, now)?;
+    let bar = progress_bar(spec.keys as u64, show_progress);
+    bar.set_message("keys");
+    let owners = BulkLoad { users, keys: keys.clone(), initial_credits, usage: Vec::new() };
+    service.bulk_load(&owners, "demo users and keys").await?;
+    bar.finish();
+
+    if !keys.is_empty() && spec.usage_rows > 0 {
+        let bar = progress_bar(spec.usage_rows, show_progress);
+        bar.set_message("usage rows");
+        let mut generator = UsageGenerator::new(spec.seed, &keys, spec.days, now);
+        let mut left = spec.usage_rows;
+        while left > 0 {
+            let chunk = left.min(USAGE_CHUNK as u64);
+            let usage: Vec<UsageRecord> = (0..chunk).map(|_| generator.next_row()).collect();
+            service.bulk_load(&BulkLoad { usage, ..BulkLoad::default() }, "demo usage").await?;
+            left -= chunk;
+            bar.inc(chunk);
+        }
+        bar.finish();
+    }
+    tracing::info!(?spec, elapsed = ?started.elapsed(), "demo data loaded");
+    if show_progress {
+        eprintln!(
+            "loaded {} users, {} keys and {} usage rows in {:.1?}",
+            spec.users,
+            spec.keys,
+            spec.usage_rows,
+            started.elapsed()
+        );
+    }
+    Ok(())
+}
+
+/// `keytop --demo`: the TUI on a throwaway SQLite database, removed on exit.
+pub async fn run_tui_on_demo_data(cli: &Cli) -> anyhow::Result<()> {
+    let config = crate::cli::load_config(cli)?;
+    let dir = tempfile::Builder::new().prefix("keytop-demo-").tempdir()?;
+    let url = format!("sqlite://{}", dir.path().join("demo.db").display());
+    let store = crate::store::open(&url).await?;
+    // A throwaway master key: the demo's keys are as disposable as its database.
+    let (master_key, _) = crate::crypto::MasterKey::generate();
+    let service = KeyService::new(store, Ok(master_key), crate::cli::service_settings(&config), crate::cli::actor(cli));
+    fill(&service, &DemoSpec::default(), false).await?;
+    crate::tui::run(service, crate::cli::tui_options(&config, cli.read_only)).await
+}

@@ -1,0 +1,426 @@
+//! The command line, run as a user runs it: the built binary, on a fresh database each test
+//! (SQLite; PostgreSQL too where noted), checking output, exit status and what was written.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use keytop::crypto::MasterKey;
+use serde_json::Value;
+
+/// A sandbox: its own database, master key, and XDG folders.
+struct Sandbox {
+    dir: tempfile::TempDir,
+    db_url: String,
+    master_key: String,
+    _db: Option<common::TestDb>,
+}
+
+impl Sandbox {
+    fn sqlite() -> Sandbox {
+        let dir = tempfile::tempdir().unwrap();
+        let db_url = format!("sqlite://{}", dir.path().join("keytop.db").display());
+        Sandbox { db_url, master_key: MasterKey::generate().1, dir, _db: None }
+    }
+
+    async fn postgres() -> Option<Sandbox> {
+        let db = common::postgres_db().await?;
+        let mut sandbox = Sandbox::sqlite();
+        sandbox.db_url = db.url.clone();
+        sandbox._db = Some(db);
+        Some(sandbox)
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_keytop"));
+        command
+            .args(args)
+            .env_remove("KEYTOP_CONFIG")
+            .env("KEYTOP_DB", &self.db_url)
+            .env("KEYTOP_MASTER_KEY", &self.master_key)
+            .env("KEYTOP_ACTOR", "tester")
+            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
+            .env("XDG_DATA_HOME", self.dir.path().join("data"))
+            .env("XDG_STATE_HOME", self.dir.path().join("state"))
+            .stdin(Stdio::null());
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run keytop")
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "keytop {args:?} failed ({:?}): {}",
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut with_json = args.to_vec();
+        with_json.push("--json");
+        serde_json::from_str(&self.ok(&with_json)).expect("valid JSON")
+    }
+
+    /// Runs a command that must fail with `code`; returns its stderr.
+    fn fails(&self, args: &[&str], code: i32) -> String {
+        let output = self.run(args);
+        assert_eq!(
+            output.status.code(),
+            Some(code),
+            "keytop {args:?}: stdout {} stderr {}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stderr).unwrap()
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("state/keytop/keytop.log")).unwrap_or_default()
+    }
+
+    /// A user `alice` with a prepaid key `wallet` holding $10; returns its plaintext.
+    fn with_prepaid_key(&self) -> String {
+        self.ok(&["users", "add", "alice"]);
+        self.ok(&["keys", "create", "--user", "alice", "--name", "wallet", "--standalone", "--balance", "10"])
+            .trim()
+            .to_string()
+    }
+}
+
+fn remaining(sandbox: &Sandbox, key: &str) -> Value {
+    sandbox.json(&["balance", key])["remaining"].clone()
+}
+
+fn happy_path(sandbox: &Sandbox) {
+    let plaintext = sandbox.with_prepaid_key();
+    assert!(plaintext.starts_with("sk-") && plaintext.len() == 35, "{plaintext}");
+
+    let shown = sandbox.json(&["keys", "show", "wallet"]);
+    assert_eq!(shown["status"], "active");
+    assert_eq!(shown["credited"], "10.000000");
+    assert_eq!(shown["rate_limit"], 100);
+    assert_eq!(shown["concurrent_limit"], 5);
+    assert_eq!(shown["allowed_models"], Value::Null);
+    let id = shown["id"].as_str().unwrap().to_string();
+
+    // Reference by id prefix works like the name.
+    assert_eq!(sandbox.json(&["keys", "show", &id[..8]])["name"], "wallet");
+
+    assert!(sandbox.ok(&["keys", "list"]).contains("wallet"));
+    sandbox.ok(&["topup", "wallet", "2.5", "--note", "bonus"]);
+    assert_eq!(remaining(sandbox, "wallet"), "12.500000");
+    sandbox.ok(&["topup", "wallet", "-3"]);
+    assert_eq!(remaining(sandbox, "wallet"), "9.500000");
+    let ledger = sandbox.json(&["ledger", "wallet"]);
+    let deltas: Vec<&str> = ledger.as_array().unwrap().iter().map(|e| e["delta"].as_str().unwrap()).collect();
+    assert_eq!(deltas, ["10.000000", "2.500000", "-3.000000"]);
+    assert_eq!(ledger[1]["actor"], "tester");
+    assert_eq!(ledger[1]["note"], "bonus");
+
+    let record = ["usage", "record", "wallet", "--tokens", "1200", "--cost", "0.25", "--request-id", "r-1"];
+    sandbox.ok(&record);
+    assert!(sandbox.ok(&record).contains("already recorded"));
+    assert_eq!(remaining(sandbox, "wallet"), "9.250000");
+
+    let stats = sandbox.json(&["stats", "wallet", "--days", "7"]);
+    assert_eq!(stats["total_requests"], 1);
+    assert_eq!(stats["total_tokens"], 1200);
+    assert_eq!(stats["total_cost"], "0.250000");
+    assert_eq!(stats["daily"].as_array().unwrap().len(), 7);
+    assert_eq!(stats["daily"][6]["requests"], 1);
+
+    assert!(sandbox.ok(&["verify", &plaintext]).starts_with("allowed"));
+    assert_eq!(sandbox.run(&["verify", "sk-doesnotexist"]).status.code(), Some(3));
+    sandbox.ok(&["keys", "update", "wallet", "--models", "gpt-4o"]);
+    let denied = sandbox.run(&["verify", &plaintext, "--model", "other"]);
+    assert_eq!((denied.status.code(), String::from_utf8_lossy(&denied.stdout).trim()), (Some(3), "not_allowed"));
+
+    sandbox.ok(&["keys", "disable", "wallet"]);
+    let denied = sandbox.run(&["verify", &plaintext]);
+    assert_eq!((denied.status.code(), String::from_utf8_lossy(&denied.stdout).trim()), (Some(3), "disabled"));
+    sandbox.ok(&["keys", "enable", "wallet"]);
+
+    let updated = sandbox.json(&[
+        "keys",
+        "update",
+        "wallet",
+        "--rate-limit",
+        "none",
+        "--models",
+        "",
+        "--expires-in",
+        "2d",
+        "--name",
+        "purse",
+    ]);
+    assert_eq!(updated["rate_limit"], Value::Null);
+    assert_eq!(updated["allowed_models"], Value::Null);
+    assert!(updated["expires_at"].is_string());
+    let cleared = sandbox.json(&["keys", "update", "purse", "--no-expiry"]);
+    assert_eq!(cleared["expires_at"], Value::Null);
+
+    assert_eq!(sandbox.ok(&["keys", "reveal", "purse"]).trim(), plaintext);
+    let audit = sandbox.json(&["audit", "--key", "purse"]);
+    let actions: Vec<&str> = audit.as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert!(
+        actions.contains(&"key_reveal") && actions.contains(&"topup") && actions.contains(&"deduct"),
+        "{actions:?}"
+    );
+
+    sandbox.ok(&["keys", "update", "purse", "--expires-at", "2000-01-01"]);
+    assert_eq!(sandbox.json(&["keys", "show", "purse"])["status"], "expired");
+    let dry = sandbox.json(&["sweep", "--dry-run"]);
+    assert_eq!((dry["disabled"].as_u64(), dry["deleted"].as_u64()), (Some(1), Some(0)));
+    assert_eq!(sandbox.json(&["keys", "show", "purse"])["is_active"], true, "a dry run writes nothing");
+    let swept = sandbox.json(&["sweep"]);
+    assert_eq!(swept["disabled_keys"][0]["id"], id.as_str());
+    assert_eq!(sandbox.json(&["sweep"])["disabled"], 0);
+
+    sandbox.ok(&["keys", "purge", "purse"]);
+    sandbox.fails(&["keys", "show", "purse"], 2);
+    assert!(sandbox.ok(&["migrate"]).contains("schema version"));
+}
+
+#[test]
+fn happy_path_on_sqlite() {
+    happy_path(&Sandbox::sqlite());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn happy_path_on_postgres() {
+    let Some(sandbox) = Sandbox::postgres().await else {
+        eprintln!("skipped: KEYTOP_TEST_POSTGRES is not set");
+        return;
+    };
+    tokio::task::spawn_blocking(move || happy_path(&sandbox)).await.unwrap();
+}
+
+#[test]
+fn bad_amounts_are_refused_with_exit_2_and_nothing_written() {
+    let sandbox = Sandbox::sqlite();
+    sandbox.with_prepaid_key();
+    let before = sandbox.json(&["ledger", "wallet"]);
+    for amount in ["0", "1.0000001", "1e3", "NaN", "inf", "1,000", "1,5", "ten", "", "$", "-11"] {
+        let stderr = sandbox.fails(&["topup", "wallet", amount], 2);
+        assert!(
+            stderr.contains("AMOUNT") || stderr.contains("amount") || stderr.contains("remaining"),
+            "{amount}: {stderr}"
+        );
+    }
+    assert_eq!(sandbox.json(&["ledger", "wallet"]), before);
+    assert_eq!(remaining(&sandbox, "wallet"), "10.000000");
+}
+
+#[test]
+fn refusals_name_the_field_and_leave_the_database_unchanged() {
+    let sandbox = Sandbox::sqlite();
+    sandbox.with_prepaid_key();
+    sandbox.ok(&["keys", "create", "--user", "alice", "--name", "plain"]);
+    let keys_before = sandbox.json(&["keys", "list"]);
+
+    let cases: &[(&[&str], &str)] = &[
+        (&["topup", "plain", "5"], "not a prepaid"),
+        (&["keys", "create", "--user", "nobody"], "no user matches"),
+        (&["keys", "create", "--user", "alice", "--rate-limit", "0"], "--rate-limit"),
+        (&["keys", "create", "--user", "alice", "--rate-limit", "-5"], "--rate-limit"),
+        (&["keys", "create", "--user", "alice", "--rate-limit", "9223372036854775808"], "--rate-limit"),
+        (&["keys", "create", "--user", "alice", "--expires-in", "soon"], "--expires-in"),
+        (&["keys", "create", "--user", "alice", "--expires-at", "2026-02-30"], "--expires-at"),
+        (&["keys", "create", "--user", "alice", "--balance", "5"], "standalone"),
+        (&["keys", "create", "--user", "alice", "--name", "  "], "name"),
+        (&["keys", "create", "--user", "alice", "--name", "bad\u{1b}[2Jname"], "control characters"),
+        (&["keys", "create", "--user", "alice", "--auto-delete", "maybe"], "--auto-delete"),
+        (&["keys", "update", "wallet", "--concurrency", "0"], "--concurrency"),
+        (&["keys", "update", "plain", "--balance", "3"], "--balance"),
+        (&["keys", "show", "missing"], "no key matches"),
+        (&["usage", "record", "wallet", "--tokens", "-1", "--cost", "1"], "tokens"),
+        (&["usage", "record", "wallet", "--tokens", "1", "--cost", "-1"], "cost"),
+        (&["stats", "wallet", "--days", "0"], "days"),
+        (&["users", "add", "alice"], "already exists"),
+    ];
+    for (args, expected) in cases {
+        let stderr = sandbox.fails(args, 2);
+        assert!(stderr.contains(expected), "keytop {args:?}: expected {expected:?} in {stderr:?}");
+    }
+    assert_eq!(sandbox.json(&["keys", "list"]), keys_before);
+    assert_eq!(sandbox.json(&["ledger", "wallet"]).as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn an_ambiguous_reference_lists_the_candidates() {
+    let sandbox = Sandbox::sqlite();
+    sandbox.ok(&["users", "add", "bob"]);
+    sandbox.ok(&["keys", "create", "--user", "bob", "--name", "twin"]);
+    sandbox.ok(&["keys", "create", "--user", "bob", "--name", "twin"]);
+    let stderr = sandbox.fails(&["keys", "show", "twin"], 2);
+    assert!(stderr.contains("several keys") && stderr.matches("(twin)").count() == 2, "{stderr}");
+}
+
+#[test]
+fn list_scopes_and_filters() {
+    let sandbox = Sandbox::sqlite();
+    sandbox.with_prepaid_key();
+    sandbox.ok(&["users", "add", "bob"]);
+    sandbox.ok(&["keys", "create", "--user", "bob", "--name", "bob-main"]);
+    sandbox.ok(&["keys", "create", "--user", "bob", "--name", "bob-old", "--expires-at", "2001-01-01"]);
+    let names = |args: &[&str]| -> Vec<String> {
+        let mut full = vec!["keys", "list"];
+        full.extend_from_slice(args);
+        let listed = sandbox.json(&full);
+        listed.as_array().unwrap().iter().map(|k| k["name"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(names(&[]), ["bob-old", "bob-main", "wallet"], "newest first");
+    assert_eq!(names(&["--user-keys"]), ["bob-old", "bob-main"]);
+    assert_eq!(names(&["--standalone"]), ["wallet"]);
+    assert_eq!(names(&["--user", "bob", "--active"]), ["bob-main"]);
+    assert_eq!(names(&["--inactive"]), ["bob-old"]);
+    assert_eq!(names(&["--filter", "MAIN"]), ["bob-main"]);
+    assert_eq!(names(&["--filter", "%"]), Vec::<String>::new());
+}
+
+#[test]
+fn a_wrong_master_key_breaks_reveal_only() {
+    let sandbox = Sandbox::sqlite();
+    sandbox.with_prepaid_key();
+    let other = MasterKey::generate().1;
+    let run = |args: &[&str]| sandbox.command(args).env("KEYTOP_MASTER_KEY", &other).output().unwrap();
+    let reveal = run(&["keys", "reveal", "wallet"]);
+    assert_eq!(reveal.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&reveal.stderr).contains("cannot decrypt"), "{reveal:?}");
+    for args in [&["keys", "list"][..], &["keys", "show", "wallet"], &["topup", "wallet", "1"], &["balance", "wallet"]]
+    {
+        assert!(run(args).status.success(), "{args:?} must work with another master key");
+    }
+    let malformed = sandbox.command(&["keys", "list"]).env("KEYTOP_MASTER_KEY", "short").output().unwrap();
+    assert!(malformed.status.success(), "listing needs no master key");
+    let create =
+        sandbox.command(&["keys", "create", "--user", "alice"]).env("KEYTOP_MASTER_KEY", "short").output().unwrap();
+    assert_eq!(create.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&create.stderr).contains("KEYTOP_MASTER_KEY"));
+}
+
+#[test]
+fn an_unreachable_database_fails_fast_without_its_password() {
+    let sandbox = Sandbox::sqlite();
+    let started = std::time::Instant::now();
+    let output = sandbox
+        .command(&["keys", "list"])
+        .env("KEYTOP_DB", "postgres://admin:hunter2@127.0.0.1:1/keys")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("127.0.0.1:1") && !stderr.contains("hunter2"), "{stderr}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    let output = sandbox.command(&["keys", "list"]).env("KEYTOP_DB", "mysql://x@y/z").output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unknown scheme"));
+}
+
+#[test]
+fn sixteen_processes_topping_up_one_sqlite_file_all_land() {
+    let sandbox = Sandbox::sqlite();
+    sandbox.with_prepaid_key();
+    let children: Vec<_> = (0..16)
+        .map(|i| {
+            sandbox
+                .command(&["topup", "wallet", "0.01", "--note", &format!("p{i}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    }
+    assert_eq!(remaining(&sandbox, "wallet"), "10.160000");
+    assert_eq!(sandbox.json(&["ledger", "wallet"]).as_array().unwrap().len(), 17);
+}
+
+#[test]
+fn an_idempotency_key_applies_once_and_reports_the_first_result() {
+    let sandbox = Sandbox::sqlite();
+    sandbox.with_prepaid_key();
+    let first = sandbox.json(&["topup", "wallet", "5", "--idempotency-key", "pay-1"]);
+    let second = sandbox.json(&["topup", "wallet", "5", "--idempotency-key", "pay-1"]);
+    assert_eq!((first["replayed"].as_bool(), second["replayed"].as_bool()), (Some(false), Some(true)));
+    assert_eq!(first["entry"], second["entry"]);
+    assert_eq!(remaining(&sandbox, "wallet"), "15.000000");
+    let stderr = sandbox.fails(&["topup", "wallet", "7", "--idempotency-key", "pay-1"], 2);
+    assert!(stderr.contains("already used"), "{stderr}");
+}
+
+#[cfg(unix)]
+#[test]
+fn sweep_every_stops_cleanly_on_sigterm() {
+    let sandbox = Sandbox::sqlite();
+    sandbox.ok(&["migrate"]);
+    let child = sandbox.command(&["sweep", "--every", "1s"]).stdout(Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.lines().filter(|l| l.contains("disabled 0, deleted 0")).count() >= 1, "{stdout}");
+}
+
+#[test]
+fn no_plaintext_key_reaches_the_log() {
+    let sandbox = Sandbox::sqlite();
+    let plaintext = sandbox.with_prepaid_key();
+    sandbox.ok(&["keys", "reveal", "wallet"]);
+    sandbox.ok(&["verify", &plaintext]);
+    sandbox.fails(&["topup", "wallet", "oops"], 2);
+    let log = sandbox.log_text();
+    assert!(log.contains("command failed"), "the log is written: {log}");
+    assert!(!log.contains(&plaintext[3..]), "plaintext key found in the log");
+    assert!(!log.contains(&sandbox.master_key), "master key found in the log");
+}
+
+#[test]
+fn the_default_master_key_file_is_created_private() {
+    let sandbox = Sandbox::sqlite();
+    sandbox.ok(&["users", "add", "carol"]);
+    let output =
+        sandbox.command(&["keys", "create", "--user", "carol"]).env_remove("KEYTOP_MASTER_KEY").output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let path = sandbox.dir.path().join("config/keytop/master.key");
+    assert!(Path::new(&path).exists());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let reveal = sandbox.command(&["keys", "list", "--json"]).env_remove("KEYTOP_MASTER_KEY").output().unwrap();
+    assert!(reveal.status.success());
+}
+
+#[test]
+fn escape_sequences_in_names_print_inert() {
+    let sandbox = Sandbox::sqlite();
+    sandbox.ok(&["users", "add", "eve"]);
+    sandbox.ok(&["keys", "create", "--user", "eve", "--name", "plain"]);
+    // The gateway or another tool may write any text into the shared database.
+    let db = sandbox.db_url.clone();
+    let hostile = "x\u{1b}]52;c;aGFjaw==\u{7}\u{1b}[2Jy";
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&db).await.unwrap();
+        sqlx::query("UPDATE api_keys SET name = $1").bind(hostile).execute(&mut conn).await.unwrap();
+    });
+    for args in [&["keys", "list"][..], &["keys", "show", "--json", hostile]] {
+        let stdout = sandbox.ok(args);
+        assert!(!stdout.contains('\u{1b}') && !stdout.contains('\u{7}'), "{args:?}: {stdout:?}");
+    }
+}
