@@ -1,0 +1,120 @@
+//! Effects: what `update` asks the outside world to do. Service calls run in tokio tasks over a
+//! clone of the service and come back as `Event::Done` tagged with their request id, so the loop
+//! never waits for the database.
+
+use std::time::Duration;
+
+use tokio::sync::mpsc::UnboundedSender;
+use uuid::Uuid;
+
+use crate::domain::{KeyPatch, KeyQuery, Money};
+use crate::service::{KeyService, NewKeySpec, ServiceResult};
+
+use super::event::{CreatedSecret, Event, Outcome};
+use super::state::{DetailData, RequestId};
+
+/// How many ledger rows the detail shows.
+pub const DETAIL_LEDGER_ROWS: u32 = 5;
+/// How long the filter box must be still before the list reloads.
+pub const FILTER_DEBOUNCE: Duration = Duration::from_millis(150);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// A service call whose answer comes back as `Event::Done(request, …)`.
+    Call(RequestId, Call),
+    /// Send `Event::FilterSettled { edit }` after the debounce delay.
+    DebounceFilter { edit: u64 },
+    /// Put text on the clipboard of the admin's terminal (OSC 52, so it works over SSH).
+    CopyToClipboard(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    ListKeys(KeyQuery),
+    CountKeys,
+    Detail { key_id: Uuid, days: u32 },
+    TopUp { key_id: Uuid, amount: Money, note: Option<String> },
+    Create(NewKeySpec),
+    Update { key_id: Uuid, patch: KeyPatch },
+    SetActive { key_id: Uuid, active: bool },
+    Purge { key_id: Uuid },
+    Reveal { key_id: Uuid },
+    Sweep { dry_run: bool },
+}
+
+/// Runs effects that do not need the terminal.
+#[derive(Clone)]
+pub struct Runner {
+    service: KeyService,
+    events: UnboundedSender<Event>,
+}
+
+impl Runner {
+    pub fn new(service: KeyService, events: UnboundedSender<Event>) -> Runner {
+        Runner { service, events }
+    }
+
+    pub fn spawn_call(&self, request: RequestId, call: Call) {
+        let runner = self.clone();
+        tokio::spawn(async move {
+            let outcome = runner.call(call).await;
+            // The loop may have quit meanwhile; then nobody needs the answer.
+            let _ = runner.events.send(Event::Done(request, Box::new(outcome)));
+        });
+    }
+
+    pub fn spawn_debounce(&self, edit: u64) {
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(FILTER_DEBOUNCE).await;
+            let _ = events.send(Event::FilterSettled { edit });
+        });
+    }
+
+    async fn call(&self, call: Call) -> Outcome {
+        let service = &self.service;
+        match call {
+            Call::ListKeys(query) => Outcome::Page(shown(service.list_keys(&query).await)),
+            Call::CountKeys => Outcome::Counts(shown(service.count_keys().await)),
+            Call::Detail { key_id, days } => Outcome::Detail(shown(self.detail(key_id, days).await.map(Box::new))),
+            Call::TopUp { key_id, amount, note } => {
+                Outcome::ToppedUp(shown(service.top_up(key_id, amount, note.as_deref(), None).await))
+            }
+            Call::Create(spec) => Outcome::Created(shown(
+                service
+                    .create_key(&spec)
+                    .await
+                    .map(|created| CreatedSecret { key: created.key, plaintext: created.plaintext }),
+            )),
+            Call::Update { key_id, patch } => Outcome::Updated(shown(service.update_key(key_id, &patch).await)),
+            Call::SetActive { key_id, active } => Outcome::Updated(shown(service.set_key_active(key_id, active).await)),
+            Call::Purge { key_id } => Outcome::Purged(shown(service.purge_key(key_id).await.map(|()| key_id))),
+            Call::Reveal { key_id } => Outcome::Revealed(shown(self.reveal(key_id).await)),
+            Call::Sweep { dry_run } => Outcome::Swept { dry_run, result: shown(service.sweep(dry_run).await) },
+        }
+    }
+
+    async fn detail(&self, key_id: Uuid, days: u32) -> ServiceResult<DetailData> {
+        let (key, stats, mut ledger) = tokio::try_join!(
+            self.service.key(key_id),
+            self.service.stats(key_id, days),
+            self.service.ledger(key_id, Some(DETAIL_LEDGER_ROWS)),
+        )?;
+        ledger.reverse();
+        Ok(DetailData { key, stats, ledger })
+    }
+
+    async fn reveal(&self, key_id: Uuid) -> ServiceResult<CreatedSecret> {
+        let plaintext = self.service.reveal_key(key_id).await?;
+        let key = self.service.key(key_id).await?;
+        Ok(CreatedSecret { key, plaintext })
+    }
+}
+
+/// Errors become the message the admin reads; the details also go to the log.
+fn shown<T>(result: ServiceResult<T>) -> Result<T, String> {
+    result.map_err(|error| {
+        tracing::warn!(%error, "service call failed");
+        error.to_string()
+    })
+}

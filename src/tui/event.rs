@@ -1,0 +1,55 @@
+//! What `update` reacts to: keys, resizes, timers, and the answers of effects.
+
+use chrono::{DateTime, Utc};
+use crossterm::event::KeyEvent;
+use uuid::Uuid;
+
+use crate::domain::{ApiKey, KeyCounts};
+use crate::service::TopUp;
+use crate::store::SweepReport;
+
+use super::state::{DetailData, RequestId};
+
+#[derive(Debug)]
+pub enum Event {
+    Key(KeyEvent),
+    /// Text pasted into the terminal (bracketed paste).
+    Paste(String),
+    Resize(u16, u16),
+    /// A second passed: relative times and toasts move on.
+    Tick(DateTime<Utc>),
+    RefreshDue,
+    SweepDue,
+    /// The filter box has been still for the debounce delay since edit number `edit`.
+    FilterSettled {
+        edit: u64,
+    },
+    /// An effect finished. Boxed: answers carry whole keys, far larger than a key press.
+    Done(RequestId, Box<Outcome>),
+}
+
+/// The result of an effect. Errors arrive as the service's message, ready to show.
+#[derive(Debug)]
+pub enum Outcome {
+    Page(Result<Vec<ApiKey>, String>),
+    Counts(Result<KeyCounts, String>),
+    Detail(Result<Box<DetailData>, String>),
+    ToppedUp(Result<TopUp, String>),
+    Created(Result<CreatedSecret, String>),
+    Updated(Result<ApiKey, String>),
+    Purged(Result<Uuid, String>),
+    Revealed(Result<CreatedSecret, String>),
+    Swept { dry_run: bool, result: Result<SweepReport, String> },
+}
+
+/// A key with its plaintext (after create or reveal). The plaintext never reaches `Debug`.
+pub struct CreatedSecret {
+    pub key: ApiKey,
+    pub plaintext: String,
+}
+
+impl std::fmt::Debug for CreatedSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedSecret").field("key", &self.key).field("plaintext", &"<redacted>").finish()
+    }
+}

@@ -1,0 +1,185 @@
+//! Fixed, in-memory data for the TUI's tests: keys, a session, a detail with usage. The clock is
+//! fixed, so relative times in snapshots never change.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use uuid::Uuid;
+
+use crate::config::ThemeChoice;
+use crate::domain::{ApiKey, DailyUsage, KeyCounts, LedgerEntry, Money};
+use crate::service::KeyStats;
+
+use super::keymap::Keymap;
+use super::paging::Window;
+use super::state::{DetailData, Screen, Session, State};
+use super::theme::Theme;
+
+/// 2026-03-08 20:00:00 UTC.
+pub const NOW: DateTime<Utc> = match DateTime::from_timestamp(1_773_000_000, 0) {
+    Some(now) => now,
+    None => panic!("a valid timestamp"),
+};
+
+/// A user key with a deterministic id derived from `index`.
+pub fn key_named(index: usize, name: &str) -> ApiKey {
+    let id = Uuid::from_u128(0x5e1e_c7ed_0000_4000_8000_0000_0000_0000 + index as u128);
+    ApiKey {
+        id,
+        user_id: Uuid::from_u128(0xa11ce),
+        owner_name: "alice".into(),
+        owner_active: true,
+        key_hash: format!("{index:064x}"),
+        key_ciphertext: "v1:sealed".into(),
+        key_hint: format!("sk-AbCdEfG...{index:04}"),
+        name: name.into(),
+        allowed_providers: None,
+        allowed_api_formats: None,
+        allowed_models: None,
+        rate_limit: Some(100),
+        concurrent_limit: Some(5),
+        expires_at: None,
+        is_standalone: false,
+        credited: None,
+        used: Money::ZERO,
+        auto_delete_on_expiry: None,
+        is_active: true,
+        last_used_at: Some(NOW - TimeDelta::minutes(5 * index as i64 + 3)),
+        created_at: NOW - TimeDelta::days(40),
+        updated_at: NOW - TimeDelta::days(1),
+    }
+}
+
+pub fn user_key() -> ApiKey {
+    key_named(1, "laptop")
+}
+
+/// A prepaid key with $10.00 remaining.
+pub fn prepaid_key() -> ApiKey {
+    ApiKey {
+        is_standalone: true,
+        credited: Some(Money::from_usd(12)),
+        used: Money::from_usd(2),
+        ..key_named(0, "ci-key")
+    }
+}
+
+/// A varied list: every status, prepaid and not, limits and allow lists.
+pub fn keys() -> Vec<ApiKey> {
+    let mut keys = vec![prepaid_key(), user_key()];
+    let mut expired = key_named(2, "staging");
+    expired.expires_at = Some(NOW - TimeDelta::hours(2));
+    keys.push(expired);
+    let mut disabled = key_named(3, "old-batch-job");
+    disabled.is_active = false;
+    disabled.owner_name = "bob".into();
+    keys.push(disabled);
+    let mut exhausted = ApiKey {
+        is_standalone: true,
+        credited: Some(Money::from_usd(5)),
+        used: Money::from_usd(5),
+        ..key_named(4, "demo-trial")
+    };
+    exhausted.owner_name = "carol".into();
+    keys.push(exhausted);
+    let mut expiring = key_named(5, "partner-\u{1b}[31mred\u{7}");
+    expiring.expires_at = Some(NOW + TimeDelta::days(3));
+    expiring.allowed_models = Some(vec!["gpt-4o".into(), "claude-sonnet".into()]);
+    expiring.rate_limit = None;
+    keys.push(expiring);
+    let unlimited =
+        ApiKey { is_standalone: true, credited: None, used: Money::from_usd(40), ..key_named(6, "internal-unlimited") };
+    keys.push(unlimited);
+    for index in 7..30 {
+        keys.push(key_named(index, &format!("service-{index:02}")));
+    }
+    keys
+}
+
+pub fn session(read_only: bool, theme: Theme) -> Session {
+    Session {
+        read_only,
+        database: "sqlite:///var/lib/keytop/keytop.db".into(),
+        keymap: Keymap::new(&BTreeMap::new(), read_only).unwrap(),
+        theme,
+        confirm_topup_at: Money::from_usd(1000),
+        refresh_every: Duration::from_secs(5),
+        sweep_every: Some(Duration::from_secs(60)),
+    }
+}
+
+/// A state with `keys()` loaded (a complete list) and the first key selected.
+pub fn loaded_state(size: (u16, u16)) -> State {
+    let mut state = State::new(session(false, Theme::for_choice(ThemeChoice::Color, false)), NOW, size);
+    state.list.window = Window { rows: keys(), anchor: None, at_start: true, at_end: true };
+    state.counts = Some(KeyCounts { total: 30, disabled: 1, expired: 1 });
+    state
+}
+
+/// `loaded_state` with the detail of the first (prepaid) key open.
+pub fn detail_state(size: (u16, u16)) -> State {
+    let mut state = loaded_state(size);
+    state.screen = Screen::Detail;
+    state.detail.data = Some(detail_data(prepaid_key(), 30));
+    state
+}
+
+pub fn detail_data(key: ApiKey, days: u32) -> DetailData {
+    let last_day = NOW.date_naive();
+    let first_day = last_day - TimeDelta::days(i64::from(days) - 1);
+    let daily: Vec<DailyUsage> =
+        first_day.iter_days().take(days as usize).enumerate().map(|(index, day)| usage_on(index as i64, day)).collect();
+    let total_requests = daily.iter().map(|d| d.requests).sum::<i64>();
+    let response_ms = daily.iter().map(|d| d.response_ms_sum).sum::<i64>();
+    let stats = KeyStats {
+        key_id: key.id,
+        days,
+        first_day,
+        last_day,
+        total_requests,
+        total_tokens: daily.iter().map(|d| d.tokens).sum(),
+        total_cost: Money::from_micros(daily.iter().map(|d| d.cost.micros()).sum()),
+        avg_response_ms: (total_requests > 0).then(|| response_ms as f64 / total_requests as f64),
+        daily,
+    };
+    let ledger = vec![
+        ledger_entry(&key, 2, Money::from_usd(-3), Some(Money::from_usd(12)), Some("refund of a duplicate charge")),
+        ledger_entry(&key, 1, Money::from_usd(5), Some(Money::from_usd(15)), None),
+        ledger_entry(&key, 0, Money::from_usd(10), Some(Money::from_usd(10)), Some("initial balance")),
+    ];
+    DetailData { key, stats, ledger }
+}
+
+/// A weekly rhythm: busy weekdays, quiet weekends.
+fn usage_on(index: i64, day: NaiveDate) -> DailyUsage {
+    use chrono::Datelike;
+    let weekend = day.weekday().number_from_monday() >= 6;
+    let requests = if weekend { 20 + index % 5 } else { 150 + (index * 37) % 90 };
+    DailyUsage {
+        day,
+        requests,
+        tokens: requests * 1_250,
+        cost: Money::from_micros(requests * 2_400),
+        response_ms_sum: requests * 420,
+    }
+}
+
+fn ledger_entry(
+    key: &ApiKey,
+    index: i64,
+    delta: Money,
+    credited_after: Option<Money>,
+    note: Option<&str>,
+) -> LedgerEntry {
+    LedgerEntry {
+        id: index + 1,
+        api_key_id: key.id,
+        at: NOW - TimeDelta::days(10 - 3 * index),
+        actor: "admin".into(),
+        delta,
+        credited_after,
+        note: note.map(String::from),
+        idempotency_key: None,
+    }
+}

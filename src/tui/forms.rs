@@ -1,0 +1,473 @@
+//! The dialogs' forms: fields, their inline validation, and what a valid form turns into (a
+//! top-up, a new key's spec, a patch). Parsing is the domain's; this module only wires it to
+//! fields, so the dialog and the CLI accept exactly the same input.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use tui_input::Input;
+
+use crate::domain::{
+    ApiKey, KeyPatch, Money, Patch,
+    duration::parse_duration,
+    text::sanitize,
+    validate::{self, MAX_KEY_NAME_CHARS},
+};
+use crate::service::NewKeySpec;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldId {
+    Amount,
+    Note,
+    Owner,
+    Name,
+    Standalone,
+    Balance,
+    RateLimit,
+    Concurrency,
+    Expires,
+    Providers,
+    ApiFormats,
+    Models,
+    AutoDelete,
+}
+
+impl FieldId {
+    pub fn label(self) -> &'static str {
+        match self {
+            FieldId::Amount => "Amount (USD)",
+            FieldId::Note => "Note",
+            FieldId::Owner => "Owner",
+            FieldId::Name => "Name",
+            FieldId::Standalone => "Prepaid",
+            FieldId::Balance => "Balance (USD)",
+            FieldId::RateLimit => "Rate limit /min",
+            FieldId::Concurrency => "Concurrency",
+            FieldId::Expires => "Expires",
+            FieldId::Providers => "Providers",
+            FieldId::ApiFormats => "API formats",
+            FieldId::Models => "Models",
+            FieldId::AutoDelete => "When expired",
+        }
+    }
+
+    /// What the field accepts, shown under it while it has focus.
+    pub fn help(self) -> &'static str {
+        match self {
+            FieldId::Amount => "e.g. 7.50; a negative amount deducts",
+            FieldId::Note => "optional, kept in the ledger",
+            FieldId::Owner => "the user who owns the key",
+            FieldId::Name => "blank gives \"API Key <date>\"",
+            FieldId::Standalone => "prepaid keys have their own balance",
+            FieldId::Balance => "initial credit; blank = unlimited",
+            FieldId::RateLimit | FieldId::Concurrency => "a whole number, or none for unlimited",
+            FieldId::Expires => "never, a duration from now (30d, 12h, 2w) or a UTC date (2026-12-31 18:00)",
+            FieldId::Providers | FieldId::ApiFormats | FieldId::Models => "comma-separated; blank = all",
+            FieldId::AutoDelete => "delete or disable the key once expired",
+        }
+    }
+
+    fn choices(self) -> &'static [&'static str] {
+        match self {
+            FieldId::Standalone => &["no", "yes"],
+            FieldId::AutoDelete => &["follow the global policy", "delete", "disable"],
+            _ => &[],
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum FieldValue {
+    Text(Input),
+    Choice(usize),
+}
+
+#[derive(Debug, Clone)]
+pub struct Field {
+    pub id: FieldId,
+    pub value: FieldValue,
+    /// The value the form opened with, to tell edited fields from untouched ones.
+    initial: String,
+}
+
+impl Field {
+    fn text(id: FieldId, value: &str) -> Field {
+        Field { id, value: FieldValue::Text(Input::new(value.to_string())), initial: value.to_string() }
+    }
+
+    fn choice(id: FieldId, index: usize) -> Field {
+        Field { id, value: FieldValue::Choice(index), initial: id.choices()[index].to_string() }
+    }
+
+    /// The field's value as text (a choice as its label).
+    pub fn shown(&self) -> &str {
+        match &self.value {
+            FieldValue::Text(input) => input.value(),
+            FieldValue::Choice(index) => self.id.choices()[*index],
+        }
+    }
+
+    /// Whether the admin changed the field since the form opened.
+    pub fn edited(&self) -> bool {
+        self.shown() != self.initial
+    }
+}
+
+/// What a form is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FormKind {
+    /// The key as it was when the dialog opened, for the preview.
+    TopUp(Box<ApiKey>),
+    Create,
+    Edit(Box<ApiKey>),
+}
+
+#[derive(Debug, Clone)]
+pub struct Form {
+    pub kind: FormKind,
+    pub fields: Vec<Field>,
+    pub focus: usize,
+    /// Submitted and waiting for the service; keys other than Esc are ignored meanwhile.
+    pub submitting: bool,
+}
+
+impl Form {
+    pub fn top_up(key: &ApiKey) -> Form {
+        Form::with_fields(
+            FormKind::TopUp(Box::new(key.clone())),
+            vec![Field::text(FieldId::Amount, ""), Field::text(FieldId::Note, "")],
+        )
+    }
+
+    pub fn create(owner: &str) -> Form {
+        let spec = NewKeySpec::new(owner);
+        Form::with_fields(
+            FormKind::Create,
+            vec![
+                Field::text(FieldId::Owner, owner),
+                Field::text(FieldId::Name, ""),
+                Field::choice(FieldId::Standalone, 0),
+                Field::text(FieldId::Balance, ""),
+                Field::text(FieldId::RateLimit, &limit_text(spec.rate_limit)),
+                Field::text(FieldId::Concurrency, &limit_text(spec.concurrent_limit)),
+                Field::text(FieldId::Expires, "never"),
+                Field::text(FieldId::Providers, ""),
+                Field::text(FieldId::ApiFormats, ""),
+                Field::text(FieldId::Models, ""),
+                Field::choice(FieldId::AutoDelete, 0),
+            ],
+        )
+    }
+
+    pub fn edit(key: &ApiKey) -> Form {
+        let list = |items: &Option<Vec<String>>| items.as_ref().map(|l| sanitize(&l.join(", ")).into_owned());
+        let auto_delete = match key.auto_delete_on_expiry {
+            None => 0,
+            Some(true) => 1,
+            Some(false) => 2,
+        };
+        Form::with_fields(
+            FormKind::Edit(Box::new(key.clone())),
+            vec![
+                Field::text(FieldId::Name, &sanitize(&key.name)),
+                Field::text(FieldId::RateLimit, &limit_text(key.rate_limit)),
+                Field::text(FieldId::Concurrency, &limit_text(key.concurrent_limit)),
+                Field::text(FieldId::Expires, &key.expires_at.map_or("never".into(), format_expiry)),
+                Field::text(FieldId::Providers, &list(&key.allowed_providers).unwrap_or_default()),
+                Field::text(FieldId::ApiFormats, &list(&key.allowed_api_formats).unwrap_or_default()),
+                Field::text(FieldId::Models, &list(&key.allowed_models).unwrap_or_default()),
+                Field::choice(FieldId::AutoDelete, auto_delete),
+            ],
+        )
+    }
+
+    fn with_fields(kind: FormKind, fields: Vec<Field>) -> Form {
+        Form { kind, fields, focus: 0, submitting: false }
+    }
+
+    pub fn title(&self) -> String {
+        match &self.kind {
+            FormKind::TopUp(key) => format!("Top up {}", sanitize(&key.name)),
+            FormKind::Create => "Create a key".into(),
+            FormKind::Edit(key) => format!("Edit {}", sanitize(&key.name)),
+        }
+    }
+
+    /// Whether a field takes part: the balance only on a prepaid key being created.
+    pub fn is_active(&self, field: &Field) -> bool {
+        field.id != FieldId::Balance || self.text(FieldId::Standalone) == "yes"
+    }
+
+    pub fn focused_mut(&mut self) -> &mut Field {
+        &mut self.fields[self.focus]
+    }
+
+    /// Moves the focus by `step` fields, skipping inactive ones.
+    pub fn move_focus(&mut self, step: isize) {
+        let count = self.fields.len() as isize;
+        let mut index = self.focus as isize;
+        for _ in 0..count {
+            index = (index + step).rem_euclid(count);
+            if self.is_active(&self.fields[index as usize]) {
+                break;
+            }
+        }
+        self.focus = index as usize;
+    }
+
+    /// Steps a choice field to its next option; false for a text field.
+    pub fn cycle_choice(&mut self) -> bool {
+        let field = self.focused_mut();
+        let options = field.id.choices().len();
+        match &mut field.value {
+            FieldValue::Choice(index) => {
+                *index = (*index + 1) % options;
+                true
+            }
+            FieldValue::Text(_) => false,
+        }
+    }
+
+    fn text(&self, id: FieldId) -> &str {
+        self.fields.iter().find(|f| f.id == id).map_or("", Field::shown)
+    }
+
+    fn field(&self, id: FieldId) -> Option<&Field> {
+        self.fields.iter().find(|f| f.id == id)
+    }
+
+    /// What is wrong with a field as typed, if anything: shown inline as the admin types.
+    pub fn error(&self, field: &Field, now: DateTime<Utc>) -> Option<String> {
+        let text = field.shown();
+        let outcome = match field.id {
+            FieldId::Amount => parse_amount(text).map(drop),
+            FieldId::Note => validate::note(Some(text)).map(drop).map_err(|e| e.to_string()),
+            FieldId::Owner => {
+                validate::name("owner", text, validate::MAX_USER_NAME_CHARS).map(drop).map_err(|e| e.to_string())
+            }
+            FieldId::Name => parse_name(text, matches!(self.kind, FormKind::Create)).map(drop),
+            FieldId::Balance => parse_balance(text).map(drop),
+            FieldId::RateLimit | FieldId::Concurrency => parse_limit(field.id, text).map(drop),
+            FieldId::Expires => parse_expiry(text, now).map(drop),
+            FieldId::Providers | FieldId::ApiFormats | FieldId::Models => parse_list(field.id, text).map(drop),
+            FieldId::Standalone | FieldId::AutoDelete => Ok(()),
+        };
+        outcome.err()
+    }
+
+    /// The first error of an active field, with the field's index.
+    pub fn first_error(&self, now: DateTime<Utc>) -> Option<(usize, String)> {
+        self.fields
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| self.is_active(f))
+            .find_map(|(i, f)| Some((i, self.error(f, now)?)))
+    }
+
+    /// The amount and note of a top-up form.
+    pub fn top_up_request(&self) -> Result<(Money, Option<String>), String> {
+        let amount = parse_amount(self.text(FieldId::Amount))?;
+        let note = validate::note(Some(self.text(FieldId::Note))).map_err(|e| e.to_string())?;
+        Ok((amount, note))
+    }
+
+    /// The spec of a create form.
+    pub fn new_key_spec(&self, now: DateTime<Utc>) -> Result<NewKeySpec, String> {
+        let standalone = self.text(FieldId::Standalone) == "yes";
+        Ok(NewKeySpec {
+            owner: self.text(FieldId::Owner).trim().to_string(),
+            name: parse_name(self.text(FieldId::Name), true)?,
+            standalone,
+            balance: if standalone { parse_balance(self.text(FieldId::Balance))? } else { None },
+            rate_limit: parse_limit(FieldId::RateLimit, self.text(FieldId::RateLimit))?,
+            concurrent_limit: parse_limit(FieldId::Concurrency, self.text(FieldId::Concurrency))?,
+            expires_at: parse_expiry(self.text(FieldId::Expires), now)?,
+            allowed_providers: parse_list(FieldId::Providers, self.text(FieldId::Providers))?.unwrap_or_default(),
+            allowed_api_formats: parse_list(FieldId::ApiFormats, self.text(FieldId::ApiFormats))?.unwrap_or_default(),
+            allowed_models: parse_list(FieldId::Models, self.text(FieldId::Models))?.unwrap_or_default(),
+            auto_delete_on_expiry: self.auto_delete(),
+        })
+    }
+
+    /// The patch of an edit form: only the fields the admin changed.
+    pub fn key_patch(&self, now: DateTime<Utc>) -> Result<KeyPatch, String> {
+        let edited = |id| self.field(id).is_some_and(Field::edited);
+        let mut patch = KeyPatch::default();
+        if edited(FieldId::Name) {
+            patch.name = parse_name(self.text(FieldId::Name), false)?;
+        }
+        if edited(FieldId::RateLimit) {
+            patch.rate_limit = patch_of(parse_limit(FieldId::RateLimit, self.text(FieldId::RateLimit))?);
+        }
+        if edited(FieldId::Concurrency) {
+            patch.concurrent_limit = patch_of(parse_limit(FieldId::Concurrency, self.text(FieldId::Concurrency))?);
+        }
+        if edited(FieldId::Expires) {
+            patch.expires_at = patch_of(parse_expiry(self.text(FieldId::Expires), now)?);
+        }
+        if edited(FieldId::Providers) {
+            patch.allowed_providers = patch_of(parse_list(FieldId::Providers, self.text(FieldId::Providers))?);
+        }
+        if edited(FieldId::ApiFormats) {
+            patch.allowed_api_formats = patch_of(parse_list(FieldId::ApiFormats, self.text(FieldId::ApiFormats))?);
+        }
+        if edited(FieldId::Models) {
+            patch.allowed_models = patch_of(parse_list(FieldId::Models, self.text(FieldId::Models))?);
+        }
+        if edited(FieldId::AutoDelete) {
+            patch.auto_delete_on_expiry = patch_of(self.auto_delete());
+        }
+        Ok(patch)
+    }
+
+    fn auto_delete(&self) -> Option<bool> {
+        match self.text(FieldId::AutoDelete) {
+            "delete" => Some(true),
+            "disable" => Some(false),
+            _ => None,
+        }
+    }
+}
+
+/// `remaining $10.00 → $17.50` for a top-up of `amount` on `key`, or why it cannot apply.
+pub fn top_up_preview(key: &ApiKey, amount: Money) -> Result<String, String> {
+    let balance = key.balance().ok_or("this key is not prepaid")?;
+    let remaining = balance.remaining.ok_or("this key's balance is unlimited")?;
+    if amount.is_zero() {
+        return Err("the amount must not be zero".into());
+    }
+    if amount.is_negative() && amount.abs() > remaining {
+        return Err(format!("cannot deduct more than the remaining {remaining}"));
+    }
+    let after = remaining.checked_add(amount).ok_or("the amount is too large")?;
+    Ok(format!("remaining {remaining} → {after}"))
+}
+
+/// A field's new value as a patch: empty means clear (unrestricted, unlimited, never).
+fn patch_of<T>(value: Option<T>) -> Patch<T> {
+    value.map_or(Patch::Clear, Patch::Set)
+}
+
+fn limit_text(limit: Option<i64>) -> String {
+    limit.map_or("none".into(), |value| value.to_string())
+}
+
+fn format_expiry(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M").to_string()
+}
+
+fn parse_amount(text: &str) -> Result<Money, String> {
+    let amount = Money::parse(text).map_err(|e| format!("amount {e}"))?;
+    if amount.is_zero() { Err("amount must not be zero; a negative amount deducts".into()) } else { Ok(amount) }
+}
+
+fn parse_balance(text: &str) -> Result<Option<Money>, String> {
+    if text.trim().is_empty() || text.trim().eq_ignore_ascii_case("unlimited") {
+        return Ok(None);
+    }
+    match Money::parse(text) {
+        Ok(amount) if amount.is_negative() => Err("balance must not be negative".into()),
+        Ok(amount) => Ok(Some(amount)),
+        Err(e) => Err(format!("balance {e}")),
+    }
+}
+
+/// A key name; on create, blank means the default name.
+fn parse_name(text: &str, blank_allowed: bool) -> Result<Option<String>, String> {
+    if blank_allowed && text.trim().is_empty() {
+        return Ok(None);
+    }
+    validate::name("name", text, MAX_KEY_NAME_CHARS).map(Some).map_err(|e| e.to_string())
+}
+
+fn parse_limit(id: FieldId, text: &str) -> Result<Option<i64>, String> {
+    let field = if id == FieldId::RateLimit { "rate limit" } else { "concurrency" };
+    validate::parse_limit(field, text).map_err(|e| e.to_string())
+}
+
+fn parse_list(id: FieldId, text: &str) -> Result<Option<Vec<String>>, String> {
+    validate::allow_list(&id.label().to_lowercase(), &validate::split_list(text)).map_err(|e| e.to_string())
+}
+
+/// `never`/blank, a duration from now (`30d`), or a UTC date with an optional time.
+pub fn parse_expiry(text: &str, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, String> {
+    let text = text.trim();
+    if text.is_empty() || text.eq_ignore_ascii_case("never") {
+        return Ok(None);
+    }
+    if text.starts_with(|c: char| c.is_ascii_digit()) && text.len() >= 10 && text.as_bytes()[4] == b'-' {
+        let at = NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M")
+            .or_else(|_| NaiveDate::parse_from_str(text, "%Y-%m-%d").map(|d| d.and_time(NaiveTime::MIN)))
+            .map_err(|_| format!("expiry {text:?} is not a date such as 2026-12-31 or 2026-12-31 18:00 (UTC)"))?;
+        return Ok(Some(at.and_utc()));
+    }
+    parse_duration(text).map(|duration| Some(now + duration)).map_err(|e| format!("expiry {text:?} {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tui::fixtures::{NOW, prepaid_key, user_key};
+
+    fn type_into(form: &mut Form, id: FieldId, text: &str) {
+        let field = form.fields.iter_mut().find(|f| f.id == id).unwrap();
+        field.value = FieldValue::Text(Input::new(text.to_string()));
+    }
+
+    #[test]
+    fn the_top_up_preview_shows_the_result_or_why_not() {
+        let key = prepaid_key(); // $10.00 remaining
+        assert_eq!(top_up_preview(&key, Money::parse("7.5").unwrap()), Ok("remaining $10.00 → $17.50".into()));
+        assert_eq!(top_up_preview(&key, Money::parse("-2").unwrap()), Ok("remaining $10.00 → $8.00".into()));
+        assert!(top_up_preview(&key, Money::parse("-11").unwrap()).unwrap_err().contains("remaining $10.00"));
+        assert!(top_up_preview(&user_key(), Money::from_usd(1)).unwrap_err().contains("not prepaid"));
+    }
+
+    #[test]
+    fn fields_explain_bad_input_inline() {
+        let mut form = Form::top_up(&prepaid_key());
+        type_into(&mut form, FieldId::Amount, "1e3");
+        let error = form.error(&form.fields[0], NOW).unwrap();
+        assert!(error.starts_with("amount is not a plain decimal number"), "{error}");
+        type_into(&mut form, FieldId::Amount, "0");
+        assert!(form.first_error(NOW).unwrap().1.contains("zero"));
+        type_into(&mut form, FieldId::Amount, "$7.50");
+        assert_eq!(form.first_error(NOW), None);
+        assert_eq!(form.top_up_request(), Ok((Money::from_micros(7_500_000), None)));
+    }
+
+    #[test]
+    fn expiry_accepts_durations_dates_and_never() {
+        assert_eq!(parse_expiry("never", NOW), Ok(None));
+        assert_eq!(parse_expiry("2d", NOW), Ok(Some(NOW + chrono::TimeDelta::days(2))));
+        let date = parse_expiry("2026-12-31 18:00", NOW).unwrap().unwrap();
+        assert_eq!(date.to_rfc3339(), "2026-12-31T18:00:00+00:00");
+        assert!(parse_expiry("2026-13-01", NOW).is_err());
+        assert!(parse_expiry("soon", NOW).is_err());
+    }
+
+    #[test]
+    fn an_edit_patches_only_what_changed_and_clears_what_was_emptied() {
+        let mut form = Form::edit(&prepaid_key());
+        assert_eq!(form.key_patch(NOW), Ok(KeyPatch::default()));
+        type_into(&mut form, FieldId::RateLimit, "none");
+        type_into(&mut form, FieldId::Models, "gpt-4o, claude");
+        let patch = form.key_patch(NOW).unwrap();
+        assert_eq!(patch.rate_limit, Patch::Clear);
+        assert_eq!(patch.allowed_models, Patch::Set(vec!["gpt-4o".into(), "claude".into()]));
+        assert!(patch.name.is_none() && patch.expires_at.is_keep());
+    }
+
+    #[test]
+    fn the_balance_field_only_counts_for_prepaid_keys() {
+        let mut form = Form::create("alice");
+        type_into(&mut form, FieldId::Balance, "abc");
+        assert_eq!(form.first_error(NOW), None);
+        form.focus = 2;
+        assert!(form.cycle_choice());
+        assert_eq!(form.first_error(NOW).unwrap().0, 3);
+        type_into(&mut form, FieldId::Balance, "25");
+        let spec = form.new_key_spec(NOW).unwrap();
+        assert!(spec.standalone);
+        assert_eq!(spec.balance, Some(Money::from_usd(25)));
+        assert_eq!(spec.rate_limit, Some(100));
+    }
+}

@@ -1,0 +1,294 @@
+//! Everything the TUI shows, as plain data. `update` changes it; views only read it.
+
+use chrono::{DateTime, Utc};
+use tui_input::Input;
+use uuid::Uuid;
+
+use crate::domain::{ApiKey, KeyCounts, KeyQuery, KeyScope, LedgerEntry, Money, SortKey};
+use crate::service::KeyStats;
+use crate::store::SweepReport;
+
+use super::forms::Form;
+use super::keymap::{Context, Keymap};
+use super::paging::{PageRequest, Placement, Window};
+use super::theme::Theme;
+
+/// Tags a request so that an answer to an outdated request can be recognised and dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestId(pub u64);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Screen {
+    List,
+    Detail,
+}
+
+/// Settings fixed for the session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Session {
+    pub read_only: bool,
+    /// The database as shown to admins (no password).
+    pub database: String,
+    pub keymap: Keymap,
+    pub theme: Theme,
+    pub confirm_topup_at: Money,
+    pub refresh_every: std::time::Duration,
+    /// `None` when the sweep timer is off (disabled in the config, or read-only).
+    pub sweep_every: Option<std::time::Duration>,
+}
+
+#[derive(Debug, Clone)]
+pub struct State {
+    pub session: Session,
+    /// The clock of the views ("in 3d", "expired 2h ago"), advanced by ticks.
+    pub now: DateTime<Utc>,
+    /// Terminal size in cells.
+    pub size: (u16, u16),
+    pub screen: Screen,
+    pub list: KeyList,
+    pub detail: Detail,
+    /// Dialogs over the screen; the last one has the keyboard.
+    pub modals: Vec<Modal>,
+    /// The `/` box while it is open.
+    pub filter_box: Option<Input>,
+    pub counts: Option<KeyCounts>,
+    pub auto_refresh: bool,
+    pub last_sweep: Option<SweepResult>,
+    pub toast: Option<Toast>,
+    /// Writes in flight (top-up, create…), for the busy mark.
+    pub writes_in_flight: usize,
+    pub quit: bool,
+    next_request: u64,
+}
+
+impl State {
+    pub fn new(session: Session, now: DateTime<Utc>, size: (u16, u16)) -> State {
+        State {
+            session,
+            now,
+            size,
+            screen: Screen::List,
+            list: KeyList::default(),
+            detail: Detail::default(),
+            modals: Vec::new(),
+            filter_box: None,
+            counts: None,
+            auto_refresh: false,
+            last_sweep: None,
+            toast: None,
+            writes_in_flight: 0,
+            quit: false,
+            next_request: 0,
+        }
+    }
+
+    pub fn next_request(&mut self) -> RequestId {
+        self.next_request += 1;
+        RequestId(self.next_request)
+    }
+
+    /// Whether anything is being fetched or written: the "loading" mark.
+    pub fn busy(&self) -> bool {
+        self.list.reload.is_some()
+            || self.list.paging.is_some()
+            || self.detail.pending.is_some()
+            || self.writes_in_flight > 0
+    }
+
+    /// The keymap context of what has the keyboard.
+    pub fn context(&self) -> Context {
+        match self.modals.last() {
+            Some(Modal::Help) => Context::Help,
+            Some(Modal::Form(_)) => Context::Form,
+            Some(Modal::Confirm(_)) => Context::Confirm,
+            Some(Modal::Secret(_)) => Context::Secret,
+            None if self.filter_box.is_some() => Context::Filter,
+            None => self.screen_context(),
+        }
+    }
+
+    /// The context of the screen under any dialog (what the help describes).
+    pub fn screen_context(&self) -> Context {
+        match self.screen {
+            Screen::List => Context::List,
+            Screen::Detail => Context::Detail,
+        }
+    }
+
+    /// The key the admin is looking at: the detail's fresh copy when it is open on the selected
+    /// row, else the selected row.
+    pub fn current_key(&self) -> Option<&ApiKey> {
+        let row = self.list.selected_key()?;
+        match (&self.screen, &self.detail.data) {
+            (Screen::Detail, Some(data)) if data.key.id == row.id => Some(&data.key),
+            _ => Some(row),
+        }
+    }
+
+    pub fn toast(&mut self, kind: ToastKind, text: impl Into<String>) {
+        self.toast =
+            Some(Toast { kind, text: text.into(), until: self.now + chrono::TimeDelta::seconds(TOAST_SECONDS) });
+    }
+}
+
+const TOAST_SECONDS: i64 = 6;
+
+/// Where the selection goes when a reload lands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Focus {
+    First,
+    Last,
+    /// Stay on this key if it is still listed, else keep the row position.
+    Key(Uuid),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct KeyList {
+    pub scope: KeyScope,
+    pub sort: SortKey,
+    pub descending: bool,
+    pub filter: String,
+    pub window: Window,
+    pub selected: usize,
+    /// First row shown; kept so that scrolling is steady rather than recomputed per frame.
+    pub offset: usize,
+    /// The reload in flight and where the selection goes when it lands.
+    pub reload: Option<(RequestId, Placement, PageRequest, Focus)>,
+    /// The page fetch in flight at an edge of the window.
+    pub paging: Option<(RequestId, Placement, PageRequest)>,
+    /// The rows no longer match the query (filter, scope or sort changed) until the reload lands;
+    /// actions on the selected key wait for it.
+    pub stale: bool,
+    /// Bumped by every keystroke in the filter box; only the last one's debounce reloads.
+    pub filter_edits: u64,
+    pub error: Option<String>,
+}
+
+impl KeyList {
+    pub fn selected_key(&self) -> Option<&ApiKey> {
+        self.window.rows.get(self.selected)
+    }
+
+    /// The query of this list for one page request.
+    pub fn query(&self, request: PageRequest, now: DateTime<Utc>) -> KeyQuery {
+        let filter = self.filter.trim();
+        KeyQuery {
+            scope: self.scope,
+            filter: (!filter.is_empty()).then(|| filter.to_string()),
+            sort: self.sort,
+            descending: self.descending != request.flipped,
+            from: request.from,
+            limit: request.limit,
+            now: Some(now),
+            ..KeyQuery::default()
+        }
+    }
+}
+
+/// The chart's measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Metric {
+    Requests,
+    Tokens,
+    #[default]
+    Cost,
+}
+
+impl Metric {
+    pub fn next(self) -> Metric {
+        match self {
+            Metric::Requests => Metric::Tokens,
+            Metric::Tokens => Metric::Cost,
+            Metric::Cost => Metric::Requests,
+        }
+    }
+}
+
+/// The chart's range in days.
+pub const RANGES: [u32; 3] = [7, 30, 90];
+
+#[derive(Debug, Clone)]
+pub struct Detail {
+    pub metric: Metric,
+    pub days: u32,
+    pub data: Option<DetailData>,
+    /// The key being loaded and its request.
+    pub pending: Option<(RequestId, Uuid)>,
+    pub error: Option<String>,
+}
+
+impl Default for Detail {
+    fn default() -> Self {
+        Detail { metric: Metric::default(), days: 30, data: None, pending: None, error: None }
+    }
+}
+
+/// Everything the detail shows about one key, fetched together.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DetailData {
+    pub key: ApiKey,
+    pub stats: KeyStats,
+    /// The most recent balance changes, newest first.
+    pub ledger: Vec<LedgerEntry>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Modal {
+    Help,
+    Form(Form),
+    Confirm(Confirm),
+    Secret(Secret),
+}
+
+/// A question before something that cannot be taken back, saying exactly what will happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Confirm {
+    pub title: String,
+    pub lines: Vec<String>,
+    pub action: Confirmed,
+}
+
+/// What a confirmation lets happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Confirmed {
+    TopUp { key_id: Uuid, amount: Money, note: Option<String> },
+    SetActive { key_id: Uuid, active: bool },
+    Purge { key_id: Uuid },
+    Reveal { key_id: Uuid },
+    Sweep,
+}
+
+/// A plaintext key on screen: after create (never shown again) or after a reveal.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret {
+    pub name: String,
+    pub plaintext: String,
+    /// True right after create: the key cannot be shown again.
+    pub once: bool,
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secret").field("name", &self.name).field("plaintext", &"<redacted>").finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToastKind {
+    Info,
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Toast {
+    pub kind: ToastKind,
+    pub text: String,
+    pub until: DateTime<Utc>,
+}
+
+/// The last sweep, for the status bar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SweepResult {
+    pub at: DateTime<Utc>,
+    pub outcome: Result<SweepReport, String>,
+}

@@ -1,0 +1,666 @@
+//! `update`: the only place the state changes. Pure and synchronous: it reads an event, changes
+//! the state and returns the effects to run, so every behaviour is testable without a terminal
+//! or a database.
+
+use crossterm::event::{Event as CrosstermEvent, KeyEvent, KeyEventKind};
+use tui_input::{Input, backend::crossterm::to_input_request};
+use uuid::Uuid;
+
+use crate::domain::{ApiKey, text::sanitize};
+use crate::store::SweepReport;
+
+use super::effect::{Call, Effect};
+use super::event::{Event, Outcome};
+use super::forms::{FieldValue, Form, FormKind};
+use super::keymap::{Action, Context, KeyChord};
+use super::paging::{PageRequest, Placement};
+use super::state::{
+    Confirm, Confirmed, DetailData, Focus, Modal, RANGES, RequestId, Screen, Secret, State, SweepResult, ToastKind,
+};
+use super::view::layout;
+
+/// The first effects of a session: the list and the counts.
+pub fn start(state: &mut State) -> Vec<Effect> {
+    let mut effects = reload(state, Focus::First);
+    effects.push(count_keys(state));
+    effects
+}
+
+pub fn update(state: &mut State, event: Event) -> Vec<Effect> {
+    match event {
+        Event::Key(key) => on_key(state, key),
+        Event::Paste(text) => match focused_text_input(state) {
+            Some(input) => {
+                // Pasted text is untrusted too: only printable characters go into a field.
+                for ch in sanitize(&text).chars() {
+                    input.handle(tui_input::InputRequest::InsertChar(ch));
+                }
+                after_text_edit(state)
+            }
+            None => Vec::new(),
+        },
+        Event::Resize(width, height) => {
+            state.size = (width, height);
+            scroll_to_selection(state);
+            fetch_near_edges(state)
+        }
+        Event::Tick(now) => {
+            state.now = now;
+            if state.toast.as_ref().is_some_and(|toast| toast.until <= now) {
+                state.toast = None;
+            }
+            Vec::new()
+        }
+        Event::RefreshDue if state.auto_refresh => refresh(state),
+        Event::RefreshDue => Vec::new(),
+        Event::SweepDue => vec![call(state, Call::Sweep { dry_run: false })],
+        Event::FilterSettled { edit } if edit == state.list.filter_edits && state.filter_box.is_some() => {
+            reload_from_start(state, Focus::First)
+        }
+        Event::FilterSettled { .. } => Vec::new(),
+        Event::Done(request, outcome) => on_outcome(state, request, *outcome),
+    }
+}
+
+fn on_key(state: &mut State, key: KeyEvent) -> Vec<Effect> {
+    if key.kind == KeyEventKind::Release {
+        return Vec::new();
+    }
+    let chord = KeyChord::from_event(&key);
+    let context = state.context();
+    let keymap = &state.session.keymap;
+    // Ctrl-C must quit even from a text field, so global bindings come first.
+    if let Some(action) = keymap.action(Context::Global, chord) {
+        return perform(state, context, action);
+    }
+    if let Some(input) = focused_text_input(state)
+        && let Some(request) = to_input_request(&CrosstermEvent::Key(key))
+    {
+        input.handle(request);
+        return after_text_edit(state);
+    }
+    match state.session.keymap.action(context, chord) {
+        Some(action) => perform(state, context, action),
+        None => Vec::new(),
+    }
+}
+
+/// The text input that printable keys go to: the filter box, or a dialog's focused text field.
+fn focused_text_input(state: &mut State) -> Option<&mut Input> {
+    match state.modals.last_mut() {
+        Some(Modal::Form(form)) if !form.submitting => match &mut form.focused_mut().value {
+            FieldValue::Text(input) => Some(input),
+            FieldValue::Choice(_) => None,
+        },
+        Some(_) => None,
+        None => state.filter_box.as_mut(),
+    }
+}
+
+fn after_text_edit(state: &mut State) -> Vec<Effect> {
+    let Some(filter) = state.filter_box.as_ref().filter(|_| state.modals.is_empty()) else {
+        return Vec::new();
+    };
+    if filter.value() == state.list.filter {
+        return Vec::new();
+    }
+    state.list.filter = filter.value().to_string();
+    state.list.filter_edits += 1;
+    vec![Effect::DebounceFilter { edit: state.list.filter_edits }]
+}
+
+fn perform(state: &mut State, context: Context, action: Action) -> Vec<Effect> {
+    match action {
+        Action::ForceQuit | Action::Quit => {
+            state.quit = true;
+            Vec::new()
+        }
+        Action::Help => {
+            state.modals.push(Modal::Help);
+            Vec::new()
+        }
+        Action::Up => move_selection(state, -1),
+        Action::Down => move_selection(state, 1),
+        Action::PageUp => move_selection(state, -(layout::list_rows(state).max(1) as isize)),
+        Action::PageDown => move_selection(state, layout::list_rows(state).max(1) as isize),
+        Action::First if state.list.window.at_start => move_selection(state, isize::MIN / 2),
+        Action::First => reload_from_start(state, Focus::First),
+        Action::Last if state.list.window.at_end => move_selection(state, isize::MAX / 2),
+        Action::Last => {
+            let request = state.list.window.request(Placement::End, page_size(state));
+            vec![start_page(state, Placement::End, request, Focus::Last)]
+        }
+        Action::Open => {
+            state.screen = Screen::Detail;
+            load_detail(state)
+        }
+        Action::Back if context == Context::Detail => {
+            state.screen = Screen::List;
+            Vec::new()
+        }
+        Action::Back | Action::Cancel => {
+            state.modals.pop();
+            Vec::new()
+        }
+        Action::NextScope => {
+            state.list.scope = state.list.scope.next();
+            reload_from_start(state, Focus::First)
+        }
+        Action::Filter => {
+            state.filter_box = Some(Input::new(state.list.filter.clone()));
+            Vec::new()
+        }
+        Action::ApplyFilter => {
+            state.filter_box = None;
+            reload_from_start(state, Focus::First)
+        }
+        Action::ClearFilter => {
+            state.filter_box = None;
+            state.list.filter.clear();
+            reload_from_start(state, Focus::First)
+        }
+        Action::Sort => {
+            state.list.sort = state.list.sort.next();
+            state.list.descending = state.list.sort.default_descending();
+            reload_from_start(state, Focus::First)
+        }
+        Action::ReverseSort => {
+            state.list.descending = !state.list.descending;
+            reload_from_start(state, Focus::First)
+        }
+        Action::Refresh => refresh(state),
+        Action::ToggleAutoRefresh => {
+            state.auto_refresh = !state.auto_refresh;
+            if state.auto_refresh {
+                let every = state.session.refresh_every.as_secs();
+                state.toast(ToastKind::Info, format!("Auto-refresh on, every {every}s"));
+                refresh(state)
+            } else {
+                state.toast(ToastKind::Info, "Auto-refresh off");
+                Vec::new()
+            }
+        }
+        Action::CycleMetric => {
+            state.detail.metric = state.detail.metric.next();
+            Vec::new()
+        }
+        Action::ShorterRange | Action::LongerRange => {
+            let index = RANGES.iter().position(|&d| d == state.detail.days).unwrap_or(1);
+            let index =
+                if action == Action::LongerRange { (index + 1).min(RANGES.len() - 1) } else { index.saturating_sub(1) };
+            state.detail.days = RANGES[index];
+            load_detail(state)
+        }
+        Action::TopUp => with_current_key(state, open_top_up),
+        Action::Create => {
+            let owner = state.current_key().map(|key| sanitize(&key.owner_name).into_owned()).unwrap_or_default();
+            state.modals.push(Modal::Form(Form::create(&owner)));
+            Vec::new()
+        }
+        Action::Edit => with_current_key(state, |state, key| {
+            state.modals.push(Modal::Form(Form::edit(&key)));
+            Vec::new()
+        }),
+        Action::ToggleActive => with_current_key(state, |state, key| {
+            let active = !key.is_active;
+            let (verb, effect) = if active {
+                ("Enable", "Requests with it will be accepted again (unless it has expired).")
+            } else {
+                ("Disable", "Requests with it will be refused until it is enabled again. Nothing is deleted.")
+            };
+            let name = sanitize(&key.name).into_owned();
+            confirm(
+                state,
+                format!("{verb} {name}?"),
+                vec![effect.into()],
+                Confirmed::SetActive { key_id: key.id, active },
+            )
+        }),
+        Action::Purge => with_current_key(state, |state, key| {
+            let name = sanitize(&key.name).into_owned();
+            let lines = vec![
+                format!("The key {name} ({}) will be deleted for good.", key.key_hint),
+                "Requests with it will be refused. Its usage history stays, detached.".into(),
+                "This cannot be undone.".into(),
+            ];
+            confirm(state, format!("Purge {name}?"), lines, Confirmed::Purge { key_id: key.id })
+        }),
+        Action::Reveal => with_current_key(state, |state, key| {
+            let name = sanitize(&key.name).into_owned();
+            let lines = vec![
+                format!("The plaintext of {name} will be shown on this screen."),
+                "The audit log records that you revealed it.".into(),
+            ];
+            confirm(state, format!("Reveal {name}?"), lines, Confirmed::Reveal { key_id: key.id })
+        }),
+        Action::Sweep => vec![call(state, Call::Sweep { dry_run: true })],
+        Action::Submit => submit_form(state),
+        Action::NextField | Action::PreviousField => {
+            if let Some(Modal::Form(form)) = state.modals.last_mut() {
+                form.move_focus(if action == Action::NextField { 1 } else { -1 });
+            }
+            Vec::new()
+        }
+        Action::CycleChoice => {
+            if let Some(Modal::Form(form)) = state.modals.last_mut() {
+                form.cycle_choice();
+            }
+            Vec::new()
+        }
+        Action::Confirm => match state.modals.pop() {
+            Some(Modal::Confirm(confirm)) => run_confirmed(state, confirm.action),
+            other => {
+                state.modals.extend(other);
+                Vec::new()
+            }
+        },
+        Action::Copy => match state.modals.last() {
+            Some(Modal::Secret(secret)) => {
+                let plaintext = secret.plaintext.clone();
+                state.toast(ToastKind::Info, "Copied to the clipboard (OSC 52; your terminal must allow it)");
+                vec![Effect::CopyToClipboard(plaintext)]
+            }
+            _ => Vec::new(),
+        },
+    }
+}
+
+/// Runs `then` on the key the admin is looking at, unless the list is still catching up with a
+/// new filter (the selected row might not be the key the admin means).
+fn with_current_key(state: &mut State, then: impl FnOnce(&mut State, ApiKey) -> Vec<Effect>) -> Vec<Effect> {
+    if state.list.stale {
+        state.toast(ToastKind::Info, "The list is still loading; try again in a moment");
+        return Vec::new();
+    }
+    match state.current_key().cloned() {
+        Some(key) => then(state, key),
+        None => {
+            state.toast(ToastKind::Info, "No key selected");
+            Vec::new()
+        }
+    }
+}
+
+fn open_top_up(state: &mut State, key: ApiKey) -> Vec<Effect> {
+    let name = sanitize(&key.name).into_owned();
+    match key.balance() {
+        None => state.toast(
+            ToastKind::Error,
+            format!("{name} is not a prepaid key: its usage is billed to its owner, so it has no balance to top up"),
+        ),
+        Some(balance) if balance.remaining.is_none() => {
+            state.toast(ToastKind::Error, format!("{name} has an unlimited balance: there is nothing to top up"))
+        }
+        Some(_) => state.modals.push(Modal::Form(Form::top_up(&key))),
+    }
+    Vec::new()
+}
+
+fn confirm(state: &mut State, title: String, lines: Vec<String>, action: Confirmed) -> Vec<Effect> {
+    state.modals.push(Modal::Confirm(Confirm { title, lines, action }));
+    Vec::new()
+}
+
+fn submit_form(state: &mut State) -> Vec<Effect> {
+    let now = state.now;
+    let threshold = state.session.confirm_topup_at;
+    let Some(Modal::Form(form)) = state.modals.last_mut() else { return Vec::new() };
+    if form.submitting {
+        return Vec::new();
+    }
+    if let Some((index, _)) = form.first_error(now) {
+        form.focus = index;
+        return Vec::new();
+    }
+    let call = match &form.kind {
+        FormKind::TopUp(key) => {
+            form.top_up_request().map(|(amount, note)| Call::TopUp { key_id: key.id, amount, note })
+        }
+        FormKind::Create => form.new_key_spec(now).map(Call::Create),
+        FormKind::Edit(key) => form.key_patch(now).map(|patch| Call::Update { key_id: key.id, patch }),
+    };
+    match call {
+        // Large amounts ask again, above the form, which stays open underneath.
+        Ok(Call::TopUp { key_id, amount, note }) if amount.abs() >= threshold => {
+            let title = format!("Apply {amount}? ({})", form.title());
+            let lines = vec![format!("{amount} is at or above the confirmation threshold of {threshold}.")];
+            confirm(state, title, lines, Confirmed::TopUp { key_id, amount, note })
+        }
+        Ok(call) => write(state, call),
+        Err(message) => {
+            state.toast(ToastKind::Error, message);
+            Vec::new()
+        }
+    }
+}
+
+fn run_confirmed(state: &mut State, action: Confirmed) -> Vec<Effect> {
+    let call = match action {
+        Confirmed::TopUp { key_id, amount, note } => Call::TopUp { key_id, amount, note },
+        Confirmed::SetActive { key_id, active } => Call::SetActive { key_id, active },
+        Confirmed::Purge { key_id } => Call::Purge { key_id },
+        Confirmed::Reveal { key_id } => Call::Reveal { key_id },
+        Confirmed::Sweep => Call::Sweep { dry_run: false },
+    };
+    write(state, call)
+}
+
+/// Starts a write; an open form waits for its answer (and closes only on success).
+fn write(state: &mut State, call: Call) -> Vec<Effect> {
+    if let Some(Modal::Form(form)) = state.modals.last_mut() {
+        form.submitting = true;
+    }
+    state.writes_in_flight += 1;
+    vec![self::call(state, call)]
+}
+
+fn call(state: &mut State, call: Call) -> Effect {
+    Effect::Call(state.next_request(), call)
+}
+
+fn count_keys(state: &mut State) -> Effect {
+    call(state, Call::CountKeys)
+}
+
+// Navigation and loading
+
+fn page_size(state: &State) -> usize {
+    (layout::list_rows(state) * 2).max(20)
+}
+
+fn start_page(state: &mut State, placement: Placement, request: PageRequest, focus: Focus) -> Effect {
+    let id = state.next_request();
+    let query = state.list.query(request, state.now);
+    match placement {
+        Placement::Reload | Placement::End => {
+            state.list.reload = Some((id, placement, request, focus));
+            // A reload replaces the window, so a page fetched for the old one is moot.
+            state.list.paging = None;
+        }
+        Placement::Append | Placement::Prepend => state.list.paging = Some((id, placement, request)),
+    }
+    Effect::Call(id, Call::ListKeys(query))
+}
+
+fn reload(state: &mut State, focus: Focus) -> Vec<Effect> {
+    let request = state.list.window.request(Placement::Reload, page_size(state));
+    vec![start_page(state, Placement::Reload, request, focus)]
+}
+
+/// Reloads from the top of the list because the query changed (filter, scope, sort, `g`).
+fn reload_from_start(state: &mut State, focus: Focus) -> Vec<Effect> {
+    state.list.filter_edits += 1; // a pending debounce is now moot
+    state.list.window.rewind();
+    state.list.stale = true;
+    reload(state, focus)
+}
+
+/// Reloads what is on screen, in place: `r` and auto-refresh.
+fn refresh(state: &mut State) -> Vec<Effect> {
+    let focus = state.list.selected_key().map_or(Focus::First, |key| Focus::Key(key.id));
+    let mut effects = reload(state, focus);
+    effects.push(count_keys(state));
+    if state.screen == Screen::Detail {
+        effects.extend(load_detail(state));
+    }
+    effects
+}
+
+fn load_detail(state: &mut State) -> Vec<Effect> {
+    let Some(key_id) = state.list.selected_key().map(|key| key.id) else { return Vec::new() };
+    let request = state.next_request();
+    state.detail.pending = Some((request, key_id));
+    vec![Effect::Call(request, Call::Detail { key_id, days: state.detail.days })]
+}
+
+fn move_selection(state: &mut State, delta: isize) -> Vec<Effect> {
+    let rows = state.list.window.rows.len();
+    if rows == 0 {
+        return Vec::new();
+    }
+    let before = state.list.selected;
+    state.list.selected = before.saturating_add_signed(delta).min(rows - 1);
+    scroll_to_selection(state);
+    let mut effects = fetch_near_edges(state);
+    if state.screen == Screen::Detail && state.list.selected != before {
+        effects.extend(load_detail(state));
+    }
+    effects
+}
+
+fn scroll_to_selection(state: &mut State) {
+    let visible = layout::list_rows(state).max(1);
+    let list = &mut state.list;
+    if list.selected < list.offset {
+        list.offset = list.selected;
+    } else if list.selected >= list.offset + visible {
+        list.offset = list.selected + 1 - visible;
+    }
+}
+
+/// Fetches the next or previous page when the selection is within a screen of an edge.
+fn fetch_near_edges(state: &mut State) -> Vec<Effect> {
+    let list = &state.list;
+    if list.reload.is_some() || list.paging.is_some() || list.window.rows.is_empty() {
+        return Vec::new();
+    }
+    let visible = layout::list_rows(state).max(1);
+    let placement = if !list.window.at_end && list.selected + visible >= list.window.rows.len() {
+        Placement::Append
+    } else if !list.window.at_start && list.selected < visible {
+        Placement::Prepend
+    } else {
+        return Vec::new();
+    };
+    let request = state.list.window.request(placement, page_size(state));
+    vec![start_page(state, placement, request, Focus::First)]
+}
+
+// Answers
+
+fn on_outcome(state: &mut State, request: RequestId, outcome: Outcome) -> Vec<Effect> {
+    match outcome {
+        Outcome::Page(result) => on_page(state, request, result),
+        Outcome::Counts(Ok(counts)) => {
+            state.counts = Some(counts);
+            Vec::new()
+        }
+        Outcome::Counts(Err(message)) => {
+            state.toast(ToastKind::Error, format!("Cannot count keys: {message}"));
+            Vec::new()
+        }
+        Outcome::Detail(result) => {
+            if state.detail.pending.is_none_or(|(pending, _)| pending != request) {
+                return Vec::new();
+            }
+            state.detail.pending = None;
+            match result {
+                Ok(data) => {
+                    replace_row(state, &data.key);
+                    state.detail.data = Some(*data);
+                    state.detail.error = None;
+                }
+                Err(message) => state.detail.error = Some(message),
+            }
+            Vec::new()
+        }
+        Outcome::ToppedUp(result) => after_write(state, result, |state, top_up| {
+            let key_id = top_up.entry.api_key_id;
+            let mut name = String::new();
+            for key in keys_with_id(state, key_id) {
+                key.credited = top_up.balance.credited;
+                key.used = top_up.balance.used;
+                name = sanitize(&key.name).into_owned();
+            }
+            let remaining = top_up.balance.remaining.map_or("unlimited".into(), |r| r.to_string());
+            let verb = if top_up.entry.delta.is_negative() { "Deducted" } else { "Added" };
+            state.toast(
+                ToastKind::Info,
+                format!("{verb} {} on {name}: remaining {remaining}", top_up.entry.delta.abs()),
+            );
+            refresh_detail_of(state, key_id)
+        }),
+        Outcome::Created(result) => after_write(state, result, |state, created| {
+            let name = sanitize(&created.key.name).into_owned();
+            state.modals.push(Modal::Secret(Secret { name, plaintext: created.plaintext, once: true }));
+            let mut effects = reload_from_start(state, Focus::Key(created.key.id));
+            effects.push(count_keys(state));
+            effects
+        }),
+        Outcome::Updated(result) => after_write(state, result, |state, key| {
+            replace_row(state, &key);
+            let status = key.status(state.now);
+            state.toast(ToastKind::Info, format!("Saved {}: {status}", sanitize(&key.name)));
+            let mut effects = refresh_detail_of(state, key.id);
+            effects.push(count_keys(state));
+            effects
+        }),
+        Outcome::Purged(result) => after_write(state, result, |state, key_id| {
+            let list = &mut state.list;
+            list.window.rows.retain(|key| key.id != key_id);
+            list.selected = list.selected.min(list.window.rows.len().saturating_sub(1));
+            if state.detail.data.as_ref().is_some_and(|data| data.key.id == key_id) {
+                state.detail.data = None;
+                state.screen = Screen::List;
+            }
+            state.toast(ToastKind::Info, "Purged the key");
+            vec![count_keys(state)]
+        }),
+        Outcome::Revealed(result) => after_write(state, result, |state, revealed| {
+            let name = sanitize(&revealed.key.name).into_owned();
+            state.modals.push(Modal::Secret(Secret { name, plaintext: revealed.plaintext, once: false }));
+            Vec::new()
+        }),
+        Outcome::Swept { dry_run: true, result: Ok(report) } => {
+            let lines = sweep_lines(&report);
+            if lines.is_empty() {
+                state.toast(ToastKind::Info, "Nothing to sweep: no enabled key has expired");
+                Vec::new()
+            } else {
+                confirm(state, "Run the expiry sweep now?".into(), lines, Confirmed::Sweep)
+            }
+        }
+        Outcome::Swept { dry_run: true, result: Err(message) } => {
+            state.toast(ToastKind::Error, format!("Sweep dry run failed: {message}"));
+            Vec::new()
+        }
+        Outcome::Swept { dry_run: false, result } => {
+            state.writes_in_flight = state.writes_in_flight.saturating_sub(1);
+            let changed = result.as_ref().is_ok_and(|r| !r.disabled.is_empty() || !r.deleted.is_empty());
+            if let Err(message) = &result {
+                state.toast(ToastKind::Error, format!("Sweep failed: {message}"));
+            }
+            state.last_sweep = Some(SweepResult { at: state.now, outcome: result });
+            if changed { refresh(state) } else { Vec::new() }
+        }
+    }
+}
+
+fn on_page(state: &mut State, request: RequestId, result: Result<Vec<ApiKey>, String>) -> Vec<Effect> {
+    let list = &mut state.list;
+    let (placement, page_request, focus) = match (list.reload, list.paging) {
+        (Some((id, placement, page_request, focus)), _) if id == request => {
+            list.reload = None;
+            (placement, page_request, Some(focus))
+        }
+        (_, Some((id, placement, page_request))) if id == request => {
+            list.paging = None;
+            (placement, page_request, None)
+        }
+        _ => return Vec::new(), // an answer to a request that has been superseded
+    };
+    let page = match result {
+        Ok(page) => page,
+        Err(message) => {
+            list.error = Some(message);
+            list.stale = false;
+            return Vec::new();
+        }
+    };
+    list.error = None;
+    // The key just before the window was deleted: the keyset cursor is gone, start over.
+    if placement == Placement::Reload && page.is_empty() && list.window.anchor.is_some() {
+        return reload_from_start(state, focus.unwrap_or(Focus::First));
+    }
+    let previous_key = list.selected_key().map(|key| key.id);
+    let shift = list.window.apply(placement, page, page_request);
+    list.selected = list.selected.saturating_add_signed(shift);
+    list.offset = list.offset.saturating_add_signed(shift);
+    let rows = list.window.rows.len();
+    match focus {
+        Some(Focus::First) => list.selected = 0,
+        Some(Focus::Last) => list.selected = rows.saturating_sub(1),
+        Some(Focus::Key(id)) => {
+            if let Some(index) = list.window.rows.iter().position(|key| key.id == id) {
+                list.selected = index;
+            }
+        }
+        None => {}
+    }
+    list.selected = list.selected.min(rows.saturating_sub(1));
+    if focus.is_some() {
+        list.stale = false;
+    }
+    scroll_to_selection(state);
+    let mut effects = fetch_near_edges(state);
+    let selection_moved = state.list.selected_key().map(|key| key.id) != previous_key;
+    if state.screen == Screen::Detail && selection_moved {
+        effects.extend(load_detail(state));
+    }
+    effects
+}
+
+/// Ends a write: on success closes the form it came from and runs `then`; on failure keeps the
+/// form open so the admin can correct it, and says what went wrong.
+fn after_write<T>(
+    state: &mut State,
+    result: Result<T, String>,
+    then: impl FnOnce(&mut State, T) -> Vec<Effect>,
+) -> Vec<Effect> {
+    state.writes_in_flight = state.writes_in_flight.saturating_sub(1);
+    let form_open = matches!(state.modals.last(), Some(Modal::Form(form)) if form.submitting);
+    match result {
+        Ok(value) => {
+            if form_open {
+                state.modals.pop();
+            }
+            then(state, value)
+        }
+        Err(message) => {
+            if let Some(Modal::Form(form)) = state.modals.last_mut() {
+                form.submitting = false;
+            }
+            state.toast(ToastKind::Error, message);
+            Vec::new()
+        }
+    }
+}
+
+/// Every copy of a key the state holds: its list row and the detail's.
+fn keys_with_id(state: &mut State, id: Uuid) -> impl Iterator<Item = &mut ApiKey> {
+    let row = state.list.window.rows.iter_mut().filter(move |key| key.id == id);
+    let detail = state.detail.data.as_mut().map(|data: &mut DetailData| &mut data.key).filter(move |key| key.id == id);
+    row.chain(detail)
+}
+
+fn replace_row(state: &mut State, fresh: &ApiKey) {
+    for key in keys_with_id(state, fresh.id) {
+        *key = fresh.clone();
+    }
+}
+
+fn refresh_detail_of(state: &mut State, key_id: Uuid) -> Vec<Effect> {
+    let showing = state.screen == Screen::Detail && state.list.selected_key().is_some_and(|key| key.id == key_id);
+    if showing { load_detail(state) } else { Vec::new() }
+}
+
+/// What a sweep would do, one line per key (sanitised names).
+fn sweep_lines(report: &SweepReport) -> Vec<String> {
+    let line = |verb: &str, key: &crate::domain::SweptKey| format!("{verb} {} ({})", sanitize(&key.name), key.id);
+    report
+        .disabled
+        .iter()
+        .map(|key| line("disable", key))
+        .chain(report.deleted.iter().map(|key| line("delete", key)))
+        .collect()
+}

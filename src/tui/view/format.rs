@@ -1,0 +1,111 @@
+//! How values read on screen: relative times, balances, limits, large counts. Every string that
+//! came from the database passes through `sanitize` before it reaches a widget.
+
+use std::borrow::Cow;
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::{ApiKey, duration::format_compact, text::sanitize};
+
+/// Untrusted text, made inert (no control or bidi characters).
+pub fn safe(text: &str) -> Cow<'_, str> {
+    sanitize(text)
+}
+
+/// `in 3d` or `3d ago`; `now` within a second.
+pub fn relative(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let delta = at - now;
+    if delta.num_seconds() == 0 {
+        "now".into()
+    } else if delta.num_seconds() > 0 {
+        format!("in {}", format_compact(delta))
+    } else {
+        format!("{} ago", format_compact(delta))
+    }
+}
+
+pub fn expiry(key: &ApiKey, now: DateTime<Utc>) -> String {
+    match key.expires_at {
+        None => "never".into(),
+        Some(at) if at <= now => format!("expired {}", relative(at, now)),
+        Some(at) => relative(at, now),
+    }
+}
+
+pub fn last_used(key: &ApiKey, now: DateTime<Utc>) -> String {
+    key.last_used_at.map_or("never".into(), |at| relative(at, now))
+}
+
+/// What is left to spend: `—` for a key that is not prepaid.
+pub fn remaining(key: &ApiKey) -> String {
+    match key.balance() {
+        None => "—".into(),
+        Some(balance) => balance.remaining.map_or("unlimited".into(), |money| money.to_string()),
+    }
+}
+
+pub fn rate_limit(limit: Option<i64>) -> String {
+    limit.map_or("unlimited".into(), |value| format!("{value}/min"))
+}
+
+pub fn concurrency(limit: Option<i64>) -> String {
+    limit.map_or("unlimited".into(), |value| value.to_string())
+}
+
+/// An allow list: `all` when unrestricted.
+pub fn allow_list(items: &Option<Vec<String>>) -> String {
+    match items {
+        None => "all".into(),
+        Some(items) => items.iter().map(|item| safe(item)).collect::<Vec<_>>().join(", "),
+    }
+}
+
+/// `950`, `12.3k`, `4.5M`, `1.2B`: for axes and totals where the exact count is noise.
+pub fn compact_count(value: f64) -> String {
+    let magnitude = value.abs();
+    let (scaled, suffix) = match magnitude {
+        m if m >= 1e9 => (value / 1e9, "B"),
+        m if m >= 1e6 => (value / 1e6, "M"),
+        m if m >= 1e3 => (value / 1e3, "k"),
+        _ => return format!("{value:.0}"),
+    };
+    if scaled.abs() >= 100.0 { format!("{scaled:.0}{suffix}") } else { format!("{scaled:.1}{suffix}") }
+}
+
+pub fn timestamp(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tui::fixtures::{NOW, prepaid_key, user_key};
+    use chrono::TimeDelta;
+
+    #[test]
+    fn relative_times_read_naturally() {
+        let mut key = user_key();
+        assert_eq!(expiry(&key, NOW), "never");
+        key.expires_at = Some(NOW + TimeDelta::days(3));
+        assert_eq!(expiry(&key, NOW), "in 3d");
+        key.expires_at = Some(NOW - TimeDelta::hours(2));
+        assert_eq!(expiry(&key, NOW), "expired 2h ago");
+    }
+
+    #[test]
+    fn balances_say_what_kind_of_key_it_is() {
+        assert_eq!(remaining(&user_key()), "—");
+        assert_eq!(remaining(&prepaid_key()), "$10.00");
+        let mut unlimited = prepaid_key();
+        unlimited.credited = None;
+        assert_eq!(remaining(&unlimited), "unlimited");
+    }
+
+    #[test]
+    fn large_counts_are_compact() {
+        assert_eq!(compact_count(950.0), "950");
+        assert_eq!(compact_count(12_345.0), "12.3k");
+        assert_eq!(compact_count(4_500_000.0), "4.5M");
+        assert_eq!(compact_count(250_000.0), "250k");
+    }
+}

@@ -1,0 +1,137 @@
+//! The key table. Columns give way from the least useful as the terminal narrows.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState, Wrap};
+
+use crate::domain::ApiKey;
+use crate::tui::keymap::{Action, Context};
+use crate::tui::state::{Screen, State};
+
+use super::format::{self, safe};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Column {
+    Status,
+    Name,
+    Owner,
+    Hint,
+    Remaining,
+    Rate,
+    Expires,
+    LastUsed,
+}
+
+impl Column {
+    /// Display order, with the table width from which each column shows.
+    const ALL: [(Column, u16); 8] = [
+        (Column::Status, 0),
+        (Column::Name, 0),
+        (Column::Owner, 64),
+        (Column::Hint, 100),
+        (Column::Remaining, 36),
+        (Column::Rate, 112),
+        (Column::Expires, 50),
+        (Column::LastUsed, 78),
+    ];
+
+    fn title(self) -> &'static str {
+        match self {
+            Column::Status => "Status",
+            Column::Name => "Name",
+            Column::Owner => "Owner",
+            Column::Hint => "Key",
+            Column::Remaining => "Remaining",
+            Column::Rate => "Rate",
+            Column::Expires => "Expires",
+            Column::LastUsed => "Last used",
+        }
+    }
+
+    fn width(self) -> Constraint {
+        match self {
+            Column::Status => Constraint::Length(9),
+            Column::Name => Constraint::Fill(1),
+            Column::Owner => Constraint::Length(12),
+            Column::Hint => Constraint::Length(17),
+            Column::Remaining => Constraint::Length(12),
+            Column::Rate => Constraint::Length(9),
+            Column::Expires => Constraint::Length(15),
+            Column::LastUsed => Constraint::Length(10),
+        }
+    }
+
+    fn cell<'a>(self, key: &'a ApiKey, state: &State) -> Cell<'a> {
+        let now = state.now;
+        match self {
+            Column::Status => {
+                let status = key.status(now);
+                Cell::from(status.as_str()).style(state.session.theme.status(status))
+            }
+            Column::Name => Cell::from(safe(&key.name)),
+            Column::Owner => Cell::from(safe(&key.owner_name)),
+            Column::Hint => Cell::from(safe(&key.key_hint)),
+            Column::Remaining => Cell::from(Line::from(format::remaining(key)).right_aligned()),
+            Column::Rate => Cell::from(format::rate_limit(key.rate_limit)),
+            Column::Expires => Cell::from(format::expiry(key, now)),
+            Column::LastUsed => Cell::from(format::last_used(key, now)),
+        }
+    }
+}
+
+pub fn render(frame: &mut Frame, state: &State, area: Rect) {
+    let theme = &state.session.theme;
+    let list = &state.list;
+    let focused = state.screen == Screen::List && state.modals.is_empty();
+    let border = if focused { theme.focused_border } else { theme.border };
+    let mut title =
+        vec![Span::styled(" Keys ", theme.title), Span::styled(format!("· {} ", list.scope.label()), theme.text)];
+    let arrow = if list.descending { "↓" } else { "↑" };
+    title.push(Span::styled(format!("· by {} {arrow} ", list.sort.label()), theme.muted));
+    if !list.filter.is_empty() {
+        title.push(Span::styled(format!("· filter \"{}\" ", safe(&list.filter)), theme.warning));
+    }
+    let block = Block::bordered().border_style(border).title(Line::from(title));
+
+    if let Some(error) = &list.error {
+        let text = vec![
+            Line::styled("The key list could not be loaded:", theme.error),
+            Line::styled(error.clone(), theme.text),
+            Line::styled(retry_hint(state), theme.muted),
+        ];
+        frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }).block(block), area);
+        return;
+    }
+    if list.window.rows.is_empty() {
+        let message = if list.reload.is_some() {
+            "Loading…"
+        } else if list.filter.is_empty() {
+            "No keys here."
+        } else {
+            "No key matches the filter."
+        };
+        frame.render_widget(Paragraph::new(Line::styled(message, theme.muted)).block(block), area);
+        return;
+    }
+
+    let columns: Vec<Column> =
+        Column::ALL.iter().filter(|(_, from_width)| area.width >= *from_width).map(|(column, _)| *column).collect();
+    let header = Row::new(columns.iter().map(|c| Cell::from(c.title()))).style(theme.header);
+    let rows = list.window.rows.iter().map(|key| Row::new(columns.iter().map(|c| c.cell(key, state))));
+    let table = Table::new(rows, columns.iter().map(|c| c.width()))
+        .header(header)
+        .block(block)
+        .column_spacing(1)
+        .row_highlight_style(theme.selected)
+        .highlight_symbol("▶ ");
+    let mut table_state = TableState::new().with_offset(list.offset).with_selected(Some(list.selected));
+    frame.render_stateful_widget(table, area, &mut table_state);
+}
+
+fn retry_hint(state: &State) -> String {
+    match state.session.keymap.key_for(Context::List, Action::Refresh) {
+        Some(key) => format!("Press {key} to try again."),
+        None => String::new(),
+    }
+}

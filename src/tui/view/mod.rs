@@ -1,0 +1,40 @@
+//! Views: functions of `&State` that draw into a frame. They never wait for anything and never
+//! change the state.
+
+mod chart;
+mod detail;
+mod dialogs;
+pub mod format;
+mod help;
+pub mod layout;
+mod list;
+mod status;
+
+use ratatui::Frame;
+
+use super::state::{Modal, State};
+use layout::Areas;
+
+pub fn render(frame: &mut Frame, state: &State) {
+    let areas = Areas::new(frame.area(), state.screen, state.filter_box.is_some());
+    status::render_title(frame, state, areas.title);
+    if let Some(area) = areas.list {
+        list::render(frame, state, area);
+    }
+    if let Some(area) = areas.detail {
+        detail::render(frame, state, area);
+    }
+    if let Some(area) = areas.filter {
+        status::render_filter(frame, state, area);
+    }
+    status::render_status(frame, state, areas.status);
+    status::render_hints(frame, state, areas.hints);
+    for modal in &state.modals {
+        match modal {
+            Modal::Help => help::render(frame, state),
+            Modal::Form(form) => dialogs::form::render(frame, state, form),
+            Modal::Confirm(confirm) => dialogs::confirm::render(frame, state, confirm),
+            Modal::Secret(secret) => dialogs::secret::render(frame, state, secret),
+        }
+    }
+}
