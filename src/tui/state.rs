@@ -142,7 +142,7 @@ pub enum Focus {
     Key(Uuid),
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct KeyList {
     pub scope: KeyScope,
     pub sort: SortKey,
@@ -162,6 +162,26 @@ pub struct KeyList {
     /// Bumped by every keystroke in the filter box; only the last one's debounce reloads.
     pub filter_edits: u64,
     pub error: Option<String>,
+}
+
+impl Default for KeyList {
+    fn default() -> Self {
+        let sort = SortKey::default();
+        KeyList {
+            scope: KeyScope::default(),
+            sort,
+            descending: sort.default_descending(),
+            filter: String::new(),
+            window: Window::default(),
+            selected: 0,
+            offset: 0,
+            reload: None,
+            paging: None,
+            stale: false,
+            filter_edits: 0,
+            error: None,
+        }
+    }
 }
 
 impl KeyList {

@@ -3,7 +3,7 @@
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::symbols::Marker;
-use ratatui::text::{Line, Span};
+use ratatui::text::Line;
 use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType};
 
 use crate::domain::DailyUsage;
@@ -42,12 +42,18 @@ impl Metric {
 pub fn render(frame: &mut Frame, state: &State, stats: &KeyStats, area: Rect) {
     let theme = &state.session.theme;
     let metric = state.detail.metric;
-    let points: Vec<(f64, f64)> =
-        stats.daily.iter().enumerate().map(|(index, day)| (index as f64, metric.value(day))).collect();
+    let values: Vec<f64> = stats.daily.iter().map(|day| metric.value(day)).collect();
+    // Days without usage get no bar at all rather than a sliver on the axis.
+    let points: Vec<(f64, f64)> = values
+        .iter()
+        .enumerate()
+        .filter(|(_, value)| **value > 0.0)
+        .map(|(index, value)| (index as f64, *value))
+        .collect();
     let highest = points.iter().map(|&(_, value)| value).fold(0.0, f64::max);
     // Headroom above the tallest bar; an empty range still gets a readable axis.
     let top = if highest > 0.0 { highest * 1.1 } else { 1.0 };
-    let last_index = points.len().saturating_sub(1);
+    let last_index = values.len().saturating_sub(1);
     let day_label = |index: usize| stats.daily.get(index).map_or(String::new(), |d| d.day.format("%m-%d").to_string());
 
     let title = Line::styled(format!(" {} · last {} days, UTC ", metric.title(), stats.days), theme.title);
@@ -55,13 +61,11 @@ pub fn render(frame: &mut Frame, state: &State, stats: &KeyStats, area: Rect) {
         Dataset::default().graph_type(GraphType::Bar).marker(Marker::HalfBlock).style(theme.chart).data(&points);
     let chart = Chart::new(vec![dataset])
         .block(Block::bordered().border_style(theme.border).title(title))
-        .x_axis(
-            Axis::default()
-                .title(Span::styled("day", theme.muted))
-                .style(theme.muted)
-                .bounds([-0.5, last_index as f64 + 0.5])
-                .labels([day_label(0), day_label(last_index / 2), day_label(last_index)]),
-        )
+        .x_axis(Axis::default().style(theme.muted).bounds([-0.5, last_index as f64 + 0.5]).labels([
+            day_label(0),
+            day_label(last_index / 2),
+            day_label(last_index),
+        ]))
         .y_axis(Axis::default().style(theme.muted).bounds([0.0, top]).labels([
             metric.axis_label(0.0),
             metric.axis_label(top / 2.0),

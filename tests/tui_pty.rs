@@ -1,0 +1,190 @@
+//! End to end: the built binary in a pseudo-terminal. Filter to a key, top it up through the
+//! dialog, quit, then check the balance and the ledger in the database.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use keytop::crypto::MasterKey;
+use keytop::domain::Money;
+use keytop::service::{KeyService, ServiceSettings};
+use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+
+const ROWS: u16 = 30;
+const COLUMNS: u16 = 110;
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// The environment every keytop process of the test shares: its own database, master key and
+/// XDG directories, nothing from the user running the tests.
+struct Sandbox {
+    dir: tempfile::TempDir,
+    db_url: String,
+    master_key: String,
+}
+
+impl Sandbox {
+    fn new() -> Sandbox {
+        let dir = tempfile::tempdir().unwrap();
+        let db_url = format!("sqlite://{}", dir.path().join("k.db").display());
+        let (_, master_key) = MasterKey::generate();
+        Sandbox { dir, db_url, master_key }
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        let path = |name: &str| self.dir.path().join(name).display().to_string();
+        vec![
+            ("KEYTOP_MASTER_KEY".into(), self.master_key.clone()),
+            ("XDG_CONFIG_HOME".into(), path("config")),
+            ("XDG_STATE_HOME".into(), path("state")),
+            ("XDG_DATA_HOME".into(), path("data")),
+            ("KEYTOP_ACTOR".into(), "pty-test".into()),
+            ("TERM".into(), "xterm-256color".into()),
+        ]
+    }
+
+    fn cli(&self, args: &[&str]) {
+        let output = Command::new(env!("CARGO_BIN_EXE_keytop"))
+            .arg("--db")
+            .arg(&self.db_url)
+            .args(args)
+            .env_clear()
+            .envs(self.env())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "keytop {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+
+    async fn service(&self) -> KeyService {
+        let store = keytop::store::open(&self.db_url).await.unwrap();
+        let master_key = MasterKey::from_base64(&self.master_key).map_err(|e| e.to_string());
+        KeyService::new(store, master_key, ServiceSettings::default(), "pty-test".into())
+    }
+}
+
+/// The TUI running in a pseudo-terminal, its screen kept up to date by a reader thread.
+struct Tui {
+    screen: Arc<Mutex<vt100::Parser>>,
+    writer: Box<dyn Write + Send>,
+    child: Box<dyn portable_pty::Child + Send + Sync>,
+}
+
+impl Tui {
+    fn start(sandbox: &Sandbox) -> Tui {
+        let pair = native_pty_system()
+            .openpty(PtySize { rows: ROWS, cols: COLUMNS, pixel_width: 0, pixel_height: 0 })
+            .unwrap();
+        let mut command = CommandBuilder::new(env!("CARGO_BIN_EXE_keytop"));
+        command.args(["--db", &sandbox.db_url]);
+        command.env_clear();
+        for (name, value) in sandbox.env() {
+            command.env(name, value);
+        }
+        let child = pair.slave.spawn_command(command).unwrap();
+        drop(pair.slave);
+        let screen = Arc::new(Mutex::new(vt100::Parser::new(ROWS, COLUMNS, 0)));
+        let mut reader = pair.master.try_clone_reader().unwrap();
+        let parser = Arc::clone(&screen);
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 8192];
+            while let Ok(read) = reader.read(&mut buffer) {
+                if read == 0 {
+                    break;
+                }
+                parser.lock().unwrap().process(&buffer[..read]);
+            }
+        });
+        let writer = pair.master.take_writer().unwrap();
+        // The master must outlive the child's session; leaking it for the test's life is fine.
+        std::mem::forget(pair.master);
+        Tui { screen, writer, child }
+    }
+
+    fn contents(&self) -> String {
+        self.screen.lock().unwrap().screen().contents()
+    }
+
+    /// Waits until the screen satisfies `ready`, failing with the screen's contents.
+    fn wait_for(&self, what: &str, ready: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + PATIENCE;
+        while Instant::now() < deadline {
+            if ready(&self.contents()) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        panic!("timed out waiting for {what}; the screen shows:\n{}", self.contents());
+    }
+
+    fn wait_for_text(&self, text: &str) {
+        self.wait_for(text, |screen| screen.contains(text));
+    }
+
+    /// Waits until nothing is loading (the list has caught up with the last keys).
+    fn wait_until_idle(&self) {
+        self.wait_for("the loading mark to go", |screen| !screen.contains("loading"));
+    }
+
+    fn type_keys(&mut self, keys: &str) {
+        self.writer.write_all(keys.as_bytes()).unwrap();
+        self.writer.flush().unwrap();
+    }
+
+    fn wait_for_exit(&mut self) {
+        let deadline = Instant::now() + PATIENCE;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "keytop exited with {status:?}; screen:\n{}", self.contents());
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        let _ = self.child.kill();
+        panic!("keytop did not quit; the screen shows:\n{}", self.contents());
+    }
+}
+
+fn set_up_data(sandbox: &Sandbox) {
+    sandbox.cli(&["users", "add", "alice"]);
+    sandbox.cli(&["users", "add", "bob"]);
+    sandbox.cli(&["keys", "create", "--user", "alice", "--name", "ci-key", "--standalone", "--balance", "10"]);
+    for name in ["laptop", "staging", "batch-job"] {
+        sandbox.cli(&["keys", "create", "--user", "bob", "--name", name]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn filter_top_up_through_the_dialog_and_quit() {
+    let sandbox = Sandbox::new();
+    set_up_data(&sandbox);
+    assert!(Path::new(env!("CARGO_BIN_EXE_keytop")).exists());
+
+    let mut tui = Tui::start(&sandbox);
+    tui.wait_for_text("batch-job");
+    tui.wait_until_idle();
+
+    tui.type_keys("/ci-key");
+    tui.wait_for_text("filter \"ci-key\"");
+    tui.type_keys("\r");
+    tui.wait_for("the list to narrow to ci-key", |screen| !screen.contains("batch-job") && screen.contains("ci-key"));
+    tui.wait_until_idle();
+
+    tui.type_keys("t");
+    tui.wait_for_text("Top up ci-key");
+    tui.type_keys("7.5");
+    tui.wait_for_text("remaining $10.00 → $17.50");
+    tui.type_keys("\r");
+    tui.wait_for_text("Added $7.50 on ci-key: remaining $17.50");
+    tui.type_keys("q");
+    tui.wait_for_exit();
+
+    let service = sandbox.service().await;
+    let key = service.resolve_key("ci-key").await.unwrap();
+    assert_eq!(service.balance(key.id).await.unwrap().remaining, Some(Money::parse("17.50").unwrap()));
+    let ledger = service.ledger(key.id, None).await.unwrap();
+    assert_eq!(ledger.len(), 2, "the initial credit and the top-up: {ledger:?}");
+    let top_up = ledger.last().unwrap();
+    assert_eq!(top_up.delta, Money::parse("7.5").unwrap());
+    assert_eq!(top_up.actor, "pty-test");
+}
