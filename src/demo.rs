@@ -1,6 +1,8 @@
-//! Demo data: realistic users, keys and usage, deterministic for a seed (except the secret keys,
-//! which always come from the OS random source).
+//! Demo data: realistic users, keys and usage, deterministic for a seed. Ids and secret keys are
+//! the exception: they always come from the OS random source, so that filling a database twice
+//! with one seed cannot collide and no demo key is predictable.
 
+use std::collections::HashSet;
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, DurationRound, TimeDelta, Utc};
@@ -66,11 +68,6 @@ impl Default for DemoSpec {
     }
 }
 
-/// A random id drawn from the seeded generator, so the same seed gives the same ids.
-fn seeded_uuid(rng: &mut StdRng) -> Uuid {
-    uuid::Builder::from_random_bytes(rng.r#gen()).into_uuid()
-}
-
 fn pick<'a, T>(rng: &mut StdRng, items: &'a [T]) -> &'a T {
     &items[rng.gen_range(0..items.len())]
 }
@@ -87,14 +84,20 @@ fn pick_some(rng: &mut StdRng, items: &[&str]) -> Vec<String> {
     chosen
 }
 
-fn generate_users(rng: &mut StdRng, count: u32, now: DateTime<Utc>) -> Vec<User> {
+/// Users with first names, numbered past the list and past the names already `taken`.
+fn generate_users(rng: &mut StdRng, count: u32, now: DateTime<Utc>, taken: &mut HashSet<String>) -> Vec<User> {
     (0..count as usize)
         .map(|i| {
             let base = FIRST_NAMES[i % FIRST_NAMES.len()];
-            let name =
-                if i < FIRST_NAMES.len() { base.to_string() } else { format!("{base}{}", i / FIRST_NAMES.len() + 1) };
+            let mut round = i / FIRST_NAMES.len() + 1;
+            let mut name = if round == 1 { base.to_string() } else { format!("{base}{round}") };
+            while taken.contains(&name) {
+                round += 1;
+                name = format!("{base}{round}");
+            }
+            taken.insert(name.clone());
             User {
-                id: seeded_uuid(rng),
+                id: Uuid::new_v4(),
                 name,
                 // A few owners are disabled, so their keys show `owner disabled` on verify.
                 is_active: i % 17 != 16,
@@ -117,7 +120,7 @@ fn generate_keys(
     for i in 0..count {
         // Owners follow a skewed distribution: a few users own many keys.
         let owner = &users[((rng.r#gen::<f64>().powi(2)) * users.len() as f64) as usize % users.len()];
-        let id = seeded_uuid(rng);
+        let id = Uuid::new_v4();
         let material = service.new_key_material(id)?;
         let created_at = (now - Duration::minutes(rng.gen_range(60..180 * 24 * 60)))
             .duration_trunc(TimeDelta::milliseconds(1))
@@ -285,7 +288,8 @@ pub async fn fill(service: &KeyService, spec: &DemoSpec, show_progress: bool) ->
     let started = Instant::now();
     let now = service.now();
     let mut rng = StdRng::seed_from_u64(spec.seed);
-    let users = generate_users(&mut rng, spec.users, now);
+    let mut taken: HashSet<String> = service.users().await?.into_iter().map(|u| u.user.name).collect();
+    let users = generate_users(&mut rng, spec.users, now, &mut taken);
     let (keys, initial_credits) = generate_keys(&mut rng, service, &users, spec.keys, now)?;
     let bar = progress_bar(spec.keys as u64, show_progress);
     bar.set_message("keys");

@@ -184,7 +184,13 @@ pub fn print_key_detail(key: &ApiKey, now: DateTime<Utc>) {
     fields.extend([
         ("rate limit", key.rate_limit.map_or_else(|| "none".into(), |l| format!("{l}/min"))),
         ("concurrency", limit_cell(key.concurrent_limit)),
-        ("expires", format!("{} ({})", time_cell(key.expires_at), relative_expiry(key.expires_at, now))),
+        (
+            "expires",
+            match key.expires_at {
+                None => "never".into(),
+                Some(_) => format!("{} ({})", time_cell(key.expires_at), relative_expiry(key.expires_at, now)),
+            },
+        ),
         ("auto delete", auto_delete.into()),
         ("providers", list_cell(view.allowed_providers)),
         ("api formats", list_cell(view.allowed_api_formats)),
