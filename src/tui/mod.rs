@@ -19,6 +19,8 @@ mod view;
 
 #[cfg(test)]
 mod fixtures;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 

@@ -140,7 +140,7 @@ fn ledger<'a>(data: &'a DetailData, theme: &Theme) -> Vec<Line<'a>> {
         let note = entry.note.as_deref().map(|n| format!(" · {}", safe(n))).unwrap_or_default();
         lines.push(Line::from(vec![
             Span::styled(format!("{} ", entry.at.format("%Y-%m-%d %H:%M")), theme.muted),
-            Span::styled(format!("{sign}{:<10}", entry.delta.to_string()), theme.text),
+            Span::styled(format!("{:<11}", format!("{sign}{}", entry.delta)), theme.text),
             Span::styled(format!(" credited {after} · {}{note}", safe(&entry.actor)), theme.muted),
         ]));
     }

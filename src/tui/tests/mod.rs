@@ -1,0 +1,5 @@
+//! The TUI's tests without a terminal: `update` fed with events, and views rendered into a
+//! `TestBackend` from fixed state.
+
+mod render;
+mod update;

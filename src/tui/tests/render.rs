@@ -1,0 +1,192 @@
+//! Views rendered into a `TestBackend` from fixed state: snapshots at 80×24 and 160×48, every
+//! size from 1×1 up without a panic, and the monochrome theme.
+
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::buffer::Buffer;
+use ratatui::style::Modifier;
+
+use crate::tui::event::Event;
+use crate::tui::fixtures::{detail_state, loaded_state, prepaid_key, session};
+use crate::tui::forms::Form;
+use crate::tui::state::{Confirm, Confirmed, Modal, Secret, State};
+use crate::tui::theme::Theme;
+use crate::tui::update::update;
+use crate::tui::view;
+
+const SIZES: [(u16, u16); 2] = [(80, 24), (160, 48)];
+
+fn draw(state: &State) -> Terminal<TestBackend> {
+    let (width, height) = state.size;
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal.draw(|frame| view::render(frame, state)).unwrap();
+    terminal
+}
+
+/// Snapshots the state `build` makes, at both sizes.
+fn snapshot(name: &str, build: impl Fn((u16, u16)) -> State) {
+    for size in SIZES {
+        let terminal = draw(&build(size));
+        insta::assert_snapshot!(format!("{name}_{}x{}", size.0, size.1), terminal.backend());
+    }
+}
+
+fn with_modal(mut state: State, modal: Modal) -> State {
+    state.modals.push(modal);
+    state
+}
+
+/// Types into the focused field of the dialog on top.
+fn typed(mut state: State, text: &str) -> State {
+    for ch in text.chars() {
+        let key =
+            crossterm::event::KeyEvent::new(crossterm::event::KeyCode::Char(ch), crossterm::event::KeyModifiers::NONE);
+        update(&mut state, Event::Key(key));
+    }
+    state
+}
+
+#[test]
+fn list() {
+    snapshot("list", loaded_state);
+}
+
+#[test]
+fn list_with_filter_box() {
+    snapshot("list_filtering", |size| {
+        let mut state = loaded_state(size);
+        state.filter_box = Some(tui_input::Input::new("ci".into()));
+        state.list.filter = "ci".into();
+        state
+    });
+}
+
+#[test]
+fn detail_with_chart() {
+    snapshot("detail", detail_state);
+}
+
+#[test]
+fn top_up_dialog_with_preview() {
+    snapshot("top_up", |size| typed(with_modal(loaded_state(size), Modal::Form(Form::top_up(&prepaid_key()))), "7.5"));
+}
+
+#[test]
+fn top_up_dialog_with_an_inline_error() {
+    snapshot("top_up_invalid", |size| {
+        typed(with_modal(loaded_state(size), Modal::Form(Form::top_up(&prepaid_key()))), "7.5.0")
+    });
+}
+
+#[test]
+fn create_dialog() {
+    snapshot("create", |size| with_modal(loaded_state(size), Modal::Form(Form::create("alice"))));
+}
+
+#[test]
+fn edit_dialog() {
+    snapshot("edit", |size| with_modal(detail_state(size), Modal::Form(Form::edit(&prepaid_key()))));
+}
+
+#[test]
+fn confirmation() {
+    snapshot("confirm", |size| {
+        let confirm = Confirm {
+            title: "Purge ci-key?".into(),
+            lines: vec![
+                "The key ci-key (sk-AbCdEfG...0000) will be deleted for good.".into(),
+                "Requests with it will be refused. Its usage history stays, detached.".into(),
+                "This cannot be undone.".into(),
+            ],
+            action: Confirmed::Purge { key_id: prepaid_key().id },
+        };
+        with_modal(loaded_state(size), Modal::Confirm(confirm))
+    });
+}
+
+#[test]
+fn secret_shown_once() {
+    snapshot("secret", |size| {
+        let secret =
+            Secret { name: "ci-key".into(), plaintext: "sk-AbCdEfGhIjKlMnOpQrStUvWxYz012345".into(), once: true };
+        with_modal(loaded_state(size), Modal::Secret(secret))
+    });
+}
+
+#[test]
+fn help() {
+    snapshot("help", |size| with_modal(loaded_state(size), Modal::Help));
+}
+
+#[test]
+fn read_only_help_leaves_out_every_change() {
+    let mut state = with_modal(loaded_state((80, 24)), Modal::Help);
+    state.session = session(true, Theme::color());
+    let screen = draw(&state).backend().to_string();
+    assert!(!screen.contains("Top up") && !screen.contains("Purge"), "{screen}");
+    assert!(screen.contains("read-only"));
+}
+
+/// Every size from 1×1 to 130×50, and a burst of pseudo-random resizes, over each screen and
+/// dialog: nothing may panic.
+#[test]
+fn renders_at_every_size_without_panicking() {
+    let states = [
+        loaded_state((1, 1)),
+        detail_state((1, 1)),
+        typed(with_modal(detail_state((1, 1)), Modal::Form(Form::top_up(&prepaid_key()))), "-3"),
+        with_modal(loaded_state((1, 1)), Modal::Form(Form::create("alice"))),
+        with_modal(detail_state((1, 1)), Modal::Help),
+    ];
+    let mut terminal = Terminal::new(TestBackend::new(1, 1)).unwrap();
+    let mut render_at = |state: &State, width: u16, height: u16| {
+        let mut state = state.clone();
+        update(&mut state, Event::Resize(width, height));
+        terminal.backend_mut().resize(width, height);
+        terminal.autoresize().unwrap();
+        terminal.draw(|frame| view::render(frame, &state)).unwrap();
+    };
+    for state in &states {
+        for width in (1..=130).step_by(3) {
+            for height in 1..=50 {
+                render_at(state, width, height);
+            }
+        }
+    }
+    let mut seed: u32 = 0x2545_f491;
+    for _ in 0..500 {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        let state = &states[seed as usize % states.len()];
+        render_at(state, (seed % 200) as u16 + 1, (seed >> 8) as u16 % 70 + 1);
+    }
+}
+
+fn cell_modifiers(buffer: &Buffer, text: &str) -> Modifier {
+    let area = buffer.area;
+    for y in area.top()..area.bottom() {
+        let row: String = (area.left()..area.right()).map(|x| buffer[(x, y)].symbol()).collect();
+        if let Some(column) = row.find(text) {
+            let x = row[..column].chars().count() as u16;
+            return buffer[(x, y)].modifier;
+        }
+    }
+    panic!("{text:?} is not on screen");
+}
+
+#[test]
+fn the_mono_theme_shows_selection_and_status_without_colour() {
+    let mut state = loaded_state((100, 30));
+    state.session.theme = Theme::mono();
+    let terminal = draw(&state);
+    let buffer = terminal.backend().buffer();
+    for cell in buffer.content() {
+        assert_eq!(cell.fg, ratatui::style::Color::Reset, "no colour anywhere");
+        assert_eq!(cell.bg, ratatui::style::Color::Reset, "no colour anywhere");
+    }
+    let selected = cell_modifiers(buffer, "ci-key");
+    assert!(selected.contains(Modifier::REVERSED | Modifier::BOLD), "{selected:?}");
+    assert!(cell_modifiers(buffer, "expired").contains(Modifier::BOLD));
+    assert!(cell_modifiers(buffer, "disabled").contains(Modifier::DIM));
+}

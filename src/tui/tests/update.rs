@@ -1,0 +1,512 @@
+//! `update()` for every action: feed events, check the state and the effects.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use crate::domain::{KeyScope, Money, PageFrom, SortKey, SweptKey};
+use crate::service::TopUp;
+use crate::store::SweepReport;
+use crate::tui::effect::{Call, Effect};
+use crate::tui::event::{CreatedSecret, Event, Outcome};
+use crate::tui::fixtures::{NOW, detail_data, keys, loaded_state, prepaid_key, session, user_key};
+use crate::tui::paging::Window;
+use crate::tui::state::{Confirmed, Metric, Modal, RequestId, Screen, State, ToastKind};
+use crate::tui::theme::Theme;
+use crate::tui::update::{start, update};
+
+fn list_state() -> State {
+    loaded_state((100, 30))
+}
+
+fn key_event(code: KeyCode, modifiers: KeyModifiers) -> Event {
+    Event::Key(KeyEvent::new(code, modifiers))
+}
+
+/// Presses a key written as in the config file (`t`, `enter`, `ctrl-c`).
+fn press(state: &mut State, key: &str) -> Vec<Effect> {
+    let chord = crate::tui::keymap::KeyChord::parse(key).unwrap();
+    update(state, key_event(chord.code, chord.modifiers))
+}
+
+fn type_text(state: &mut State, text: &str) -> Vec<Effect> {
+    text.chars().flat_map(|ch| update(state, key_event(KeyCode::Char(ch), KeyModifiers::NONE))).collect()
+}
+
+/// The only service call among `effects`.
+fn only_call(effects: &[Effect]) -> (RequestId, Call) {
+    let calls: Vec<_> = effects
+        .iter()
+        .filter_map(|effect| match effect {
+            Effect::Call(id, call) => Some((*id, call.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(calls.len(), 1, "expected one call in {effects:?}");
+    calls.into_iter().next().unwrap()
+}
+
+fn list_query(effects: &[Effect]) -> (RequestId, crate::domain::KeyQuery) {
+    match only_call(effects) {
+        (id, Call::ListKeys(query)) => (id, query),
+        (_, other) => panic!("expected a list query, got {other:?}"),
+    }
+}
+
+fn done(state: &mut State, request: RequestId, outcome: Outcome) -> Vec<Effect> {
+    update(state, Event::Done(request, Box::new(outcome)))
+}
+
+fn top_modal(state: &State) -> &Modal {
+    state.modals.last().expect("a dialog is open")
+}
+
+fn toast(state: &State) -> &str {
+    &state.toast.as_ref().expect("a toast").text
+}
+
+#[test]
+fn start_loads_the_first_page_and_the_counts() {
+    let mut state = State::new(session(false, Theme::mono()), NOW, (100, 30));
+    let effects = start(&mut state);
+    assert_eq!(effects.len(), 2);
+    let Effect::Call(request, Call::ListKeys(query)) = &effects[0] else { panic!("{effects:?}") };
+    assert_eq!(query.from, PageFrom::Start);
+    assert!(query.descending, "newest first");
+    assert_eq!(effects[1], Effect::Call(RequestId(2), Call::CountKeys));
+    assert!(state.busy());
+    done(&mut state, *request, Outcome::Page(Ok(keys())));
+    assert_eq!(state.list.window.rows.len(), 30);
+    assert!(!state.busy());
+}
+
+#[test]
+fn quit_from_the_list_and_ctrl_c_from_anywhere() {
+    let mut state = list_state();
+    press(&mut state, "q");
+    assert!(state.quit);
+
+    let mut state = list_state();
+    press(&mut state, "n");
+    type_text(&mut state, "q"); // typed into the owner field, not a quit
+    assert!(!state.quit);
+    press(&mut state, "ctrl-c");
+    assert!(state.quit);
+}
+
+#[test]
+fn help_opens_over_the_screen_and_closes() {
+    let mut state = list_state();
+    press(&mut state, "?");
+    assert!(matches!(top_modal(&state), Modal::Help));
+    press(&mut state, "esc");
+    assert!(state.modals.is_empty());
+}
+
+#[test]
+fn arrows_and_pages_move_the_selection_within_the_rows() {
+    let mut state = list_state();
+    press(&mut state, "j");
+    press(&mut state, "down");
+    assert_eq!(state.list.selected, 2);
+    press(&mut state, "k");
+    assert_eq!(state.list.selected, 1);
+    let page = crate::tui::view::layout::list_rows(&state);
+    press(&mut state, "pgdn");
+    assert_eq!(state.list.selected, 1 + page);
+    assert_eq!(state.list.offset, 2, "scrolled so that the selection stays visible");
+    press(&mut state, "pgdn");
+    assert_eq!(state.list.selected, 29, "clamped to the last row");
+    press(&mut state, "pgup");
+    assert_eq!(state.list.selected, 29 - page);
+    press(&mut state, "g");
+    assert_eq!(state.list.selected, 0);
+    press(&mut state, "G");
+    assert_eq!(state.list.selected, 29);
+}
+
+#[test]
+fn nearing_the_end_of_a_partial_window_fetches_the_next_page() {
+    let mut state = list_state();
+    state.list.window.at_end = false;
+    state.list.selected = 10;
+    let effects = press(&mut state, "j");
+    let (request, query) = list_query(&effects);
+    assert_eq!(query.from, PageFrom::After(keys()[29].id));
+    // A second move while the page is in flight does not ask again.
+    assert!(press(&mut state, "j").is_empty());
+    let more: Vec<_> = (30..35).map(|i| crate::tui::fixtures::key_named(i, &format!("more-{i}"))).collect();
+    done(&mut state, request, Outcome::Page(Ok(more)));
+    assert_eq!(state.list.window.rows.len(), 35);
+    assert!(state.list.window.at_end, "a short page is the last one");
+    assert_eq!(state.list.selected, 12);
+}
+
+#[test]
+fn first_and_last_reload_when_the_window_does_not_reach_the_edge() {
+    let mut state = list_state();
+    state.list.window = Window { rows: keys(), anchor: Some(uuid::Uuid::nil()), at_start: false, at_end: false };
+    let (_, query) = list_query(&press(&mut state, "g"));
+    assert_eq!(query.from, PageFrom::Start);
+    assert!(query.descending);
+    let (request, query) = list_query(&press(&mut state, "G"));
+    assert_eq!(query.from, PageFrom::Start);
+    assert!(!query.descending, "the end of the list is the start of the flipped order");
+    let flipped: Vec<_> = keys().into_iter().rev().collect();
+    done(&mut state, request, Outcome::Page(Ok(flipped)));
+    assert_eq!(state.list.selected, state.list.window.rows.len() - 1);
+    assert_eq!(state.list.selected_key().unwrap().name, keys()[29].name);
+}
+
+#[test]
+fn enter_opens_the_detail_which_follows_the_selection_and_esc_goes_back() {
+    let mut state = list_state();
+    let (request, call) = only_call(&press(&mut state, "enter"));
+    assert_eq!(state.screen, Screen::Detail);
+    assert_eq!(call, Call::Detail { key_id: prepaid_key().id, days: 30 });
+    let (next_request, call) = only_call(&press(&mut state, "j"));
+    assert_eq!(call, Call::Detail { key_id: user_key().id, days: 30 });
+    // The answer for the first key arrives late and is dropped.
+    done(&mut state, request, Outcome::Detail(Ok(Box::new(detail_data(prepaid_key(), 30)))));
+    assert!(state.detail.data.is_none());
+    done(&mut state, next_request, Outcome::Detail(Ok(Box::new(detail_data(user_key(), 30)))));
+    assert_eq!(state.detail.data.as_ref().unwrap().key.id, user_key().id);
+    press(&mut state, "esc");
+    assert_eq!(state.screen, Screen::List);
+}
+
+#[test]
+fn a_failed_detail_shows_its_error_and_the_program_goes_on() {
+    let mut state = list_state();
+    let (request, _) = only_call(&press(&mut state, "enter"));
+    done(&mut state, request, Outcome::Detail(Err("database is locked".into())));
+    assert_eq!(state.detail.error.as_deref(), Some("database is locked"));
+    assert!(!state.quit);
+}
+
+#[test]
+fn metric_and_range_keys_change_the_chart() {
+    let mut state = list_state();
+    press(&mut state, "enter");
+    press(&mut state, "m");
+    assert_eq!(state.detail.metric, Metric::Requests);
+    let (_, call) = only_call(&press(&mut state, "]"));
+    assert_eq!(call, Call::Detail { key_id: prepaid_key().id, days: 90 });
+    press(&mut state, "]");
+    assert_eq!(state.detail.days, 90, "90 is the longest range");
+    press(&mut state, "[");
+    press(&mut state, "[");
+    assert_eq!(state.detail.days, 7);
+}
+
+#[test]
+fn tab_cycles_the_scope_and_reloads_from_the_start() {
+    let mut state = list_state();
+    state.list.window.anchor = Some(uuid::Uuid::nil());
+    let (_, query) = list_query(&press(&mut state, "tab"));
+    assert_eq!(query.scope, KeyScope::UserKeys);
+    assert_eq!(query.from, PageFrom::Start);
+    assert!(state.list.stale);
+}
+
+#[test]
+fn sort_cycles_the_column_and_reverse_flips_it() {
+    let mut state = list_state();
+    let (_, query) = list_query(&press(&mut state, "o"));
+    assert_eq!((query.sort, query.descending), (SortKey::Name, false));
+    let (_, query) = list_query(&press(&mut state, "O"));
+    assert_eq!((query.sort, query.descending), (SortKey::Name, true));
+}
+
+#[test]
+fn the_filter_narrows_after_a_pause_and_drops_stale_answers() {
+    let mut state = list_state();
+    press(&mut state, "/");
+    assert!(state.filter_box.is_some());
+    let effects = type_text(&mut state, "ci");
+    assert_eq!(effects, vec![Effect::DebounceFilter { edit: 1 }, Effect::DebounceFilter { edit: 2 }]);
+    assert!(update(&mut state, Event::FilterSettled { edit: 1 }).is_empty(), "superseded by the next keystroke");
+    let (first, query) = list_query(&update(&mut state, Event::FilterSettled { edit: 2 }));
+    assert_eq!(query.filter.as_deref(), Some("ci"));
+    type_text(&mut state, "-key");
+    let edit = state.list.filter_edits;
+    let (second, query) = list_query(&update(&mut state, Event::FilterSettled { edit }));
+    assert_eq!(query.filter.as_deref(), Some("ci-key"));
+    done(&mut state, first, Outcome::Page(Ok(keys())));
+    assert_eq!(state.list.window.rows.len(), 30, "the stale answer changed nothing");
+    done(&mut state, second, Outcome::Page(Ok(vec![prepaid_key()])));
+    assert_eq!(state.list.window.rows, vec![prepaid_key()]);
+}
+
+#[test]
+fn enter_keeps_the_filter_and_esc_clears_it() {
+    let mut state = list_state();
+    press(&mut state, "/");
+    type_text(&mut state, "ci");
+    let (request, query) = list_query(&press(&mut state, "enter"));
+    assert!(state.filter_box.is_none());
+    assert_eq!(query.filter.as_deref(), Some("ci"));
+    assert!(update(&mut state, Event::FilterSettled { edit: 2 }).is_empty(), "the debounce is moot now");
+    state.list.selected = 3;
+    done(&mut state, request, Outcome::Page(Ok(keys())));
+    assert_eq!(state.list.selected, 0, "the first match is selected");
+    press(&mut state, "/");
+    let (_, query) = list_query(&press(&mut state, "esc"));
+    assert_eq!(query.filter, None);
+    assert!(state.list.filter.is_empty());
+}
+
+#[test]
+fn refresh_reloads_in_place_and_keeps_the_selected_key() {
+    let mut state = list_state();
+    state.list.selected = 4;
+    let effects = press(&mut state, "r");
+    assert_eq!(effects.len(), 2, "the list and the counts");
+    let Effect::Call(request, Call::ListKeys(_)) = &effects[0] else { panic!("{effects:?}") };
+    let mut reordered = keys();
+    reordered.swap(0, 4);
+    done(&mut state, *request, Outcome::Page(Ok(reordered)));
+    assert_eq!(state.list.selected, 0);
+    assert_eq!(state.list.selected_key().unwrap().name, "demo-trial");
+}
+
+#[test]
+fn auto_refresh_toggles_and_refreshes_at_once_when_turned_on() {
+    let mut state = list_state();
+    assert!(update(&mut state, Event::RefreshDue).is_empty(), "off by default");
+    let effects = press(&mut state, "a");
+    assert!(state.auto_refresh);
+    assert_eq!(effects.len(), 2);
+    assert_eq!(update(&mut state, Event::RefreshDue).len(), 2);
+    press(&mut state, "a");
+    assert!(!state.auto_refresh);
+}
+
+#[test]
+fn a_failed_list_query_shows_its_error() {
+    let mut state = list_state();
+    let (request, _) = list_query(&press(&mut state, "r")[..1]);
+    done(&mut state, request, Outcome::Page(Err("cannot open the database".into())));
+    assert_eq!(state.list.error.as_deref(), Some("cannot open the database"));
+}
+
+#[test]
+fn top_up_previews_confirms_large_amounts_and_updates_the_row() {
+    let mut state = list_state();
+    press(&mut state, "t");
+    assert!(matches!(top_modal(&state), Modal::Form(_)));
+    type_text(&mut state, "1000");
+    assert!(press(&mut state, "enter").is_empty(), "at the threshold: a confirmation first");
+    let Modal::Confirm(confirm) = top_modal(&state) else { panic!("{:?}", state.modals) };
+    assert!(matches!(confirm.action, Confirmed::TopUp { amount, .. } if amount == Money::from_usd(1000)));
+    press(&mut state, "n");
+    assert!(matches!(top_modal(&state), Modal::Form(_)), "back in the form");
+
+    for _ in 0..4 {
+        press(&mut state, "backspace");
+    }
+    type_text(&mut state, "7.5");
+    let (request, call) = only_call(&press(&mut state, "enter"));
+    assert_eq!(call, Call::TopUp { key_id: prepaid_key().id, amount: Money::from_micros(7_500_000), note: None });
+    let mut after = prepaid_key();
+    after.credited = Some(Money::from_micros(19_500_000));
+    let entry = crate::domain::LedgerEntry {
+        id: 9,
+        api_key_id: after.id,
+        at: NOW,
+        actor: "admin".into(),
+        delta: Money::from_micros(7_500_000),
+        credited_after: after.credited,
+        note: None,
+        idempotency_key: None,
+    };
+    let top_up = TopUp { entry, replayed: false, balance: after.balance().unwrap() };
+    done(&mut state, request, Outcome::ToppedUp(Ok(top_up)));
+    assert!(state.modals.is_empty());
+    assert_eq!(crate::tui::view::format::remaining(state.list.selected_key().unwrap()), "$17.50");
+    assert_eq!(toast(&state), "Added $7.50 on ci-key: remaining $17.50");
+}
+
+#[test]
+fn a_refused_top_up_keeps_the_form_open_with_the_reason() {
+    let mut state = list_state();
+    press(&mut state, "t");
+    type_text(&mut state, "-5");
+    let (request, _) = only_call(&press(&mut state, "enter"));
+    done(&mut state, request, Outcome::ToppedUp(Err("cannot deduct more than the remaining balance".into())));
+    assert!(matches!(top_modal(&state), Modal::Form(form) if !form.submitting));
+    assert_eq!(state.toast.as_ref().unwrap().kind, ToastKind::Error);
+}
+
+#[test]
+fn top_up_on_a_key_that_is_not_prepaid_says_why() {
+    let mut state = list_state();
+    press(&mut state, "j");
+    press(&mut state, "t");
+    assert!(state.modals.is_empty());
+    assert!(toast(&state).contains("not a prepaid key"));
+}
+
+#[test]
+fn create_submits_the_spec_and_shows_the_key_once_with_copy() {
+    let mut state = list_state();
+    press(&mut state, "n");
+    press(&mut state, "tab");
+    type_text(&mut state, "new-key");
+    let (request, call) = only_call(&press(&mut state, "enter"));
+    let Call::Create(spec) = &call else { panic!("{call:?}") };
+    assert_eq!((spec.owner.as_str(), spec.name.as_deref()), ("alice", Some("new-key")));
+    let created = CreatedSecret { key: user_key(), plaintext: "sk-secret".into() };
+    let effects = done(&mut state, request, Outcome::Created(Ok(created)));
+    assert!(matches!(top_modal(&state), Modal::Secret(secret) if secret.once && secret.plaintext == "sk-secret"));
+    assert_eq!(effects.len(), 2, "the list and the counts reload");
+    assert_eq!(press(&mut state, "c"), vec![Effect::CopyToClipboard("sk-secret".into())]);
+    press(&mut state, "esc");
+    assert!(state.modals.is_empty(), "the plaintext is gone from the state");
+}
+
+#[test]
+fn form_fields_move_and_choices_cycle() {
+    let mut state = list_state();
+    press(&mut state, "n");
+    press(&mut state, "tab");
+    press(&mut state, "tab");
+    press(&mut state, "space");
+    let Modal::Form(form) = top_modal(&state) else { panic!() };
+    assert_eq!(form.fields[2].shown(), "yes");
+    press(&mut state, "backtab");
+    let Modal::Form(form) = top_modal(&state) else { panic!() };
+    assert_eq!(form.focus, 1);
+    press(&mut state, "esc");
+    assert!(state.modals.is_empty());
+}
+
+#[test]
+fn edit_sends_only_the_changed_fields() {
+    let mut state = list_state();
+    press(&mut state, "e");
+    press(&mut state, "tab");
+    for _ in 0..3 {
+        press(&mut state, "backspace");
+    }
+    type_text(&mut state, "60");
+    let (request, call) = only_call(&press(&mut state, "enter"));
+    let Call::Update { key_id, patch } = &call else { panic!("{call:?}") };
+    assert_eq!(*key_id, prepaid_key().id);
+    assert_eq!(patch.rate_limit, crate::domain::Patch::Set(60));
+    assert!(patch.name.is_none());
+    let mut saved = prepaid_key();
+    saved.rate_limit = Some(60);
+    done(&mut state, request, Outcome::Updated(Ok(saved)));
+    assert_eq!(state.list.selected_key().unwrap().rate_limit, Some(60));
+    assert!(state.modals.is_empty());
+}
+
+#[test]
+fn disable_asks_first_then_disables() {
+    let mut state = list_state();
+    press(&mut state, "d");
+    let Modal::Confirm(confirm) = top_modal(&state) else { panic!() };
+    assert_eq!(confirm.title, "Disable ci-key?");
+    let (_, call) = only_call(&press(&mut state, "y"));
+    assert_eq!(call, Call::SetActive { key_id: prepaid_key().id, active: false });
+}
+
+#[test]
+fn purge_asks_first_and_removes_the_row() {
+    let mut state = list_state();
+    press(&mut state, "D");
+    let Modal::Confirm(confirm) = top_modal(&state) else { panic!() };
+    assert!(confirm.lines.iter().any(|line| line.contains("cannot be undone")));
+    let (request, call) = only_call(&press(&mut state, "y"));
+    assert_eq!(call, Call::Purge { key_id: prepaid_key().id });
+    done(&mut state, request, Outcome::Purged(Ok(prepaid_key().id)));
+    assert_eq!(state.list.window.rows.len(), 29);
+    assert_ne!(state.list.selected_key().unwrap().id, prepaid_key().id);
+}
+
+#[test]
+fn reveal_asks_first_and_shows_the_plaintext() {
+    let mut state = list_state();
+    press(&mut state, "R");
+    let (request, call) = only_call(&press(&mut state, "y"));
+    assert_eq!(call, Call::Reveal { key_id: prepaid_key().id });
+    done(&mut state, request, Outcome::Revealed(Ok(CreatedSecret { key: prepaid_key(), plaintext: "sk-x".into() })));
+    assert!(matches!(top_modal(&state), Modal::Secret(secret) if !secret.once));
+}
+
+#[test]
+fn sweep_shows_a_dry_run_then_runs_on_confirmation() {
+    let mut state = list_state();
+    let (request, call) = only_call(&press(&mut state, "S"));
+    assert_eq!(call, Call::Sweep { dry_run: true });
+    let report = SweepReport {
+        disabled: vec![SweptKey { id: user_key().id, name: "staging\u{1b}[2J".into() }],
+        deleted: vec![],
+        skipped: false,
+    };
+    done(&mut state, request, Outcome::Swept { dry_run: true, result: Ok(report.clone()) });
+    let Modal::Confirm(confirm) = top_modal(&state) else { panic!() };
+    assert!(confirm.lines[0].starts_with("disable staging[2J"), "names are sanitised: {:?}", confirm.lines);
+    let (request, call) = only_call(&press(&mut state, "y"));
+    assert_eq!(call, Call::Sweep { dry_run: false });
+    let effects = done(&mut state, request, Outcome::Swept { dry_run: false, result: Ok(report) });
+    assert_eq!(state.last_sweep.as_ref().unwrap().at, NOW);
+    assert!(!effects.is_empty(), "keys changed, so the list reloads");
+}
+
+#[test]
+fn the_sweep_timer_sweeps_and_records_failures() {
+    let mut state = list_state();
+    let (request, call) = only_call(&update(&mut state, Event::SweepDue));
+    assert_eq!(call, Call::Sweep { dry_run: false });
+    done(&mut state, request, Outcome::Swept { dry_run: false, result: Err("database is locked".into()) });
+    assert_eq!(state.last_sweep.as_ref().unwrap().outcome, Err("database is locked".into()));
+}
+
+#[test]
+fn actions_wait_while_the_list_catches_up_with_a_new_filter() {
+    let mut state = list_state();
+    press(&mut state, "/");
+    type_text(&mut state, "x");
+    press(&mut state, "enter");
+    assert!(press(&mut state, "t").is_empty());
+    assert!(state.modals.is_empty());
+    assert!(toast(&state).contains("still loading"));
+}
+
+#[test]
+fn read_only_ignores_every_key_that_writes() {
+    let mut state = list_state();
+    state.session = session(true, Theme::mono());
+    for key in ["t", "n", "e", "d", "D", "R", "S"] {
+        assert!(press(&mut state, key).is_empty(), "{key}");
+        assert!(state.modals.is_empty(), "{key}");
+    }
+}
+
+#[test]
+fn ticks_advance_the_clock_and_expire_toasts() {
+    let mut state = list_state();
+    state.toast(ToastKind::Info, "hello");
+    update(&mut state, Event::Tick(NOW + chrono::TimeDelta::seconds(2)));
+    assert!(state.toast.is_some());
+    update(&mut state, Event::Tick(NOW + chrono::TimeDelta::seconds(30)));
+    assert!(state.toast.is_none());
+    assert_eq!(state.now, NOW + chrono::TimeDelta::seconds(30));
+}
+
+#[test]
+fn pasted_text_lands_in_the_filter_without_control_characters() {
+    let mut state = list_state();
+    press(&mut state, "/");
+    let effects = update(&mut state, Event::Paste("ci\u{1b}[2J-key".into()));
+    assert_eq!(state.list.filter, "ci[2J-key");
+    assert_eq!(effects, vec![Effect::DebounceFilter { edit: 1 }]);
+}
+
+#[test]
+fn resizing_keeps_the_selection_visible() {
+    let mut state = list_state();
+    state.list.selected = 25;
+    update(&mut state, Event::Resize(80, 10));
+    assert!(state.list.offset <= 25 && 25 < state.list.offset + 7);
+}
