@@ -211,7 +211,7 @@ fn sample(cumulative: &[f64], rng: &mut StdRng) -> usize {
 
 impl UsageGenerator {
     fn new(seed: u64, keys: &[ApiKey], days: u32, now: DateTime<Utc>) -> Self {
-        let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_0f_75a6e);
+        let mut rng = StdRng::seed_from_u64(seed ^ 0x5EED_0F75_A6E0);
         // Pareto-like weights: key rank r gets 1 / (r + 1)^1.2, so the top few dominate.
         let mut ranks: Vec<usize> = (0..keys.len()).collect();
         for i in (1..ranks.len()).rev() {

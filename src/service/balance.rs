@@ -49,10 +49,8 @@ impl KeyService {
     /// Sets the credited total of a prepaid key (`None` = unlimited), recording the difference in
     /// the ledger.
     pub async fn set_credit(&self, id: Uuid, credited: Option<Money>, note: Option<&str>) -> ServiceResult<TopUp> {
-        if let Some(amount) = credited {
-            if amount.is_negative() {
-                return Err(ServiceError::invalid("balance", "must not be negative"));
-            }
+        if credited.is_some_and(Money::is_negative) {
+            return Err(ServiceError::invalid("balance", "must not be negative"));
         }
         self.adjust(id, BalanceChange::SetCredited(credited), note, None).await
     }
