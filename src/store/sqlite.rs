@@ -1132,3 +1132,34 @@ fn conflict_as(what: impl FnOnce() -> String) -> impl FnOnce(sqlx::Error) -> Sto
         other => other,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The first page of every sort order, in both directions, walks an index: no full scan and
+    /// no temporary sort, however many keys there are.
+    #[tokio::test]
+    async fn unfiltered_first_pages_are_served_by_indexes() {
+        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        store.migrate().await.unwrap();
+        for sort in [SortKey::Created, SortKey::Name, SortKey::Expires, SortKey::LastUsed] {
+            for descending in [false, true] {
+                let query = KeyQuery { sort, descending, limit: 50, ..KeyQuery::default() };
+                let mut builder = QueryBuilder::new("EXPLAIN QUERY PLAN ");
+                push_list_query(&mut builder, &query, Utc::now());
+                let plan: Vec<String> = builder
+                    .build()
+                    .fetch_all(&store.pool)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|row| row.get::<String, _>("detail"))
+                    .collect();
+                let plan = plan.join("; ");
+                assert!(plan.contains("SCAN k USING INDEX api_keys_"), "{sort:?} {descending}: {plan}");
+                assert!(!plan.contains("TEMP B-TREE"), "{sort:?} {descending}: {plan}");
+            }
+        }
+    }
+}

@@ -1,0 +1,887 @@
+//! The contract of `Store`: every test runs on SQLite and, when `KEYTOP_TEST_POSTGRES` is set, on
+//! PostgreSQL. Tests go through the trait; the few raw checks use SQL both backends accept.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use keytop::crypto::{hash_key, key_hint};
+use keytop::domain::money::MAX_AMOUNT;
+use keytop::domain::{
+    ActiveFilter, ApiKey, KeyCounts, KeyPatch, KeyQuery, KeyScope, LedgerEntry, Money, PageFrom, Patch, SortKey, User,
+};
+use keytop::store::{
+    AdjustOutcome, AuditRecord, BalanceAdjustment, BalanceChange, Store, StoreError, UsageOutcome, UsageRecord,
+};
+use uuid::Uuid;
+
+use common::TestDb;
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+/// A fixed instant plus `seconds`, so every time in these tests is reproducible.
+fn at(seconds: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2025, 3, 1, 12, 0, 0).unwrap() + Duration::seconds(seconds)
+}
+
+fn audit(action: &str, key: Option<Uuid>) -> AuditRecord {
+    AuditRecord {
+        at: at(0),
+        actor: "tester".into(),
+        action: action.into(),
+        api_key_id: key,
+        details: serde_json::json!({ "test": action }),
+    }
+}
+
+async fn add_user(store: &dyn Store, name: &str) -> User {
+    let user = User { id: Uuid::new_v4(), name: name.into(), is_active: true, created_at: at(0) };
+    store.insert_user(&user, &audit("user_create", None)).await.unwrap();
+    user
+}
+
+/// A key of `owner` with fixed, realistic fields: no restrictions, default limits, no expiry.
+fn new_key(owner: &User, name: &str, created_at: DateTime<Utc>) -> ApiKey {
+    let id = Uuid::new_v4();
+    let plaintext = format!("sk-{}", id.simple());
+    ApiKey {
+        id,
+        user_id: owner.id,
+        owner_name: owner.name.clone(),
+        owner_active: owner.is_active,
+        key_hash: hash_key(&plaintext),
+        key_ciphertext: format!("v1:sealed-{}", id.simple()),
+        key_hint: key_hint(&plaintext),
+        name: name.into(),
+        allowed_providers: None,
+        allowed_api_formats: None,
+        allowed_models: None,
+        rate_limit: Some(100),
+        concurrent_limit: Some(5),
+        expires_at: None,
+        is_standalone: false,
+        credited: None,
+        used: Money::ZERO,
+        auto_delete_on_expiry: None,
+        is_active: true,
+        last_used_at: None,
+        created_at,
+        updated_at: created_at,
+    }
+}
+
+fn prepaid(mut key: ApiKey, credited: Option<Money>) -> ApiKey {
+    key.is_standalone = true;
+    key.credited = credited;
+    key
+}
+
+async fn insert(store: &dyn Store, key: &ApiKey) {
+    store.insert_key(key, None, &audit("create", Some(key.id))).await.unwrap();
+}
+
+fn usage(request_id: &str, key: Uuid, cost_micros: i64, created_at: DateTime<Utc>) -> UsageRecord {
+    UsageRecord {
+        request_id: request_id.into(),
+        api_key_id: key,
+        provider: Some("openai".into()),
+        model: Some("gpt-4o".into()),
+        api_format: Some("chat".into()),
+        total_tokens: 100 + cost_micros % 7,
+        cost: Money::from_micros(cost_micros),
+        response_time_ms: Some(40 + cost_micros % 11),
+        created_at,
+    }
+}
+
+fn adjustment(key: Uuid, change: BalanceChange, idempotency_key: Option<&str>) -> BalanceAdjustment {
+    BalanceAdjustment {
+        key_id: key,
+        change,
+        at: at(60),
+        actor: "cashier".into(),
+        note: Some("contract".into()),
+        idempotency_key: idempotency_key.map(str::to_string),
+    }
+}
+
+fn add(micros: i64) -> BalanceChange {
+    BalanceChange::Add(Money::from_micros(micros))
+}
+
+fn ids(keys: &[ApiKey]) -> Vec<Uuid> {
+    keys.iter().map(|key| key.id).collect()
+}
+
+fn id_set(keys: impl IntoIterator<Item = Uuid>) -> BTreeSet<Uuid> {
+    keys.into_iter().collect()
+}
+
+fn all_keys() -> KeyQuery {
+    KeyQuery { limit: 1_000, now: Some(at(0)), ..KeyQuery::default() }
+}
+
+async fn list(store: &dyn Store, query: KeyQuery) -> Vec<Uuid> {
+    ids(&store.list_keys(&query).await.unwrap())
+}
+
+/// One `i64` read with raw SQL both backends accept; `$1`, when given, is a key id compared as
+/// text (`CAST(… AS TEXT) = $1`).
+async fn raw_i64(db: &TestDb, sql: &'static str, key: Option<Uuid>) -> i64 {
+    let key = key.map(|id| id.hyphenated().to_string());
+    if db.label == "sqlite" {
+        let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+        let value = sqlx::query_scalar(sql).bind(key).fetch_one(&pool).await.unwrap();
+        pool.close().await;
+        value
+    } else {
+        let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+        let value = sqlx::query_scalar(sql).bind(key).fetch_one(&pool).await.unwrap();
+        pool.close().await;
+        value
+    }
+}
+
+async fn actions(store: &dyn Store, key: Option<Uuid>) -> Vec<String> {
+    store.audit(key, 1_000).await.unwrap().into_iter().map(|entry| entry.action).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Users and keys
+
+#[tokio::test(flavor = "multi_thread")]
+async fn users_are_unique_by_name_and_can_be_disabled() {
+    for_each_backend!(|db| {
+        let store = db.store.as_ref();
+        let alice = add_user(store, "alice").await;
+        let twin = User { id: Uuid::new_v4(), ..alice.clone() };
+        let error = store.insert_user(&twin, &audit("user_create", None)).await.unwrap_err();
+        assert!(matches!(error, StoreError::Conflict(_)), "{error:?}");
+
+        assert_eq!(store.user_by_name("alice").await.unwrap(), Some(alice.clone()));
+        assert_eq!(store.user_by_name("nobody").await.unwrap(), None);
+        insert(store, &new_key(&alice, "one", at(1))).await;
+        let summaries = store.users().await.unwrap();
+        assert_eq!(summaries.len(), 1);
+        assert_eq!((summaries[0].user.clone(), summaries[0].key_count), (alice.clone(), 1));
+
+        assert!(store.set_user_active(alice.id, false, &audit("user_disable", None)).await.unwrap());
+        assert!(!store.user_by_name("alice").await.unwrap().unwrap().is_active);
+        let keys = store.list_keys(&all_keys()).await.unwrap();
+        assert!(!keys[0].owner_active, "keys carry their owner's state");
+        assert!(!store.set_user_active(Uuid::new_v4(), false, &audit("user_disable", None)).await.unwrap());
+        assert_eq!(actions(store, None).await, ["user_disable", "create", "user_create"]);
+    });
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_round_trip_with_every_field() {
+    for_each_backend!(|db| {
+        let store = db.store.as_ref();
+        let owner = add_user(store, "owner").await;
+        let mut key = prepaid(new_key(&owner, "full", at(-100)), Some(Money::from_micros(12_345_678)));
+        key.allowed_providers = Some(vec!["openai".into(), "anthropic".into()]);
+        key.allowed_api_formats = Some(vec!["chat".into()]);
+        key.allowed_models = Some(vec!["gpt-4o".into(), "claude".into()]);
+        key.rate_limit = None;
+        key.concurrent_limit = Some(7);
+        key.expires_at = Some(at(86_400) + Duration::milliseconds(123));
+        key.auto_delete_on_expiry = Some(false);
+        key.last_used_at = Some(at(-5));
+        key.used = Money::from_micros(1);
+        let ledger = LedgerEntry {
+            id: 0,
+            api_key_id: key.id,
+            at: at(-100),
+            actor: "tester".into(),
+            delta: Money::from_micros(12_345_678),
+            credited_after: Some(Money::from_micros(12_345_678)),
+            note: Some("initial".into()),
+            idempotency_key: None,
+        };
+        store.insert_key(&key, Some(&ledger), &audit("create", Some(key.id))).await.unwrap();
+
+        assert_eq!(store.key(key.id).await.unwrap(), Some(key.clone()));
+        assert_eq!(store.key(Uuid::new_v4()).await.unwrap(), None);
+        let stored_ledger = store.ledger(key.id, None).await.unwrap();
+        assert_eq!(stored_ledger.len(), 1);
+        assert_eq!(LedgerEntry { id: 0, ..stored_ledger[0].clone() }, ledger);
+
+        let same_hash = ApiKey { id: Uuid::new_v4(), ..key.clone() };
+        let error = store.insert_key(&same_hash, None, &audit("create", Some(same_hash.id))).await.unwrap_err();
+        assert!(matches!(error, StoreError::Conflict(_)), "{error:?}");
+        assert_eq!(store.count_keys(at(0)).await.unwrap().total, 1, "a refused insert writes nothing");
+    });
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_are_found_by_id_prefix_and_exact_name() {
+    for_each_backend!(|db| {
+        let store = db.store.as_ref();
+        let owner = add_user(store, "owner").await;
+        let mut keys = Vec::new();
+        for n in 0..6 {
+            let key = new_key(&owner, if n < 3 { "shared" } else { "other" }, at(n));
+            insert(store, &key).await;
+            keys.push(key);
+        }
+        let target = &keys[4];
+        let full = target.id.hyphenated().to_string();
+        for prefix in [&full[..8], &full[..13], full.as_str()] {
+            let found = ids(&store.keys_by_id_prefix(prefix, 10).await.unwrap());
+            let expected: Vec<Uuid> =
+                keys.iter().filter(|k| k.id.hyphenated().to_string().starts_with(prefix)).map(|k| k.id).collect();
+            assert_eq!(found, expected, "prefix {prefix}");
+            assert!(found.contains(&target.id));
+        }
+        assert_eq!(store.keys_by_id_prefix("", 100).await.unwrap().len(), 6);
+        assert_eq!(store.keys_by_id_prefix("", 2).await.unwrap().len(), 2, "limit");
+        assert!(store.keys_by_id_prefix("zzzz", 10).await.unwrap().is_empty());
+
+        let shared = id_set(ids(&store.keys_by_name("shared", 10).await.unwrap()));
+        assert_eq!(shared, id_set(keys[..3].iter().map(|k| k.id)));
+        assert_eq!(store.keys_by_name("shared", 2).await.unwrap().len(), 2);
+        assert!(store.keys_by_name("Shared", 10).await.unwrap().is_empty(), "names match exactly");
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lists
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lists_filter_by_scope_owner_and_state() {
+    for_each_backend!(|db| {
+        let store = db.store.as_ref();
+        let (ann, bob) = (add_user(store, "ann").await, add_user(store, "bob").await);
+        let plain = new_key(&ann, "plain", at(1));
+        let standalone = prepaid(new_key(&ann, "wallet", at(2)), Some(Money::from_usd(5)));
+        let mut expired = new_key(&bob, "old", at(3));
+        expired.expires_at = Some(at(0));
+        let mut disabled = new_key(&bob, "off", at(4));
+        disabled.is_active = false;
+        let mut later = prepaid(new_key(&bob, "later", at(5)), None);
+        later.expires_at = Some(at(1));
+        for key in [&plain, &standalone, &expired, &disabled, &later] {
+            insert(store, key).await;
+        }
+        let query = |scope, owner, active| KeyQuery { scope, owner, active, ..all_keys() };
+        let cases = [
+            (query(KeyScope::All, None, ActiveFilter::Any), vec![&plain, &standalone, &expired, &disabled, &later]),
+            (query(KeyScope::UserKeys, None, ActiveFilter::Any), vec![&plain, &expired, &disabled]),
+            (query(KeyScope::Standalone, None, ActiveFilter::Any), vec![&standalone, &later]),
+            (query(KeyScope::All, Some(ann.id), ActiveFilter::Any), vec![&plain, &standalone]),
+            (query(KeyScope::UserKeys, Some(bob.id), ActiveFilter::Any), vec![&expired, &disabled]),
+            // At 12:00:00 "expired" expires exactly now (expired), "later" one second later.
+            (query(KeyScope::All, None, ActiveFilter::Active), vec![&plain, &standalone, &later]),
+            (query(KeyScope::All, None, ActiveFilter::Inactive), vec![&expired, &disabled]),
+            (query(KeyScope::Standalone, Some(bob.id), ActiveFilter::Active), vec![&later]),
+        ];
+        for (query, expected) in cases {
+            let found = id_set(list(store, query.clone()).await);
+            assert_eq!(found, id_set(expected.iter().map(|k| k.id)), "{query:?}");
+        }
+        let later_query = KeyQuery { active: ActiveFilter::Inactive, now: Some(at(1)), ..all_keys() };
+        assert_eq!(id_set(list(store, later_query).await), id_set([expired.id, disabled.id, later.id]));
+    });
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn filter_text_is_plain_case_insensitive_text() {
+    for_each_backend!(|db| {
+        let store = db.store.as_ref();
+        let (ops, dev) = (add_user(store, "OpsTeam").await, add_user(store, "dev").await);
+        let billing = new_key(&ops, "Billing Prod", at(1));
+        let percent = new_key(&dev, "100% off", at(2));
+        let underscore = new_key(&dev, "a_b", at(3));
+        let quote = new_key(&dev, "it's", at(4));
+        let plain = new_key(&dev, "axb", at(5));
+        for key in [&billing, &percent, &underscore, &quote, &plain] {
+            insert(store, key).await;
+        }
+        let filtered = |text: &str| KeyQuery { filter: Some(text.into()), ..all_keys() };
+        // Only hints hold "...", and only ids hold a hyphen after 8 hex digits.
+        let hint_tail = plain.key_hint[7..].to_string();
+        let id_prefix = plain.id.hyphenated().to_string()[..10].to_uppercase();
+        let cases = [
+            ("billing", vec![billing.id]),
+            ("PROD", vec![billing.id]),
+            ("opsteam", vec![billing.id]),
+            (hint_tail.as_str(), vec![plain.id]),
+            (id_prefix.as_str(), vec![plain.id]),
+            ("%", vec![percent.id]),
+            ("_", vec![underscore.id]),
+            ("a_b", vec![underscore.id]),
+            ("'", vec![quote.id]),
+            ("'; DROP TABLE api_keys; --", vec![]),
+            ("\\", vec![]),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(id_set(list(store, filtered(text)).await), id_set(expected), "{text:?}");
+        }
+        assert_eq!(store.count_keys(at(0)).await.unwrap().total, 5, "the table survived");
+    });
+}
+
+/// What a list sorted by `sort` compares: a nullable time sorts as its sentinel (never expires =
+/// after every expiry, never used = before every use), then the id breaks ties.
+fn expected_order(keys: &[ApiKey], sort: SortKey, descending: bool) -> Vec<Uuid> {
+    let mut sorted: Vec<&ApiKey> = keys.iter().collect();
+    let sort_value = |key: &ApiKey| match sort {
+        SortKey::Created => (key.created_at.timestamp_millis(), String::new()),
+        SortKey::Name => (0, key.name.clone()),
+        SortKey::Expires => (key.expires_at.map_or(i64::MAX, |t| t.timestamp_millis()), String::new()),
+        SortKey::LastUsed => (key.last_used_at.map_or(i64::MIN, |t| t.timestamp_millis()), String::new()),
+    };
+    sorted.sort_by_key(|key| (sort_value(key), key.id));
+    if descending {
+        sorted.reverse();
+    }
+    sorted.into_iter().map(|key| key.id).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_sort_pages_forward_and_backward_over_the_full_order() {
+    for_each_backend!(|db| {
+        let store = db.store.as_ref();
+        let owner = add_user(store, "owner").await;
+        let mut keys = Vec::new();
+        for n in 0..23_i64 {
+            // Lowercase letters only: byte order and any collation agree. Ties on every column.
+            let mut key = new_key(&owner, ["alpha", "bravo", "charlie", "delta"][(n % 4) as usize], at(n / 3));
+            key.expires_at = (n % 3 != 0).then(|| at(1_000 + n % 5));
+            key.last_used_at = (n % 4 != 1).then(|| at(-(n % 6)));
+            insert(store, &key).await;
+            keys.push(key);
+        }
+        for sort in [SortKey::Created, SortKey::Name, SortKey::Expires, SortKey::LastUsed] {
+            for descending in [false, true] {
+                let expected = expected_order(&keys, sort, descending);
+                let query = KeyQuery { sort, descending, ..all_keys() };
+                assert_eq!(list(store, query.clone()).await, expected, "{sort:?} descending={descending}");
+
+                let mut forward: Vec<Uuid> = Vec::new();
+                let mut from = PageFrom::Start;
+                loop {
+                    let page = list(store, KeyQuery { from, limit: 5, ..query.clone() }).await;
+                    forward.extend(&page);
+                    match page.last() {
+                        Some(last) if page.len() == 5 => from = PageFrom::After(*last),
+                        _ => break,
+                    }
+                }
+                assert_eq!(forward, expected, "forward {sort:?} descending={descending}");
+
+                let mut backward = vec![*expected.last().unwrap()];
+                loop {
+                    let page =
+                        list(store, KeyQuery { from: PageFrom::Before(backward[0]), limit: 4, ..query.clone() }).await;
+                    let full_page = page.len() == 4;
+                    backward.splice(0..0, page);
+                    if !full_page {
+                        break;
+                    }
+                }
+                assert_eq!(backward, expected, "backward {sort:?} descending={descending}");
+            }
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Changes
+
+#[tokio::test(flavor = "multi_thread")]
+async fn update_sets_and_clears_each_field() {
+    for_each_backend!(|db| {
+        let store = db.store.as_ref();
+        let owner = add_user(store, "owner").await;
+        let key = new_key(&owner, "before", at(0));
+        insert(store, &key).await;
+
+        let set = KeyPatch {
+            name: Some("after".into()),
+            allowed_providers: Patch::Set(vec!["openai".into()]),
+            allowed_api_formats: Patch::Set(vec!["chat".into(), "responses".into()]),
+            allowed_models: Patch::Set(vec!["gpt-4o".into()]),
+            rate_limit: Patch::Set(7),
+            concurrent_limit: Patch::Set(3),
+            expires_at: Patch::Set(at(3_600)),
+            auto_delete_on_expiry: Patch::Set(true),
+        };
+        let change = AuditRecord { at: at(10), ..audit("update", Some(key.id)) };
+        let updated = store.update_key(key.id, &set, &change).await.unwrap().unwrap();
+        let expected = ApiKey { updated_at: at(10), ..set.applied_to(&key) };
+        assert_eq!(updated, expected);
+        assert_eq!(store.key(key.id).await.unwrap(), Some(expected.clone()));
+
+        let untouched = store.update_key(key.id, &KeyPatch::default(), &change).await.unwrap().unwrap();
+        assert_eq!(untouched, expected, "keep changes nothing");
+
+        let clear = KeyPatch {
+            allowed_providers: Patch::Clear,
+            allowed_api_formats: Patch::Set(vec![]),
+            allowed_models: Patch::Clear,
+            rate_limit: Patch::Clear,
+            concurrent_limit: Patch::Clear,
+            expires_at: Patch::Clear,
+            auto_delete_on_expiry: Patch::Clear,
+            ..KeyPatch::default()
+        };
+        let cleared = store.update_key(key.id, &clear, &change).await.unwrap().unwrap();
+        assert_eq!(cleared.name, "after");
+        assert_eq!(
+            (cleared.allowed_providers, cleared.allowed_api_formats, cleared.allowed_models),
+            (None, None, None),
+            "cleared and empty lists are unrestricted"
+        );
+        assert_eq!((cleared.rate_limit, cleared.concurrent_limit), (None, None));
+        assert_eq!((cleared.expires_at, cleared.auto_delete_on_expiry), (None, None));
+
+        assert_eq!(store.update_key(Uuid::new_v4(), &set, &change).await.unwrap(), None);
+        assert_eq!(actions(store, Some(key.id)).await, ["update", "update", "update", "create"]);
+    });
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_are_disabled_enabled_and_purged_keeping_usage() {
+    for_each_backend!(|db| {
+        let store = db.store.as_ref();
+        let owner = add_user(store, "owner").await;
+        let key = prepaid(new_key(&owner, "k", at(0)), Some(Money::from_usd(10)));
+        insert(store, &key).await;
+
+        let off = AuditRecord { at: at(5), ..audit("disable", Some(key.id)) };
+        let disabled = store.set_key_active(key.id, false, &off).await.unwrap().unwrap();
+        assert!(!disabled.is_active);
+        assert_eq!(disabled.updated_at, at(5));
+        let enabled = store.set_key_active(key.id, true, &audit("enable", Some(key.id))).await.unwrap().unwrap();
+        assert!(enabled.is_active);
+        assert_eq!(store.set_key_active(Uuid::new_v4(), false, &off).await.unwrap(), None);
+
+        let recorded = store.record_usage(&usage("req-1", key.id, 250, at(1))).await.unwrap();
+        assert_eq!(recorded, UsageOutcome::Recorded { charged: true });
+        store.adjust_balance(&adjustment(key.id, add(1), None)).await.unwrap();
+        assert!(store.purge_key(key.id, &audit("purge", Some(key.id))).await.unwrap());
+        assert_eq!(store.key(key.id).await.unwrap(), None);
+        assert!(!store.purge_key(key.id, &audit("purge", Some(key.id))).await.unwrap(), "already gone");
+
+        assert_eq!(raw_i64(&db, "SELECT COUNT(*) FROM usage WHERE api_key_id IS NULL AND $1 IS NULL", None).await, 1);
+        let daily = "SELECT COUNT(*) FROM usage_daily WHERE CAST(api_key_id AS TEXT) = $1";
+        assert_eq!(raw_i64(&db, daily, Some(key.id)).await, 0, "the rollup goes with the key");
+        assert_eq!(store.ledger(key.id, None).await.unwrap().len(), 1, "the ledger stays as history");
+        assert_eq!(actions(store, Some(key.id)).await, ["purge", "topup", "enable", "disable", "create"]);
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Money
+
+#[tokio::test(flavor = "multi_thread")]
+async fn balance_adjustments_are_exact_and_refusals_change_nothing() {
+    for_each_backend!(|db| {
+        let store = db.store.as_ref();
+        let owner = add_user(store, "owner").await;
+        let wallet = prepaid(new_key(&owner, "wallet", at(0)), Some(Money::from_micros(10_000_001)));
+        let unlimited = prepaid(new_key(&owner, "unlimited", at(0)), None);
+        let plain = new_key(&owner, "plain", at(0));
+        for key in [&wallet, &unlimited, &plain] {
+            insert(store, key).await;
+        }
+        store.record_usage(&usage("spend", wallet.id, 3_500_000, at(1))).await.unwrap();
+
+        let AdjustOutcome::Applied(entry) =
+            store.adjust_balance(&adjustment(wallet.id, add(1_234_567), None)).await.unwrap()
+        else {
+            panic!("top-up refused");
+        };
+        assert_eq!(
+            (entry.delta, entry.credited_after),
+            (Money::from_micros(1_234_567), Some(Money::from_micros(11_234_568)))
+        );
+        assert_eq!(store.key(wallet.id).await.unwrap().unwrap().credited, Some(Money::from_micros(11_234_568)));
+
+        // Remaining is 11.234568 - 3.5 = 7.734568.
+        let refusals = [
+            (
+                wallet.id,
+                add(-7_734_569),
+                AdjustOutcome::InsufficientBalance { remaining: Money::from_micros(7_734_568) },
+            ),
+            (wallet.id, add(MAX_AMOUNT.micros()), AdjustOutcome::OutOfRange),
+            (wallet.id, BalanceChange::SetCredited(Some(Money::from_micros(-1))), AdjustOutcome::OutOfRange),
+            (
+                wallet.id,
+                BalanceChange::SetCredited(Some(MAX_AMOUNT.checked_add(Money::from_micros(1)).unwrap())),
+                AdjustOutcome::OutOfRange,
+            ),
+            (unlimited.id, add(5), AdjustOutcome::Unlimited),
+            (plain.id, add(5), AdjustOutcome::NotPrepaid),
+            (plain.id, BalanceChange::SetCredited(Some(Money::from_usd(1))), AdjustOutcome::NotPrepaid),
+            (Uuid::new_v4(), add(5), AdjustOutcome::NotFound),
+        ];
+        for (key_id, change, expected) in refusals {
+            let before = (store.key(key_id).await.unwrap(), store.ledger(key_id, None).await.unwrap());
+            assert_eq!(store.adjust_balance(&adjustment(key_id, change, None)).await.unwrap(), expected, "{change:?}");
+            let after = (store.key(key_id).await.unwrap(), store.ledger(key_id, None).await.unwrap());
+            assert_eq!(after, before, "a refused {change:?} changed something");
+        }
+
+        let AdjustOutcome::Applied(deduct) =
+            store.adjust_balance(&adjustment(wallet.id, add(-7_734_568), None)).await.unwrap()
+        else {
+            panic!("deducting exactly the remaining balance was refused");
+        };
+        assert_eq!(deduct.credited_after, Some(Money::from_micros(3_500_000)));
+        let exhausted = store.key(wallet.id).await.unwrap().unwrap();
+        assert_eq!(exhausted.balance().unwrap().remaining, Some(Money::ZERO));
+        assert_eq!(
+            store.adjust_balance(&adjustment(wallet.id, add(-1), None)).await.unwrap(),
+            AdjustOutcome::InsufficientBalance { remaining: Money::ZERO }
+        );
+
+        let set = |credited: Option<i64>| BalanceChange::SetCredited(credited.map(Money::from_micros));
+        let expected_entries = [
+            (set(Some(20_000_000)), 16_500_000, Some(20_000_000)),
+            (set(None), -20_000_000, None),
+            (set(Some(5)), 5, Some(5)),
+        ];
+        for (change, delta, credited_after) in expected_entries {
+            let AdjustOutcome::Applied(entry) =
+                store.adjust_balance(&adjustment(wallet.id, change, None)).await.unwrap()
+            else {
+                panic!("{change:?} refused");
+            };
+            assert_eq!((entry.delta.micros(), entry.credited_after.map(Money::micros)), (delta, credited_after));
+            assert_eq!(store.key(wallet.id).await.unwrap().unwrap().credited.map(Money::micros), credited_after);
+        }
+        let ledger = store.ledger(wallet.id, None).await.unwrap();
+        let deltas: Vec<i64> = ledger.iter().map(|entry| entry.delta.micros()).collect();
+        assert_eq!(deltas, [1_234_567, -7_734_568, 16_500_000, -20_000_000, 5], "oldest first");
+        let recent: Vec<i64> =
+            store.ledger(wallet.id, Some(2)).await.unwrap().iter().map(|e| e.delta.micros()).collect();
+        assert_eq!(recent, [-20_000_000, 5], "the most recent rows, still oldest first");
+        assert_eq!(ledger[0].actor, "cashier");
+        assert_eq!(ledger[0].note.as_deref(), Some("contract"));
+        let money_actions: Vec<String> = actions(store, Some(wallet.id)).await.into_iter().take(5).collect();
+        assert_eq!(money_actions, ["set_credit", "set_credit", "set_credit", "deduct", "topup"]);
+    });
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idempotency_keys_replay_or_conflict() {
+    for_each_backend!(|db| {
+        let store = db.store.as_ref();
+        let owner = add_user(store, "owner").await;
+        let (a, b) = (
+            prepaid(new_key(&owner, "a", at(0)), Some(Money::ZERO)),
+            prepaid(new_key(&owner, "b", at(0)), Some(Money::ZERO)),
+        );
+        insert(store, &a).await;
+        insert(store, &b).await;
+
+        let first = store.adjust_balance(&adjustment(a.id, add(5_000_000), Some("top-1"))).await.unwrap();
+        let AdjustOutcome::Applied(entry) = first else { panic!("{first:?}") };
+        assert_eq!(entry.idempotency_key.as_deref(), Some("top-1"));
+        let again = store.adjust_balance(&adjustment(a.id, add(5_000_000), Some("top-1"))).await.unwrap();
+        assert_eq!(again, AdjustOutcome::Replayed(entry.clone()));
+        for (key, change) in [(a.id, add(6_000_000)), (b.id, add(5_000_000))] {
+            let outcome = store.adjust_balance(&adjustment(key, change, Some("top-1"))).await.unwrap();
+            assert_eq!(outcome, AdjustOutcome::IdempotencyConflict(entry.clone()));
+        }
+        assert_eq!(store.key(a.id).await.unwrap().unwrap().credited, Some(Money::from_usd(5)), "applied once");
+        assert_eq!(store.key(b.id).await.unwrap().unwrap().credited, Some(Money::ZERO));
+        assert_eq!(store.ledger(a.id, None).await.unwrap().len(), 1);
+    });
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_top_ups_and_their_twins_land_exactly_once() {
+    for_each_backend!(|db| {
+        let owner = add_user(db.store.as_ref(), "owner").await;
+        let key = prepaid(new_key(&owner, "busy", at(0)), Some(Money::ZERO));
+        insert(db.store.as_ref(), &key).await;
+        let key_id = key.id;
+        // 16 top-ups, each sent twice at once with the same idempotency key.
+        let tasks: Vec<_> = (0..32)
+            .map(|n| {
+                let store = db.store.clone();
+                tokio::spawn(async move {
+                    let request = adjustment(key_id, add(1_000_001), Some(&format!("top-{}", n % 16)));
+                    store.adjust_balance(&request).await.unwrap()
+                })
+            })
+            .collect();
+        let mut applied = 0;
+        let mut replayed = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                AdjustOutcome::Applied(_) => applied += 1,
+                AdjustOutcome::Replayed(_) => replayed += 1,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!((applied, replayed), (16, 16));
+        assert_eq!(db.store.key(key.id).await.unwrap().unwrap().credited, Some(Money::from_micros(16_000_016)));
+        assert_eq!(db.store.ledger(key.id, None).await.unwrap().len(), 16);
+    });
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sixteen_stores_on_one_database_write_without_errors() {
+    for_each_backend!(|db| {
+        let owner = add_user(db.store.as_ref(), "owner").await;
+        let key = prepaid(new_key(&owner, "shared", at(0)), Some(Money::ZERO));
+        insert(db.store.as_ref(), &key).await;
+        let key_id = key.id;
+        // Separate stores are separate pools and connections, as separate processes would be.
+        let tasks: Vec<_> = (0..16)
+            .map(|n| {
+                let url = db.url.clone();
+                tokio::spawn(async move {
+                    let store = keytop::store::open(&url).await.unwrap();
+                    let outcome = store.adjust_balance(&adjustment(key_id, add(1), None)).await.unwrap();
+                    assert!(matches!(outcome, AdjustOutcome::Applied(_)), "{outcome:?}");
+                    store.record_usage(&usage(&format!("req-{n}"), key_id, 2, at(n))).await.unwrap();
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let key = db.store.key(key.id).await.unwrap().unwrap();
+        assert_eq!((key.credited, key.used), (Some(Money::from_micros(16)), Money::from_micros(32)));
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Usage and admission
+
+#[tokio::test(flavor = "multi_thread")]
+async fn usage_is_recorded_once_and_rolled_up_exactly() {
+    for_each_backend!(|db| {
+        let store = db.store.as_ref();
+        let owner = add_user(store, "owner").await;
+        let wallet = prepaid(new_key(&owner, "wallet", at(0)), Some(Money::from_micros(1_000)));
+        let plain = new_key(&owner, "plain", at(0));
+        insert(store, &wallet).await;
+        insert(store, &plain).await;
+
+        let midnight = Utc.with_ymd_and_hms(2025, 3, 2, 0, 0, 0).unwrap();
+        let mut sent = Vec::new();
+        for n in 0..30_i64 {
+            let key = if n % 3 == 0 { plain.id } else { wallet.id };
+            // Around one UTC midnight, and on a third day: the rollup must split them exactly.
+            let when = match n % 4 {
+                0 => midnight - Duration::milliseconds(1 + n),
+                1 => midnight + Duration::milliseconds(n),
+                2 => midnight + Duration::days(1) + Duration::hours(n),
+                _ => midnight - Duration::hours(n % 12),
+            };
+            let record = usage(&format!("req-{n}"), key, 37 * n + 1, when);
+            let outcome = store.record_usage(&record).await.unwrap();
+            assert_eq!(outcome, UsageOutcome::Recorded { charged: key == wallet.id });
+            sent.push(record);
+        }
+        // A retried request changes nothing, even with other numbers.
+        let retry = UsageRecord { cost: Money::from_usd(9), ..sent[1].clone() };
+        assert_eq!(store.record_usage(&retry).await.unwrap(), UsageOutcome::Duplicate);
+        let ghost = usage("ghost", Uuid::new_v4(), 5, midnight);
+        assert_eq!(store.record_usage(&ghost).await.unwrap(), UsageOutcome::UnknownKey);
+        assert_eq!(raw_i64(&db, "SELECT COUNT(*) FROM usage WHERE $1 IS NULL", None).await, 30, "one row per request");
+
+        for key in [wallet.id, plain.id] {
+            let mine: Vec<&UsageRecord> = sent.iter().filter(|r| r.api_key_id == key).collect();
+            let days = store
+                .daily_usage(
+                    key,
+                    NaiveDate::from_ymd_opt(2025, 2, 28).unwrap(),
+                    NaiveDate::from_ymd_opt(2025, 3, 4).unwrap(),
+                )
+                .await
+                .unwrap();
+            let mut expected = std::collections::BTreeMap::<NaiveDate, (i64, i64, i64, i64)>::new();
+            for r in &mine {
+                let day = expected.entry(r.created_at.date_naive()).or_default();
+                *day =
+                    (day.0 + 1, day.1 + r.total_tokens, day.2 + r.cost.micros(), day.3 + r.response_time_ms.unwrap());
+            }
+            let rolled: Vec<(NaiveDate, (i64, i64, i64, i64))> =
+                days.iter().map(|d| (d.day, (d.requests, d.tokens, d.cost.micros(), d.response_ms_sum))).collect();
+            assert_eq!(rolled, expected.into_iter().collect::<Vec<_>>());
+            // And the rollup agrees with the raw rows the database holds.
+            let raw_cost = raw_i64(
+                &db,
+                "SELECT CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT) FROM usage WHERE CAST(api_key_id AS TEXT) = $1",
+                Some(key),
+            )
+            .await;
+            let raw_tokens = raw_i64(
+                &db,
+                "SELECT CAST(COALESCE(SUM(total_tokens), 0) AS BIGINT) FROM usage WHERE CAST(api_key_id AS TEXT) = $1",
+                Some(key),
+            )
+            .await;
+            assert_eq!(raw_cost, days.iter().map(|d| d.cost.micros()).sum::<i64>());
+            assert_eq!(raw_tokens, days.iter().map(|d| d.tokens).sum::<i64>());
+            let first_day = store.daily_usage(key, midnight.date_naive(), midnight.date_naive()).await.unwrap();
+            let first_day: Vec<NaiveDate> = first_day.iter().map(|d| d.day).collect();
+            assert_eq!(first_day, [midnight.date_naive()], "the range bounds the days");
+        }
+
+        let wallet_cost: i64 = sent.iter().filter(|r| r.api_key_id == wallet.id).map(|r| r.cost.micros()).sum();
+        let wallet_now = store.key(wallet.id).await.unwrap().unwrap();
+        assert_eq!(wallet_now.used.micros(), wallet_cost, "charged once each, even past the balance");
+        assert!(wallet_cost > 1_000);
+        assert_eq!(
+            store.key(plain.id).await.unwrap().unwrap().used,
+            Money::ZERO,
+            "keys without balance are not charged"
+        );
+        let latest = sent.iter().filter(|r| r.api_key_id == wallet.id).map(|r| r.created_at).max();
+        assert_eq!(wallet_now.last_used_at, latest, "last use only moves forward");
+    });
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_lookup_counts_the_rate_window() {
+    for_each_backend!(|db| {
+        let store = db.store.as_ref();
+        let owner = add_user(store, "owner").await;
+        let limited = new_key(&owner, "limited", at(0));
+        let unlimited = ApiKey { rate_limit: None, ..new_key(&owner, "unlimited", at(0)) };
+        insert(store, &limited).await;
+        insert(store, &unlimited).await;
+        let window_start = at(100);
+        for (n, offset) in [-30, 0, 1, 20, 59].into_iter().enumerate() {
+            store.record_usage(&usage(&format!("l-{n}"), limited.id, 1, at(100 + offset))).await.unwrap();
+            store.record_usage(&usage(&format!("u-{n}"), unlimited.id, 1, at(100 + offset))).await.unwrap();
+        }
+        let found = store.verify_lookup(&limited.key_hash, window_start).await.unwrap().unwrap();
+        assert_eq!(found.recent_requests, 3, "strictly after the window start");
+        assert_eq!(found.key.id, limited.id);
+        assert_eq!((found.key.owner_name.as_str(), found.key.owner_active), ("owner", true));
+        let free = store.verify_lookup(&unlimited.key_hash, window_start).await.unwrap().unwrap();
+        assert_eq!(free.recent_requests, 0, "no rate limit, no count");
+        assert_eq!(store.verify_lookup(&hash_key("sk-unknown"), window_start).await.unwrap(), None);
+    });
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn touch_last_used_writes_only_when_stale() {
+    for_each_backend!(|db| {
+        let store = db.store.as_ref();
+        let owner = add_user(store, "owner").await;
+        let key = new_key(&owner, "k", at(0));
+        insert(store, &key).await;
+        let last_used = || async { store.key(key.id).await.unwrap().unwrap().last_used_at };
+
+        store.touch_last_used(key.id, at(100), at(40)).await.unwrap();
+        assert_eq!(last_used().await, Some(at(100)), "never used: always written");
+        store.touch_last_used(key.id, at(130), at(70)).await.unwrap();
+        assert_eq!(last_used().await, Some(at(100)), "fresh enough: left alone");
+        store.touch_last_used(key.id, at(200), at(140)).await.unwrap();
+        assert_eq!(last_used().await, Some(at(200)), "stale: written");
+        assert_eq!(store.key(key.id).await.unwrap().unwrap().updated_at, at(0), "not an admin change");
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sweep, counts, audit
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sweep_follows_the_tri_state_policy() {
+    for_each_backend!(|db| {
+        let store = db.store.as_ref();
+        let owner = add_user(store, "owner").await;
+        let expiring = |name: &str, policy: Option<bool>, expires: i64| ApiKey {
+            expires_at: Some(at(expires)),
+            auto_delete_on_expiry: policy,
+            ..new_key(&owner, name, at(-1_000))
+        };
+        let delete_yes = expiring("yes", Some(true), -10);
+        let delete_no = expiring("no", Some(false), -10);
+        let follow = expiring("follow", None, 0);
+        let future = expiring("future", Some(true), 10);
+        let already_off = ApiKey { is_active: false, ..expiring("off", Some(false), -20) };
+        let forever = new_key(&owner, "forever", at(-1_000));
+        for key in [&delete_yes, &delete_no, &follow, &future, &already_off, &forever] {
+            insert(store, key).await;
+        }
+        store.record_usage(&usage("r1", delete_yes.id, 10, at(-50))).await.unwrap();
+        let audit_before = store.audit(None, 1_000).await.unwrap();
+        let counts_before = store.count_keys(at(0)).await.unwrap();
+        assert_eq!(counts_before, KeyCounts { total: 6, disabled: 1, expired: 3 });
+
+        let preview = store.sweep(at(0), false, true, "sweeper").await.unwrap();
+        assert_eq!(store.audit(None, 1_000).await.unwrap(), audit_before, "a dry run writes nothing");
+        assert_eq!(store.count_keys(at(0)).await.unwrap(), counts_before);
+
+        let report = store.sweep(at(0), false, false, "sweeper").await.unwrap();
+        let swept =
+            |keys: &[keytop::domain::SweptKey]| keys.iter().map(|k| (k.id, k.name.clone())).collect::<BTreeSet<_>>();
+        assert_eq!(swept(&report.deleted), BTreeSet::from([(delete_yes.id, "yes".to_string())]));
+        assert_eq!(
+            swept(&report.disabled),
+            BTreeSet::from([(delete_no.id, "no".into()), (follow.id, "follow".into())])
+        );
+        assert!(!report.skipped);
+        assert_eq!(
+            (swept(&preview.deleted), swept(&preview.disabled)),
+            (swept(&report.deleted), swept(&report.disabled))
+        );
+        assert_eq!(store.key(delete_yes.id).await.unwrap(), None);
+        let disabled = store.key(delete_no.id).await.unwrap().unwrap();
+        assert!(!disabled.is_active);
+        assert_eq!(disabled.updated_at, at(0));
+        assert!(store.key(future.id).await.unwrap().unwrap().is_active);
+        assert!(store.key(forever.id).await.unwrap().unwrap().is_active);
+        assert_eq!(store.key(already_off.id).await.unwrap().unwrap().updated_at, at(-1_000), "not touched again");
+        assert_eq!(raw_i64(&db, "SELECT COUNT(*) FROM usage WHERE api_key_id IS NULL AND $1 IS NULL", None).await, 1);
+
+        let sweep_audit: Vec<(String, Option<Uuid>, String)> =
+            store.audit(None, 3).await.unwrap().into_iter().map(|e| (e.action, e.api_key_id, e.actor)).collect();
+        let expected_audit = BTreeSet::from([
+            ("sweep_delete".to_string(), Some(delete_yes.id), "sweeper".to_string()),
+            ("sweep_disable".into(), Some(delete_no.id), "sweeper".into()),
+            ("sweep_disable".into(), Some(follow.id), "sweeper".into()),
+        ]);
+        assert_eq!(sweep_audit.into_iter().collect::<BTreeSet<_>>(), expected_audit);
+
+        let again = store.sweep(at(0), false, false, "sweeper").await.unwrap();
+        assert!(again.deleted.is_empty() && again.disabled.is_empty(), "{again:?}");
+
+        // With the global policy on, keys that follow it are deleted even though disabled;
+        // keys that said no stay.
+        let global = store.sweep(at(0), true, false, "sweeper").await.unwrap();
+        assert_eq!(swept(&global.deleted), BTreeSet::from([(follow.id, "follow".to_string())]));
+        assert!(global.disabled.is_empty());
+        assert!(store.key(delete_no.id).await.unwrap().is_some());
+        assert_eq!(store.count_keys(at(0)).await.unwrap(), KeyCounts { total: 4, disabled: 2, expired: 0 });
+    });
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_log_is_newest_first_and_per_key() {
+    for_each_backend!(|db| {
+        let store = db.store.as_ref();
+        let owner = add_user(store, "owner").await;
+        let key = new_key(&owner, "k", at(0));
+        insert(store, &key).await;
+        let note = AuditRecord { details: serde_json::json!({ "why": "rotation" }), ..audit("reveal", Some(key.id)) };
+        store.append_audit(&note).await.unwrap();
+        store.append_audit(&audit("config", None)).await.unwrap();
+
+        let all = store.audit(None, 10).await.unwrap();
+        let all_actions: Vec<&str> = all.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(all_actions, ["config", "reveal", "create", "user_create"]);
+        assert!(all.windows(2).all(|pair| pair[0].id > pair[1].id));
+        assert_eq!(store.audit(None, 2).await.unwrap().len(), 2);
+        let reveal = &store.audit(Some(key.id), 10).await.unwrap()[0];
+        assert_eq!((reveal.action.as_str(), reveal.actor.as_str(), reveal.at), ("reveal", "tester", at(0)));
+        let details: serde_json::Value = serde_json::from_str(&reveal.details).unwrap();
+        assert_eq!(details, serde_json::json!({ "why": "rotation" }));
+        assert_eq!(actions(store, Some(key.id)).await, ["reveal", "create"]);
+    });
+}
