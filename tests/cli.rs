@@ -424,3 +424,25 @@ fn escape_sequences_in_names_print_inert() {
         assert!(!stdout.contains('\u{1b}') && !stdout.contains('\u{7}'), "{args:?}: {stdout:?}");
     }
 }
+
+#[test]
+fn rekey_moves_every_key_to_the_new_master_key_or_none() {
+    let sandbox = Sandbox::sqlite();
+    let plaintext = sandbox.with_prepaid_key();
+    sandbox.ok(&["keys", "create", "--user", "alice", "--name", "second"]);
+    let new_file = sandbox.dir.path().join("new.key");
+    let report = sandbox.json(&["rekey", "--new-key-file", new_file.to_str().unwrap()]);
+    assert_eq!(report["resealed"], 2);
+    let with_new_key = |args: &[&str]| {
+        sandbox.command(args).env_remove("KEYTOP_MASTER_KEY").arg("--master-key-file").arg(&new_file).output().unwrap()
+    };
+    let reveal = with_new_key(&["keys", "reveal", "wallet"]);
+    assert_eq!(String::from_utf8_lossy(&reveal.stdout).trim(), plaintext);
+    assert_eq!(sandbox.run(&["keys", "reveal", "wallet"]).status.code(), Some(1), "the old key no longer opens it");
+    // Rekeying with a master key that opens nothing changes nothing.
+    let unrelated = sandbox.dir.path().join("other.key");
+    sandbox.fails(&["rekey", "--new-key-file", unrelated.to_str().unwrap()], 1);
+    assert_eq!(String::from_utf8_lossy(&with_new_key(&["keys", "reveal", "second"]).stdout).trim().len(), 35);
+    let audit = sandbox.json(&["audit"]);
+    assert!(audit.as_array().unwrap().iter().any(|e| e["action"] == "master_key_rotate"));
+}

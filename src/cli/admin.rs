@@ -1,5 +1,6 @@
 //! `keytop users …`, `sweep`, `audit`, `migrate`.
 
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::json;
@@ -145,6 +146,25 @@ pub async fn migrate(ctx: &Context) -> anyhow::Result<()> {
     ctx.report(
         &json!({ "database": ctx.service.describe_database(), "schema_version": version }),
         &format!("{}: schema version {version}", ctx.service.describe_database()),
+    );
+    Ok(())
+}
+
+pub async fn rekey(ctx: &Context, new_key_file: &Path) -> anyhow::Result<()> {
+    // The new key is on disk before any key is sealed with it, so a crash cannot lose it.
+    let new_key = crate::master_key::load(crate::master_key::MasterKeyOrigin::File {
+        path: new_key_file,
+        create_if_missing: true,
+    })
+    .map_err(anyhow::Error::msg)?;
+    let count = ctx.service.rekey(&new_key).await?;
+    let path = new_key_file.display();
+    ctx.report(
+        &json!({ "resealed": count, "new_key_file": path.to_string() }),
+        &format!(
+            "re-sealed {count} keys under the master key in {path}; from now on run keytop with \
+             --master-key-file {path} (or move it over the old key file) and keep the old key until then"
+        ),
     );
     Ok(())
 }

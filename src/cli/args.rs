@@ -95,6 +95,12 @@ pub enum Command {
     },
     /// Run database migrations and report the schema version
     Migrate,
+    /// Rotate the master key: re-seal every stored key under a new one, in one transaction
+    Rekey {
+        /// File of the new master key; created (mode 0600) with a fresh key when absent
+        #[arg(long, value_name = "PATH")]
+        new_key_file: PathBuf,
+    },
     /// Fill the database with generated demo data
     Demo(DemoArgs),
 }

@@ -6,6 +6,7 @@
 mod balance;
 mod error;
 mod keys;
+mod rekey;
 mod usage;
 
 use std::sync::Arc;

@@ -204,6 +204,11 @@ pub trait Store: Send + Sync {
     /// Audit rows, newest first, optionally for one key.
     async fn audit(&self, key_id: Option<Uuid>, limit: u32) -> StoreResult<Vec<AuditEntry>>;
 
+    /// Re-seals every stored key in one transaction: `reseal(id, ciphertext)` returns the new
+    /// ciphertext. The first failure rolls everything back and is reported; `audit` is written
+    /// on success.
+    async fn reseal_all_keys(&self, reseal: &Resealer<'_>, audit: &AuditRecord) -> StoreResult<ResealOutcome>;
+
     // Bulk loading
     /// Loads generated or imported rows with the same effects as the one-by-one operations
     /// (initial ledger rows, rollups, charges of prepaid keys). `audit` describes the load.
@@ -225,6 +230,17 @@ pub trait Store: Send + Sync {
         }
         Ok(())
     }
+}
+
+/// Turns a key's stored ciphertext into a new one (see [`Store::reseal_all_keys`]).
+pub type Resealer<'a> = dyn Fn(Uuid, &str) -> Result<String, String> + Send + Sync + 'a;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResealOutcome {
+    /// Every key was re-sealed; the count of keys.
+    Resealed(u64),
+    /// Nothing was changed: this key could not be re-sealed.
+    Failed { key_id: Uuid, reason: String },
 }
 
 /// Rows for [`Store::bulk_load`]: users, then keys (with their initial credits), then usage.

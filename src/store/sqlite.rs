@@ -23,8 +23,8 @@ use uuid::Uuid;
 use uuid::fmt::Hyphenated;
 
 use super::{
-    AdjustOutcome, AuditRecord, BalanceAdjustment, BalanceChange, Store, StoreError, StoreResult, SweepReport,
-    UsageOutcome, UsageRecord, VerifyLookup, redact_url,
+    AdjustOutcome, AuditRecord, BalanceAdjustment, BalanceChange, ResealOutcome, Resealer, Store, StoreError,
+    StoreResult, SweepReport, UsageOutcome, UsageRecord, VerifyLookup, redact_url,
 };
 use crate::domain::money::MAX_AMOUNT;
 use crate::domain::{
@@ -167,6 +167,8 @@ impl SqliteStore {
             .map_err(store_error)
     }
 }
+
+mod reseal;
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -568,6 +570,10 @@ impl Store for SqliteStore {
             tx.commit().await.map_err(store_error)?;
         }
         Ok(report)
+    }
+
+    async fn reseal_all_keys(&self, reseal: &Resealer<'_>, audit: &AuditRecord) -> StoreResult<ResealOutcome> {
+        reseal::reseal_all_keys(self, reseal, audit).await
     }
 
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()> {
