@@ -359,6 +359,12 @@ const DEFAULTS: &[DefaultBinding] = &[
     bind(C::Confirm, A::Cancel, &["n", "esc"], "No, cancel", Some("no")),
     bind(C::Secret, A::Copy, &["c"], "Copy to the clipboard (OSC 52, works over SSH)", Some("copy")),
     bind(C::Secret, A::Back, &["esc", "enter"], "Close; the key will not be shown again", Some("close")),
+    bind(C::Help, A::Down, &["down", "j"], "Scroll down", Some("scroll")),
+    bind(C::Help, A::Up, &["up", "k"], "Scroll up", None),
+    bind(C::Help, A::PageDown, &["pgdn"], "Scroll a page down", None),
+    bind(C::Help, A::PageUp, &["pgup"], "Scroll a page up", None),
+    bind(C::Help, A::First, &["g", "home"], "Scroll to the top", None),
+    bind(C::Help, A::Last, &["G", "end"], "Scroll to the bottom", None),
     bind(C::Help, A::Back, &["esc", "?", "q"], "Close the help", Some("close")),
 ];
 

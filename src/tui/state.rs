@@ -98,7 +98,7 @@ impl State {
     /// The keymap context of what has the keyboard.
     pub fn context(&self) -> Context {
         match self.modals.last() {
-            Some(Modal::Help) => Context::Help,
+            Some(Modal::Help { .. }) => Context::Help,
             Some(Modal::Form(_)) => Context::Form,
             Some(Modal::Confirm(_)) => Context::Confirm,
             Some(Modal::Secret(_)) => Context::Secret,
@@ -254,7 +254,10 @@ pub struct DetailData {
 
 #[derive(Debug, Clone)]
 pub enum Modal {
-    Help,
+    /// The `?` help, scrolled down by `scroll` lines.
+    Help {
+        scroll: usize,
+    },
     Form(Form),
     Confirm(Confirm),
     Secret(Secret),

@@ -17,7 +17,7 @@ use super::paging::{PageRequest, Placement};
 use super::state::{
     Confirm, Confirmed, DetailData, Focus, Modal, RANGES, RequestId, Screen, Secret, State, SweepResult, ToastKind,
 };
-use super::view::layout;
+use super::view::{help, layout};
 
 /// The first effects of a session: the list and the counts.
 pub fn start(state: &mut State) -> Vec<Effect> {
@@ -116,8 +116,13 @@ fn perform(state: &mut State, context: Context, action: Action) -> Vec<Effect> {
             Vec::new()
         }
         Action::Help => {
-            state.modals.push(Modal::Help);
+            state.modals.push(Modal::Help { scroll: 0 });
             Vec::new()
+        }
+        Action::Up | Action::Down | Action::PageUp | Action::PageDown | Action::First | Action::Last
+            if context == Context::Help =>
+        {
+            scroll_help(state, action)
         }
         Action::Up => move_selection(state, -1),
         Action::Down => move_selection(state, 1),
@@ -263,6 +268,24 @@ fn perform(state: &mut State, context: Context, action: Action) -> Vec<Effect> {
             _ => Vec::new(),
         },
     }
+}
+
+/// Scrolls the help overlay, never past its last line.
+fn scroll_help(state: &mut State, action: Action) -> Vec<Effect> {
+    let page = help::visible_lines(state).max(1) as isize;
+    let most = help::max_scroll(state);
+    if let Some(Modal::Help { scroll }) = state.modals.last_mut() {
+        let delta = match action {
+            Action::Up => -1,
+            Action::Down => 1,
+            Action::PageUp => -page,
+            Action::PageDown => page,
+            Action::First => isize::MIN / 2,
+            _ => isize::MAX / 2,
+        };
+        *scroll = scroll.saturating_add_signed(delta).min(most);
+    }
+    Vec::new()
 }
 
 /// Runs `then` on the key the admin is looking at, unless the list is still catching up with a

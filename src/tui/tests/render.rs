@@ -7,9 +7,9 @@ use ratatui::buffer::Buffer;
 use ratatui::style::Modifier;
 
 use crate::tui::event::Event;
-use crate::tui::fixtures::{detail_state, loaded_state, prepaid_key, session};
+use crate::tui::fixtures::{detail_data, detail_state, loaded_state, prepaid_key, session};
 use crate::tui::forms::Form;
-use crate::tui::state::{Confirm, Confirmed, Modal, Secret, State};
+use crate::tui::state::{Confirm, Confirmed, Metric, Modal, Secret, State};
 use crate::tui::theme::Theme;
 use crate::tui::update::update;
 use crate::tui::view;
@@ -66,6 +66,36 @@ fn detail_with_chart() {
     snapshot("detail", detail_state);
 }
 
+/// A week: one labelled bar per day with its value on it.
+#[test]
+fn detail_with_a_week_of_bars() {
+    snapshot("detail_week", |size| {
+        let mut state = detail_state(size);
+        state.detail.days = 7;
+        state.detail.data = Some(detail_data(prepaid_key(), 7));
+        state
+    });
+}
+
+#[test]
+fn chart_axes_and_bars_carry_units() {
+    let cases = [
+        (Metric::Cost, 30, "$0.63"),
+        (Metric::Tokens, 30, "tokens"),
+        (Metric::Requests, 90, "req"),
+        (Metric::Cost, 7, "$0."),
+    ];
+    for (metric, days, unit) in cases {
+        let mut state = detail_state((80, 24));
+        state.detail.metric = metric;
+        state.detail.days = days;
+        state.detail.data = Some(detail_data(prepaid_key(), days));
+        let screen = draw(&state).backend().to_string();
+        assert!(screen.contains(unit), "{metric:?} over {days} days lacks {unit:?}:\n{screen}");
+        assert!(screen.contains(&format!("last {days} days, UTC")), "{screen}");
+    }
+}
+
 #[test]
 fn top_up_dialog_with_preview() {
     snapshot("top_up", |size| typed(with_modal(loaded_state(size), Modal::Form(Form::top_up(&prepaid_key()))), "7.5"));
@@ -115,12 +145,22 @@ fn secret_shown_once() {
 
 #[test]
 fn help() {
-    snapshot("help", |size| with_modal(loaded_state(size), Modal::Help));
+    snapshot("help", |size| with_modal(loaded_state(size), Modal::Help { scroll: 0 }));
+}
+
+/// Scrolled to the end at 80×24: the global section and the last bindings are reachable.
+#[test]
+fn help_scrolled_to_the_end() {
+    snapshot("help_end", |size| {
+        let mut state = with_modal(loaded_state(size), Modal::Help { scroll: 0 });
+        update(&mut state, Event::Key(crossterm::event::KeyEvent::from(crossterm::event::KeyCode::End)));
+        state
+    });
 }
 
 #[test]
 fn read_only_help_leaves_out_every_change() {
-    let mut state = with_modal(loaded_state((80, 24)), Modal::Help);
+    let mut state = with_modal(loaded_state((80, 24)), Modal::Help { scroll: 0 });
     state.session = session(true, Theme::color());
     let screen = draw(&state).backend().to_string();
     assert!(!screen.contains("Top up") && !screen.contains("Purge"), "{screen}");
@@ -136,7 +176,7 @@ fn renders_at_every_size_without_panicking() {
         detail_state((1, 1)),
         typed(with_modal(detail_state((1, 1)), Modal::Form(Form::top_up(&prepaid_key()))), "-3"),
         with_modal(loaded_state((1, 1)), Modal::Form(Form::create("alice"))),
-        with_modal(detail_state((1, 1)), Modal::Help),
+        with_modal(detail_state((1, 1)), Modal::Help { scroll: 0 }),
     ];
     let mut terminal = Terminal::new(TestBackend::new(1, 1)).unwrap();
     let mut render_at = |state: &State, width: u16, height: u16| {

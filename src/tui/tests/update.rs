@@ -96,9 +96,43 @@ fn quit_from_the_list_and_ctrl_c_from_anywhere() {
 fn help_opens_over_the_screen_and_closes() {
     let mut state = list_state();
     press(&mut state, "?");
-    assert!(matches!(top_modal(&state), Modal::Help));
+    assert!(matches!(top_modal(&state), Modal::Help { scroll: 0 }));
     press(&mut state, "esc");
     assert!(state.modals.is_empty());
+}
+
+fn help_scroll(state: &State) -> usize {
+    match top_modal(state) {
+        Modal::Help { scroll } => *scroll,
+        other => panic!("expected the help, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_help_scrolls_within_its_lines_and_leaves_the_selection_alone() {
+    let mut state = loaded_state((80, 24));
+    press(&mut state, "?");
+    let most = crate::tui::view::help::max_scroll(&state);
+    assert!(most > 0, "the list's help is longer than an 80x24 screen");
+    press(&mut state, "j");
+    press(&mut state, "down");
+    assert_eq!(help_scroll(&state), 2);
+    press(&mut state, "k");
+    assert_eq!(help_scroll(&state), 1);
+    press(&mut state, "G");
+    assert_eq!(help_scroll(&state), most);
+    press(&mut state, "pgdn");
+    assert_eq!(help_scroll(&state), most, "never past the last line");
+    press(&mut state, "pgup");
+    assert_eq!(help_scroll(&state), most.saturating_sub(crate::tui::view::help::visible_lines(&state)));
+    press(&mut state, "g");
+    assert_eq!(help_scroll(&state), 0);
+    assert_eq!(state.list.selected, 0);
+    // On a tall screen everything fits: nothing to scroll.
+    let mut tall = loaded_state((160, 48));
+    press(&mut tall, "?");
+    press(&mut tall, "end");
+    assert_eq!(help_scroll(&tall), 0);
 }
 
 #[test]

@@ -1,16 +1,22 @@
-//! The daily usage chart: one bar per UTC day, with labelled axes and units.
+//! The daily usage chart, one bar per UTC day. A week is a bar chart with the day and the value
+//! on every bar; longer ranges are a chart with labelled axes (at most three dates, values with
+//! their unit), since 30 or 90 labelled bars cannot fit a terminal.
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
+use ratatui::style::Modifier;
 use ratatui::symbols::Marker;
 use ratatui::text::Line;
-use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType};
+use ratatui::widgets::{Axis, Bar, BarChart, BarGroup, Block, Borders, Chart, Dataset, GraphType};
 
 use crate::domain::DailyUsage;
 use crate::service::KeyStats;
 use crate::tui::state::{Metric, State};
 
 use super::format::compact_count;
+
+/// Up to this many days, one labelled bar per day.
+const BAR_CHART_MAX_DAYS: usize = 7;
 
 impl Metric {
     fn title(self) -> &'static str {
@@ -30,11 +36,31 @@ impl Metric {
         }
     }
 
-    fn axis_label(self, value: f64) -> String {
+    /// A bar's height: whole units, micro-dollars for cost.
+    fn bar_value(self, day: &DailyUsage) -> u64 {
+        let value = match self {
+            Metric::Requests => day.requests,
+            Metric::Tokens => day.tokens,
+            Metric::Cost => day.cost.micros(),
+        };
+        u64::try_from(value).unwrap_or(0)
+    }
+
+    /// A value as written on a bar: `$1.24`, `$120`, `12.3k`.
+    fn short(self, value: f64) -> String {
         match self {
             Metric::Cost if value < 10.0 => format!("${value:.2}"),
             Metric::Cost => format!("${}", compact_count(value)),
             Metric::Requests | Metric::Tokens => compact_count(value),
+        }
+    }
+
+    /// A value on the y axis, with its unit: `$0.63`, `120 req`, `1.2M tokens`.
+    fn axis_label(self, value: f64) -> String {
+        match self {
+            Metric::Cost => self.short(value),
+            Metric::Requests => format!("{} req", compact_count(value)),
+            Metric::Tokens => format!("{} tokens", compact_count(value)),
         }
     }
 }
@@ -42,25 +68,69 @@ impl Metric {
 pub fn render(frame: &mut Frame, state: &State, stats: &KeyStats, area: Rect) {
     let theme = &state.session.theme;
     let metric = state.detail.metric;
-    let values: Vec<f64> = stats.daily.iter().map(|day| metric.value(day)).collect();
+    let title = Line::styled(format!(" {} · last {} days, UTC ", metric.title(), stats.days), theme.title);
+    // Only a top rule: the detail around it already has a border, and rows are precious.
+    let block = Block::new().borders(Borders::TOP).border_style(theme.border).title(title);
+    if stats.daily.len() <= BAR_CHART_MAX_DAYS {
+        bar_chart(frame, state, stats, block, area);
+    } else {
+        line_chart(frame, state, stats, block, area);
+    }
+}
+
+fn bar_chart(frame: &mut Frame, state: &State, stats: &KeyStats, block: Block, area: Rect) {
+    let theme = &state.session.theme;
+    let metric = state.detail.metric;
+    let days = stats.daily.len().max(1) as u16;
+    let bar_width = ((area.width + 1) / days).saturating_sub(1).max(1);
+    // `Mon 24` when it fits, else the weekday alone (unique within a week), else the date.
+    let label_format = match bar_width {
+        6.. => "%a %d",
+        3.. => "%a",
+        _ => "%d",
+    };
+    let bars: Vec<Bar> = stats
+        .daily
+        .iter()
+        .map(|day| {
+            Bar::default()
+                .value(metric.bar_value(day))
+                .text_value(metric.short(metric.value(day)))
+                .label(Line::from(day.day.format(label_format).to_string()))
+        })
+        .collect();
+    let chart = BarChart::default()
+        .block(block)
+        .data(BarGroup::default().bars(&bars))
+        .bar_width(bar_width)
+        .bar_gap(1)
+        .bar_style(theme.chart)
+        .value_style(theme.chart.add_modifier(Modifier::REVERSED | Modifier::BOLD))
+        .label_style(theme.muted);
+    frame.render_widget(chart, area);
+}
+
+fn line_chart(frame: &mut Frame, state: &State, stats: &KeyStats, block: Block, area: Rect) {
+    let theme = &state.session.theme;
+    let metric = state.detail.metric;
     // Days without usage get no bar at all rather than a sliver on the axis.
-    let points: Vec<(f64, f64)> = values
+    let points: Vec<(f64, f64)> = stats
+        .daily
         .iter()
         .enumerate()
-        .filter(|(_, value)| **value > 0.0)
-        .map(|(index, value)| (index as f64, *value))
+        .map(|(index, day)| (index as f64, metric.value(day)))
+        .filter(|&(_, value)| value > 0.0)
         .collect();
     let highest = points.iter().map(|&(_, value)| value).fold(0.0, f64::max);
     // Headroom above the tallest bar; an empty range still gets a readable axis.
     let top = if highest > 0.0 { highest * 1.1 } else { 1.0 };
-    let last_index = values.len().saturating_sub(1);
-    let day_label = |index: usize| stats.daily.get(index).map_or(String::new(), |d| d.day.format("%m-%d").to_string());
+    let last_index = stats.daily.len().saturating_sub(1);
+    let day_label = |index: usize| stats.daily.get(index).map_or(String::new(), |d| d.day.format("%b %d").to_string());
 
-    let title = Line::styled(format!(" {} · last {} days, UTC ", metric.title(), stats.days), theme.title);
     let dataset =
         Dataset::default().graph_type(GraphType::Bar).marker(Marker::HalfBlock).style(theme.chart).data(&points);
     let chart = Chart::new(vec![dataset])
-        .block(Block::bordered().border_style(theme.border).title(title))
+        .block(block)
         .x_axis(Axis::default().style(theme.muted).bounds([-0.5, last_index as f64 + 0.5]).labels([
             day_label(0),
             day_label(last_index / 2),

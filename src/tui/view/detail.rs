@@ -15,7 +15,11 @@ use super::format::{self, safe};
 /// Width of the labels column.
 const LABEL_WIDTH: usize = 13;
 /// The most ledger rows shown (the effect fetches as many).
-const LEDGER_ROWS: u16 = crate::tui::effect::DETAIL_LEDGER_ROWS as u16;
+const LEDGER_ROWS: usize = crate::tui::effect::DETAIL_LEDGER_ROWS as usize;
+/// The chart's smallest useful height under the fields: title, a few rows of bars, the dates.
+const CHART_MIN_ROWS: u16 = 8;
+/// Width of the compact ledger beside the chart.
+const LEDGER_BESIDE_WIDTH: u16 = 30;
 
 pub fn render(frame: &mut Frame, state: &State, area: Rect) {
     let theme = &state.session.theme;
@@ -43,18 +47,35 @@ pub fn render(frame: &mut Frame, state: &State, area: Rect) {
     };
 
     let fields = fields(&data.key, state);
-    let ledger_rows = if data.ledger.is_empty() { 0 } else { data.ledger.len() as u16 + 1 };
-    let [fields_area, chart_area, totals_area, ledger_area] = Layout::vertical([
-        Constraint::Length(fields.len() as u16),
-        Constraint::Min(6),
-        Constraint::Length(1),
-        Constraint::Length(ledger_rows.min(LEDGER_ROWS + 1)),
-    ])
-    .areas(inner);
-    frame.render_widget(Paragraph::new(fields), fields_area);
-    chart::render(frame, state, &data.stats, chart_area);
-    frame.render_widget(Line::styled(chart::totals(&data.stats), theme.text), totals_area);
-    frame.render_widget(Paragraph::new(ledger(data, theme)), ledger_area);
+    let field_rows = fields.len() as u16;
+    let totals = Line::styled(chart::totals(&data.stats), theme.text);
+    let ledger_rows = if data.ledger.is_empty() { 0 } else { data.ledger.len().min(LEDGER_ROWS) as u16 + 1 };
+    let stacked_rows = field_rows + CHART_MIN_ROWS + 1 + ledger_rows;
+    // Fields first, then chart, totals and ledger under each other; when that does not fit (a
+    // full-screen detail at 80×24), the ledger moves beside the chart in a compact form.
+    let beside = ledger_rows > 0 && inner.height < stacked_rows && inner.width >= 2 * LEDGER_BESIDE_WIDTH;
+    if beside {
+        let [fields_area, lower, totals_area] =
+            Layout::vertical([Constraint::Length(field_rows), Constraint::Fill(1), Constraint::Length(1)]).areas(inner);
+        let [chart_area, ledger_area] =
+            Layout::horizontal([Constraint::Fill(1), Constraint::Length(LEDGER_BESIDE_WIDTH)]).spacing(1).areas(lower);
+        frame.render_widget(Paragraph::new(fields), fields_area);
+        chart::render(frame, state, &data.stats, chart_area);
+        frame.render_widget(Paragraph::new(ledger(data, theme, true)), ledger_area);
+        frame.render_widget(totals, totals_area);
+    } else {
+        let [fields_area, chart_area, totals_area, ledger_area] = Layout::vertical([
+            Constraint::Length(field_rows),
+            Constraint::Min(CHART_MIN_ROWS),
+            Constraint::Length(1),
+            Constraint::Length(ledger_rows),
+        ])
+        .areas(inner);
+        frame.render_widget(Paragraph::new(fields), fields_area);
+        chart::render(frame, state, &data.stats, chart_area);
+        frame.render_widget(totals, totals_area);
+        frame.render_widget(Paragraph::new(ledger(data, theme, false)), ledger_area);
+    }
 }
 
 fn field<'a>(theme: &Theme, label: &str, value: impl Into<Vec<Span<'a>>>) -> Line<'a> {
@@ -88,7 +109,7 @@ fn fields<'a>(key: &'a ApiKey, state: &State) -> Vec<Line<'a>> {
         Some(at) => format!("{} ({})", format::timestamp(at), format::expiry(key, now)),
     };
     let when_expired = match key.auto_delete_on_expiry {
-        None => "follow the global policy",
+        None => "global policy",
         Some(true) => "delete",
         Some(false) => "disable",
     };
@@ -114,7 +135,7 @@ fn fields<'a>(key: &'a ApiKey, state: &State) -> Vec<Line<'a>> {
                 theme,
             ),
         ),
-        field(theme, "Expires", text(format!("{expires} · when expired: {when_expired}"), theme)),
+        field(theme, "Expires", text(format!("{expires} · on expiry: {when_expired}"), theme)),
         field(theme, "Providers", text(format::allow_list(&key.allowed_providers), theme)),
         field(theme, "API formats", text(format::allow_list(&key.allowed_api_formats), theme)),
         field(theme, "Models", text(format::allow_list(&key.allowed_models), theme)),
@@ -129,19 +150,31 @@ fn fields<'a>(key: &'a ApiKey, state: &State) -> Vec<Line<'a>> {
     ]
 }
 
-fn ledger<'a>(data: &'a DetailData, theme: &Theme) -> Vec<Line<'a>> {
+/// The latest balance changes; `compact` (beside the chart) keeps the day, the change and the
+/// credited total after it, and leaves out the time and the actor.
+fn ledger<'a>(data: &'a DetailData, theme: &Theme, compact: bool) -> Vec<Line<'a>> {
     if data.ledger.is_empty() {
         return Vec::new();
     }
     let mut lines = vec![Line::styled("Recent balance changes", theme.header)];
-    for entry in &data.ledger {
+    for entry in data.ledger.iter().take(LEDGER_ROWS) {
         let sign = if entry.delta.is_negative() { "" } else { "+" };
+        let delta = format!("{sign}{}", entry.delta);
         let after = entry.credited_after.map_or("unlimited".into(), |c| c.to_string());
         let note = entry.note.as_deref().map(|n| format!(" · {}", safe(n))).unwrap_or_default();
+        let (at, delta, rest) = if compact {
+            (entry.at.format("%m-%d ").to_string(), format!("{delta:<9}"), format!(" → {after}{note}"))
+        } else {
+            (
+                entry.at.format("%Y-%m-%d %H:%M ").to_string(),
+                format!("{delta:<11}"),
+                format!(" credited {after} · {}{note}", safe(&entry.actor)),
+            )
+        };
         lines.push(Line::from(vec![
-            Span::styled(format!("{} ", entry.at.format("%Y-%m-%d %H:%M")), theme.muted),
-            Span::styled(format!("{:<11}", format!("{sign}{}", entry.delta)), theme.text),
-            Span::styled(format!(" credited {after} · {}{note}", safe(&entry.actor)), theme.muted),
+            Span::styled(at, theme.muted),
+            Span::styled(delta, theme.text),
+            Span::styled(rest, theme.muted),
         ]));
     }
     lines

@@ -5,7 +5,7 @@ mod chart;
 mod detail;
 mod dialogs;
 pub mod format;
-mod help;
+pub mod help;
 pub mod layout;
 mod list;
 mod status;
@@ -31,7 +31,7 @@ pub fn render(frame: &mut Frame, state: &State) {
     status::render_hints(frame, state, areas.hints);
     for modal in &state.modals {
         match modal {
-            Modal::Help => help::render(frame, state),
+            Modal::Help { scroll } => help::render(frame, state, *scroll),
             Modal::Form(form) => dialogs::form::render(frame, state, form),
             Modal::Confirm(confirm) => dialogs::confirm::render(frame, state, confirm),
             Modal::Secret(secret) => dialogs::secret::render(frame, state, secret),
