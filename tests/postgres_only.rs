@@ -11,8 +11,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use futures::future::join_all;
 use keytop::domain::{ApiKey, Money, User, truncate_to_millis};
 use keytop::store::{
-    self, AdjustOutcome, AuditRecord, BalanceAdjustment, BalanceChange, Store, StoreError, UsageOutcome, UsageRecord,
-    postgres,
+    self, AdjustOutcome, AuditRecord, BalanceAdjustment, BalanceChange, ResealOutcome, Store, StoreError, UsageOutcome,
+    UsageRecord, postgres,
 };
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
@@ -265,4 +265,25 @@ async fn racing_usage_reports_are_counted_once() {
     let today = now().date_naive();
     let daily = db.store.daily_usage(key.id, today, today).await.unwrap();
     assert_eq!((daily[0].requests, daily[0].tokens, daily[0].cost), (10, 1_000, Money::from_micros(10_000)));
+}
+
+#[tokio::test]
+async fn resealing_pages_through_every_key_or_changes_nothing() {
+    let Some(db) = database().await else { return };
+    let owner = add_user(&*db.store).await;
+    let mut keys = Vec::new();
+    for _ in 0..3 {
+        keys.push(add_key(&*db.store, &owner, None, None).await);
+    }
+    let refuse_last =
+        |id: Uuid, _: &str| if id == keys[2].id { Err("cannot open".to_string()) } else { Ok("v1:new".into()) };
+    let outcome = db.store.reseal_all_keys(&refuse_last, &audit("rekey", None)).await.unwrap();
+    assert_eq!(outcome, ResealOutcome::Failed { key_id: keys[2].id, reason: "cannot open".into() });
+    assert_eq!(db.store.key(keys[0].id).await.unwrap().unwrap().key_ciphertext, "v1:test", "rolled back");
+
+    let outcome = db.store.reseal_all_keys(&|_, old: &str| Ok(format!("{old}+")), &audit("rekey", None)).await.unwrap();
+    assert_eq!(outcome, ResealOutcome::Resealed(3));
+    for key in &keys {
+        assert_eq!(db.store.key(key.id).await.unwrap().unwrap().key_ciphertext, "v1:test+");
+    }
 }

@@ -23,6 +23,7 @@ macro_rules! select_keys {
 
 mod balance;
 mod list;
+mod reseal;
 mod rows;
 mod sweep;
 
@@ -42,8 +43,8 @@ use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::{
-    AdjustOutcome, AuditRecord, BalanceAdjustment, Store, StoreError, StoreResult, SweepReport, UsageOutcome,
-    UsageRecord, VerifyLookup, redact_url,
+    AdjustOutcome, AuditRecord, BalanceAdjustment, ResealOutcome, Resealer, Store, StoreError, StoreResult,
+    SweepReport, UsageOutcome, UsageRecord, VerifyLookup, redact_url,
 };
 use crate::domain::{
     ApiKey, AuditEntry, DailyUsage, KeyCounts, KeyPatch, KeyQuery, LedgerEntry, Patch, User, UserSummary,
@@ -547,6 +548,10 @@ impl Store for PgStore {
         } else {
             self.retrying(|| sweep::run(&self.pool, &plan)).await
         }
+    }
+
+    async fn reseal_all_keys(&self, reseal: &Resealer<'_>, audit: &AuditRecord) -> StoreResult<ResealOutcome> {
+        reseal::reseal_all_keys(&self.pool, reseal, audit).await.map_err(|error| self.store_error(error))
     }
 
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()> {
