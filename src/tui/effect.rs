@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
 use uuid::Uuid;
 
-use crate::domain::{KeyPatch, KeyQuery, Money};
+use crate::domain::{ApiKey, KeyPatch, KeyQuery, Money};
 use crate::service::{KeyService, NewKeySpec, ServiceResult};
 
 use super::event::{CreatedSecret, Event, Outcome};
@@ -15,6 +15,8 @@ use super::state::{DetailData, RequestId};
 
 /// How many ledger rows the detail shows.
 pub const DETAIL_LEDGER_ROWS: u32 = 5;
+/// The ledger note of a credit set in the edit form.
+const CREDIT_NOTE: &str = "credit set in the edit form";
 /// How long the filter box must be still before the list reloads.
 pub const FILTER_DEBOUNCE: Duration = Duration::from_millis(150);
 
@@ -32,14 +34,36 @@ pub enum Effect {
 pub enum Call {
     ListKeys(KeyQuery),
     CountKeys,
-    Detail { key_id: Uuid, days: u32 },
-    TopUp { key_id: Uuid, amount: Money, note: Option<String> },
+    Detail {
+        key_id: Uuid,
+        days: u32,
+    },
+    TopUp {
+        key_id: Uuid,
+        amount: Money,
+        note: Option<String>,
+    },
     Create(NewKeySpec),
-    Update { key_id: Uuid, patch: KeyPatch },
-    SetActive { key_id: Uuid, active: bool },
-    Purge { key_id: Uuid },
-    Reveal { key_id: Uuid },
-    Sweep { dry_run: bool },
+    /// An edit: the patch, and `Some(credited)` when the credited total of a prepaid key changes
+    /// (`Some(None)` = unlimited), which goes through the ledger.
+    Update {
+        key_id: Uuid,
+        patch: KeyPatch,
+        credit: Option<Option<Money>>,
+    },
+    SetActive {
+        key_id: Uuid,
+        active: bool,
+    },
+    Purge {
+        key_id: Uuid,
+    },
+    Reveal {
+        key_id: Uuid,
+    },
+    Sweep {
+        dry_run: bool,
+    },
 }
 
 /// Runs effects that do not need the terminal.
@@ -86,7 +110,7 @@ impl Runner {
                     .await
                     .map(|created| CreatedSecret { key: created.key, plaintext: created.plaintext }),
             )),
-            Call::Update { key_id, patch } => Outcome::Updated(shown(service.update_key(key_id, &patch).await)),
+            Call::Update { key_id, patch, credit } => Outcome::Updated(shown(self.edit(key_id, &patch, credit).await)),
             Call::SetActive { key_id, active } => Outcome::Updated(shown(service.set_key_active(key_id, active).await)),
             Call::Purge { key_id } => Outcome::Purged(shown(service.purge_key(key_id).await.map(|()| key_id))),
             Call::Reveal { key_id } => Outcome::Revealed(shown(self.reveal(key_id).await)),
@@ -102,6 +126,15 @@ impl Runner {
         )?;
         ledger.reverse();
         Ok(DetailData { key, stats, ledger })
+    }
+
+    /// Saves an edit: the fields, then a changed credit as a ledger entry. Both are idempotent, so
+    /// if the second fails the admin can submit the still open form again.
+    async fn edit(&self, key_id: Uuid, patch: &KeyPatch, credit: Option<Option<Money>>) -> ServiceResult<ApiKey> {
+        let key = self.service.update_key(key_id, patch).await?;
+        let Some(credited) = credit else { return Ok(key) };
+        self.service.set_credit(key_id, credited, Some(CREDIT_NOTE)).await?;
+        self.service.key(key_id).await
     }
 
     async fn reveal(&self, key_id: Uuid) -> ServiceResult<CreatedSecret> {

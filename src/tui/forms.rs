@@ -21,6 +21,7 @@ pub enum FieldId {
     Name,
     Standalone,
     Balance,
+    Credit,
     RateLimit,
     Concurrency,
     Expires,
@@ -39,6 +40,7 @@ impl FieldId {
             FieldId::Name => "Name",
             FieldId::Standalone => "Prepaid",
             FieldId::Balance => "Balance (USD)",
+            FieldId::Credit => "Credited (USD)",
             FieldId::RateLimit => "Rate limit /min",
             FieldId::Concurrency => "Concurrency",
             FieldId::Expires => "Expires",
@@ -58,6 +60,7 @@ impl FieldId {
             FieldId::Name => "blank gives \"API Key <date>\"",
             FieldId::Standalone => "prepaid keys have their own balance",
             FieldId::Balance => "initial credit; blank = unlimited",
+            FieldId::Credit => "the total credited so far; none = unlimited",
             FieldId::RateLimit | FieldId::Concurrency => "a whole number, or none for unlimited",
             FieldId::Expires => "never, a duration from now (30d, 12h, 2w) or a UTC date (2026-12-31 18:00)",
             FieldId::Providers | FieldId::ApiFormats | FieldId::Models => "comma-separated; blank = all",
@@ -164,19 +167,20 @@ impl Form {
             Some(true) => 1,
             Some(false) => 2,
         };
-        Form::with_fields(
-            FormKind::Edit(Box::new(key.clone())),
-            vec![
-                Field::text(FieldId::Name, &sanitize(&key.name)),
-                Field::text(FieldId::RateLimit, &limit_text(key.rate_limit)),
-                Field::text(FieldId::Concurrency, &limit_text(key.concurrent_limit)),
-                Field::text(FieldId::Expires, &key.expires_at.map_or("never".into(), format_expiry)),
-                Field::text(FieldId::Providers, &list(&key.allowed_providers).unwrap_or_default()),
-                Field::text(FieldId::ApiFormats, &list(&key.allowed_api_formats).unwrap_or_default()),
-                Field::text(FieldId::Models, &list(&key.allowed_models).unwrap_or_default()),
-                Field::choice(FieldId::AutoDelete, auto_delete),
-            ],
-        )
+        let mut fields = vec![Field::text(FieldId::Name, &sanitize(&key.name))];
+        if key.is_standalone {
+            fields.push(Field::text(FieldId::Credit, &key.credited.map_or("none".into(), plain_amount)));
+        }
+        fields.extend([
+            Field::text(FieldId::RateLimit, &limit_text(key.rate_limit)),
+            Field::text(FieldId::Concurrency, &limit_text(key.concurrent_limit)),
+            Field::text(FieldId::Expires, &key.expires_at.map_or("never".into(), format_expiry)),
+            Field::text(FieldId::Providers, &list(&key.allowed_providers).unwrap_or_default()),
+            Field::text(FieldId::ApiFormats, &list(&key.allowed_api_formats).unwrap_or_default()),
+            Field::text(FieldId::Models, &list(&key.allowed_models).unwrap_or_default()),
+            Field::choice(FieldId::AutoDelete, auto_delete),
+        ]);
+        Form::with_fields(FormKind::Edit(Box::new(key.clone())), fields)
     }
 
     fn with_fields(kind: FormKind, fields: Vec<Field>) -> Form {
@@ -244,7 +248,7 @@ impl Form {
                 validate::name("owner", text, validate::MAX_USER_NAME_CHARS).map(drop).map_err(|e| e.to_string())
             }
             FieldId::Name => parse_name(text, matches!(self.kind, FormKind::Create)).map(drop),
-            FieldId::Balance => parse_balance(text).map(drop),
+            FieldId::Balance | FieldId::Credit => parse_credit(field.id, text).map(drop),
             FieldId::RateLimit | FieldId::Concurrency => parse_limit(field.id, text).map(drop),
             FieldId::Expires => parse_expiry(text, now).map(drop),
             FieldId::Providers | FieldId::ApiFormats | FieldId::Models => parse_list(field.id, text).map(drop),
@@ -276,7 +280,7 @@ impl Form {
             owner: self.text(FieldId::Owner).trim().to_string(),
             name: parse_name(self.text(FieldId::Name), true)?,
             standalone,
-            balance: if standalone { parse_balance(self.text(FieldId::Balance))? } else { None },
+            balance: if standalone { parse_credit(FieldId::Balance, self.text(FieldId::Balance))? } else { None },
             rate_limit: parse_limit(FieldId::RateLimit, self.text(FieldId::RateLimit))?,
             concurrent_limit: parse_limit(FieldId::Concurrency, self.text(FieldId::Concurrency))?,
             expires_at: parse_expiry(self.text(FieldId::Expires), now)?,
@@ -316,6 +320,14 @@ impl Form {
             patch.auto_delete_on_expiry = patch_of(self.auto_delete());
         }
         Ok(patch)
+    }
+
+    /// The credited total an edit form sets, when the admin changed it: `Some(None)` makes the
+    /// balance unlimited. `None` when there is nothing to write (retyping the same total).
+    pub fn credit_change(&self) -> Result<Option<Option<Money>>, String> {
+        let (FormKind::Edit(key), Some(field)) = (&self.kind, self.field(FieldId::Credit)) else { return Ok(None) };
+        let credited = parse_credit(FieldId::Credit, field.shown())?;
+        Ok((field.edited() && credited != key.credited).then_some(credited))
     }
 
     fn auto_delete(&self) -> Option<bool> {
@@ -359,15 +371,24 @@ fn parse_amount(text: &str) -> Result<Money, String> {
     if amount.is_zero() { Err("amount must not be zero; a negative amount deducts".into()) } else { Ok(amount) }
 }
 
-fn parse_balance(text: &str) -> Result<Option<Money>, String> {
-    if text.trim().is_empty() || text.trim().eq_ignore_ascii_case("unlimited") {
+/// A credited total (the create form's initial balance, the edit form's credit): blank, `none`
+/// or `unlimited` mean unlimited.
+fn parse_credit(id: FieldId, text: &str) -> Result<Option<Money>, String> {
+    let text = text.trim();
+    if text.is_empty() || text.eq_ignore_ascii_case("none") || text.eq_ignore_ascii_case("unlimited") {
         return Ok(None);
     }
+    let field = if id == FieldId::Balance { "balance" } else { "credited total" };
     match Money::parse(text) {
-        Ok(amount) if amount.is_negative() => Err("balance must not be negative".into()),
+        Ok(amount) if amount.is_negative() => Err(format!("{field} must not be negative")),
         Ok(amount) => Ok(Some(amount)),
-        Err(e) => Err(format!("balance {e}")),
+        Err(e) => Err(format!("{field} {e}")),
     }
+}
+
+/// An amount as the admin would type it: `1234.50`, without symbol or separators.
+fn plain_amount(amount: Money) -> String {
+    amount.to_string().replace(['$', ','], "")
 }
 
 /// A key name; on create, blank means the default name.
@@ -454,6 +475,25 @@ mod tests {
         assert_eq!(patch.rate_limit, Patch::Clear);
         assert_eq!(patch.allowed_models, Patch::Set(vec!["gpt-4o".into(), "claude".into()]));
         assert!(patch.name.is_none() && patch.expires_at.is_keep());
+    }
+
+    #[test]
+    fn the_credit_of_a_prepaid_key_is_edited_through_its_own_field() {
+        assert!(Form::edit(&user_key()).field(FieldId::Credit).is_none(), "only prepaid keys have a credit");
+        let mut form = Form::edit(&prepaid_key());
+        assert_eq!(form.text(FieldId::Credit), "12.00");
+        assert_eq!(form.credit_change(), Ok(None));
+        type_into(&mut form, FieldId::Credit, "12");
+        assert_eq!(form.credit_change(), Ok(None), "the same total again writes nothing");
+        type_into(&mut form, FieldId::Credit, "-1");
+        assert_eq!(form.first_error(NOW).unwrap().1, "credited total must not be negative");
+        type_into(&mut form, FieldId::Credit, "20.5");
+        assert_eq!(form.credit_change(), Ok(Some(Some(Money::from_micros(20_500_000)))));
+        type_into(&mut form, FieldId::Credit, "none");
+        assert_eq!(form.credit_change(), Ok(Some(None)));
+        type_into(&mut form, FieldId::Credit, "");
+        assert_eq!(form.credit_change(), Ok(Some(None)), "blank is unlimited too");
+        assert_eq!(form.key_patch(NOW), Ok(KeyPatch::default()), "the credit is not part of the patch");
     }
 
     #[test]

@@ -340,7 +340,9 @@ fn submit_form(state: &mut State) -> Vec<Effect> {
             form.top_up_request().map(|(amount, note)| Call::TopUp { key_id: key.id, amount, note })
         }
         FormKind::Create => form.new_key_spec(now).map(Call::Create),
-        FormKind::Edit(key) => form.key_patch(now).map(|patch| Call::Update { key_id: key.id, patch }),
+        FormKind::Edit(key) => form
+            .key_patch(now)
+            .and_then(|patch| Ok(Call::Update { key_id: key.id, patch, credit: form.credit_change()? })),
     };
     match call {
         // Large amounts ask again, above the form, which stays open underneath.

@@ -118,6 +118,21 @@ fn edit_dialog() {
     snapshot("edit", |size| with_modal(detail_state(size), Modal::Form(Form::edit(&prepaid_key()))));
 }
 
+/// The credited total retyped: checked as typed, with what it leaves to spend.
+#[test]
+fn edit_dialog_with_a_new_credit() {
+    snapshot("edit_credit", |size| {
+        let mut form = Form::edit(&prepaid_key());
+        form.move_focus(1);
+        let state = with_modal(detail_state(size), Modal::Form(form));
+        let cleared = (0.."12.00".len()).fold(state, |mut state, _| {
+            update(&mut state, Event::Key(crossterm::event::KeyEvent::from(crossterm::event::KeyCode::Backspace)));
+            state
+        });
+        typed(cleared, "20.5")
+    });
+}
+
 #[test]
 fn confirmation() {
     snapshot("confirm", |size| {

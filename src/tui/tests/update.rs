@@ -418,19 +418,46 @@ fn edit_sends_only_the_changed_fields() {
     let mut state = list_state();
     press(&mut state, "e");
     press(&mut state, "tab");
+    press(&mut state, "tab"); // past the credited total: the first key is prepaid
     for _ in 0..3 {
         press(&mut state, "backspace");
     }
     type_text(&mut state, "60");
     let (request, call) = only_call(&press(&mut state, "enter"));
-    let Call::Update { key_id, patch } = &call else { panic!("{call:?}") };
+    let Call::Update { key_id, patch, credit } = &call else { panic!("{call:?}") };
     assert_eq!(*key_id, prepaid_key().id);
     assert_eq!(patch.rate_limit, crate::domain::Patch::Set(60));
     assert!(patch.name.is_none());
+    assert_eq!(*credit, None, "the credit was not touched");
     let mut saved = prepaid_key();
     saved.rate_limit = Some(60);
     done(&mut state, request, Outcome::Updated(Ok(saved)));
     assert_eq!(state.list.selected_key().unwrap().rate_limit, Some(60));
+    assert!(state.modals.is_empty());
+}
+
+#[test]
+fn edit_sets_the_credited_total_after_checking_it_inline() {
+    let mut state = list_state();
+    press(&mut state, "e");
+    press(&mut state, "tab");
+    for _ in 0.."12.00".len() {
+        press(&mut state, "backspace");
+    }
+    type_text(&mut state, "-5");
+    assert!(press(&mut state, "enter").is_empty(), "a negative credit is refused before any write");
+    let Modal::Form(form) = top_modal(&state) else { panic!() };
+    assert_eq!(form.fields[form.focus].id, crate::tui::forms::FieldId::Credit);
+    press(&mut state, "home");
+    press(&mut state, "delete");
+    let (request, call) = only_call(&press(&mut state, "enter"));
+    let Call::Update { patch, credit, .. } = &call else { panic!("{call:?}") };
+    assert!(patch.is_empty());
+    assert_eq!(*credit, Some(Some(Money::from_usd(5))));
+    let mut saved = prepaid_key();
+    saved.credited = Some(Money::from_usd(5));
+    done(&mut state, request, Outcome::Updated(Ok(saved)));
+    assert_eq!(crate::tui::view::format::remaining(state.list.selected_key().unwrap()), "$3.00");
     assert!(state.modals.is_empty());
 }
 

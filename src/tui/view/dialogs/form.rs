@@ -5,7 +5,7 @@ use ratatui::layout::{Margin, Position};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-use crate::domain::Money;
+use crate::domain::{ApiKey, Money};
 use crate::tui::forms::{Field, FieldValue, Form, FormKind, top_up_preview};
 use crate::tui::state::State;
 use crate::tui::view::format;
@@ -49,6 +49,12 @@ pub fn render(frame: &mut Frame, state: &State, form: &Form) {
             Err(_) => Line::styled("Type an amount to see the new balance.", theme.muted),
         });
     }
+    if let FormKind::Edit(key) = &form.kind
+        && let Ok(Some(credited)) = form.credit_change()
+    {
+        lines.push(Line::default());
+        lines.push(credit_preview_line(state, key, credited));
+    }
     if form.submitting {
         lines.push(Line::styled("Saving…", theme.warning));
     }
@@ -75,7 +81,7 @@ fn field_line<'a>(state: &State, field: &'a Field, focused: bool) -> Line<'a> {
     Line::from(vec![label, value])
 }
 
-fn preview_line(state: &State, key: &crate::domain::ApiKey, amount: Money) -> Line<'static> {
+fn preview_line(state: &State, key: &ApiKey, amount: Money) -> Line<'static> {
     let theme = &state.session.theme;
     match top_up_preview(key, amount) {
         Ok(preview) => {
@@ -87,4 +93,11 @@ fn preview_line(state: &State, key: &crate::domain::ApiKey, amount: Money) -> Li
         }
         Err(why) => Line::styled(why, theme.error),
     }
+}
+
+/// What a new credited total leaves to spend: `remaining $10.00 → $18.50`.
+fn credit_preview_line(state: &State, key: &ApiKey, credited: Option<Money>) -> Line<'static> {
+    let after = ApiKey { credited, ..key.clone() };
+    let text = format!("remaining {} → {} (recorded in the ledger)", format::remaining(key), format::remaining(&after));
+    Line::styled(text, state.session.theme.title)
 }
