@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::Context;
 use super::args::{SweepArgs, UsersCommand};
-use super::output::{print_json, print_table};
+use super::output::{print_records, timestamp};
 use crate::domain::text::sanitize;
 use crate::domain::{ValidationError, duration::parse_duration};
 use crate::store::SweepReport;
@@ -20,22 +20,14 @@ pub async fn users(ctx: &Context, command: UsersCommand) -> anyhow::Result<()> {
         }
         UsersCommand::List => {
             let users = ctx.service.users().await?;
-            if ctx.json {
-                print_json(&users);
-            } else {
-                let rows: Vec<Vec<String>> = users
-                    .iter()
-                    .map(|u| {
-                        vec![
-                            sanitize(&u.user.name).into_owned(),
-                            if u.user.is_active { "active" } else { "disabled" }.into(),
-                            u.key_count.to_string(),
-                            u.user.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                        ]
-                    })
-                    .collect();
-                print_table(&["NAME", "STATUS", "KEYS", "CREATED"], &rows);
-            }
+            print_records(ctx.json, &users, "no users", &["NAME", "STATUS", "KEYS", "CREATED"], |u| {
+                vec![
+                    sanitize(&u.user.name).into_owned(),
+                    if u.user.is_active { "active" } else { "disabled" }.into(),
+                    u.key_count.to_string(),
+                    timestamp(u.user.created_at),
+                ]
+            });
         }
         UsersCommand::Disable { name } => set_user_active(ctx, &name, false).await?,
         UsersCommand::Enable { name } => set_user_active(ctx, &name, true).await?,
@@ -101,7 +93,7 @@ pub async fn sweep(ctx: &Context, args: SweepArgs) -> anyhow::Result<()> {
                         tracing::info!(disabled = report.disabled.len(), deleted = report.deleted.len(), "sweep");
                         ctx.report(&sweep_json(&report, args.dry_run), &format!(
                             "{} {}",
-                            ctx.service.now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                            timestamp(ctx.service.now()),
                             sweep_summary(&report, args.dry_run)
                         ));
                     }
@@ -121,23 +113,15 @@ pub async fn audit(ctx: &Context, key: Option<&str>, limit: u32) -> anyhow::Resu
         None => None,
     };
     let entries = ctx.service.audit(key_id, limit.max(1)).await?;
-    if ctx.json {
-        print_json(&entries);
-        return Ok(());
-    }
-    let rows: Vec<Vec<String>> = entries
-        .iter()
-        .map(|e| {
-            vec![
-                e.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                sanitize(&e.actor).into_owned(),
-                e.action.clone(),
-                e.api_key_id.map(|id| id.to_string()[..8].to_string()).unwrap_or_else(|| "—".into()),
-                sanitize(&e.details).into_owned(),
-            ]
-        })
-        .collect();
-    print_table(&["TIME", "ACTOR", "ACTION", "KEY", "DETAILS"], &rows);
+    print_records(ctx.json, &entries, "no audit rows", &["TIME", "ACTOR", "ACTION", "KEY", "DETAILS"], |e| {
+        vec![
+            timestamp(e.at),
+            sanitize(&e.actor).into_owned(),
+            sanitize(&e.action).into_owned(),
+            e.api_key_id.map(|id| id.to_string()[..8].to_string()).unwrap_or_else(|| "—".into()),
+            sanitize(&e.details).into_owned(),
+        ]
+    });
     Ok(())
 }
 

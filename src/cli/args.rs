@@ -239,6 +239,17 @@ pub enum UsageCommand {
     Record(RecordArgs),
 }
 
+/// What a request asked for: checked against a key's allow lists.
+#[derive(Debug, Args)]
+pub struct RequestTarget {
+    #[arg(long)]
+    pub provider: Option<String>,
+    #[arg(long)]
+    pub model: Option<String>,
+    #[arg(long)]
+    pub api_format: Option<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct RecordArgs {
     pub key: String,
@@ -249,12 +260,8 @@ pub struct RecordArgs {
     pub cost: String,
     #[arg(long, value_name = "N")]
     pub response_ms: Option<i64>,
-    #[arg(long)]
-    pub provider: Option<String>,
-    #[arg(long)]
-    pub model: Option<String>,
-    #[arg(long)]
-    pub api_format: Option<String>,
+    #[command(flatten)]
+    pub target: RequestTarget,
     /// Recording the same request id twice charges once
     #[arg(long, value_name = "ID")]
     pub request_id: Option<String>,
@@ -267,12 +274,8 @@ pub struct RecordArgs {
 pub struct VerifyArgs {
     /// The presented key
     pub plaintext: String,
-    #[arg(long)]
-    pub provider: Option<String>,
-    #[arg(long)]
-    pub model: Option<String>,
-    #[arg(long)]
-    pub api_format: Option<String>,
+    #[command(flatten)]
+    pub target: RequestTarget,
 }
 
 #[derive(Debug, Args)]

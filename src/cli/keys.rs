@@ -13,13 +13,7 @@ pub async fn run(ctx: &Context, command: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::Create(args) => create(ctx, args).await,
         KeysCommand::List(args) => list(ctx, args).await,
         KeysCommand::Show { key } => {
-            let key = ctx.service.resolve_key(&key).await?;
-            let now = ctx.service.now();
-            if ctx.json {
-                print_json(&KeyView::new(&key, now));
-            } else {
-                print_key_detail(&key, now);
-            }
+            print_key(ctx, &ctx.service.resolve_key(&key).await?);
             Ok(())
         }
         KeysCommand::Update(args) => update(ctx, args).await,
@@ -155,13 +149,18 @@ async fn update(ctx: &Context, args: UpdateArgs) -> anyhow::Result<()> {
         ctx.service.set_credit(key.id, credited, Some("credit set by keys update")).await?;
         updated = ctx.service.key(key.id).await?;
     }
+    print_key(ctx, &updated);
+    Ok(())
+}
+
+/// Every field of a key: JSON, or one `field  value` line each.
+fn print_key(ctx: &Context, key: &crate::domain::ApiKey) {
     let now = ctx.service.now();
     if ctx.json {
-        print_json(&KeyView::new(&updated, now));
+        print_json(&KeyView::new(key, now));
     } else {
-        print_key_detail(&updated, now);
+        print_key_detail(key, now);
     }
-    Ok(())
 }
 
 async fn set_active(ctx: &Context, reference: &str, active: bool) -> anyhow::Result<()> {

@@ -110,6 +110,8 @@ pub fn tui_options(config: &Config, read_only: bool) -> crate::tui::TuiOptions {
 /// Reads the config, opens the database, loads the master key and builds the service.
 pub async fn setup(cli: &Cli) -> anyhow::Result<Context> {
     let config = load_config(cli)?;
+    // The actor is written into the shared ledger and audit log, which other tools read raw.
+    let actor = crate::domain::validate::name("--actor (or KEYTOP_ACTOR)", &actor(cli), 100)?;
     let url = cli.db.clone().or_else(|| config.database_url.clone()).unwrap_or_else(crate::paths::default_database_url);
     let store = store::open(&url).await.map_err(|error| match error {
         StoreError::Unavailable { .. } => anyhow::Error::new(error),
@@ -117,7 +119,7 @@ pub async fn setup(cli: &Cli) -> anyhow::Result<Context> {
             anyhow::Error::new(other).context(format!("cannot prepare the database at {}", store::redact_url(&url)))
         }
     })?;
-    let service = KeyService::new(store, load_master_key(cli), service_settings(&config), actor(cli));
+    let service = KeyService::new(store, load_master_key(cli), service_settings(&config), actor);
     Ok(Context { service, config, json: cli.json })
 }
 

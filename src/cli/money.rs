@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use super::args::{RecordArgs, TopupArgs, VerifyArgs};
-use super::output::{money_or_unlimited, print_fields, print_json, print_table};
+use super::output::{money_or_unlimited, print_fields, print_json, print_records, print_table, timestamp};
 use super::{Context, Outcome, parse};
 use crate::domain::text::sanitize;
 use crate::service::{UsageInput, VerifyDecision, VerifyRequest};
@@ -44,36 +44,25 @@ pub async fn balance(ctx: &Context, reference: &str) -> anyhow::Result<()> {
 pub async fn ledger(ctx: &Context, reference: &str) -> anyhow::Result<()> {
     let key = ctx.service.resolve_key(reference).await?;
     let entries = ctx.service.ledger(key.id, None).await?;
-    if ctx.json {
-        print_json(&entries);
-        return Ok(());
-    }
-    if entries.is_empty() {
-        println!("no balance adjustments");
-        return Ok(());
-    }
-    let rows: Vec<Vec<String>> = entries
-        .iter()
-        .map(|e| {
-            vec![
-                e.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                sanitize(&e.actor).into_owned(),
-                e.delta.to_string(),
-                money_or_unlimited(e.credited_after),
-                e.note.as_deref().map(|n| sanitize(n).into_owned()).unwrap_or_default(),
-            ]
-        })
-        .collect();
-    print_table(&["TIME", "ACTOR", "DELTA", "CREDITED AFTER", "NOTE"], &rows);
+    let headers = ["TIME", "ACTOR", "DELTA", "CREDITED AFTER", "NOTE"];
+    print_records(ctx.json, &entries, "no balance adjustments", &headers, |e| {
+        vec![
+            timestamp(e.at),
+            sanitize(&e.actor).into_owned(),
+            e.delta.to_string(),
+            money_or_unlimited(e.credited_after),
+            e.note.as_deref().map(|n| sanitize(n).into_owned()).unwrap_or_default(),
+        ]
+    });
     Ok(())
 }
 
 pub async fn record_usage(ctx: &Context, args: RecordArgs) -> anyhow::Result<()> {
     let input = UsageInput {
         request_id: args.request_id,
-        provider: args.provider,
-        model: args.model,
-        api_format: args.api_format,
+        provider: args.target.provider,
+        model: args.target.model,
+        api_format: args.target.api_format,
         total_tokens: args.tokens,
         cost: parse::money("--cost", &args.cost)?,
         response_time_ms: args.response_ms,
@@ -129,7 +118,8 @@ pub async fn stats(ctx: &Context, reference: &str, days: u32) -> anyhow::Result<
 }
 
 pub async fn verify(ctx: &Context, args: VerifyArgs) -> anyhow::Result<Outcome> {
-    let request = VerifyRequest { provider: args.provider, model: args.model, api_format: args.api_format };
+    let target = args.target;
+    let request = VerifyRequest { provider: target.provider, model: target.model, api_format: target.api_format };
     let decision = ctx.service.verify(&args.plaintext, &request).await?;
     if ctx.json {
         print_json(&decision);

@@ -64,6 +64,28 @@ impl<'a> KeyView<'a> {
     }
 }
 
+/// Prints records as JSON, or as a table with one row per record (`empty` when there are none).
+pub fn print_records<T: Serialize>(
+    json: bool,
+    records: &[T],
+    empty: &str,
+    headers: &[&str],
+    row: impl Fn(&T) -> Vec<String>,
+) {
+    if json {
+        print_json(records);
+    } else if records.is_empty() {
+        println!("{empty}");
+    } else {
+        print_table(headers, &records.iter().map(row).collect::<Vec<_>>());
+    }
+}
+
+/// A time to the second, RFC 3339 UTC.
+pub fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 pub fn print_json<T: Serialize + ?Sized>(value: &T) {
     println!("{}", serde_json::to_string_pretty(value).expect("JSON of plain data cannot fail"));
 }
@@ -158,7 +180,7 @@ fn list_cell(list: Option<&[String]>) -> String {
 }
 
 fn time_cell(at: Option<DateTime<Utc>>) -> String {
-    at.map_or_else(|| "never".into(), |at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    at.map_or_else(|| "never".into(), timestamp)
 }
 
 pub fn print_key_detail(key: &ApiKey, now: DateTime<Utc>) {

@@ -332,6 +332,22 @@ pub struct LedgerEntry {
     pub idempotency_key: Option<String>,
 }
 
+impl LedgerEntry {
+    /// The first ledger row of a prepaid key created with a starting balance.
+    pub fn initial_credit(api_key_id: Uuid, at: DateTime<Utc>, actor: &str, amount: Money) -> LedgerEntry {
+        LedgerEntry {
+            id: 0,
+            api_key_id,
+            at,
+            actor: actor.to_string(),
+            delta: amount,
+            credited_after: Some(amount),
+            note: Some("initial balance".into()),
+            idempotency_key: None,
+        }
+    }
+}
+
 /// One row of the audit log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AuditEntry {

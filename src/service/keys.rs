@@ -154,16 +154,8 @@ impl KeyService {
             created_at: now,
             updated_at: now,
         };
-        let initial_credit = credited.filter(|c| !c.is_zero()).map(|amount| LedgerEntry {
-            id: 0,
-            api_key_id: id,
-            at: now,
-            actor: self.actor.clone(),
-            delta: amount,
-            credited_after: Some(amount),
-            note: Some("initial balance".into()),
-            idempotency_key: None,
-        });
+        let initial_credit =
+            credited.filter(|c| !c.is_zero()).map(|amount| LedgerEntry::initial_credit(id, now, &self.actor, amount));
         let audit = self.audit_record(
             "key_create",
             Some(id),
