@@ -111,6 +111,25 @@ fn non_negative(field: &str, value: i64) -> ServiceResult<i64> {
     if value < 0 { Err(ServiceError::invalid(field, format!("must not be negative (got {value})"))) } else { Ok(value) }
 }
 
+/// The most tokens one request may report: far above any model, far below what would overflow
+/// the daily and lifetime sums (which are 64-bit).
+pub const MAX_REQUEST_TOKENS: i64 = 1_000_000_000_000;
+/// The longest response time one request may report (a day).
+pub const MAX_RESPONSE_MS: i64 = 86_400_000;
+/// The largest cost one request may report. The sums of costs (rollups, a prepaid key's `used`)
+/// are 64-bit micro-dollars: unbounded costs would overflow them after a few requests.
+pub const MAX_REQUEST_COST: Money = Money::from_micros(1_000_000 * 1_000_000);
+/// How far in the future a request's time may lie (clock skew between gateway nodes).
+const MAX_FUTURE_SKEW: Duration = Duration::hours(1);
+
+fn at_most(field: &str, value: i64, max: i64) -> ServiceResult<i64> {
+    non_negative(field, value)?;
+    if value > max {
+        return Err(ServiceError::invalid(field, format!("must be at most {max} (got {value})")));
+    }
+    Ok(value)
+}
+
 /// Whether `value` passes an allow list (`None` = unrestricted; an absent value is not checked).
 fn permits(list: &Option<Vec<String>>, value: &Option<String>) -> bool {
     match (list, value) {
@@ -175,15 +194,29 @@ impl KeyService {
         if input.cost.is_negative() {
             return Err(ServiceError::invalid("cost", "must not be negative"));
         }
+        if input.cost > MAX_REQUEST_COST {
+            return Err(ServiceError::invalid("cost", format!("must be at most {MAX_REQUEST_COST} per request")));
+        }
+        if let Some(at) = input.at
+            && at > self.now() + MAX_FUTURE_SKEW
+        {
+            return Err(ServiceError::invalid(
+                "time",
+                format!("{} is in the future; a request is recorded when it happened", at.to_rfc3339()),
+            ));
+        }
         let record = UsageRecord {
             request_id,
             api_key_id: key_id,
             provider: optional_text("provider", &input.provider)?,
             model: optional_text("model", &input.model)?,
             api_format: optional_text("api format", &input.api_format)?,
-            total_tokens: non_negative("tokens", input.total_tokens)?,
+            total_tokens: at_most("tokens", input.total_tokens, MAX_REQUEST_TOKENS)?,
             cost: input.cost,
-            response_time_ms: input.response_time_ms.map(|ms| non_negative("response time", ms)).transpose()?,
+            response_time_ms: input
+                .response_time_ms
+                .map(|ms| at_most("response time", ms, MAX_RESPONSE_MS))
+                .transpose()?,
             created_at: input.at.map(crate::domain::truncate_to_millis).unwrap_or_else(|| self.now()),
         };
         match self.store.record_usage(&record).await? {
