@@ -37,6 +37,7 @@ impl Tui {
         }
         command.env("KEYTOP_DB", db_url);
         command.env("TERM", "xterm-256color");
+        command.cwd(sandbox.dir.path());
         let child = pair.slave.spawn_command(command).unwrap();
         drop(pair.slave);
         let screen = Arc::new(Mutex::new(vt100::Parser::new(ROWS, COLUMNS, 0)));
