@@ -508,6 +508,30 @@ mod tests {
         assert!(error.contains("q is bound to both"), "{error}");
     }
 
+    /// The default keymap as the README's markdown table.
+    fn markdown_table(keymap: &Keymap) -> String {
+        let mut table = String::from("| where | keys | action (config name) | what it does |\n|---|---|---|---|\n");
+        for binding in &keymap.bindings {
+            let keys: Vec<String> = binding.keys.iter().map(|key| format!("`{key}`")).collect();
+            table.push_str(&format!(
+                "| {} | {} | `{}` | {} |\n",
+                binding.context.title(),
+                keys.join(" "),
+                binding.action.name(),
+                binding.description
+            ));
+        }
+        table
+    }
+
+    /// The README's table of keys is this keymap's, so the two cannot drift apart.
+    #[test]
+    fn the_readme_lists_every_default_binding() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        let table = markdown_table(&Keymap::new(&BTreeMap::new(), false).unwrap());
+        assert!(readme.contains(&table), "README.md's table of keys is out of date; it should read:\n\n{table}");
+    }
+
     #[test]
     fn read_only_leaves_out_every_action_that_writes() {
         let keymap = Keymap::new(&BTreeMap::new(), true).unwrap();

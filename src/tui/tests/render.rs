@@ -77,6 +77,19 @@ fn detail_with_a_week_of_bars() {
     });
 }
 
+/// Beside the list at 120 columns the detail is 60 wide: fields wrap between their parts.
+#[test]
+fn a_narrow_detail_wraps_its_fields_instead_of_cutting_them() {
+    let mut state = detail_state((120, 32));
+    state.detail.data.as_mut().unwrap().key.allowed_models =
+        Some((1..=8).map(|n| format!("model-with-a-long-name-{n}")).collect());
+    let screen = draw(&state).backend().to_string();
+    let id = prepaid_key().id.to_string();
+    for text in [id.as_str(), "remaining $10.00", "on expiry: global policy", "created 2026-01-27", "name-8"] {
+        assert!(screen.contains(text), "{text:?} is missing:\n{screen}");
+    }
+}
+
 #[test]
 fn chart_axes_and_bars_carry_units() {
     let cases = [

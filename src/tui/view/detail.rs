@@ -46,13 +46,14 @@ pub fn render(frame: &mut Frame, state: &State, area: Rect) {
         return;
     };
 
-    let fields = fields(&data.key, state);
+    let fields = lay_out(fields(&data.key, state), inner.width, theme);
     let field_rows = fields.len() as u16;
     let totals = Line::styled(chart::totals(&data.stats), theme.text);
     let ledger_rows = if data.ledger.is_empty() { 0 } else { data.ledger.len().min(LEDGER_ROWS) as u16 + 1 };
     let stacked_rows = field_rows + CHART_MIN_ROWS + 1 + ledger_rows;
     // Fields first, then chart, totals and ledger under each other; when that does not fit (a
-    // full-screen detail at 80×24), the ledger moves beside the chart in a compact form.
+    // full-screen detail at 80×24), the ledger moves beside the chart in a compact form, and where
+    // there is no room for that either, it shows its latest rows and says how many it left out.
     let beside = ledger_rows > 0 && inner.height < stacked_rows && inner.width >= 2 * LEDGER_BESIDE_WIDTH;
     if beside {
         let [fields_area, lower, totals_area] =
@@ -61,53 +62,84 @@ pub fn render(frame: &mut Frame, state: &State, area: Rect) {
             Layout::horizontal([Constraint::Fill(1), Constraint::Length(LEDGER_BESIDE_WIDTH)]).spacing(1).areas(lower);
         frame.render_widget(Paragraph::new(fields), fields_area);
         chart::render(frame, state, &data.stats, chart_area);
-        frame.render_widget(Paragraph::new(ledger(data, theme, true)), ledger_area);
+        frame.render_widget(Paragraph::new(ledger(data, theme, true, ledger_area.height)), ledger_area);
         frame.render_widget(totals, totals_area);
     } else {
+        let ledger_room = inner.height.saturating_sub(field_rows + 1 + CHART_MIN_ROWS).min(ledger_rows);
         let [fields_area, chart_area, totals_area, ledger_area] = Layout::vertical([
             Constraint::Length(field_rows),
-            Constraint::Min(CHART_MIN_ROWS),
+            Constraint::Fill(1),
             Constraint::Length(1),
-            Constraint::Length(ledger_rows),
+            Constraint::Length(ledger_room),
         ])
         .areas(inner);
         frame.render_widget(Paragraph::new(fields), fields_area);
         chart::render(frame, state, &data.stats, chart_area);
         frame.render_widget(totals, totals_area);
-        frame.render_widget(Paragraph::new(ledger(data, theme, false)), ledger_area);
+        frame.render_widget(Paragraph::new(ledger(data, theme, false, ledger_room)), ledger_area);
     }
 }
 
-fn field<'a>(theme: &Theme, label: &str, value: impl Into<Vec<Span<'a>>>) -> Line<'a> {
-    let mut spans = vec![Span::styled(format!("{label:<LABEL_WIDTH$}"), theme.label)];
-    spans.extend(value.into());
-    Line::from(spans)
+/// One field: a label and the parts of its value, shown joined by ` · ` and wrapped between
+/// parts when the panel is too narrow for one line, so nothing is cut off at the edge.
+struct Field<'a> {
+    label: &'static str,
+    parts: Vec<Span<'a>>,
 }
 
-fn text(value: impl Into<String>, theme: &Theme) -> Vec<Span<'static>> {
-    vec![Span::styled(value.into(), theme.text)]
+fn field<'a>(label: &'static str, parts: impl IntoIterator<Item = Span<'a>>) -> Field<'a> {
+    Field { label, parts: parts.into_iter().collect() }
 }
 
-fn fields<'a>(key: &'a ApiKey, state: &State) -> Vec<Line<'a>> {
+fn lay_out<'a>(fields: Vec<Field<'a>>, width: u16, theme: &Theme) -> Vec<Line<'a>> {
+    let room = usize::from(width).saturating_sub(LABEL_WIDTH).max(1);
+    let mut lines = Vec::new();
+    for field in fields {
+        let mut line = vec![Span::styled(format!("{:<LABEL_WIDTH$}", field.label), theme.label)];
+        let mut used = 0;
+        for part in field.parts {
+            if used > 0 && used + SEPARATOR.len() + part.width() > room {
+                lines.push(Line::from(std::mem::take(&mut line)));
+                line.push(Span::raw(" ".repeat(LABEL_WIDTH)));
+                used = 0;
+            } else if used > 0 {
+                line.push(Span::styled(SEPARATOR, theme.muted));
+                used += SEPARATOR.len();
+            }
+            used += part.width();
+            line.push(part);
+        }
+        lines.push(Line::from(line));
+    }
+    lines
+}
+
+const SEPARATOR: &str = " · ";
+
+/// An allow list, one part per entry so a long list wraps: `all` when unrestricted.
+fn allowed<'a>(items: &'a Option<Vec<String>>, theme: &Theme) -> Vec<Span<'a>> {
+    match items {
+        None => vec![Span::styled("all", theme.text)],
+        Some(items) => items.iter().map(|item| Span::styled(safe(item), theme.text)).collect(),
+    }
+}
+
+fn fields<'a>(key: &'a ApiKey, state: &State) -> Vec<Field<'a>> {
     let theme = &state.session.theme;
+    let text = |value: String| Span::styled(value, theme.text);
     let now = state.now;
     let status = key.status(now);
     let kind = if key.is_standalone { "prepaid (standalone) key" } else { "user key, billed to its owner" };
     let balance = match key.balance() {
-        None => text("—", theme),
-        Some(balance) => {
-            let credited = balance.credited.map_or("unlimited".into(), |c| c.to_string());
-            let remaining = format::remaining(key);
-            vec![
-                Span::styled(format!("credited {credited} · used {} · remaining ", balance.used), theme.text),
-                Span::styled(remaining, theme.title),
-            ]
-        }
+        None => vec![text("—".into())],
+        Some(balance) => vec![
+            text(format!("credited {}", balance.credited.map_or("unlimited".into(), |c| c.to_string()))),
+            text(format!("used {}", balance.used)),
+            Span::styled(format!("remaining {}", format::remaining(key)), theme.title),
+        ],
     };
-    let expires = match key.expires_at {
-        None => "never".into(),
-        Some(at) => format!("{} ({})", format::timestamp(at), format::expiry(key, now)),
-    };
+    let expires =
+        key.expires_at.map_or("never".into(), |at| format!("{} ({})", format::timestamp(at), format::expiry(key, now)));
     let when_expired = match key.auto_delete_on_expiry {
         None => "global policy",
         Some(true) => "delete",
@@ -115,49 +147,46 @@ fn fields<'a>(key: &'a ApiKey, state: &State) -> Vec<Line<'a>> {
     };
     let owner_state = if key.owner_active { "" } else { " (owner disabled)" };
     vec![
+        field("Status", [Span::styled(status.as_str(), theme.status(status)), text(kind.into())]),
+        field("Owner", [text(format!("{}{owner_state}", safe(&key.owner_name)))]),
+        field("Key", [text(safe(&key.key_hint).into_owned()), text(format!("id {}", key.id))]),
+        field("Balance", balance),
         field(
-            theme,
-            "Status",
-            vec![Span::styled(status.as_str(), theme.status(status)), Span::styled(format!(" · {kind}"), theme.text)],
-        ),
-        field(theme, "Owner", text(format!("{}{owner_state}", safe(&key.owner_name)), theme)),
-        field(theme, "Key", text(format!("{} · id {}", safe(&key.key_hint), key.id), theme)),
-        field(theme, "Balance", balance),
-        field(
-            theme,
             "Limits",
-            text(
-                format!(
-                    "{} · {} concurrent",
-                    format::rate_limit(key.rate_limit),
-                    format::concurrency(key.concurrent_limit)
-                ),
-                theme,
-            ),
+            [
+                text(format::rate_limit(key.rate_limit)),
+                text(format!("{} concurrent", format::concurrency(key.concurrent_limit))),
+            ],
         ),
-        field(theme, "Expires", text(format!("{expires} · on expiry: {when_expired}"), theme)),
-        field(theme, "Providers", text(format::allow_list(&key.allowed_providers), theme)),
-        field(theme, "API formats", text(format::allow_list(&key.allowed_api_formats), theme)),
-        field(theme, "Models", text(format::allow_list(&key.allowed_models), theme)),
+        field("Expires", [text(expires), text(format!("on expiry: {when_expired}"))]),
+        field("Providers", allowed(&key.allowed_providers, theme)),
+        field("API formats", allowed(&key.allowed_api_formats, theme)),
+        field("Models", allowed(&key.allowed_models, theme)),
         field(
-            theme,
             "Used",
-            text(
-                format!("last {} · created {}", format::last_used(key, now), format::timestamp(key.created_at)),
-                theme,
-            ),
+            [
+                text(format!("last {}", format::last_used(key, now))),
+                text(format!("created {}", format::timestamp(key.created_at))),
+            ],
         ),
     ]
 }
 
 /// The latest balance changes; `compact` (beside the chart) keeps the day, the change and the
-/// credited total after it, and leaves out the time and the actor.
-fn ledger<'a>(data: &'a DetailData, theme: &Theme, compact: bool) -> Vec<Line<'a>> {
-    if data.ledger.is_empty() {
+/// credited total after it, and leaves out the time and the actor. `rows` is the room, header
+/// included; entries that do not fit are counted in the header.
+fn ledger<'a>(data: &'a DetailData, theme: &Theme, compact: bool, rows: u16) -> Vec<Line<'a>> {
+    if data.ledger.is_empty() || rows == 0 {
         return Vec::new();
     }
-    let mut lines = vec![Line::styled("Recent balance changes", theme.header)];
-    for entry in data.ledger.iter().take(LEDGER_ROWS) {
+    let shown = data.ledger.len().min(LEDGER_ROWS).min(usize::from(rows) - 1);
+    let left_out = data.ledger.len().min(LEDGER_ROWS) - shown;
+    let header = match left_out {
+        0 => "Recent balance changes".to_string(),
+        _ => format!("Recent balance changes ({left_out} more not shown)"),
+    };
+    let mut lines = vec![Line::styled(header, theme.header)];
+    for entry in data.ledger.iter().take(shown) {
         let sign = if entry.delta.is_negative() { "" } else { "+" };
         let delta = format!("{sign}{}", entry.delta);
         let after = entry.credited_after.map_or("unlimited".into(), |c| c.to_string());

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{ApiKey, duration::format_compact, text::sanitize};
+use crate::domain::{ApiKey, Money, duration::format_compact, text::sanitize};
 
 /// Untrusted text, made inert (no control or bidi characters).
 pub fn safe(text: &str) -> Cow<'_, str> {
@@ -36,11 +36,23 @@ pub fn last_used(key: &ApiKey, now: DateTime<Utc>) -> String {
     key.last_used_at.map_or("never".into(), |at| relative(at, now))
 }
 
-/// What is left to spend: `—` for a key that is not prepaid.
+/// What is left to spend, exactly: `—` for a key that is not prepaid.
 pub fn remaining(key: &ApiKey) -> String {
+    remaining_as(key, Money::to_string)
+}
+
+/// What is left to spend, cut to whole cents (never rounded up): the key table's form, where
+/// six decimals are noise. The detail shows the exact amount.
+pub fn remaining_in_cents(key: &ApiKey) -> String {
+    remaining_as(key, |money| Money::from_micros(money.micros() / MICROS_PER_CENT * MICROS_PER_CENT).to_string())
+}
+
+const MICROS_PER_CENT: i64 = 10_000;
+
+fn remaining_as(key: &ApiKey, show: impl Fn(&Money) -> String) -> String {
     match key.balance() {
         None => "—".into(),
-        Some(balance) => balance.remaining.map_or("unlimited".into(), |money| money.to_string()),
+        Some(balance) => balance.remaining.as_ref().map_or("unlimited".into(), show),
     }
 }
 
@@ -50,14 +62,6 @@ pub fn rate_limit(limit: Option<i64>) -> String {
 
 pub fn concurrency(limit: Option<i64>) -> String {
     limit.map_or("unlimited".into(), |value| value.to_string())
-}
-
-/// An allow list: `all` when unrestricted.
-pub fn allow_list(items: &Option<Vec<String>>) -> String {
-    match items {
-        None => "all".into(),
-        Some(items) => items.iter().map(|item| safe(item)).collect::<Vec<_>>().join(", "),
-    }
 }
 
 /// `950`, `12.3k`, `4.5M`, `1.2B`: for axes and totals where the exact count is noise.
@@ -99,6 +103,10 @@ mod tests {
         let mut unlimited = prepaid_key();
         unlimited.credited = None;
         assert_eq!(remaining(&unlimited), "unlimited");
+        let mut odd = prepaid_key();
+        odd.used = Money::from_micros(1_234_567);
+        assert_eq!(remaining(&odd), "$10.765433");
+        assert_eq!(remaining_in_cents(&odd), "$10.76");
     }
 
     #[test]

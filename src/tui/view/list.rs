@@ -72,7 +72,7 @@ impl Column {
             Column::Name => Cell::from(safe(&key.name)),
             Column::Owner => Cell::from(safe(&key.owner_name)),
             Column::Hint => Cell::from(safe(&key.key_hint)),
-            Column::Remaining => Cell::from(Line::from(format::remaining(key)).right_aligned()),
+            Column::Remaining => Cell::from(Line::from(format::remaining_in_cents(key)).right_aligned()),
             Column::Rate => Cell::from(format::rate_limit(key.rate_limit)),
             Column::Expires => Cell::from(format::expiry(key, now)),
             Column::LastUsed => Cell::from(format::last_used(key, now)),
