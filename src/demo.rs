@@ -9,6 +9,7 @@ use chrono::{DateTime, Duration, DurationRound, TimeDelta, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::cli::args::{Cli, DemoArgs};
@@ -16,8 +17,11 @@ use crate::domain::{ApiKey, LedgerEntry, Money, User};
 use crate::service::{KeyService, ServiceResult};
 use crate::store::{BulkLoad, UsageRecord};
 
-/// Usage rows are loaded in chunks of this size, so memory stays flat at any volume.
-const USAGE_CHUNK: usize = 50_000;
+/// Usage rows are generated and loaded in chunks of this size, so memory stays flat at any
+/// volume; each chunk is one `bulk_load` (one transaction).
+const USAGE_CHUNK: u64 = 50_000;
+/// Keys are generated and loaded in chunks of this size.
+const KEY_CHUNK: u32 = 20_000;
 
 const FIRST_NAMES: &[&str] = &[
     "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory", "niaj", "olivia",
@@ -108,20 +112,35 @@ fn generate_users(rng: &mut StdRng, count: u32, now: DateTime<Utc>, taken: &mut 
 }
 
 /// Keys with varied limits: a third prepaid, some disabled, some expiring soon, some expired.
-fn generate_keys(
-    rng: &mut StdRng,
-    service: &KeyService,
-    users: &[User],
-    count: u32,
+/// Generated `count` at a time with their initial credits; `serial` numbers the key names.
+struct KeyGenerator {
+    rng: StdRng,
+    service: KeyService,
+    users: Vec<User>,
     now: DateTime<Utc>,
-) -> ServiceResult<(Vec<ApiKey>, Vec<LedgerEntry>)> {
-    let mut keys = Vec::with_capacity(count as usize);
-    let mut credits = Vec::new();
-    for i in 0..count {
+    serial: u32,
+}
+
+impl KeyGenerator {
+    fn next_chunk(&mut self, count: u32) -> ServiceResult<(Vec<ApiKey>, Vec<LedgerEntry>)> {
+        let mut keys = Vec::with_capacity(count as usize);
+        let mut credits = Vec::new();
+        let model_names: Vec<&str> = MODELS.iter().map(|m| m.1).collect();
+        for _ in 0..count {
+            let (key, credit) = self.next_key(&model_names)?;
+            keys.push(key);
+            credits.extend(credit);
+        }
+        Ok((keys, credits))
+    }
+
+    fn next_key(&mut self, model_names: &[&str]) -> ServiceResult<(ApiKey, Option<LedgerEntry>)> {
+        let (rng, users, now, i) = (&mut self.rng, &self.users, self.now, self.serial);
+        self.serial += 1;
         // Owners follow a skewed distribution: a few users own many keys.
         let owner = &users[((rng.r#gen::<f64>().powi(2)) * users.len() as f64) as usize % users.len()];
         let id = Uuid::new_v4();
-        let material = service.new_key_material(id)?;
+        let material = self.service.new_key_material(id)?;
         let created_at = (now - Duration::minutes(rng.gen_range(60..180 * 24 * 60)))
             .duration_trunc(TimeDelta::milliseconds(1))
             .unwrap_or(now);
@@ -140,19 +159,17 @@ fn generate_keys(
             _ => None,
         };
         let name = format!("{}-{}-{}", pick(rng, TEAMS), pick(rng, PURPOSES), i + 1);
-        if let Some(Some(amount)) = credited {
-            credits.push(LedgerEntry {
-                id: 0,
-                api_key_id: id,
-                at: created_at,
-                actor: "demo".into(),
-                delta: amount,
-                credited_after: Some(amount),
-                note: Some("initial balance".into()),
-                idempotency_key: None,
-            });
-        }
-        keys.push(ApiKey {
+        let credit = credited.flatten().map(|amount| LedgerEntry {
+            id: 0,
+            api_key_id: id,
+            at: created_at,
+            actor: "demo".into(),
+            delta: amount,
+            credited_after: Some(amount),
+            note: Some("initial balance".into()),
+            idempotency_key: None,
+        });
+        let key = ApiKey {
             id,
             user_id: owner.id,
             owner_name: owner.name.clone(),
@@ -163,7 +180,7 @@ fn generate_keys(
             name,
             allowed_providers: rng.gen_bool(0.2).then(|| pick_some(rng, PROVIDERS)),
             allowed_api_formats: rng.gen_bool(0.15).then(|| pick_some(rng, API_FORMATS)),
-            allowed_models: rng.gen_bool(0.15).then(|| pick_some(rng, &MODELS.iter().map(|m| m.1).collect::<Vec<_>>())),
+            allowed_models: rng.gen_bool(0.15).then(|| pick_some(rng, model_names)),
             rate_limit: *pick(rng, &[Some(60), Some(100), Some(100), Some(300), Some(1000), None]),
             concurrent_limit: *pick(rng, &[Some(2), Some(5), Some(5), Some(10), None]),
             expires_at,
@@ -175,9 +192,9 @@ fn generate_keys(
             last_used_at: None,
             created_at,
             updated_at: created_at,
-        });
+        };
+        Ok((key, credit))
     }
-    Ok((keys, credits))
 }
 
 /// Usage rows with a weekly rhythm, slow growth, and a few heavy keys carrying most traffic.
@@ -185,6 +202,7 @@ struct UsageGenerator {
     rng: StdRng,
     /// Cumulative key weights for weighted sampling.
     cumulative: Vec<f64>,
+    /// Id and creation time of every key.
     keys: Vec<(Uuid, DateTime<Utc>)>,
     /// Cumulative day weights, oldest day first.
     day_cumulative: Vec<f64>,
@@ -210,7 +228,7 @@ fn sample(cumulative: &[f64], rng: &mut StdRng) -> usize {
 }
 
 impl UsageGenerator {
-    fn new(seed: u64, keys: &[ApiKey], days: u32, now: DateTime<Utc>) -> Self {
+    fn new(seed: u64, keys: Vec<(Uuid, DateTime<Utc>)>, days: u32, now: DateTime<Utc>) -> Self {
         let mut rng = StdRng::seed_from_u64(seed ^ 0x5EED_0F75_A6E0);
         // Pareto-like weights: key rank r gets 1 / (r + 1)^1.2, so the top few dominate.
         let mut ranks: Vec<usize> = (0..keys.len()).collect();
@@ -233,7 +251,7 @@ impl UsageGenerator {
         });
         UsageGenerator {
             cumulative: cumulative(weights),
-            keys: keys.iter().map(|k| (k.id, k.created_at)).collect(),
+            keys,
             day_cumulative: cumulative(day_weights),
             first_day_start: first_day.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc(),
             now,
@@ -283,31 +301,77 @@ fn progress_bar(total: u64, visible: bool) -> ProgressBar {
     bar
 }
 
+/// Runs `produce` on a blocking thread, handing its items over through a channel one ahead,
+/// so that generating the next chunk overlaps with loading the current one.
+fn pipeline<T: Send + 'static>(
+    mut produce: impl FnMut() -> Option<ServiceResult<T>> + Send + 'static,
+) -> mpsc::Receiver<ServiceResult<T>> {
+    let (sender, receiver) = mpsc::channel(1);
+    tokio::task::spawn_blocking(move || {
+        while let Some(item) = produce() {
+            if sender.blocking_send(item).is_err() {
+                break;
+            }
+        }
+    });
+    receiver
+}
+
 /// Fills the service's database with demo data. Shows a progress bar on stderr when asked.
+///
+/// Keys and usage rows are generated chunk by chunk on a blocking thread while the previous
+/// chunk loads, and only the id and creation time of each key stay in memory.
 pub async fn fill(service: &KeyService, spec: &DemoSpec, show_progress: bool) -> anyhow::Result<()> {
     let started = Instant::now();
     let now = service.now();
     let mut rng = StdRng::seed_from_u64(spec.seed);
     let mut taken: HashSet<String> = service.users().await?.into_iter().map(|u| u.user.name).collect();
-    let users = generate_users(&mut rng, spec.users, now, &mut taken);
-    let (keys, initial_credits) = generate_keys(&mut rng, service, &users, spec.keys, now)?;
-    let bar = progress_bar(spec.keys as u64, show_progress);
+    let mut users = generate_users(&mut rng, spec.users, now, &mut taken);
+
+    let bar = progress_bar(u64::from(spec.keys), show_progress);
     bar.set_message("keys");
-    let owners = BulkLoad { users, keys: keys.clone(), initial_credits, usage: Vec::new() };
-    service.bulk_load(&owners, "demo users and keys").await?;
+    let mut generator = KeyGenerator { rng, service: service.clone(), users: users.clone(), now, serial: 0 };
+    let mut keys_left = spec.keys;
+    let mut key_chunks = pipeline(move || {
+        (keys_left > 0).then(|| {
+            let count = keys_left.min(KEY_CHUNK);
+            keys_left -= count;
+            generator.next_chunk(count)
+        })
+    });
+    let mut key_times: Vec<(Uuid, DateTime<Utc>)> = Vec::with_capacity(spec.keys as usize);
+    loop {
+        let (keys, initial_credits) = match key_chunks.recv().await {
+            Some(chunk) => chunk?,
+            // The users go in with the first chunk, or alone when there are no keys.
+            None if !users.is_empty() => (Vec::new(), Vec::new()),
+            None => break,
+        };
+        key_times.extend(keys.iter().map(|key| (key.id, key.created_at)));
+        let count = keys.len() as u64;
+        let batch = BulkLoad { users: std::mem::take(&mut users), keys, initial_credits, usage: Vec::new() };
+        service.bulk_load(&batch, "demo users and keys").await?;
+        bar.inc(count);
+    }
     bar.finish();
 
-    if !keys.is_empty() && spec.usage_rows > 0 {
+    if !key_times.is_empty() && spec.usage_rows > 0 {
         let bar = progress_bar(spec.usage_rows, show_progress);
         bar.set_message("usage rows");
-        let mut generator = UsageGenerator::new(spec.seed, &keys, spec.days, now);
+        let mut generator = UsageGenerator::new(spec.seed, key_times, spec.days, now);
         let mut left = spec.usage_rows;
-        while left > 0 {
-            let chunk = left.min(USAGE_CHUNK as u64);
-            let usage: Vec<UsageRecord> = (0..chunk).map(|_| generator.next_row()).collect();
+        let mut usage_chunks = pipeline(move || {
+            (left > 0).then(|| {
+                let count = left.min(USAGE_CHUNK);
+                left -= count;
+                Ok((0..count).map(|_| generator.next_row()).collect::<Vec<UsageRecord>>())
+            })
+        });
+        while let Some(usage) = usage_chunks.recv().await {
+            let usage = usage?;
+            let count = usage.len() as u64;
             service.bulk_load(&BulkLoad { usage, ..BulkLoad::default() }, "demo usage").await?;
-            left -= chunk;
-            bar.inc(chunk);
+            bar.inc(count);
         }
         bar.finish();
     }

@@ -22,8 +22,10 @@ use sqlx::{Decode, QueryBuilder, Row, Sqlite, Transaction, Type};
 use uuid::Uuid;
 use uuid::fmt::Hyphenated;
 
+mod bulk;
+
 use super::{
-    AdjustOutcome, AuditRecord, BalanceAdjustment, BalanceChange, ResealOutcome, Resealer, Store, StoreError,
+    AdjustOutcome, AuditRecord, BalanceAdjustment, BalanceChange, BulkLoad, ResealOutcome, Resealer, Store, StoreError,
     StoreResult, SweepReport, UsageOutcome, UsageRecord, VerifyLookup, redact_url,
 };
 use crate::domain::money::MAX_AMOUNT;
@@ -579,6 +581,11 @@ impl Store for SqliteStore {
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()> {
         let mut conn = self.pool.acquire().await.map_err(store_error)?;
         insert_audit(&mut conn, record).await
+    }
+
+    async fn bulk_load(&self, batch: &BulkLoad, audit: &AuditRecord) -> StoreResult<()> {
+        let mut conn = self.pool.acquire().await.map_err(store_error)?;
+        bulk::load(&mut conn, batch, audit).await
     }
 
     async fn audit(&self, key_id: Option<Uuid>, limit: u32) -> StoreResult<Vec<AuditEntry>> {

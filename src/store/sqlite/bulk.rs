@@ -1,0 +1,380 @@
+//! `Store::bulk_load` for SQLite: one `BEGIN IMMEDIATE` transaction per call, multi-row
+//! `INSERT`s as wide as SQLite's parameter limit allows, and the rollups and charges of the
+//! usage rows aggregated in Rust and written once per (key, UTC day) and once per key.
+//!
+//! The effects equal those of the one-by-one operations (`insert_user`, `insert_key`,
+//! `record_usage`) except the audit trail: one audit row describes the whole load.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::NaiveDate;
+use sqlx::sqlite::SqliteConnection;
+use sqlx::{AssertSqlSafe, Connection, Sqlite};
+use uuid::Uuid;
+use uuid::fmt::Hyphenated;
+
+use super::{allow_list_json, conflict_as, insert_audit, millis, store_error};
+use crate::domain::{ApiKey, LedgerEntry, Money, User};
+use crate::store::{AuditRecord, BulkLoad, StoreResult, UsageRecord};
+
+/// `SQLITE_MAX_VARIABLE_NUMBER`, the most parameters one statement may bind (the default of the
+/// bundled SQLite since 3.32).
+const MAX_PARAMS: usize = 32_766;
+
+type Query<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>;
+
+/// Page cache of the loading connection while it loads, in KiB: inserts into a dozen indexes in
+/// random order touch pages all over them, and the default 2 MB cache would spill dirty pages to
+/// the WAL and read them back again and again.
+const LOAD_CACHE_KIB: i64 = 256 * 1024;
+
+/// Connection settings of a load, with the value restored afterwards. `temp_store` keeps the
+/// statement journal of each multi-row statement (the pages it may have to roll back) in memory
+/// instead of a temporary file.
+const LOAD_PRAGMAS: [(&str, i64); 2] = [("cache_size", -LOAD_CACHE_KIB), ("temp_store", 2)];
+
+/// Loads a batch in one `BEGIN IMMEDIATE` transaction on `conn`.
+pub(super) async fn load(conn: &mut SqliteConnection, batch: &BulkLoad, audit: &AuditRecord) -> StoreResult<()> {
+    let mut saved = Vec::with_capacity(LOAD_PRAGMAS.len());
+    for (pragma, value) in LOAD_PRAGMAS {
+        let before: i64 = sqlx::query_scalar(AssertSqlSafe(format!("PRAGMA {pragma}")))
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(store_error)?;
+        saved.push((pragma, before));
+        set_pragma(conn, pragma, value).await?;
+    }
+    let loaded = load_in_transaction(conn, batch, audit).await;
+    // Give the memory back whatever happened: the connection returns to the pool.
+    for (pragma, value) in saved {
+        set_pragma(conn, pragma, value).await?;
+    }
+    loaded
+}
+
+async fn set_pragma(conn: &mut SqliteConnection, pragma: &str, value: i64) -> StoreResult<()> {
+    sqlx::query(AssertSqlSafe(format!("PRAGMA {pragma} = {value}"))).execute(&mut *conn).await.map_err(store_error)?;
+    Ok(())
+}
+
+async fn load_in_transaction(conn: &mut SqliteConnection, batch: &BulkLoad, audit: &AuditRecord) -> StoreResult<()> {
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(store_error)?;
+    insert_users(&mut tx, &batch.users).await?;
+    insert_keys(&mut tx, &batch.keys).await?;
+    insert_ledger_rows(&mut tx, &batch.initial_credits).await?;
+    insert_usage(&mut tx, &batch.usage).await?;
+    insert_audit(&mut tx, audit).await?;
+    tx.commit().await.map_err(store_error)
+}
+
+/// `{head} VALUES (?, …), … {tail}` for `rows` rows of `columns` parameters.
+fn values_sql(head: &str, columns: usize, rows: usize, tail: &str) -> String {
+    let tuple = format!("({})", vec!["?"; columns].join(","));
+    let mut sql = String::with_capacity(head.len() + tail.len() + 16 + rows * (tuple.len() + 1));
+    sql.push_str(head);
+    sql.push_str(" VALUES ");
+    for row in 0..rows {
+        if row > 0 {
+            sql.push(',');
+        }
+        sql.push_str(&tuple);
+    }
+    sql.push(' ');
+    sql.push_str(tail);
+    sql
+}
+
+/// Runs one multi-row statement per chunk of `rows`, each chunk as wide as the parameter limit
+/// allows; `bind` binds the `columns` values of one row. Returns the rows each statement changed.
+///
+/// The full-width statement text is the same for every chunk but the last, so sqlx prepares it
+/// once per connection and reuses it.
+struct MultiRow {
+    head: &'static str,
+    columns: usize,
+    tail: &'static str,
+}
+
+impl MultiRow {
+    fn rows_per_statement(&self) -> usize {
+        MAX_PARAMS / self.columns
+    }
+
+    fn sql(&self, rows: usize) -> String {
+        values_sql(self.head, self.columns, rows, self.tail)
+    }
+
+    async fn run<T>(
+        &self,
+        conn: &mut SqliteConnection,
+        rows: &[T],
+        bind: impl for<'q> Fn(Query<'q>, &T) -> Query<'q>,
+        what: impl Fn() -> String,
+    ) -> StoreResult<()> {
+        let full_sql = self.sql(self.rows_per_statement().min(rows.len()));
+        for chunk in rows.chunks(self.rows_per_statement()) {
+            let sql = if chunk.len() == self.rows_per_statement().min(rows.len()) {
+                full_sql.clone()
+            } else {
+                self.sql(chunk.len())
+            };
+            let query = chunk.iter().fold(sqlx::query(AssertSqlSafe(sql)), &bind);
+            query.execute(&mut *conn).await.map_err(conflict_as(&what))?;
+        }
+        Ok(())
+    }
+}
+
+async fn insert_users(conn: &mut SqliteConnection, users: &[User]) -> StoreResult<()> {
+    let statement = MultiRow { head: "INSERT INTO users (id, name, is_active, created_at)", columns: 4, tail: "" };
+    statement
+        .run(
+            conn,
+            users,
+            |query, user| {
+                query
+                    .bind(user.id.hyphenated())
+                    .bind(user.name.clone())
+                    .bind(user.is_active)
+                    .bind(millis(user.created_at))
+            },
+            || "a user with one of these names".into(),
+        )
+        .await
+}
+
+async fn insert_keys(conn: &mut SqliteConnection, keys: &[ApiKey]) -> StoreResult<()> {
+    let statement = MultiRow {
+        head: "INSERT INTO api_keys (id, user_id, key_hash, key_ciphertext, key_hint, name, allowed_providers, \
+               allowed_api_formats, allowed_models, rate_limit, concurrent_limit, expires_at, is_standalone, \
+               credited_micros, used_micros, auto_delete_on_expiry, is_active, last_used_at, created_at, updated_at)",
+        columns: 20,
+        tail: "",
+    };
+    statement
+        .run(
+            conn,
+            keys,
+            |query, key| {
+                query
+                    .bind(key.id.hyphenated())
+                    .bind(key.user_id.hyphenated())
+                    .bind(key.key_hash.clone())
+                    .bind(key.key_ciphertext.clone())
+                    .bind(key.key_hint.clone())
+                    .bind(key.name.clone())
+                    .bind(allow_list_json(key.allowed_providers.as_deref()))
+                    .bind(allow_list_json(key.allowed_api_formats.as_deref()))
+                    .bind(allow_list_json(key.allowed_models.as_deref()))
+                    .bind(key.rate_limit)
+                    .bind(key.concurrent_limit)
+                    .bind(key.expires_at.map(millis))
+                    .bind(key.is_standalone)
+                    .bind(key.credited.map(Money::micros))
+                    .bind(key.used.micros())
+                    .bind(key.auto_delete_on_expiry)
+                    .bind(key.is_active)
+                    .bind(key.last_used_at.map(millis))
+                    .bind(millis(key.created_at))
+                    .bind(millis(key.updated_at))
+            },
+            || "a key with one of these ids or hashes".into(),
+        )
+        .await
+}
+
+async fn insert_ledger_rows(conn: &mut SqliteConnection, entries: &[LedgerEntry]) -> StoreResult<()> {
+    let statement = MultiRow {
+        head: "INSERT INTO balance_ledger (api_key_id, at, actor, delta_micros, credited_after, note, idempotency_key)",
+        columns: 7,
+        tail: "",
+    };
+    statement
+        .run(
+            conn,
+            entries,
+            |query, entry| {
+                query
+                    .bind(entry.api_key_id.hyphenated())
+                    .bind(millis(entry.at))
+                    .bind(entry.actor.clone())
+                    .bind(entry.delta.micros())
+                    .bind(entry.credited_after.map(Money::micros))
+                    .bind(entry.note.clone())
+                    .bind(entry.idempotency_key.clone())
+            },
+            || "a ledger row with one of these idempotency keys".into(),
+        )
+        .await
+}
+
+/// What the usage rows of one (key, UTC day) add to its rollup.
+#[derive(Debug, Default, Clone, Copy)]
+struct DayTotals {
+    requests: i64,
+    tokens: i64,
+    cost_micros: i64,
+    response_ms_sum: i64,
+}
+
+/// What the usage rows of one key add to it: the charge (if prepaid) and the latest use.
+#[derive(Debug, Clone, Copy)]
+struct KeyTotals {
+    cost_micros: i64,
+    last_used_at: i64,
+}
+
+/// Rollups and charges of the rows actually inserted, aggregated before they are written.
+#[derive(Debug, Default)]
+struct UsageTotals {
+    days: HashMap<(Uuid, NaiveDate), DayTotals>,
+    keys: HashMap<Uuid, KeyTotals>,
+}
+
+impl UsageTotals {
+    fn add(&mut self, usage: &UsageRecord) {
+        let day = self.days.entry((usage.api_key_id, usage.created_at.date_naive())).or_default();
+        day.requests += 1;
+        day.tokens += usage.total_tokens;
+        day.cost_micros += usage.cost.micros();
+        day.response_ms_sum += usage.response_time_ms.unwrap_or(0);
+        let at = millis(usage.created_at);
+        self.keys
+            .entry(usage.api_key_id)
+            .and_modify(|key| {
+                key.cost_micros += usage.cost.micros();
+                key.last_used_at = key.last_used_at.max(at);
+            })
+            .or_insert(KeyTotals { cost_micros: usage.cost.micros(), last_used_at: at });
+    }
+}
+
+const USAGE_INSERT: MultiRow = MultiRow {
+    head: "INSERT INTO usage (request_id, api_key_id, provider, model, api_format, total_tokens, cost_micros, \
+           response_time_ms, created_at)",
+    columns: 9,
+    tail: "ON CONFLICT (request_id) DO NOTHING",
+};
+
+/// Inserts the usage rows of known keys, skipping request ids already present, then writes the
+/// rollups and charges of exactly the rows that went in.
+async fn insert_usage(conn: &mut SqliteConnection, usage: &[UsageRecord]) -> StoreResult<()> {
+    if usage.is_empty() {
+        return Ok(());
+    }
+    let known = known_keys(conn, usage).await?;
+    let rows: Vec<&UsageRecord> = usage.iter().filter(|row| known.contains(&row.api_key_id)).collect();
+    let mut totals = UsageTotals::default();
+    // Ids only grow inside our write transaction: a statement inserted exactly the rows above
+    // the largest id before it.
+    let mut max_id: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM usage")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(store_error)?;
+    let per_statement = USAGE_INSERT.rows_per_statement();
+    let full_sql = USAGE_INSERT.sql(per_statement.min(rows.len()));
+    for chunk in rows.chunks(per_statement) {
+        let sql =
+            if chunk.len() == per_statement.min(rows.len()) { full_sql.clone() } else { USAGE_INSERT.sql(chunk.len()) };
+        let query = chunk.iter().fold(sqlx::query(AssertSqlSafe(sql)), |query, row| {
+            query
+                .bind(row.request_id.clone())
+                .bind(row.api_key_id.hyphenated())
+                .bind(row.provider.clone())
+                .bind(row.model.clone())
+                .bind(row.api_format.clone())
+                .bind(row.total_tokens)
+                .bind(row.cost.micros())
+                .bind(row.response_time_ms)
+                .bind(millis(row.created_at))
+        });
+        let result = query.execute(&mut *conn).await.map_err(store_error)?;
+        let inserted = result.rows_affected() as usize;
+        if inserted == chunk.len() {
+            chunk.iter().for_each(|row| totals.add(row));
+        } else if inserted > 0 {
+            // Some request ids were taken: roll up only the rows this statement inserted (for a
+            // request id twice in the chunk, SQLite inserted the first).
+            let mut fresh: HashSet<String> = sqlx::query_scalar("SELECT request_id FROM usage WHERE id > ?")
+                .bind(max_id)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(store_error)?
+                .into_iter()
+                .collect();
+            chunk.iter().filter(|row| fresh.remove(&row.request_id)).for_each(|row| totals.add(row));
+        }
+        if inserted > 0 {
+            max_id = result.last_insert_rowid();
+        }
+    }
+    write_rollups(conn, &totals).await?;
+    write_charges(conn, &totals).await
+}
+
+/// The ids among the usage rows' keys that exist; rows of unknown keys are skipped, as
+/// `record_usage` refuses them.
+async fn known_keys(conn: &mut SqliteConnection, usage: &[UsageRecord]) -> StoreResult<HashSet<Uuid>> {
+    let wanted: Vec<Uuid> = usage.iter().map(|row| row.api_key_id).collect::<HashSet<_>>().into_iter().collect();
+    let mut known = HashSet::with_capacity(wanted.len());
+    for chunk in wanted.chunks(MAX_PARAMS) {
+        let placeholders = vec!["?"; chunk.len()].join(",");
+        let sql = format!("SELECT id FROM api_keys WHERE id IN ({placeholders})");
+        let query = chunk
+            .iter()
+            .fold(sqlx::query_scalar::<_, Hyphenated>(AssertSqlSafe(sql)), |query, id| query.bind(id.hyphenated()));
+        known.extend(query.fetch_all(&mut *conn).await.map_err(store_error)?.into_iter().map(Hyphenated::into_uuid));
+    }
+    Ok(known)
+}
+
+async fn write_rollups(conn: &mut SqliteConnection, totals: &UsageTotals) -> StoreResult<()> {
+    let statement = MultiRow {
+        head: "INSERT INTO usage_daily (api_key_id, day, requests, tokens, cost_micros, response_ms_sum)",
+        columns: 6,
+        tail: "ON CONFLICT (api_key_id, day) DO UPDATE SET requests = requests + excluded.requests, \
+               tokens = tokens + excluded.tokens, cost_micros = cost_micros + excluded.cost_micros, \
+               response_ms_sum = response_ms_sum + excluded.response_ms_sum",
+    };
+    let days: Vec<(&(Uuid, NaiveDate), &DayTotals)> = totals.days.iter().collect();
+    statement
+        .run(
+            conn,
+            &days,
+            |query, ((key_id, day), day_totals)| {
+                query
+                    .bind(key_id.hyphenated())
+                    .bind(*day)
+                    .bind(day_totals.requests)
+                    .bind(day_totals.tokens)
+                    .bind(day_totals.cost_micros)
+                    .bind(day_totals.response_ms_sum)
+            },
+            || "a rollup row".into(),
+        )
+        .await
+}
+
+/// Raises `used_micros` of each prepaid key once by the sum of its charges, and `last_used_at`
+/// of every key to its latest use, as `record_usage` does row by row.
+async fn write_charges(conn: &mut SqliteConnection, totals: &UsageTotals) -> StoreResult<()> {
+    let statement = MultiRow {
+        head: "WITH v (id, cost, at) AS (",
+        columns: 3,
+        tail: ") UPDATE api_keys SET \
+               used_micros = used_micros + CASE WHEN is_standalone THEN v.cost ELSE 0 END, \
+               last_used_at = MAX(COALESCE(last_used_at, v.at), v.at) \
+               FROM v WHERE api_keys.id = v.id",
+    };
+    let keys: Vec<(&Uuid, &KeyTotals)> = totals.keys.iter().collect();
+    statement
+        .run(
+            conn,
+            &keys,
+            |query, (key_id, key_totals)| {
+                query.bind(key_id.hyphenated()).bind(key_totals.cost_micros).bind(key_totals.last_used_at)
+            },
+            || "a key".into(),
+        )
+        .await
+}
