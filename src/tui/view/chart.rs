@@ -144,14 +144,13 @@ fn line_chart(frame: &mut Frame, state: &State, stats: &KeyStats, block: Block, 
     frame.render_widget(chart, area);
 }
 
-/// The range's totals, under the chart.
-pub fn totals(stats: &KeyStats) -> String {
+/// The range's totals, under the chart, in parts: requests, tokens, cost, average response time.
+pub fn totals(stats: &KeyStats) -> [String; 4] {
     let average = stats.avg_response_ms.map_or("no requests".into(), |ms| format!("avg {ms:.0} ms"));
-    format!(
-        "{} days: {} requests · {} tokens · {} · {average}",
-        stats.days,
-        compact_count(stats.total_requests as f64),
-        compact_count(stats.total_tokens as f64),
-        stats.total_cost,
-    )
+    [
+        format!("{} requests", compact_count(stats.total_requests as f64)),
+        format!("{} tokens", compact_count(stats.total_tokens as f64)),
+        stats.total_cost.to_string(),
+        average,
+    ]
 }

@@ -18,6 +18,8 @@ const LABEL_WIDTH: usize = 13;
 const LEDGER_ROWS: usize = crate::tui::effect::DETAIL_LEDGER_ROWS as usize;
 /// The chart's smallest useful height under the fields: title, a few rows of bars, the dates.
 const CHART_MIN_ROWS: u16 = 8;
+/// The narrowest detail that shows ledger rows in full (time, actor, note); below, compact.
+const FULL_LEDGER_WIDTH: u16 = 70;
 /// Width of the compact ledger beside the chart.
 const LEDGER_BESIDE_WIDTH: u16 = 30;
 
@@ -48,35 +50,41 @@ pub fn render(frame: &mut Frame, state: &State, area: Rect) {
 
     let fields = lay_out(fields(&data.key, state), inner.width, theme);
     let field_rows = fields.len() as u16;
-    let totals = Line::styled(chart::totals(&data.stats), theme.text);
+    let totals = field("Totals", chart::totals(&data.stats).map(|part| Span::styled(part, theme.text)));
+    let totals = lay_out(vec![totals], inner.width, theme);
+    let totals_rows = totals.len() as u16;
     let ledger_rows = if data.ledger.is_empty() { 0 } else { data.ledger.len().min(LEDGER_ROWS) as u16 + 1 };
-    let stacked_rows = field_rows + CHART_MIN_ROWS + 1 + ledger_rows;
+    let stacked_rows = field_rows + CHART_MIN_ROWS + totals_rows + ledger_rows;
     // Fields first, then chart, totals and ledger under each other; when that does not fit (a
     // full-screen detail at 80×24), the ledger moves beside the chart in a compact form, and where
     // there is no room for that either, it shows its latest rows and says how many it left out.
     let beside = ledger_rows > 0 && inner.height < stacked_rows && inner.width >= 2 * LEDGER_BESIDE_WIDTH;
     if beside {
         let [fields_area, lower, totals_area] =
-            Layout::vertical([Constraint::Length(field_rows), Constraint::Fill(1), Constraint::Length(1)]).areas(inner);
+            Layout::vertical([Constraint::Length(field_rows), Constraint::Fill(1), Constraint::Length(totals_rows)])
+                .areas(inner);
         let [chart_area, ledger_area] =
             Layout::horizontal([Constraint::Fill(1), Constraint::Length(LEDGER_BESIDE_WIDTH)]).spacing(1).areas(lower);
         frame.render_widget(Paragraph::new(fields), fields_area);
         chart::render(frame, state, &data.stats, chart_area);
         frame.render_widget(Paragraph::new(ledger(data, theme, true, ledger_area.height)), ledger_area);
-        frame.render_widget(totals, totals_area);
+        frame.render_widget(Paragraph::new(totals), totals_area);
     } else {
-        let ledger_room = inner.height.saturating_sub(field_rows + 1 + CHART_MIN_ROWS).min(ledger_rows);
+        let ledger_room = inner.height.saturating_sub(field_rows + totals_rows + CHART_MIN_ROWS).min(ledger_rows);
         let [fields_area, chart_area, totals_area, ledger_area] = Layout::vertical([
             Constraint::Length(field_rows),
             Constraint::Fill(1),
-            Constraint::Length(1),
+            Constraint::Length(totals_rows),
             Constraint::Length(ledger_room),
         ])
         .areas(inner);
         frame.render_widget(Paragraph::new(fields), fields_area);
         chart::render(frame, state, &data.stats, chart_area);
-        frame.render_widget(totals, totals_area);
-        frame.render_widget(Paragraph::new(ledger(data, theme, false, ledger_room)), ledger_area);
+        frame.render_widget(Paragraph::new(totals), totals_area);
+        frame.render_widget(
+            Paragraph::new(ledger(data, theme, inner.width < FULL_LEDGER_WIDTH, ledger_room)),
+            ledger_area,
+        );
     }
 }
 
