@@ -9,8 +9,8 @@ use portable_pty::{CommandBuilder, PtySize, native_pty_system};
 
 use super::Sandbox;
 
-pub const ROWS: u16 = 30;
-pub const COLUMNS: u16 = 120;
+pub const ROWS: u16 = 48;
+pub const COLUMNS: u16 = 160;
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
 pub struct Tui {
