@@ -49,6 +49,8 @@ impl Metric {
     /// A value as written on a bar: `$1.24`, `$120`, `12.3k`.
     fn short(self, value: f64) -> String {
         match self {
+            // A few requests can cost less than a cent: not "$0.00" on a bar that shows.
+            Metric::Cost if value > 0.0 && value < 0.01 => "<$0.01".into(),
             Metric::Cost if value < 10.0 => format!("${value:.2}"),
             Metric::Cost => format!("${}", compact_count(value)),
             Metric::Requests | Metric::Tokens => compact_count(value),
