@@ -186,7 +186,8 @@ impl KeyService {
     /// Finds one key by full id, id prefix (at least 6 characters) or exact name.
     pub async fn resolve_key(&self, reference: &str) -> ServiceResult<ApiKey> {
         let reference = reference.trim();
-        let not_found = || ServiceError::NotFound { kind: "key", reference: reference.to_string() };
+        let shown = self.shown_reference(reference);
+        let not_found = || ServiceError::NotFound { kind: "key", reference: shown.clone() };
         if let Ok(id) = Uuid::parse_str(reference) {
             return self.store.key(id).await?.ok_or_else(not_found);
         }
@@ -204,12 +205,23 @@ impl KeyService {
             0 => Err(not_found()),
             1 => Ok(found.remove(0)),
             _ => Err(ServiceError::Ambiguous {
-                reference: reference.to_string(),
+                reference: shown.clone(),
                 candidates: found
                     .iter()
                     .map(|k| format!("{} ({})", k.id, crate::domain::text::sanitize(&k.name)))
                     .collect(),
             }),
+        }
+    }
+
+    /// A reference as messages (and so the log) may show it: a plaintext key pasted where a
+    /// reference belongs is cut down to its hint, never echoed.
+    fn shown_reference(&self, reference: &str) -> String {
+        let body = reference.strip_prefix(&format!("{}-", self.settings.key_prefix));
+        if body.is_some_and(|body| body.len() >= 16 && body.chars().all(|c| c.is_ascii_alphanumeric())) {
+            format!("{} (a plaintext key, not shown; use the key's id or name)", crypto::key_hint(reference))
+        } else {
+            reference.to_string()
         }
     }
 
