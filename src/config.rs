@@ -9,7 +9,8 @@ use serde::Deserialize;
 
 use crate::domain::{Money, duration::parse_duration};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `Debug` shows the database URL without its password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Config {
     /// Database URL; the command line and `KEYTOP_DB` take precedence.
     pub database_url: Option<String>,
@@ -18,6 +19,18 @@ pub struct Config {
     pub ui: UiConfig,
     /// Action name → key, e.g. `top_up = "t"`; parsed and checked by the TUI's keymap.
     pub keybindings: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("database_url", &self.database_url.as_deref().map(crate::store::redact_url))
+            .field("key_prefix", &self.key_prefix)
+            .field("sweep", &self.sweep)
+            .field("ui", &self.ui)
+            .field("keybindings", &self.keybindings)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

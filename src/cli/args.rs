@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-#[derive(Debug, Parser)]
+/// `Debug` shows the database URL without its password.
+#[derive(Parser)]
 #[command(
     name = "keytop",
     version,
@@ -46,6 +47,21 @@ pub struct Cli {
 
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+impl std::fmt::Debug for Cli {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cli")
+            .field("db", &self.db.as_deref().map(crate::store::redact_url))
+            .field("master_key_file", &self.master_key_file)
+            .field("actor", &self.actor)
+            .field("config", &self.config)
+            .field("json", &self.json)
+            .field("read_only", &self.read_only)
+            .field("demo", &self.demo)
+            .field("command", &self.command)
+            .finish()
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -270,12 +286,19 @@ pub struct RecordArgs {
     pub at: Option<String>,
 }
 
-#[derive(Debug, Args)]
+/// `Debug` never shows the presented key.
+#[derive(Args)]
 pub struct VerifyArgs {
     /// The presented key
     pub plaintext: String,
     #[command(flatten)]
     pub target: RequestTarget,
+}
+
+impl std::fmt::Debug for VerifyArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyArgs").field("plaintext", &"<redacted>").field("target", &self.target).finish()
+    }
 }
 
 #[derive(Debug, Args)]
