@@ -22,6 +22,7 @@ macro_rules! select_keys {
 }
 
 mod balance;
+mod bulk;
 mod list;
 mod reseal;
 mod rows;
@@ -43,7 +44,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::{
-    AdjustOutcome, AuditRecord, BalanceAdjustment, ResealOutcome, Resealer, Store, StoreError, StoreResult,
+    AdjustOutcome, AuditRecord, BalanceAdjustment, BulkLoad, ResealOutcome, Resealer, Store, StoreError, StoreResult,
     SweepReport, UsageOutcome, UsageRecord, VerifyLookup, redact_url,
 };
 use crate::domain::{
@@ -552,6 +553,10 @@ impl Store for PgStore {
 
     async fn reseal_all_keys(&self, reseal: &Resealer<'_>, audit: &AuditRecord) -> StoreResult<ResealOutcome> {
         reseal::reseal_all_keys(&self.pool, reseal, audit).await.map_err(|error| self.store_error(error))
+    }
+
+    async fn bulk_load(&self, batch: &BulkLoad, audit: &AuditRecord) -> StoreResult<()> {
+        self.retrying(|| bulk::load(&self.pool, batch, audit)).await
     }
 
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()> {

@@ -1,0 +1,185 @@
+//! `Store::bulk_load` for PostgreSQL: one transaction per call, each table written by
+//! `INSERT … SELECT FROM UNNEST(…)` of one array per column, so a statement carries tens of
+//! thousands of rows in one round trip.
+//!
+//! Usage rows go in with `ON CONFLICT (request_id) DO NOTHING RETURNING`, and the same
+//! statement rolls up and charges exactly the rows it returned, aggregated per (key, UTC day)
+//! and per key. The effects equal those of the one-by-one operations except the audit trail: one
+//! audit row describes the whole load.
+
+use sqlx::{PgConnection, PgPool};
+
+use super::insert_audit;
+use crate::domain::{ApiKey, LedgerEntry, Money, User};
+use crate::store::{AuditRecord, BulkLoad, UsageRecord};
+
+/// Rows per statement: large enough that round trips do not count, small enough that one
+/// statement's arrays and the server's work memory stay modest.
+const ROWS_PER_STATEMENT: usize = 20_000;
+
+pub(super) async fn load(pool: &PgPool, batch: &BulkLoad, audit: &AuditRecord) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    for users in batch.users.chunks(ROWS_PER_STATEMENT) {
+        insert_users(&mut tx, users).await?;
+    }
+    for keys in batch.keys.chunks(ROWS_PER_STATEMENT) {
+        insert_keys(&mut tx, keys).await?;
+    }
+    for entries in batch.initial_credits.chunks(ROWS_PER_STATEMENT) {
+        insert_ledger_rows(&mut tx, entries).await?;
+    }
+    for usage in batch.usage.chunks(ROWS_PER_STATEMENT) {
+        insert_usage(&mut tx, usage).await?;
+    }
+    insert_audit(&mut tx, audit).await?;
+    tx.commit().await
+}
+
+/// One column of `rows` as a vector, bound as an array.
+fn column<T, V>(rows: &[T], value: impl Fn(&T) -> V) -> Vec<V> {
+    rows.iter().map(value).collect()
+}
+
+async fn insert_users(conn: &mut PgConnection, users: &[User]) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO users (id, name, is_active, created_at) \
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::boolean[], $4::timestamptz[])",
+    )
+    .bind(column(users, |user| user.id))
+    .bind(column(users, |user| user.name.clone()))
+    .bind(column(users, |user| user.is_active))
+    .bind(column(users, |user| user.created_at))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// An allow list as JSON text for a `::jsonb` cast: NULL for unrestricted, never `[]`.
+fn allow_list_text(list: &Option<Vec<String>>) -> Option<String> {
+    list.as_deref().filter(|items| !items.is_empty()).map(|items| serde_json::Value::from(items).to_string())
+}
+
+async fn insert_keys(conn: &mut PgConnection, keys: &[ApiKey]) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO api_keys (id, user_id, key_hash, key_ciphertext, key_hint, name, allowed_providers, \
+         allowed_api_formats, allowed_models, rate_limit, concurrent_limit, expires_at, is_standalone, \
+         credited_micros, used_micros, auto_delete_on_expiry, is_active, last_used_at, created_at, updated_at) \
+         SELECT id, user_id, key_hash, key_ciphertext, key_hint, name, allowed_providers::jsonb, \
+         allowed_api_formats::jsonb, allowed_models::jsonb, rate_limit, concurrent_limit, expires_at, is_standalone, \
+         credited_micros, used_micros, auto_delete_on_expiry, is_active, last_used_at, created_at, updated_at \
+         FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+         $8::text[], $9::text[], $10::bigint[], $11::bigint[], $12::timestamptz[], $13::boolean[], $14::bigint[], \
+         $15::bigint[], $16::boolean[], $17::boolean[], $18::timestamptz[], $19::timestamptz[], $20::timestamptz[]) \
+         AS k (id, user_id, key_hash, key_ciphertext, key_hint, name, allowed_providers, allowed_api_formats, \
+         allowed_models, rate_limit, concurrent_limit, expires_at, is_standalone, credited_micros, used_micros, \
+         auto_delete_on_expiry, is_active, last_used_at, created_at, updated_at)",
+    )
+    .bind(column(keys, |key| key.id))
+    .bind(column(keys, |key| key.user_id))
+    .bind(column(keys, |key| key.key_hash.clone()))
+    .bind(column(keys, |key| key.key_ciphertext.clone()))
+    .bind(column(keys, |key| key.key_hint.clone()))
+    .bind(column(keys, |key| key.name.clone()))
+    .bind(column(keys, |key| allow_list_text(&key.allowed_providers)))
+    .bind(column(keys, |key| allow_list_text(&key.allowed_api_formats)))
+    .bind(column(keys, |key| allow_list_text(&key.allowed_models)))
+    .bind(column(keys, |key| key.rate_limit))
+    .bind(column(keys, |key| key.concurrent_limit))
+    .bind(column(keys, |key| key.expires_at))
+    .bind(column(keys, |key| key.is_standalone))
+    .bind(column(keys, |key| key.credited.map(Money::micros)))
+    .bind(column(keys, |key| key.used.micros()))
+    .bind(column(keys, |key| key.auto_delete_on_expiry))
+    .bind(column(keys, |key| key.is_active))
+    .bind(column(keys, |key| key.last_used_at))
+    .bind(column(keys, |key| key.created_at))
+    .bind(column(keys, |key| key.updated_at))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn insert_ledger_rows(conn: &mut PgConnection, entries: &[LedgerEntry]) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO balance_ledger (api_key_id, at, actor, delta_micros, credited_after, note, idempotency_key) \
+         SELECT * FROM UNNEST($1::uuid[], $2::timestamptz[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], \
+         $7::text[])",
+    )
+    .bind(column(entries, |entry| entry.api_key_id))
+    .bind(column(entries, |entry| entry.at))
+    .bind(column(entries, |entry| entry.actor.clone()))
+    .bind(column(entries, |entry| entry.delta.micros()))
+    .bind(column(entries, |entry| entry.credited_after.map(Money::micros)))
+    .bind(column(entries, |entry| entry.note.clone()))
+    .bind(column(entries, |entry| entry.idempotency_key.clone()))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// One statement: the rows of known keys whose request id is new go in (for a request id twice
+/// in the arrays, the first), then the rollups and charges of exactly those rows.
+async fn insert_usage(conn: &mut PgConnection, usage: &[UsageRecord]) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "WITH inserted AS ( \
+           INSERT INTO usage (request_id, api_key_id, provider, model, api_format, total_tokens, cost_micros, \
+                              response_time_ms, created_at) \
+           SELECT u.request_id, u.api_key_id, u.provider, u.model, u.api_format, u.total_tokens, u.cost_micros, \
+                  u.response_time_ms, u.created_at \
+           FROM UNNEST($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], \
+                       $8::bigint[], $9::timestamptz[]) WITH ORDINALITY \
+             AS u (request_id, api_key_id, provider, model, api_format, total_tokens, cost_micros, \
+                   response_time_ms, created_at, position) \
+           WHERE EXISTS (SELECT 1 FROM api_keys k WHERE k.id = u.api_key_id) \
+           ORDER BY u.position \
+           ON CONFLICT (request_id) DO NOTHING \
+           RETURNING api_key_id, total_tokens, cost_micros, response_time_ms, created_at), \
+         daily AS ( \
+           INSERT INTO usage_daily AS d (api_key_id, day, requests, tokens, cost_micros, response_ms_sum) \
+           SELECT api_key_id, (created_at AT TIME ZONE 'UTC')::date, COUNT(*), SUM(total_tokens)::bigint, \
+                  SUM(cost_micros)::bigint, COALESCE(SUM(response_time_ms), 0)::bigint \
+           FROM inserted GROUP BY 1, 2 \
+           ON CONFLICT (api_key_id, day) DO UPDATE SET \
+             requests = d.requests + EXCLUDED.requests, \
+             tokens = d.tokens + EXCLUDED.tokens, \
+             cost_micros = d.cost_micros + EXCLUDED.cost_micros, \
+             response_ms_sum = d.response_ms_sum + EXCLUDED.response_ms_sum) \
+         UPDATE api_keys k SET \
+           used_micros = k.used_micros + CASE WHEN k.is_standalone THEN per_key.cost ELSE 0 END, \
+           last_used_at = GREATEST(k.last_used_at, per_key.last_at) \
+         FROM (SELECT api_key_id, SUM(cost_micros)::bigint AS cost, MAX(created_at) AS last_at \
+               FROM inserted GROUP BY api_key_id) AS per_key \
+         WHERE k.id = per_key.api_key_id",
+    )
+    .bind(column(usage, |row| row.request_id.clone()))
+    .bind(column(usage, |row| row.api_key_id))
+    .bind(column(usage, |row| row.provider.clone()))
+    .bind(column(usage, |row| row.model.clone()))
+    .bind(column(usage, |row| row.api_format.clone()))
+    .bind(column(usage, |row| row.total_tokens))
+    .bind(column(usage, |row| row.cost.micros()))
+    .bind(column(usage, |row| row.response_time_ms))
+    .bind(column(usage, |row| row.created_at))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    #[test]
+    fn allow_lists_are_null_or_a_non_empty_json_array() {
+        assert_eq!(allow_list_text(&None), None);
+        assert_eq!(allow_list_text(&Some(vec![])), None);
+        assert_eq!(allow_list_text(&Some(vec!["a\"b".into()])).as_deref(), Some(r#"["a\"b"]"#));
+    }
+
+    #[test]
+    fn columns_follow_row_order() {
+        let ids = [Uuid::from_u128(2), Uuid::from_u128(1)];
+        assert_eq!(column(&ids, |id| id.as_u128()), vec![2, 1]);
+    }
+}
