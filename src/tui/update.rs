@@ -11,7 +11,7 @@ use crate::store::SweepReport;
 
 use super::effect::{Call, Effect};
 use super::event::{Event, Outcome};
-use super::forms::{FieldValue, Form, FormKind};
+use super::forms::{FieldValue, Form, FormKind, top_up_preview};
 use super::keymap::{Action, Context, KeyChord};
 use super::paging::{PageRequest, Placement};
 use super::state::{
@@ -307,10 +307,9 @@ fn with_current_key(state: &mut State, then: impl FnOnce(&mut State, ApiKey) -> 
 fn open_top_up(state: &mut State, key: ApiKey) -> Vec<Effect> {
     let name = sanitize(&key.name).into_owned();
     match key.balance() {
-        None => state.toast(
-            ToastKind::Error,
-            format!("{name} is not a prepaid key: its usage is billed to its owner, so it has no balance to top up"),
-        ),
+        None => {
+            state.toast(ToastKind::Error, format!("{name} is not prepaid (billed to its owner): no balance to top up"))
+        }
         Some(balance) if balance.remaining.is_none() => {
             state.toast(ToastKind::Error, format!("{name} has an unlimited balance: there is nothing to top up"))
         }
@@ -348,7 +347,12 @@ fn submit_form(state: &mut State) -> Vec<Effect> {
         // Large amounts ask again, above the form, which stays open underneath.
         Ok(Call::TopUp { key_id, amount, note }) if amount.abs() >= threshold => {
             let title = format!("Apply {amount}? ({})", form.title());
-            let lines = vec![format!("{amount} is at or above the confirmation threshold of {threshold}.")];
+            let mut lines = vec![format!("{amount} is at or above the confirmation threshold of {threshold}.")];
+            if let FormKind::TopUp(key) = &form.kind
+                && let Ok(preview) = top_up_preview(key, amount)
+            {
+                lines.push(format!("Result: {preview}"));
+            }
             confirm(state, title, lines, Confirmed::TopUp { key_id, amount, note })
         }
         Ok(call) => write(state, call),

@@ -331,6 +331,7 @@ fn top_up_previews_confirms_large_amounts_and_updates_the_row() {
     assert!(press(&mut state, "enter").is_empty(), "at the threshold: a confirmation first");
     let Modal::Confirm(confirm) = top_modal(&state) else { panic!("{:?}", state.modals) };
     assert!(matches!(confirm.action, Confirmed::TopUp { amount, .. } if amount == Money::from_usd(1000)));
+    assert!(confirm.lines.contains(&"Result: remaining $10.00 → $1,010.00".to_string()), "{:?}", confirm.lines);
     press(&mut state, "n");
     assert!(matches!(top_modal(&state), Modal::Form(_)), "back in the form");
 
@@ -376,7 +377,7 @@ fn top_up_on_a_key_that_is_not_prepaid_says_why() {
     press(&mut state, "j");
     press(&mut state, "t");
     assert!(state.modals.is_empty());
-    assert!(toast(&state).contains("not a prepaid key"));
+    assert!(toast(&state).contains("not prepaid"));
 }
 
 #[test]

@@ -126,6 +126,8 @@ fn line_chart(frame: &mut Frame, state: &State, stats: &KeyStats, block: Block, 
     let highest = points.iter().map(|&(_, value)| value).fold(0.0, f64::max);
     // Headroom above the tallest bar; an empty range still gets a readable axis.
     let top = if highest > 0.0 { highest * 1.1 } else { 1.0 };
+    // Counts are whole: an even top keeps the middle label a whole number too (0, 1, 2 req).
+    let top = if metric == Metric::Cost { top } else { (top / 2.0).ceil() * 2.0 };
     let last_index = stats.daily.len().saturating_sub(1);
     let day_label = |index: usize| stats.daily.get(index).map_or(String::new(), |d| d.day.format("%b %d").to_string());
 
@@ -150,7 +152,10 @@ fn line_chart(frame: &mut Frame, state: &State, stats: &KeyStats, block: Block, 
 pub fn totals(stats: &KeyStats) -> [String; 4] {
     let average = stats.avg_response_ms.map_or("no requests".into(), |ms| format!("avg {ms:.0} ms"));
     [
-        format!("{} requests", compact_count(stats.total_requests as f64)),
+        match stats.total_requests {
+            1 => "1 request".into(),
+            count => format!("{} requests", compact_count(count as f64)),
+        },
         format!("{} tokens", compact_count(stats.total_tokens as f64)),
         stats.total_cost.to_string(),
         average,

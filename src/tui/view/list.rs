@@ -53,12 +53,13 @@ impl Column {
         match self {
             Column::Status => Constraint::Length(9),
             Column::Name => Constraint::Fill(1),
-            Column::Owner => Constraint::Length(12),
+            Column::Owner => Constraint::Length(10),
             Column::Hint => Constraint::Length(17),
-            Column::Remaining => Constraint::Length(12),
+            // Whole cents: `$1,996.43`, `unlimited`.
+            Column::Remaining => Constraint::Length(10),
             Column::Rate => Constraint::Length(9),
             Column::Expires => Constraint::Length(15),
-            Column::LastUsed => Constraint::Length(10),
+            Column::LastUsed => Constraint::Length(9),
         }
     }
 
