@@ -269,8 +269,12 @@ impl UsageGenerator {
         if at > self.now {
             at = self.now - Duration::milliseconds(self.rng.gen_range(0..3_600_000));
         }
-        // A key cannot be used before it existed: fold such rows into its first day.
-        at = at.max(key_created);
+        // A key cannot be used before it existed: such a row moves to a random moment of the
+        // key's life (folding them onto its first day would draw a false spike there).
+        if at < key_created {
+            let life_ms = (self.now - key_created).num_milliseconds().max(1);
+            at = key_created + Duration::milliseconds(self.rng.gen_range(0..life_ms));
+        }
         let (provider, model, price_per_1k) = *pick(&mut self.rng, MODELS);
         let tokens: i64 = (200.0 * (self.rng.r#gen::<f64>() * 4.0).exp()) as i64;
         self.serial += 1;
