@@ -22,7 +22,7 @@ pub fn render(frame: &mut Frame, state: &State, secret: &Secret) {
         Line::default(),
         Line::styled("The copy goes through your terminal (OSC 52), so it also works over SSH.", theme.muted),
     ];
-    let inner = popup(frame, state, &title, 76, 9);
+    let inner = popup(frame, state, &title, 76, lines.len() as u16 + 2);
     frame.render_widget(
         Paragraph::new(lines).wrap(Wrap { trim: false }),
         inner.inner(ratatui::layout::Margin::new(1, 0)),
