@@ -53,7 +53,7 @@ impl Column {
         match self {
             Column::Status => Constraint::Length(9),
             Column::Name => Constraint::Fill(1),
-            Column::Owner => Constraint::Length(10),
+            Column::Owner => Constraint::Length(12),
             Column::Hint => Constraint::Length(17),
             // Whole cents: `$1,996.43`, `unlimited`.
             Column::Remaining => Constraint::Length(10),
