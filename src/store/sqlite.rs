@@ -693,12 +693,7 @@ fn push_list_query(builder: &mut QueryBuilder<Sqlite>, query: &KeyQuery, now: Da
         }
     }
     if let Some(filter) = query.filter.as_deref().map(str::trim).filter(|text| !text.is_empty()) {
-        let contains = format!("%{}%", escape_like(filter));
-        let id_prefix = format!("{}%", escape_like(&filter.to_ascii_lowercase()));
-        builder.push(" AND (k.name LIKE ").push_bind(contains.clone()).push(" ESCAPE '\\'");
-        builder.push(" OR u.name LIKE ").push_bind(contains.clone()).push(" ESCAPE '\\'");
-        builder.push(" OR k.key_hint LIKE ").push_bind(contains).push(" ESCAPE '\\'");
-        builder.push(" OR k.id LIKE ").push_bind(id_prefix).push(" ESCAPE '\\')");
+        push_filter(builder, filter);
     }
     let sort = sort_expression(query.sort, "k");
     // Walking backwards from a `Before` cursor reverses the order; `list_keys` flips the page.
@@ -723,6 +718,35 @@ fn push_list_query(builder: &mut QueryBuilder<Sqlite>, query: &KeyQuery, now: Da
     let direction = if descending { "DESC" } else { "ASC" };
     builder.push(format_args!(" ORDER BY {sort} {direction}, k.id {direction} LIMIT "));
     builder.push_bind(i64::from(query.limit));
+}
+
+/// Shortest filter the trigram index answers: a trigram is three characters.
+const TRIGRAM_CHARS: usize = 3;
+
+/// Keeps the keys whose name, owner name or key hint contains `filter` (case-insensitive `LIKE`,
+/// so ASCII case only), or whose id starts with it.
+///
+/// Each of the four conditions is one an index answers, so SQLite ORs their row sets instead of
+/// scanning every key: name and hint through the FTS5 trigram index of migration `0003` (which
+/// folds case more widely than `LIKE`, so `LIKE` re-checks what it returns), the owner through
+/// `api_keys_user`, the id prefix as a range on the primary key (ids hold only `[0-9a-f-]`, all
+/// below `~`). Filters shorter than a trigram match with `LIKE` alone.
+fn push_filter(builder: &mut QueryBuilder<Sqlite>, filter: &str) {
+    let contains = format!("%{}%", escape_like(filter));
+    let id_low = filter.to_ascii_lowercase();
+    let id_high = format!("{id_low}~");
+    if filter.chars().count() >= TRIGRAM_CHARS {
+        // One FTS5 phrase (quotes doubled), matched as a substring by the trigram tokenizer.
+        let phrase = format!("\"{}\"", filter.replace('"', "\"\""));
+        builder.push(" AND ((k.rowid IN (SELECT rowid FROM api_keys_fts WHERE api_keys_fts MATCH ").push_bind(phrase);
+        builder.push(") AND (k.name LIKE ").push_bind(contains.clone()).push(" ESCAPE '\\'");
+        builder.push(" OR k.key_hint LIKE ").push_bind(contains.clone()).push(" ESCAPE '\\'))");
+    } else {
+        builder.push(" AND ((k.name LIKE ").push_bind(contains.clone()).push(" ESCAPE '\\'");
+        builder.push(" OR k.key_hint LIKE ").push_bind(contains.clone()).push(" ESCAPE '\\')");
+    }
+    builder.push(" OR k.user_id IN (SELECT id FROM users WHERE name LIKE ").push_bind(contains).push(" ESCAPE '\\')");
+    builder.push(" OR (k.id >= ").push_bind(id_low).push(" AND k.id < ").push_bind(id_high).push("))");
 }
 
 /// Makes `%`, `_` and `\` match themselves in a `LIKE … ESCAPE '\'` pattern.
