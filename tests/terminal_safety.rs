@@ -196,7 +196,7 @@ fn the_tui_never_writes_a_sequence_that_came_from_the_database() {
             ("e", format!("Edit {name}"), "\x1b"),
             ("d", format!("Disable {name}?"), "n"),
             ("D", format!("Purge {name}?"), "n"),
-            ("?", "Show all keys".to_string(), "\x1b"),
+            ("?", "Show this help".to_string(), "\x1b"),
         ] {
             tui.type_keys(open);
             tui.wait_for_text(&title);

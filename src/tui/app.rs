@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crossterm::event::{Event as TerminalEvent, EventStream};
+use crossterm::event::{Event as TerminalEvent, EventStream, KeyEventKind};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, Interval, MissedTickBehavior, interval_at, sleep_until};
@@ -22,7 +22,12 @@ const FRAME_INTERVAL: Duration = Duration::from_millis(16);
 /// How often relative times ("in 3d") and toasts move on.
 const TICK: Duration = Duration::from_secs(1);
 
-pub async fn run_loop(mut tui: TerminalGuard, mut state: State, service: KeyService) -> anyhow::Result<()> {
+pub async fn run_loop(
+    mut tui: TerminalGuard,
+    mut state: State,
+    service: KeyService,
+    mut hangup: Hangup,
+) -> anyhow::Result<()> {
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let runner = Runner::new(service.clone(), events_tx);
     let mut input = EventStream::new();
@@ -53,6 +58,7 @@ pub async fn run_loop(mut tui: TerminalGuard, mut state: State, service: KeyServ
                 None => break, // the terminal is gone
             },
             Some(event) = events.recv() => event,
+            () = hangup.recv() => Event::Terminated,
             _ = tick.tick() => Event::Tick(service.now()),
             _ = refresh.tick() => Event::RefreshDue,
             Some(_) = next_tick(&mut sweep) => Event::SweepDue,
@@ -83,8 +89,45 @@ async fn next_tick(timer: &mut Option<Interval>) -> Option<Instant> {
     }
 }
 
+/// The signals that end the session as if the admin had quit: SIGTERM and SIGHUP (the terminal
+/// or the SSH session closed). Caught, the loop returns normally, so the terminal is restored and
+/// whatever the caller cleans up on return (the demo's database) goes too.
+pub struct Hangup {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Hangup {
+    /// Starts listening; from then on these signals no longer kill the process outright.
+    pub fn new() -> std::io::Result<Hangup> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Hangup { term: signal(SignalKind::terminate())?, hup: signal(SignalKind::hangup())? })
+        }
+        #[cfg(not(unix))]
+        Ok(Hangup {})
+    }
+
+    /// Resolves when one of the signals arrives.
+    pub async fn recv(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.hup.recv() => {}
+        }
+        #[cfg(not(unix))]
+        std::future::pending::<()>().await
+    }
+}
+
+/// A terminal event as the loop's event. Key releases (sent by terminals with keyboard
+/// enhancement) are dropped here, so a key acts once, on its press, and wakes nothing.
 fn translate(event: TerminalEvent) -> Option<Event> {
     match event {
+        TerminalEvent::Key(key) if key.kind == KeyEventKind::Release => None,
         TerminalEvent::Key(key) => Some(Event::Key(key)),
         TerminalEvent::Paste(text) => Some(Event::Paste(text)),
         TerminalEvent::Resize(width, height) => Some(Event::Resize(width, height)),
@@ -101,4 +144,27 @@ fn run_effects(effects: Vec<Effect>, runner: &Runner, tui: &mut TerminalGuard) -
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crossterm::event::{KeyCode, KeyEvent, KeyEventState, KeyModifiers};
+
+    use super::*;
+
+    fn key(kind: KeyEventKind) -> TerminalEvent {
+        TerminalEvent::Key(KeyEvent {
+            code: KeyCode::Char('j'),
+            modifiers: KeyModifiers::NONE,
+            kind,
+            state: KeyEventState::NONE,
+        })
+    }
+
+    #[test]
+    fn key_releases_never_reach_update() {
+        assert!(translate(key(KeyEventKind::Release)).is_none());
+        assert!(matches!(translate(key(KeyEventKind::Press)), Some(Event::Key(_))));
+        assert!(matches!(translate(key(KeyEventKind::Repeat)), Some(Event::Key(_))));
+    }
 }

@@ -20,6 +20,8 @@ pub enum Event {
     Tick(DateTime<Utc>),
     RefreshDue,
     SweepDue,
+    /// SIGTERM or SIGHUP: the terminal or the session is going away; quit like `q`.
+    Terminated,
     /// The filter box has been still for the debounce delay since edit number `edit`.
     FilterSettled {
         edit: u64,

@@ -6,6 +6,8 @@
 //! when something changed.
 
 mod app;
+#[doc(hidden)]
+pub mod bench;
 mod effect;
 mod event;
 mod forms;
@@ -29,6 +31,7 @@ use anyhow::Context as _;
 use crate::config::{SweepConfig, UiConfig};
 use crate::service::KeyService;
 
+pub use app::Hangup;
 use keymap::Keymap;
 use state::{Session, State};
 use theme::Theme;
@@ -44,14 +47,21 @@ pub struct TuiOptions {
     pub keybindings: BTreeMap<String, String>,
 }
 
-/// Runs the TUI until the admin quits. The terminal is restored on every way out.
+/// Runs the TUI until the admin quits (or SIGTERM/SIGHUP). The terminal is restored on every way
+/// out.
 pub async fn run(service: KeyService, options: TuiOptions) -> anyhow::Result<()> {
+    run_with_hangup(service, options, Hangup::new()?).await
+}
+
+/// [`run`] with signal listeners the caller set up earlier, so that a signal arriving before the
+/// TUI starts (while the demo fills its database) is not lost.
+pub async fn run_with_hangup(service: KeyService, options: TuiOptions, hangup: Hangup) -> anyhow::Result<()> {
     // Checked before the terminal changes mode, so a bad config reads like any other error.
     let session = session(&service, &options)?;
     let guard = terminal::TerminalGuard::enter().context("cannot set up the terminal")?;
     let size = guard.terminal.size().context("cannot read the terminal size")?;
     let state = State::new(session, service.now(), (size.width, size.height));
-    app::run_loop(guard, state, service).await
+    app::run_loop(guard, state, service, hangup).await
 }
 
 fn session(service: &KeyService, options: &TuiOptions) -> anyhow::Result<Session> {

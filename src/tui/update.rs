@@ -54,6 +54,10 @@ pub fn update(state: &mut State, event: Event) -> Vec<Effect> {
         Event::RefreshDue if state.auto_refresh => refresh(state),
         Event::RefreshDue => Vec::new(),
         Event::SweepDue => vec![call(state, Call::Sweep { dry_run: false })],
+        Event::Terminated => {
+            state.quit = true;
+            Vec::new()
+        }
         Event::FilterSettled { edit } if edit == state.list.filter_edits && state.filter_box.is_some() => {
             reload_from_start(state, Focus::First)
         }

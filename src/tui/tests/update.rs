@@ -1,6 +1,6 @@
 //! `update()` for every action: feed events, check the state and the effects.
 
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use crate::domain::{KeyScope, Money, PageFrom, SortKey, SweptKey};
 use crate::service::TopUp;
@@ -8,6 +8,7 @@ use crate::store::SweepReport;
 use crate::tui::effect::{Call, Effect};
 use crate::tui::event::{CreatedSecret, Event, Outcome};
 use crate::tui::fixtures::{NOW, detail_data, keys, loaded_state, prepaid_key, session, user_key};
+use crate::tui::keymap::{Action, Context};
 use crate::tui::paging::Window;
 use crate::tui::state::{Confirmed, Metric, Modal, RequestId, Screen, State, ToastKind};
 use crate::tui::theme::Theme;
@@ -99,6 +100,52 @@ fn help_opens_over_the_screen_and_closes() {
     assert!(matches!(top_modal(&state), Modal::Help { scroll: 0 }));
     press(&mut state, "esc");
     assert!(state.modals.is_empty());
+}
+
+#[test]
+fn the_help_binding_says_it_shows_this_help_not_the_api_keys() {
+    let state = list_state();
+    for context in [Context::List, Context::Detail] {
+        let help = state.session.keymap.bindings(context).find(|b| b.action == Action::Help).unwrap();
+        assert_eq!(help.description, "Show this help", "in {context:?}");
+    }
+}
+
+#[test]
+fn sigterm_or_sighup_quits_like_q() {
+    let mut state = list_state();
+    press(&mut state, "?");
+    assert!(update(&mut state, Event::Terminated).is_empty());
+    assert!(state.quit, "even with a dialog open");
+}
+
+#[test]
+fn key_releases_never_act() {
+    let mut state = list_state();
+    let with_kind = |kind| Event::Key(KeyEvent::new_with_kind(KeyCode::Char('j'), KeyModifiers::NONE, kind));
+    update(&mut state, with_kind(KeyEventKind::Press));
+    assert!(update(&mut state, with_kind(KeyEventKind::Release)).is_empty());
+    assert_eq!(state.list.selected, 1, "a press and its release move one row");
+    update(&mut state, with_kind(KeyEventKind::Repeat));
+    assert_eq!(state.list.selected, 2, "a held key repeats");
+    // In a text field too: the release of a typed character types nothing.
+    press(&mut state, "/");
+    update(
+        &mut state,
+        Event::Key(KeyEvent::new_with_kind(KeyCode::Char('x'), KeyModifiers::NONE, KeyEventKind::Press)),
+    );
+    update(
+        &mut state,
+        Event::Key(KeyEvent::new_with_kind(KeyCode::Char('x'), KeyModifiers::NONE, KeyEventKind::Release)),
+    );
+    assert_eq!(state.list.filter, "x");
+    // And `q` released after an `Esc` closed the filter does not quit.
+    press(&mut state, "esc");
+    update(
+        &mut state,
+        Event::Key(KeyEvent::new_with_kind(KeyCode::Char('q'), KeyModifiers::NONE, KeyEventKind::Release)),
+    );
+    assert!(!state.quit);
 }
 
 fn help_scroll(state: &State) -> usize {
