@@ -55,13 +55,15 @@ pub(super) async fn list_keys(pool: &PgPool, query: &KeyQuery) -> Result<Vec<Api
             .push("))");
     }
     if let Some(text) = query.filter.as_deref().map(str::trim).filter(|text| !text.is_empty()) {
+        // Each condition on `k` alone, so the planner can OR index bitmaps (trigram indexes on
+        // name and hint, `api_keys_user`, the id-text index of migration 0003).
         let anywhere = format!("%{}%", escape_like(text));
         let id_prefix = format!("{}%", escape_like(&text.to_lowercase()));
         sql.push(" AND (k.name ILIKE ")
             .push_bind(anywhere.clone())
-            .push(r" ESCAPE '\' OR u.name ILIKE ")
+            .push(r" ESCAPE '\' OR k.user_id IN (SELECT id FROM users WHERE name ILIKE ")
             .push_bind(anywhere.clone())
-            .push(r" ESCAPE '\' OR k.key_hint ILIKE ")
+            .push(r" ESCAPE '\') OR k.key_hint ILIKE ")
             .push_bind(anywhere)
             .push(r" ESCAPE '\' OR k.id::text LIKE ")
             .push_bind(id_prefix)

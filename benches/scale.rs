@@ -1,0 +1,612 @@
+//! `cargo bench --bench scale`: keytop at scale against the floor.
+//!
+//! Builds a database with the demo generator (SQLite always; PostgreSQL too when
+//! `KEYTOP_TEST_POSTGRES` holds a server URL, in a fresh database dropped afterwards), then times
+//! each operation as the product runs it (through `KeyService`) and its floor: the least database
+//! work the operation needs, as plain sqlx statements on the same database, in the same run,
+//! alternating with keytop's runs. Figures are medians of `RUNS` runs.
+//!
+//! `KEYTOP_BENCH_SCALE`: `small` (default: 50,000 keys, 500,000 usage rows), `full` (1,000,000
+//! keys, 10,000,000 usage rows) or `KEYS:USAGE_ROWS`. Half the keys are made expired for the
+//! sweep, which runs last, once, in a child process that reports its peak RSS (VmHWM).
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use keytop::crypto::MasterKey;
+use keytop::demo::{self, DemoSpec};
+use keytop::domain::{KeyQuery, Money, PageFrom, SortKey};
+use keytop::service::{KeyService, NewKeySpec, ServiceSettings, UsageInput, VerifyRequest};
+use keytop::store;
+use sqlx::{AssertSqlSafe, Connection, PgPool, SqlitePool};
+use uuid::Uuid;
+
+const RUNS: usize = 5;
+/// Child-process mode: sweep the database at this URL and report time and peak memory.
+const SWEEP_CHILD: &str = "KEYTOP_BENCH_SWEEP_URL";
+
+struct Scale {
+    name: String,
+    keys: u32,
+    usage_rows: u64,
+}
+
+fn scale() -> Scale {
+    let text = std::env::var("KEYTOP_BENCH_SCALE").unwrap_or_else(|_| "small".into());
+    let (keys, usage_rows) = match text.as_str() {
+        "small" => (50_000, 500_000),
+        "full" => (1_000_000, 10_000_000),
+        custom => {
+            let (keys, usage) = custom.split_once(':').expect("KEYTOP_BENCH_SCALE: small, full or KEYS:USAGE_ROWS");
+            (keys.parse().expect("a key count"), usage.parse().expect("a usage row count"))
+        }
+    };
+    Scale { name: text, keys, usage_rows }
+}
+
+/// The plain-sqlx side of one backend.
+enum Raw {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs the same statement text on either backend (placeholders written `$1`…, which SQLite
+/// accepts too) with the binds the closure adds.
+macro_rules! raw {
+    ($raw:expr, $sql:expr, |$q:ident| $bind:expr, $method:ident) => {
+        match $raw {
+            Raw::Sqlite(pool) => {
+                let $q = sqlx::query(AssertSqlSafe($sql.to_string()));
+                $bind.$method(pool).await.map(|_| ())
+            }
+            Raw::Postgres(pool) => {
+                let $q = sqlx::query(AssertSqlSafe($sql.to_string()));
+                $bind.$method(pool).await.map(|_| ())
+            }
+        }
+        .expect("floor statement")
+    };
+}
+
+/// Median of `RUNS` alternating runs of keytop and its floor, each run `iterations` operations;
+/// returns the median time per operation of each.
+async fn side_by_side<K, KF, F, FF>(iterations: usize, mut keytop: K, mut floor: F) -> (Duration, Duration)
+where
+    K: FnMut(usize) -> KF,
+    KF: Future<Output = ()>,
+    F: FnMut(usize) -> FF,
+    FF: Future<Output = ()>,
+{
+    let mut ours = Vec::new();
+    let mut floors = Vec::new();
+    let mut serial = 0;
+    // One warm-up run of each, not counted.
+    for run in 0..=RUNS {
+        let started = Instant::now();
+        for _ in 0..iterations {
+            serial += 1;
+            keytop(serial).await;
+        }
+        let k = started.elapsed() / iterations as u32;
+        let started = Instant::now();
+        for _ in 0..iterations {
+            serial += 1;
+            floor(serial).await;
+        }
+        let f = started.elapsed() / iterations as u32;
+        if run > 0 {
+            ours.push(k);
+            floors.push(f);
+        }
+    }
+    (median(ours), median(floors))
+}
+
+fn median(mut values: Vec<Duration>) -> Duration {
+    values.sort();
+    values[values.len() / 2]
+}
+
+struct Report {
+    backend: &'static str,
+    rows: Vec<[String; 6]>,
+}
+
+impl Report {
+    /// A throughput row: keytop must reach `min_ratio` × the floor's operations per second.
+    fn throughput(&mut self, operation: &str, ours: Duration, floor: Duration, min_ratio: f64) {
+        let ratio = floor.as_secs_f64() / ours.as_secs_f64();
+        self.rows.push([
+            operation.into(),
+            format!("{:.0}/s", 1.0 / ours.as_secs_f64()),
+            format!("{:.0}/s", 1.0 / floor.as_secs_f64()),
+            format!("{ratio:.2}×"),
+            format!("≥ {min_ratio} × floor"),
+            verdict(ratio >= min_ratio),
+        ]);
+    }
+
+    /// A latency row: keytop must stay under `limit`.
+    fn latency(&mut self, operation: &str, ours: Duration, floor: Duration, limit: Duration) {
+        self.rows.push([
+            operation.into(),
+            format_duration(ours),
+            format_duration(floor),
+            format!("{:.2}×", ours.as_secs_f64() / floor.as_secs_f64()),
+            format!("≤ {}", format_duration(limit)),
+            verdict(ours <= limit),
+        ]);
+    }
+
+    fn print(&self) {
+        println!("\n### {}\n", self.backend);
+        println!("| operation | keytop | floor | ratio | target | met |");
+        println!("|---|---|---|---|---|---|");
+        for row in &self.rows {
+            println!("| {} |", row.join(" | "));
+        }
+    }
+}
+
+fn verdict(met: bool) -> String {
+    if met { "yes".into() } else { "**no**".into() }
+}
+
+fn format_duration(duration: Duration) -> String {
+    let ms = duration.as_secs_f64() * 1000.0;
+    if ms >= 1000.0 { format!("{:.2} s", ms / 1000.0) } else { format!("{ms:.3} ms") }
+}
+
+fn service_over(store: Arc<dyn store::Store>) -> KeyService {
+    let (master_key, _) = MasterKey::generate();
+    KeyService::new(store, Ok(master_key), ServiceSettings::default(), "bench".into())
+}
+
+async fn bench_backend(backend: &'static str, url: &str, scale: &Scale) -> Report {
+    let mut report = Report { backend, rows: Vec::new() };
+    let store = store::open(url).await.expect("open the bench database");
+    let service = service_over(store);
+    let raw = match backend {
+        "sqlite" => Raw::Sqlite(SqlitePool::connect(url).await.unwrap()),
+        _ => Raw::Postgres(PgPool::connect(url).await.unwrap()),
+    };
+
+    // Data, through the product's generator.
+    let spec = DemoSpec {
+        users: (scale.keys / 100).max(30),
+        keys: scale.keys,
+        days: 90,
+        usage_rows: scale.usage_rows,
+        seed: 7,
+    };
+    let started = Instant::now();
+    demo::fill(&service, &spec, false).await.expect("demo fill");
+    let fill = started.elapsed();
+    println!(
+        "[{backend}] generated {} keys and {} usage rows in {:.1?} ({:.0} rows/s overall)",
+        scale.keys,
+        scale.usage_rows,
+        fill,
+        (f64::from(scale.keys) + scale.usage_rows as f64) / fill.as_secs_f64()
+    );
+    let started = Instant::now();
+    demo::fill(&service, &DemoSpec { users: 1, keys: 1, days: 90, usage_rows: 500_000, seed: 8 }, false)
+        .await
+        .expect("usage fill");
+    println!(
+        "[{backend}] usage generation alone: {:.0} rows/s (500,000 rows onto one key)",
+        500_000.0 / started.elapsed().as_secs_f64()
+    );
+
+    // Half the keys expired, half never expiring: the sweep's workload.
+    let now = service.now();
+    let day_ago = now - chrono::Duration::days(1);
+    let half = if backend == "sqlite" { "rowid % 2 = 0" } else { "get_byte(uuid_send(id), 15) % 2 = 0" };
+    let expire_sql = format!("UPDATE api_keys SET expires_at = CASE WHEN {half} THEN $1 ELSE NULL END");
+    match &raw {
+        Raw::Sqlite(pool) => {
+            sqlx::query(AssertSqlSafe(expire_sql)).bind(day_ago.timestamp_millis()).execute(pool).await.map(|_| ())
+        }
+        Raw::Postgres(pool) => sqlx::query(AssertSqlSafe(expire_sql)).bind(day_ago).execute(pool).await.map(|_| ()),
+    }
+    .expect("expire half the keys");
+
+    // Keys the bench drives: plaintexts are only known at creation.
+    let owner = service.add_user("bench-owner").await.expect("owner");
+    let mut spec = NewKeySpec::new(owner.name.clone());
+    spec.standalone = true;
+    spec.balance = Some(Money::from_usd(1_000_000));
+    spec.rate_limit = None;
+    let mut bench_keys = Vec::new();
+    for _ in 0..64 {
+        bench_keys.push(service.create_key(&spec).await.expect("bench key"));
+    }
+    let bench_hashes: Vec<String> = bench_keys.iter().map(|k| k.key.key_hash.clone()).collect();
+    let bench_ids: Vec<Uuid> = bench_keys.iter().map(|k| k.key.id).collect();
+
+    // verify ≥ 0.8 × one indexed point select.
+    let request = VerifyRequest::default();
+    let (ours, floor) = side_by_side(
+        2_000,
+        |i| {
+            let (service, plaintext, request) = (&service, &bench_keys[i % bench_keys.len()].plaintext, &request);
+            async move {
+                service.verify(plaintext, request).await.expect("verify");
+            }
+        },
+        |i| {
+            let (raw, hash) = (&raw, &bench_hashes[i % bench_hashes.len()]);
+            async move {
+                raw!(raw, "SELECT * FROM api_keys WHERE key_hash = $1", |q| q.bind(hash), fetch_optional);
+            }
+        },
+    )
+    .await;
+    report.throughput("verify", ours, floor, 0.8);
+
+    // record_usage ≥ 0.5 × one single-row insert in its own transaction.
+    let (ours, floor) = side_by_side(
+        1_000,
+        |i| {
+            let (service, id) = (&service, bench_ids[i % bench_ids.len()]);
+            async move {
+                let input = UsageInput {
+                    request_id: Some(format!("bench-k-{i}")),
+                    model: Some("gpt-4o".into()),
+                    total_tokens: 1_000,
+                    cost: Money::from_micros(1_500),
+                    response_time_ms: Some(300),
+                    ..UsageInput::default()
+                };
+                service.record_usage(id, &input).await.expect("record usage");
+            }
+        },
+        |i| {
+            let (raw, id, now) = (&raw, bench_ids[i % bench_ids.len()], now);
+            async move {
+                let sql = "INSERT INTO usage (request_id, api_key_id, model, total_tokens, cost_micros, \
+                           response_time_ms, created_at) VALUES ($1, $2, 'gpt-4o', 1000, 1500, 300, $3)";
+                match raw {
+                    Raw::Sqlite(pool) => sqlx::query(sql)
+                        .bind(format!("bench-f-{i}"))
+                        .bind(id.hyphenated())
+                        .bind(now.timestamp_millis())
+                        .execute(pool)
+                        .await
+                        .map(|_| ()),
+                    Raw::Postgres(pool) => {
+                        sqlx::query(sql).bind(format!("bench-f-{i}")).bind(id).bind(now).execute(pool).await.map(|_| ())
+                    }
+                }
+                .expect("floor insert");
+            }
+        },
+    )
+    .await;
+    report.throughput("record_usage", ours, floor, 0.5);
+
+    // Top-up with ledger and audit ≥ 0.5 × one single-row update in its own transaction.
+    let (ours, floor) = side_by_side(
+        1_000,
+        |i| {
+            let (service, id) = (&service, bench_ids[i % bench_ids.len()]);
+            async move {
+                service.top_up(id, Money::from_micros(1), Some("bench"), None).await.expect("top up");
+            }
+        },
+        |i| {
+            let (raw, id) = (&raw, bench_ids[i % bench_ids.len()]);
+            async move {
+                let sql = "UPDATE api_keys SET credited_micros = credited_micros + 1 WHERE id = $1";
+                match raw {
+                    Raw::Sqlite(pool) => sqlx::query(sql).bind(id.hyphenated()).execute(pool).await.map(|_| ()),
+                    Raw::Postgres(pool) => sqlx::query(sql).bind(id).execute(pool).await.map(|_| ()),
+                }
+                .expect("floor update");
+            }
+        },
+    )
+    .await;
+    report.throughput("top-up (ledger + audit)", ours, floor, 0.5);
+
+    // 90-day stats of the busiest key.
+    let busiest_sql =
+        "SELECT api_key_id, CAST(SUM(requests) AS BIGINT) FROM usage_daily GROUP BY api_key_id ORDER BY 2 DESC LIMIT 1";
+    let (busiest, requests): (Uuid, i64) = match &raw {
+        Raw::Sqlite(pool) => {
+            let (id, n): (String, i64) = sqlx::query_as(busiest_sql).fetch_one(pool).await.unwrap();
+            (id.parse().unwrap(), n)
+        }
+        Raw::Postgres(pool) => sqlx::query_as(busiest_sql).fetch_one(pool).await.unwrap(),
+    };
+    let first_day = (now - chrono::Duration::days(89)).date_naive();
+    let (ours, floor) = side_by_side(
+        200,
+        |_| {
+            let service = &service;
+            async move {
+                service.stats(busiest, 90).await.expect("stats");
+            }
+        },
+        |_| {
+            let raw = &raw;
+            async move {
+                let sql = "SELECT day, requests, tokens, cost_micros, response_ms_sum FROM usage_daily \
+                           WHERE api_key_id = $1 AND day >= $2 AND day <= $3 ORDER BY day";
+                match raw {
+                    Raw::Sqlite(pool) => sqlx::query(sql)
+                        .bind(busiest.hyphenated())
+                        .bind(first_day)
+                        .bind(now.date_naive())
+                        .fetch_all(pool)
+                        .await
+                        .map(|_| ()),
+                    Raw::Postgres(pool) => sqlx::query(sql)
+                        .bind(busiest)
+                        .bind(first_day)
+                        .bind(now.date_naive())
+                        .fetch_all(pool)
+                        .await
+                        .map(|_| ()),
+                }
+                .expect("floor stats");
+            }
+        },
+    )
+    .await;
+    report.latency(&format!("90-day stats, key with {requests} usage rows"), ours, floor, Duration::from_millis(2));
+
+    // Key list pages, newest first: the first, and one half-way down.
+    // The demo's keys, the usage-generation key and the bench keys.
+    let total_keys = i64::from(scale.keys) + 1 + 64;
+    let deep_sql =
+        format!("SELECT id FROM api_keys ORDER BY created_at DESC, id DESC LIMIT 1 OFFSET {}", total_keys / 2);
+    let deep: Uuid = match &raw {
+        Raw::Sqlite(pool) => {
+            sqlx::query_scalar::<_, String>(AssertSqlSafe(deep_sql)).fetch_one(pool).await.unwrap().parse().unwrap()
+        }
+        Raw::Postgres(pool) => sqlx::query_scalar(AssertSqlSafe(deep_sql)).fetch_one(pool).await.unwrap(),
+    };
+    for (label, from) in
+        [("key list, first page (50)", PageFrom::Start), ("key list, page half-way down", PageFrom::After(deep))]
+    {
+        let query = KeyQuery { sort: SortKey::Created, descending: true, from, limit: 50, ..KeyQuery::default() };
+        let (ours, floor) = side_by_side(
+            200,
+            |_| {
+                let (service, query) = (&service, &query);
+                async move {
+                    service.list_keys(query).await.expect("list");
+                }
+            },
+            |_| {
+                let raw = &raw;
+                async move {
+                    match (raw, from) {
+                        (Raw::Sqlite(pool), PageFrom::After(cursor)) => sqlx::query(
+                            "SELECT k.*, u.name FROM api_keys k JOIN users u ON u.id = k.user_id \
+                             WHERE (k.created_at, k.id) < (SELECT created_at, id FROM api_keys WHERE id = $1) \
+                             ORDER BY k.created_at DESC, k.id DESC LIMIT 50",
+                        )
+                        .bind(cursor.hyphenated())
+                        .fetch_all(pool)
+                        .await
+                        .map(|_| ()),
+                        (Raw::Postgres(pool), PageFrom::After(cursor)) => sqlx::query(
+                            "SELECT k.*, u.name FROM api_keys k JOIN users u ON u.id = k.user_id \
+                             WHERE (k.created_at, k.id) < (SELECT created_at, id FROM api_keys WHERE id = $1) \
+                             ORDER BY k.created_at DESC, k.id DESC LIMIT 50",
+                        )
+                        .bind(cursor)
+                        .fetch_all(pool)
+                        .await
+                        .map(|_| ()),
+                        (raw, _) => {
+                            raw!(
+                                raw,
+                                "SELECT k.*, u.name FROM api_keys k JOIN users u ON u.id = k.user_id \
+                                 ORDER BY k.created_at DESC, k.id DESC LIMIT 50",
+                                |q| q,
+                                fetch_all
+                            );
+                            Ok(())
+                        }
+                    }
+                    .expect("floor page");
+                }
+            },
+        )
+        .await;
+        report.latency(label, ours, floor, Duration::from_millis(5));
+    }
+
+    // Name-substring filters: a selective one (a name's number) and a broad one (a purpose word).
+    let number = (scale.keys / 3 + 1234).to_string();
+    for (label, text) in [
+        ("filter, selective name substring", format!("-{number}")),
+        ("filter, broad name substring", "nightly".to_string()),
+    ] {
+        let query = KeyQuery {
+            filter: Some(text.clone()),
+            sort: SortKey::Created,
+            descending: true,
+            limit: 50,
+            ..KeyQuery::default()
+        };
+        let pattern = format!("%{text}%");
+        let phrase = format!("\"{text}\"");
+        let (ours, floor) = side_by_side(
+            20,
+            |_| {
+                let (service, query) = (&service, &query);
+                async move {
+                    service.list_keys(query).await.expect("filter");
+                }
+            },
+            |_| {
+                let (raw, pattern, phrase) = (&raw, &pattern, &phrase);
+                async move {
+                    match raw {
+                        Raw::Sqlite(pool) => sqlx::query(
+                            "SELECT k.* FROM api_keys k WHERE k.rowid IN \
+                             (SELECT rowid FROM api_keys_fts WHERE api_keys_fts MATCH $1) \
+                             ORDER BY k.created_at DESC, k.id DESC LIMIT 50",
+                        )
+                        .bind(phrase)
+                        .fetch_all(pool)
+                        .await
+                        .map(|_| ()),
+                        Raw::Postgres(pool) => sqlx::query(
+                            "SELECT k.* FROM api_keys k WHERE k.name ILIKE $1 \
+                             ORDER BY k.created_at DESC, k.id DESC LIMIT 50",
+                        )
+                        .bind(pattern)
+                        .fetch_all(pool)
+                        .await
+                        .map(|_| ()),
+                    }
+                    .expect("floor filter");
+                }
+            },
+        )
+        .await;
+        report.latency(&format!("{label} {text:?}"), ours, floor, Duration::from_millis(50));
+    }
+
+    // Sweep: the floor is the same set-based work rolled back (median of RUNS), keytop's sweep
+    // runs once in a child process (it is destructive) that reports its peak memory.
+    let mut floors = Vec::new();
+    for _ in 0..RUNS {
+        floors.push(sweep_floor(&raw, now).await);
+    }
+    let floor = median(floors);
+    let output =
+        Command::new(std::env::current_exe().unwrap()).env(SWEEP_CHILD, url).output().expect("run the sweep child");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("sweep "))
+        .unwrap_or_else(|| panic!("sweep child: {text} {}", String::from_utf8_lossy(&output.stderr)));
+    let fields: Vec<u64> = line.split_whitespace().skip(1).map(|f| f.parse().unwrap()).collect();
+    let (ms, hwm_kb, disabled, deleted) = (fields[0], fields[1], fields[2], fields[3]);
+    report.latency(
+        &format!("sweep: {disabled} disabled + {deleted} deleted of {total_keys}"),
+        Duration::from_millis(ms),
+        floor,
+        Duration::from_secs(3),
+    );
+    report.rows.push([
+        "sweep: peak RSS of the sweeping process (VmHWM)".into(),
+        format!("{:.1} MB", hwm_kb as f64 / 1024.0),
+        "—".into(),
+        "—".into(),
+        "≤ 64 MB".into(),
+        verdict(hwm_kb <= 64 * 1024),
+    ]);
+    report
+}
+
+/// The set-based statements a sweep needs (audit rows, deletes, disables) in one transaction,
+/// rolled back so it can run again.
+async fn sweep_floor(raw: &Raw, now: DateTime<Utc>) -> Duration {
+    let statements = [
+        "INSERT INTO audit_log (at, actor, action, api_key_id, details) \
+         SELECT $1, 'floor', CASE WHEN COALESCE(auto_delete_on_expiry, FALSE) THEN 'sweep_delete' ELSE 'sweep_disable' END, \
+         id, '{}' FROM api_keys WHERE expires_at <= $1 AND (COALESCE(auto_delete_on_expiry, FALSE) OR is_active)",
+        "DELETE FROM api_keys WHERE expires_at <= $1 AND COALESCE(auto_delete_on_expiry, FALSE)",
+        "UPDATE api_keys SET is_active = FALSE, updated_at = $1 WHERE expires_at <= $1 AND is_active",
+    ];
+    let started = Instant::now();
+    match raw {
+        Raw::Sqlite(pool) => {
+            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.unwrap();
+            for sql in statements {
+                sqlx::query(sql).bind(now.timestamp_millis()).execute(&mut *tx).await.expect("floor sweep");
+            }
+            let elapsed = started.elapsed();
+            tx.rollback().await.unwrap();
+            elapsed
+        }
+        Raw::Postgres(pool) => {
+            let mut tx = pool.begin().await.unwrap();
+            for sql in statements {
+                sqlx::query(sql).bind(now).execute(&mut *tx).await.expect("floor sweep");
+            }
+            let elapsed = started.elapsed();
+            tx.rollback().await.unwrap();
+            elapsed
+        }
+    }
+}
+
+/// The child process: one real sweep through the service, then its time and peak RSS.
+fn sweep_child(url: &str) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let service = service_over(store::open(url).await.expect("open"));
+        let started = Instant::now();
+        let report = service.sweep(false).await.expect("sweep");
+        let ms = started.elapsed().as_millis();
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let hwm_kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0);
+        println!("sweep {ms} {hwm_kb} {} {}", report.disabled.len(), report.deleted.len());
+    });
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string()))
+        .unwrap_or_default();
+    let ram_kb: u64 = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    format!("{cores} cores, {cpu}, {:.0} GB RAM", ram_kb as f64 / 1024.0 / 1024.0)
+}
+
+fn main() {
+    if let Ok(url) = std::env::var(SWEEP_CHILD) {
+        sweep_child(&url);
+        return;
+    }
+    // `cargo bench` passes `--bench`; nothing else to parse.
+    let scale = scale();
+    println!(
+        "keytop scale bench: scale {} ({} keys, {} usage rows); {}",
+        scale.name,
+        scale.keys,
+        scale.usage_rows,
+        machine()
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+        let mut reports = vec![bench_backend("sqlite", &url, &scale).await];
+        if let Some(server) = std::env::var("KEYTOP_TEST_POSTGRES").ok().filter(|s| !s.trim().is_empty()) {
+            let name = format!("keytop_bench_{}", Uuid::new_v4().simple());
+            let mut admin = sqlx::PgConnection::connect(&server).await.expect("connect to KEYTOP_TEST_POSTGRES");
+            sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut admin).await.unwrap();
+            let (base, _) = server.rsplit_once('/').expect("a server URL with a database path");
+            reports.push(bench_backend("postgres", &format!("{base}/{name}"), &scale).await);
+            sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+        }
+        for report in &reports {
+            report.print();
+        }
+    });
+}
