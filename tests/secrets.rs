@@ -54,7 +54,7 @@ fn a_full_cli_session_leaves_no_secret_in_the_log_the_output_or_the_database() {
     assert!(run(&["users", "add", "alice"]).status.success());
     let created = run(&["keys", "create", "--user", "alice", "--name", "wallet", "--standalone", "--balance", "10"]);
     let plaintext = String::from_utf8(created.stdout).unwrap().trim().to_string();
-    assert_eq!(plaintexts(&plaintext), [plaintext.clone()], "create prints the plaintext once");
+    assert_eq!(plaintexts(&plaintext), std::slice::from_ref(&plaintext), "create prints the plaintext once");
     let other = MasterKey::generate().1;
     let mut outputs = Vec::new();
     for (args, ok) in [
