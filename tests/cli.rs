@@ -446,3 +446,23 @@ fn rekey_moves_every_key_to_the_new_master_key_or_none() {
     let audit = sandbox.json(&["audit"]);
     assert!(audit.as_array().unwrap().iter().any(|e| e["action"] == "master_key_rotate"));
 }
+
+#[test]
+fn a_reader_that_stops_early_does_not_make_keytop_panic() {
+    let sandbox = Sandbox::sqlite();
+    sandbox.ok(&["demo", "--users", "3", "--keys", "3000", "--usage-rows", "0"]);
+    let mut child = sandbox
+        .command(&["keys", "list", "--limit", "3000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 64];
+    std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
+    // Like `keytop keys list | head -1`: the reader goes away with most of the table unread.
+    drop(stdout);
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success() && !stderr.contains("panicked"), "{:?} {stderr}", output.status);
+}

@@ -1,5 +1,6 @@
 //! `keytop keys …`
 
+use super::output::out;
 use serde_json::json;
 
 use super::args::{CreateArgs, KeyFields, KeysCommand, ListArgs, UpdateArgs};
@@ -31,7 +32,7 @@ pub async fn run(ctx: &Context, command: KeysCommand) -> anyhow::Result<()> {
             if ctx.json {
                 print_json(&json!({ "id": key.id, "key": plaintext }));
             } else {
-                println!("{plaintext}");
+                out!("{plaintext}");
             }
             Ok(())
         }
@@ -66,7 +67,7 @@ async fn create(ctx: &Context, args: CreateArgs) -> anyhow::Result<()> {
         view["key"] = json!(created.plaintext);
         print_json(&view);
     } else {
-        println!("{}", created.plaintext);
+        out!("{}", created.plaintext);
     }
     Ok(())
 }
@@ -102,7 +103,7 @@ async fn list(ctx: &Context, args: ListArgs) -> anyhow::Result<()> {
     if ctx.json {
         print_json(&keys.iter().map(|k| KeyView::new(k, now)).collect::<Vec<_>>());
     } else if keys.is_empty() {
-        println!("no keys");
+        out!("no keys");
     } else {
         print_key_table(&keys, now);
     }

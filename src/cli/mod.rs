@@ -7,6 +7,7 @@ mod money;
 mod output;
 mod parse;
 
+use output::out;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -46,7 +47,7 @@ impl Context {
         if self.json {
             output::print_json(value);
         } else {
-            println!("{text}");
+            out!("{text}");
         }
     }
 }

@@ -1,5 +1,6 @@
 //! `keytop topup`, `balance`, `ledger`, `usage record`, `stats`, `verify`.
 
+use super::output::out;
 use serde_json::json;
 
 use super::args::{RecordArgs, TopupArgs, VerifyArgs};
@@ -100,14 +101,14 @@ pub async fn stats(ctx: &Context, reference: &str, days: u32) -> anyhow::Result<
         }));
         return Ok(());
     }
-    println!("{} — last {} days (UTC), {} to {}", sanitize(&key.name), stats.days, stats.first_day, stats.last_day);
+    out!("{} — last {} days (UTC), {} to {}", sanitize(&key.name), stats.days, stats.first_day, stats.last_day);
     print_fields(&[
         ("requests", stats.total_requests.to_string()),
         ("tokens", stats.total_tokens.to_string()),
         ("cost", stats.total_cost.to_string()),
         ("avg response", stats.avg_response_ms.map_or_else(|| "—".into(), |ms| format!("{ms:.0} ms"))),
     ]);
-    println!();
+    out!("");
     let rows: Vec<Vec<String>> = stats
         .daily
         .iter()
@@ -128,7 +129,7 @@ pub async fn verify(ctx: &Context, args: VerifyArgs) -> anyhow::Result<Outcome> 
         VerifyDecision::Allowed { remaining_balance, remaining_requests, .. } => {
             if !ctx.json {
                 let requests = remaining_requests.map_or_else(|| "unlimited".into(), |r| r.to_string());
-                println!(
+                out!(
                     "allowed (remaining balance: {}; requests left this minute: {requests})",
                     money_or_unlimited(remaining_balance)
                 );
@@ -137,7 +138,7 @@ pub async fn verify(ctx: &Context, args: VerifyArgs) -> anyhow::Result<Outcome> 
         }
         VerifyDecision::Denied { reason, .. } => {
             if !ctx.json {
-                println!("{}", reason.as_str());
+                out!("{}", reason.as_str());
             }
             Ok(Outcome::Denied)
         }

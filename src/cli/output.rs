@@ -9,6 +9,28 @@ use uuid::Uuid;
 use crate::domain::text::sanitize;
 use crate::domain::{ApiKey, KeyStatus, Money, duration::format_compact};
 
+/// `println!` that ends the process quietly once stdout is closed (`keytop keys list | head`),
+/// where `println!` would panic.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::output::write_line(format_args!($($arg)*))
+    };
+}
+pub(crate) use out;
+
+pub fn write_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(error) = stdout.write_fmt(line).and_then(|()| stdout.write_all(b"\n")) {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            // The reader has all it wanted; the command itself has already done its work.
+            std::process::exit(0);
+        }
+        eprintln!("keytop: cannot write the output: {error}");
+        std::process::exit(1);
+    }
+}
+
 /// A key as printed: every field plus the derived status and balance.
 #[derive(Debug, Serialize)]
 pub struct KeyView<'a> {
@@ -75,7 +97,7 @@ pub fn print_records<T: Serialize>(
     if json {
         print_json(records);
     } else if records.is_empty() {
-        println!("{empty}");
+        out!("{empty}");
     } else {
         print_table(headers, &records.iter().map(row).collect::<Vec<_>>());
     }
@@ -87,7 +109,7 @@ pub fn timestamp(at: DateTime<Utc>) -> String {
 }
 
 pub fn print_json<T: Serialize + ?Sized>(value: &T) {
-    println!("{}", serde_json::to_string_pretty(value).expect("JSON of plain data cannot fail"));
+    out!("{}", serde_json::to_string_pretty(value).expect("JSON of plain data cannot fail"));
 }
 
 /// Truncates to `max` display columns, marking the cut with `…`.
@@ -124,7 +146,7 @@ pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
                 out.push_str(&" ".repeat(width - cell.width() + 2));
             }
         }
-        println!("{}", out.trim_end());
+        out!("{}", out.trim_end());
     };
     line(&mut headers.iter().copied());
     for row in rows {
@@ -227,7 +249,7 @@ pub fn print_key_detail(key: &ApiKey, now: DateTime<Utc>) {
 pub fn print_fields(fields: &[(&str, String)]) {
     let width = fields.iter().map(|(label, _)| label.len()).max().unwrap_or(0);
     for (label, value) in fields {
-        println!("{label:<width$}  {value}");
+        out!("{label:<width$}  {value}");
     }
 }
 
