@@ -555,7 +555,7 @@ fn sweep_child(url: &str) {
             .find_map(|l| l.strip_prefix("VmHWM:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0);
-        println!("sweep {ms} {hwm_kb} {} {}", report.disabled.len(), report.deleted.len());
+        println!("sweep {ms} {hwm_kb} {} {}", report.disabled_count, report.deleted_count);
     });
 }
 

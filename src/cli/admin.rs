@@ -47,11 +47,14 @@ fn sweep_summary(report: &SweepReport, dry_run: bool) -> String {
         return "skipped: another keytop process is sweeping right now".into();
     }
     let (disable, delete) = if dry_run { ("would disable", "would delete") } else { ("disabled", "deleted") };
-    let mut text = format!("{disable} {}, {delete} {}", report.disabled.len(), report.deleted.len());
+    let mut text = format!("{disable} {}, {delete} {}", report.disabled_count, report.deleted_count);
     for (verb, keys) in [(disable, &report.disabled), (delete, &report.deleted)] {
         for key in keys {
             text.push_str(&format!("\n  {verb} {} {}", key.id, sanitize(&key.name)));
         }
+    }
+    if report.truncated {
+        text.push_str(&format!("\n  (only the first {} of each are listed)", crate::store::SWEEP_SAMPLE));
     }
     text
 }
@@ -60,10 +63,11 @@ fn sweep_json(report: &SweepReport, dry_run: bool) -> serde_json::Value {
     json!({
         "dry_run": dry_run,
         "skipped": report.skipped,
-        "disabled": report.disabled.len(),
-        "deleted": report.deleted.len(),
+        "disabled": report.disabled_count,
+        "deleted": report.deleted_count,
         "disabled_keys": report.disabled,
         "deleted_keys": report.deleted,
+        "truncated": report.truncated,
     })
 }
 
@@ -90,7 +94,7 @@ pub async fn sweep(ctx: &Context, args: SweepArgs) -> anyhow::Result<()> {
                 // One failed sweep (database briefly away) must not end the timer.
                 match ctx.service.sweep(args.dry_run).await {
                     Ok(report) => {
-                        tracing::info!(disabled = report.disabled.len(), deleted = report.deleted.len(), "sweep");
+                        tracing::info!(disabled = report.disabled_count, deleted = report.deleted_count, "sweep");
                         ctx.report(&sweep_json(&report, args.dry_run), &format!(
                             "{} {}",
                             timestamp(ctx.service.now()),

@@ -113,13 +113,55 @@ pub enum UsageOutcome {
     UnknownKey,
 }
 
+/// How many swept keys a [`SweepReport`] lists by name, per list: a sweep of 500,000 keys must
+/// not hold them all in memory.
+pub const SWEEP_SAMPLE: usize = 1_000;
+
 /// What a sweep did (or, in a dry run, would do).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct SweepReport {
+    /// How many keys were (or would be) disabled: exact, however many.
+    pub disabled_count: u64,
+    /// How many keys were (or would be) deleted: exact, however many.
+    pub deleted_count: u64,
+    /// The first [`SWEEP_SAMPLE`] disabled keys, in expiry order.
     pub disabled: Vec<SweptKey>,
+    /// The first [`SWEEP_SAMPLE`] deleted keys, in expiry order.
     pub deleted: Vec<SweptKey>,
+    /// True when a list holds fewer keys than its count.
+    pub truncated: bool,
     /// Another process held the sweep lock, so this one did nothing.
     pub skipped: bool,
+}
+
+impl SweepReport {
+    /// Counts one swept key, listing it while its list has room.
+    pub fn push(&mut self, deleted: bool, key: SweptKey) {
+        let (count, list) = if deleted {
+            (&mut self.deleted_count, &mut self.deleted)
+        } else {
+            (&mut self.disabled_count, &mut self.disabled)
+        };
+        *count += 1;
+        if list.len() < SWEEP_SAMPLE {
+            list.push(key);
+        } else {
+            self.truncated = true;
+        }
+    }
+
+    /// Counts `n` swept keys that are not listed (the lists are full, or they were counted
+    /// set-based).
+    pub fn add_unlisted(&mut self, deleted: bool, n: u64) {
+        if n > 0 {
+            if deleted {
+                self.deleted_count += n
+            } else {
+                self.disabled_count += n
+            }
+            self.truncated = true;
+        }
+    }
 }
 
 /// A key looked up for admission, with its recent request count (for the rate limit).

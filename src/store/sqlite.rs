@@ -25,8 +25,8 @@ use uuid::fmt::Hyphenated;
 mod bulk;
 
 use super::{
-    AdjustOutcome, AuditRecord, BalanceAdjustment, BalanceChange, BulkLoad, ResealOutcome, Resealer, Store, StoreError,
-    StoreResult, SweepReport, UsageOutcome, UsageRecord, VerifyLookup, redact_url,
+    AdjustOutcome, AuditRecord, BalanceAdjustment, BalanceChange, BulkLoad, ResealOutcome, Resealer, SWEEP_SAMPLE,
+    Store, StoreError, StoreResult, SweepReport, UsageOutcome, UsageRecord, VerifyLookup, redact_url,
 };
 use crate::domain::money::MAX_AMOUNT;
 use crate::domain::{
@@ -40,8 +40,8 @@ static MIGRATOR: Migrator = sqlx::migrate!("assets/migrations/sqlite");
 
 /// How long a statement waits for other writers before it reports `StoreError::Busy`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Keys handled per statement by the sweep, so memory stays bounded however many expired.
-const SWEEP_CHUNK: i64 = 5_000;
+/// Keys handled per chunk by the sweep (held in a temporary table, never in memory here).
+const SWEEP_CHUNK: i64 = 50_000;
 
 /// The columns of a key joined with its owner, in the shape `key_from_row` reads.
 macro_rules! key_columns {
@@ -74,12 +74,6 @@ macro_rules! sweep_delete_where {
 macro_rules! sweep_disable_where {
     () => {
         " WHERE expires_at <= ?1 AND COALESCE(auto_delete_on_expiry, ?2) = 0 AND is_active = 1"
-    };
-}
-/// One chunk of the keys a sweep predicate selects, in a stable order (`?3` = chunk size).
-macro_rules! sweep_chunk {
-    ($predicate:expr) => {
-        concat!("SELECT id FROM api_keys", $predicate, " ORDER BY expires_at, id LIMIT ?3")
     };
 }
 
@@ -916,134 +910,158 @@ struct SweepParams<'a> {
     actor: &'a str,
 }
 
-/// Deletes, then disables, every expired key chunk by chunk; each chunk's audit rows are written
-/// set-based from the very rows the next statement changes (the write lock keeps them still).
-async fn run_sweep(conn: &mut SqliteConnection, params: &SweepParams<'_>) -> StoreResult<SweepReport> {
-    let mut report = SweepReport::default();
-    loop {
-        audit_sweep_chunk(
-            conn,
-            params,
-            "sweep_delete",
-            concat!(
-                "INSERT INTO audit_log (at, actor, action, api_key_id, details) \
-                 SELECT ?1, ?4, ?5, id, json_object('name', name) FROM api_keys WHERE id IN (",
-                sweep_chunk!(sweep_delete_where!()),
-                ")"
-            ),
+/// The keys of one sweep chunk, in sweep order (`seq`), with their rowids; a temporary table,
+/// so each chunk's statements read it instead of repeating the selection.
+const SWEEP_BATCH_TABLE: &str = "CREATE TEMP TABLE IF NOT EXISTS sweep_batch \
+     (seq INTEGER PRIMARY KEY, r INTEGER NOT NULL, id TEXT NOT NULL, name TEXT NOT NULL, expires_at INTEGER NOT NULL)";
+
+/// One chunk of keys to delete (or to disable) after the keyset cursor `(?4, ?5)`, in expiry
+/// order (`?3` = chunk size). The cursor keeps each chunk from rescanning the expired keys that
+/// earlier chunks skipped or already disabled.
+macro_rules! sweep_batch {
+    ($predicate:expr) => {
+        concat!(
+            "INSERT INTO temp.sweep_batch (r, id, name, expires_at) SELECT rowid, id, name, expires_at FROM api_keys",
+            $predicate,
+            " AND (expires_at, id) > (?4, ?5) ORDER BY expires_at, id LIMIT ?3"
         )
-        .await?;
-        let chunk = swept_keys(
-            sqlx::query(concat!(
-                "DELETE FROM api_keys WHERE id IN (",
-                sweep_chunk!(sweep_delete_where!()),
-                ") RETURNING id, name"
-            )),
-            conn,
-            params,
-        )
-        .await?;
-        let done = (chunk.len() as i64) < SWEEP_CHUNK;
-        report.deleted.extend(chunk);
-        if done {
-            break;
-        }
-    }
-    loop {
-        audit_sweep_chunk(
-            conn,
-            params,
-            "sweep_disable",
-            concat!(
-                "INSERT INTO audit_log (at, actor, action, api_key_id, details) \
-                 SELECT ?1, ?4, ?5, id, json_object('name', name) FROM api_keys WHERE id IN (",
-                sweep_chunk!(sweep_disable_where!()),
-                ")"
-            ),
-        )
-        .await?;
-        let chunk = swept_keys(
-            sqlx::query(concat!(
-                "UPDATE api_keys SET is_active = 0, updated_at = ?1 WHERE id IN (",
-                sweep_chunk!(sweep_disable_where!()),
-                ") RETURNING id, name"
-            )),
-            conn,
-            params,
-        )
-        .await?;
-        let done = (chunk.len() as i64) < SWEEP_CHUNK;
-        report.disabled.extend(chunk);
-        if done {
-            break;
-        }
-    }
-    Ok(report)
+    };
 }
 
-async fn audit_sweep_chunk(
+/// Deletes, then disables, every expired key chunk by chunk. Each chunk is selected once into
+/// `temp.sweep_batch`; then one statement per table handles the whole chunk: its audit rows, its
+/// usage rows detached (`api_key_id` set to NULL, what the foreign key would do key by key), its
+/// rollups and FTS entries removed, the keys deleted or disabled.
+async fn run_sweep(conn: &mut SqliteConnection, params: &SweepParams<'_>) -> StoreResult<SweepReport> {
+    // A larger page cache while sweeping: the chunks touch many pages of api_keys and usage.
+    let cache_size: i64 = sqlx::query_scalar("PRAGMA cache_size").fetch_one(&mut *conn).await.map_err(store_error)?;
+    sqlx::query("PRAGMA cache_size = -16384").execute(&mut *conn).await.map_err(store_error)?;
+    sqlx::query(SWEEP_BATCH_TABLE).execute(&mut *conn).await.map_err(store_error)?;
+    let mut report = SweepReport::default();
+    let mut result = sweep_chunks(conn, params, true, &mut report).await;
+    if result.is_ok() {
+        result = sweep_chunks(conn, params, false, &mut report).await;
+    }
+    if result.is_ok() {
+        result = sqlx::query("DROP TABLE temp.sweep_batch").execute(&mut *conn).await.map(|_| ()).map_err(store_error);
+    }
+    sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA cache_size = {cache_size}")))
+        .execute(&mut *conn)
+        .await
+        .map_err(store_error)?;
+    result.map(|()| report)
+}
+
+async fn sweep_chunks(
     conn: &mut SqliteConnection,
     params: &SweepParams<'_>,
-    action: &'static str,
-    sql: &'static str,
+    delete: bool,
+    report: &mut SweepReport,
 ) -> StoreResult<()> {
-    sqlx::query(sql)
+    let (select, action) = if delete {
+        (sweep_batch!(sweep_delete_where!()), "sweep_delete")
+    } else {
+        (sweep_batch!(sweep_disable_where!()), "sweep_disable")
+    };
+    let changes: &[&str] = if delete {
+        &[
+            "UPDATE usage SET api_key_id = NULL WHERE api_key_id IN (SELECT id FROM temp.sweep_batch)",
+            "DELETE FROM usage_daily WHERE api_key_id IN (SELECT id FROM temp.sweep_batch)",
+            "DELETE FROM api_keys WHERE rowid IN (SELECT r FROM temp.sweep_batch)",
+        ]
+    } else {
+        &["UPDATE api_keys SET is_active = 0, updated_at = ?1 WHERE rowid IN (SELECT r FROM temp.sweep_batch)"]
+    };
+    let mut after: (i64, String) = (i64::MIN, String::new());
+    loop {
+        sqlx::query("DELETE FROM temp.sweep_batch").execute(&mut *conn).await.map_err(store_error)?;
+        let selected = sqlx::query(select)
+            .bind(params.now)
+            .bind(params.global_auto_delete)
+            .bind(SWEEP_CHUNK)
+            .bind(after.0)
+            .bind(&after.1)
+            .execute(&mut *conn)
+            .await
+            .map_err(store_error)?
+            .rows_affected();
+        if selected == 0 {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO audit_log (at, actor, action, api_key_id, details) \
+             SELECT ?1, ?2, ?3, id, json_object('name', name) FROM temp.sweep_batch ORDER BY seq",
+        )
         .bind(params.now)
-        .bind(params.global_auto_delete)
-        .bind(SWEEP_CHUNK)
         .bind(params.actor)
         .bind(action)
         .execute(&mut *conn)
         .await
         .map_err(store_error)?;
-    Ok(())
-}
-
-/// Runs a sweep statement over one chunk (parameters `?1`..`?3`) and reads the keys it names.
-async fn swept_keys(
-    query: SqliteQuery<'_>,
-    conn: &mut SqliteConnection,
-    params: &SweepParams<'_>,
-) -> StoreResult<Vec<SweptKey>> {
-    let rows = query
-        .bind(params.now)
-        .bind(params.global_auto_delete)
-        .bind(SWEEP_CHUNK)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(store_error)?;
-    rows.iter()
-        .map(|row| Ok(SweptKey { id: get::<Hyphenated>(row, "id")?.into_uuid(), name: get(row, "name")? }))
-        .collect()
-}
-
-/// What `run_sweep` would do, read chunk by chunk (keyset on the sweep's order), writing nothing.
-async fn preview_sweep(conn: &mut SqliteConnection, params: &SweepParams<'_>) -> StoreResult<SweepReport> {
-    let mut report = SweepReport::default();
-    let mut after: (i64, String) = (i64::MIN, String::new());
-    loop {
-        let rows = sqlx::query(
-            "SELECT id, name, expires_at, COALESCE(auto_delete_on_expiry, ?2) AS deletes FROM api_keys \
-             WHERE expires_at <= ?1 AND (COALESCE(auto_delete_on_expiry, ?2) = 1 OR is_active = 1) \
-             AND (expires_at, id) > (?4, ?5) ORDER BY expires_at, id LIMIT ?3",
-        )
-        .bind(params.now)
-        .bind(params.global_auto_delete)
-        .bind(SWEEP_CHUNK)
-        .bind(after.0)
-        .bind(&after.1)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(store_error)?;
-        for row in &rows {
-            let key = SweptKey { id: get::<Hyphenated>(row, "id")?.into_uuid(), name: get(row, "name")? };
-            after = (get(row, "expires_at")?, key.id.hyphenated().to_string());
-            if get::<bool>(row, "deletes")? { report.deleted.push(key) } else { report.disabled.push(key) }
+        for statement in changes {
+            let query = sqlx::query(*statement);
+            let query = if delete { query } else { query.bind(params.now) };
+            query.execute(&mut *conn).await.map_err(store_error)?;
         }
-        if (rows.len() as i64) < SWEEP_CHUNK {
-            return Ok(report);
+        let listed = if delete { report.deleted.len() } else { report.disabled.len() };
+        let room = SWEEP_SAMPLE.saturating_sub(listed) as i64;
+        let rows = sqlx::query("SELECT id, name FROM temp.sweep_batch ORDER BY seq LIMIT ?")
+            .bind(room)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(store_error)?;
+        for row in &rows {
+            report.push(delete, SweptKey { id: get::<Hyphenated>(row, "id")?.into_uuid(), name: get(row, "name")? });
+        }
+        report.add_unlisted(delete, selected - rows.len() as u64);
+        after = sqlx::query_as("SELECT expires_at, id FROM temp.sweep_batch ORDER BY seq DESC LIMIT 1")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(store_error)?;
+        if (selected as i64) < SWEEP_CHUNK {
+            return Ok(());
         }
     }
+}
+
+/// What `run_sweep` would do, writing nothing: exact counts, and the first keys of each list.
+async fn preview_sweep(conn: &mut SqliteConnection, params: &SweepParams<'_>) -> StoreResult<SweepReport> {
+    let (deleted, disabled): (i64, i64) = sqlx::query_as(
+        "SELECT COALESCE(SUM(COALESCE(auto_delete_on_expiry, ?2) = 1), 0), \
+         COALESCE(SUM(COALESCE(auto_delete_on_expiry, ?2) = 0 AND is_active = 1), 0) \
+         FROM api_keys WHERE expires_at <= ?1",
+    )
+    .bind(params.now)
+    .bind(params.global_auto_delete)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(store_error)?;
+    let mut report = SweepReport::default();
+    for (delete, count, sql) in [
+        (
+            true,
+            deleted,
+            concat!("SELECT id, name FROM api_keys", sweep_delete_where!(), " ORDER BY expires_at, id LIMIT ?3"),
+        ),
+        (
+            false,
+            disabled,
+            concat!("SELECT id, name FROM api_keys", sweep_disable_where!(), " ORDER BY expires_at, id LIMIT ?3"),
+        ),
+    ] {
+        let rows = sqlx::query(sql)
+            .bind(params.now)
+            .bind(params.global_auto_delete)
+            .bind(SWEEP_SAMPLE as i64)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(store_error)?;
+        for row in &rows {
+            report.push(delete, SweptKey { id: get::<Hyphenated>(row, "id")?.into_uuid(), name: get(row, "name")? });
+        }
+        report.add_unlisted(delete, (count as u64).saturating_sub(rows.len() as u64));
+    }
+    Ok(report)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -579,7 +579,7 @@ fn on_outcome(state: &mut State, request: RequestId, outcome: Outcome) -> Vec<Ef
         }
         Outcome::Swept { dry_run: false, result } => {
             state.writes_in_flight = state.writes_in_flight.saturating_sub(1);
-            let changed = result.as_ref().is_ok_and(|r| !r.disabled.is_empty() || !r.deleted.is_empty());
+            let changed = result.as_ref().is_ok_and(|r| r.disabled_count > 0 || r.deleted_count > 0);
             if let Err(message) = &result {
                 state.toast(ToastKind::Error, format!("Sweep failed: {message}"));
             }
@@ -695,5 +695,9 @@ fn sweep_lines(report: &SweepReport) -> Vec<String> {
         .iter()
         .map(|key| line("disable", key))
         .chain(report.deleted.iter().map(|key| line("delete", key)))
+        .chain(report.truncated.then(|| {
+            let listed = (report.disabled.len() + report.deleted.len()) as u64;
+            format!("… and {} more", (report.disabled_count + report.deleted_count).saturating_sub(listed))
+        }))
         .collect()
 }

@@ -31,6 +31,7 @@ pub(super) async fn list_keys(pool: &PgPool, query: &KeyQuery) -> Result<Vec<Api
     let scan_descending = query.descending != before;
 
     let mut sql = QueryBuilder::<Postgres>::new(concat!(select_keys!(), " WHERE TRUE"));
+    let mut filtered = false;
     match query.scope {
         KeyScope::All => {}
         KeyScope::UserKeys => {
@@ -55,19 +56,30 @@ pub(super) async fn list_keys(pool: &PgPool, query: &KeyQuery) -> Result<Vec<Api
             .push("))");
     }
     if let Some(text) = query.filter.as_deref().map(str::trim).filter(|text| !text.is_empty()) {
-        // Each condition on `k` alone, so the planner can OR index bitmaps (trigram indexes on
-        // name and hint, `api_keys_user`, the id-text index of migration 0003).
+        // Each condition on `k` alone and each one an index answers, so the planner ORs index
+        // bitmaps (trigram indexes on name and hint, `api_keys_user`, the primary key) instead
+        // of walking the whole sort order for a rare match. The owners are looked up first (a
+        // small table): a subquery there was estimated as matching half the keys, which made
+        // the planner scan. The id prefix is a uuid range on the primary key, as
+        // `keys_by_id_prefix` reads it (a text no id can start with adds no condition).
         let anywhere = format!("%{}%", escape_like(text));
-        let id_prefix = format!("{}%", escape_like(&text.to_lowercase()));
+        let owners: Vec<Uuid> = sqlx::query_scalar(r"SELECT id FROM users WHERE name ILIKE $1 ESCAPE '\'")
+            .bind(&anywhere)
+            .fetch_all(pool)
+            .await?;
         sql.push(" AND (k.name ILIKE ")
             .push_bind(anywhere.clone())
-            .push(r" ESCAPE '\' OR k.user_id IN (SELECT id FROM users WHERE name ILIKE ")
-            .push_bind(anywhere.clone())
-            .push(r" ESCAPE '\') OR k.key_hint ILIKE ")
+            .push(r" ESCAPE '\' OR k.key_hint ILIKE ")
             .push_bind(anywhere)
-            .push(r" ESCAPE '\' OR k.id::text LIKE ")
-            .push_bind(id_prefix)
-            .push(r" ESCAPE '\')");
+            .push(r" ESCAPE '\'");
+        if !owners.is_empty() {
+            sql.push(" OR k.user_id = ANY(").push_bind(owners).push(")");
+        }
+        if let Some((first, last)) = id_prefix_range(text) {
+            sql.push(" OR k.id BETWEEN ").push_bind(first).push(" AND ").push_bind(last);
+        }
+        sql.push(")");
+        filtered = true;
     }
     if let PageFrom::After(cursor) | PageFrom::Before(cursor) = query.from {
         // Row comparison against the cursor's own sort value: an index range scan.
@@ -81,8 +93,17 @@ pub(super) async fn list_keys(pool: &PgPool, query: &KeyQuery) -> Result<Vec<Api
     let direction = if scan_descending { "DESC" } else { "ASC" };
     sql.push(format_args!(" ORDER BY {sort} {direction}, k.id {direction} LIMIT ")).push_bind(i64::from(query.limit));
 
-    let mut keys: Vec<ApiKey> =
-        sql.build_query_as::<KeyRow>().fetch_all(pool).await?.into_iter().map(ApiKey::from).collect();
+    // A filtered list is planned for its own values every time (an unnamed statement): the plan
+    // that suits a rare substring (OR the index bitmaps, then sort) is not the one for a common
+    // one (walk the sort order), and a generic plan cannot tell them apart.
+    let mut keys: Vec<ApiKey> = sql
+        .build_query_as::<KeyRow>()
+        .persistent(!filtered)
+        .fetch_all(pool)
+        .await?
+        .into_iter()
+        .map(ApiKey::from)
+        .collect();
     if before {
         keys.reverse();
     }

@@ -550,7 +550,8 @@ fn sweep_shows_a_dry_run_then_runs_on_confirmation() {
     let report = SweepReport {
         disabled: vec![SweptKey { id: user_key().id, name: "staging\u{1b}[2J".into() }],
         deleted: vec![],
-        skipped: false,
+        disabled_count: 1,
+        ..SweepReport::default()
     };
     done(&mut state, request, Outcome::Swept { dry_run: true, result: Ok(report.clone()) });
     let Modal::Confirm(confirm) = top_modal(&state) else { panic!() };

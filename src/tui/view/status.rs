@@ -78,7 +78,7 @@ fn sweep_span(state: &State) -> Span<'static> {
             let text = if report.skipped {
                 format!("sweep {time}: another process was sweeping")
             } else {
-                format!("sweep {time}: {} disabled, {} deleted", report.disabled.len(), report.deleted.len())
+                format!("sweep {time}: {} disabled, {} deleted", report.disabled_count, report.deleted_count)
             };
             Span::styled(text, theme.text)
         }
