@@ -62,13 +62,7 @@ impl Bench {
         let runner = Runner::new(service.clone(), events_tx);
         let state = State::new(session, service.now(), size);
         let written = Counter::default();
-        let backend = CrosstermBackend::new(written.clone());
-        let terminal = Terminal::with_options(
-            backend,
-            ratatui::TerminalOptions {
-                viewport: ratatui::Viewport::Fixed(ratatui::layout::Rect::new(0, 0, size.0, size.1)),
-            },
-        )?;
+        let terminal = terminal(written.clone(), size)?;
         let mut bench = Bench { state, runner, events, terminal, written };
         let effects = start(&mut bench.state);
         bench.run(effects);
@@ -94,10 +88,11 @@ impl Bench {
         Ok(self.written.bytes() - before)
     }
 
-    /// Draws the whole screen from scratch (as after a clear); returns the bytes it wrote.
-    pub fn redraw_all(&mut self) -> io::Result<usize> {
-        self.terminal.clear()?;
-        self.draw()
+    /// Forgets what is on screen, so that the next [`draw`](Bench::draw) writes every cell (as
+    /// after a clear; the real clear asks the terminal for the cursor, which a sink cannot answer).
+    pub fn forget_screen(&mut self) -> io::Result<()> {
+        self.terminal = terminal(self.written.clone(), self.state.size)?;
+        Ok(())
     }
 
     /// Rows in the list's window (what the TUI keeps in memory).
@@ -126,4 +121,9 @@ impl Bench {
         }
         Ok(())
     }
+}
+
+fn terminal(written: Counter, (width, height): (u16, u16)) -> io::Result<Terminal<CrosstermBackend<Counter>>> {
+    let viewport = ratatui::Viewport::Fixed(ratatui::layout::Rect::new(0, 0, width, height));
+    Terminal::with_options(CrosstermBackend::new(written), ratatui::TerminalOptions { viewport })
 }
