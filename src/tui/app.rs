@@ -141,6 +141,7 @@ fn run_effects(effects: Vec<Effect>, runner: &Runner, tui: &mut TerminalGuard) -
             Effect::Call(request, call) => runner.spawn_call(request, call),
             Effect::DebounceFilter { edit } => runner.spawn_debounce(edit),
             Effect::CopyToClipboard(text) => tui.copy_to_clipboard(&text)?,
+            Effect::RetryAfter { delay, attempt } => runner.spawn_retry(delay, attempt),
         }
     }
     Ok(())

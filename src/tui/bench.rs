@@ -106,6 +106,7 @@ impl Bench {
                 Effect::Call(request, call) => self.runner.spawn_call(request, call),
                 Effect::DebounceFilter { edit } => self.runner.spawn_debounce(edit),
                 Effect::CopyToClipboard(_) => {}
+                Effect::RetryAfter { delay, attempt } => self.runner.spawn_retry(delay, attempt),
             }
         }
     }

@@ -8,7 +8,8 @@ use tokio::sync::mpsc::UnboundedSender;
 use uuid::Uuid;
 
 use crate::domain::{ApiKey, KeyPatch, KeyQuery, Money};
-use crate::service::{KeyService, NewKeySpec, ServiceResult};
+use crate::service::{KeyService, NewKeySpec, ServiceError, ServiceResult};
+use crate::store::StoreError;
 
 use super::event::{CreatedSecret, Event, Outcome};
 use super::state::{DetailData, RequestId};
@@ -28,6 +29,8 @@ pub enum Effect {
     DebounceFilter { edit: u64 },
     /// Put text on the clipboard of the admin's terminal (OSC 52, so it works over SSH).
     CopyToClipboard(String),
+    /// Send `Event::RetryDue { attempt }` after `delay`.
+    RetryAfter { delay: Duration, attempt: u32 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +90,14 @@ impl Runner {
         });
     }
 
+    pub fn spawn_retry(&self, delay: Duration, attempt: u32) {
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = events.send(Event::RetryDue { attempt });
+        });
+    }
+
     pub fn spawn_debounce(&self, edit: u64) {
         let events = self.events.clone();
         tokio::spawn(async move {
@@ -98,24 +109,42 @@ impl Runner {
     async fn call(&self, call: Call) -> Outcome {
         let service = &self.service;
         match call {
-            Call::ListKeys(query) => Outcome::Page(shown(service.list_keys(&query).await)),
-            Call::CountKeys => Outcome::Counts(shown(service.count_keys().await)),
-            Call::Detail { key_id, days } => Outcome::Detail(shown(self.detail(key_id, days).await.map(Box::new))),
+            Call::ListKeys(query) => Outcome::Page(self.shown(service.list_keys(&query).await)),
+            Call::CountKeys => Outcome::Counts(self.shown(service.count_keys().await)),
+            Call::Detail { key_id, days } => Outcome::Detail(self.shown(self.detail(key_id, days).await.map(Box::new))),
             Call::TopUp { key_id, amount, note } => {
-                Outcome::ToppedUp(shown(service.top_up(key_id, amount, note.as_deref(), None).await))
+                Outcome::ToppedUp(self.shown(service.top_up(key_id, amount, note.as_deref(), None).await))
             }
-            Call::Create(spec) => Outcome::Created(shown(
-                service
-                    .create_key(&spec)
-                    .await
-                    .map(|created| CreatedSecret { key: created.key, plaintext: created.plaintext }),
-            )),
-            Call::Update { key_id, patch, credit } => Outcome::Updated(shown(self.edit(key_id, &patch, credit).await)),
-            Call::SetActive { key_id, active } => Outcome::Updated(shown(service.set_key_active(key_id, active).await)),
-            Call::Purge { key_id } => Outcome::Purged(shown(service.purge_key(key_id).await.map(|()| key_id))),
-            Call::Reveal { key_id } => Outcome::Revealed(shown(self.reveal(key_id).await)),
-            Call::Sweep { dry_run } => Outcome::Swept { dry_run, result: shown(service.sweep(dry_run).await) },
+            Call::Create(spec) => Outcome::Created(
+                self.shown(
+                    service
+                        .create_key(&spec)
+                        .await
+                        .map(|created| CreatedSecret { key: created.key, plaintext: created.plaintext }),
+                ),
+            ),
+            Call::Update { key_id, patch, credit } => {
+                Outcome::Updated(self.shown(self.edit(key_id, &patch, credit).await))
+            }
+            Call::SetActive { key_id, active } => {
+                Outcome::Updated(self.shown(service.set_key_active(key_id, active).await))
+            }
+            Call::Purge { key_id } => Outcome::Purged(self.shown(service.purge_key(key_id).await.map(|()| key_id))),
+            Call::Reveal { key_id } => Outcome::Revealed(self.shown(self.reveal(key_id).await)),
+            Call::Sweep { dry_run } => Outcome::Swept { dry_run, result: self.shown(service.sweep(dry_run).await) },
         }
+    }
+
+    /// Errors become the message the admin reads; the details also go to the log. An
+    /// unreachable database is also reported on its own, ahead of the answer, for the banner.
+    fn shown<T>(&self, result: ServiceResult<T>) -> Result<T, String> {
+        result.map_err(|error| {
+            tracing::warn!(%error, "service call failed");
+            if is_unreachable(&error) {
+                let _ = self.events.send(Event::ConnectionLost(error.to_string()));
+            }
+            error.to_string()
+        })
     }
 
     async fn detail(&self, key_id: Uuid, days: u32) -> ServiceResult<DetailData> {
@@ -144,10 +173,7 @@ impl Runner {
     }
 }
 
-/// Errors become the message the admin reads; the details also go to the log.
-fn shown<T>(result: ServiceResult<T>) -> Result<T, String> {
-    result.map_err(|error| {
-        tracing::warn!(%error, "service call failed");
-        error.to_string()
-    })
+/// Whether an error means the database could not be reached (rather than a refusal).
+fn is_unreachable(error: &ServiceError) -> bool {
+    matches!(error, ServiceError::Store(StoreError::Unavailable { .. }))
 }

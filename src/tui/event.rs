@@ -28,6 +28,12 @@ pub enum Event {
     },
     /// An effect finished. Boxed: answers carry whole keys, far larger than a key press.
     Done(RequestId, Box<Outcome>),
+    /// A service call could not reach the database (sent just before that call's `Done`).
+    ConnectionLost(String),
+    /// The retry timer of outage attempt `attempt` ran out.
+    RetryDue {
+        attempt: u32,
+    },
 }
 
 /// The result of an effect. Errors arrive as the service's message, ready to show.

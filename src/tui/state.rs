@@ -57,6 +57,8 @@ pub struct State {
     pub toast: Option<Toast>,
     /// Writes in flight (top-up, create…), for the busy mark.
     pub writes_in_flight: usize,
+    /// The database cannot be reached: a banner says so and when the next retry runs.
+    pub outage: Option<Outage>,
     pub quit: bool,
     next_request: u64,
 }
@@ -77,6 +79,7 @@ impl State {
             last_sweep: None,
             toast: None,
             writes_in_flight: 0,
+            outage: None,
             quit: false,
             next_request: 0,
         }
@@ -307,6 +310,24 @@ pub struct Toast {
     pub kind: ToastKind,
     pub text: String,
     pub until: DateTime<Utc>,
+}
+
+/// The database stopped answering. The list and the detail keep their last data meanwhile;
+/// a retry timer with backoff refreshes them until the database answers again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outage {
+    /// The error, as the service reported it.
+    pub message: String,
+    pub since: DateTime<Utc>,
+    /// Retries scheduled so far.
+    pub attempt: u32,
+    /// When the next retry runs; `None` while a retry waits for its answer.
+    pub retry_at: Option<DateTime<Utc>>,
+}
+
+/// The wait before retry number `attempt` (1, 2, 4, 8, 16, then every 30 s).
+pub fn retry_delay(attempt: u32) -> std::time::Duration {
+    std::time::Duration::from_secs(1u64 << attempt.saturating_sub(1).min(5)).min(std::time::Duration::from_secs(30))
 }
 
 /// The last sweep, for the status bar.

@@ -15,7 +15,8 @@ use super::forms::{FieldValue, Form, FormKind, top_up_preview};
 use super::keymap::{Action, Context, KeyChord};
 use super::paging::{PageRequest, Placement};
 use super::state::{
-    Confirm, Confirmed, DetailData, Focus, Modal, RANGES, RequestId, Screen, Secret, State, SweepResult, ToastKind,
+    Confirm, Confirmed, DetailData, Focus, Modal, Outage, RANGES, RequestId, Screen, Secret, State, SweepResult,
+    ToastKind, retry_delay,
 };
 use super::view::{help, layout};
 
@@ -51,7 +52,8 @@ pub fn update(state: &mut State, event: Event) -> Vec<Effect> {
             }
             Vec::new()
         }
-        Event::RefreshDue if state.auto_refresh => refresh(state),
+        // While the database is away the retry timer refreshes instead.
+        Event::RefreshDue if state.auto_refresh && state.outage.is_none() => refresh(state),
         Event::RefreshDue => Vec::new(),
         Event::SweepDue => vec![call(state, Call::Sweep { dry_run: false })],
         Event::Terminated => {
@@ -63,6 +65,45 @@ pub fn update(state: &mut State, event: Event) -> Vec<Effect> {
         }
         Event::FilterSettled { .. } => Vec::new(),
         Event::Done(request, outcome) => on_outcome(state, request, *outcome),
+        Event::ConnectionLost(message) => on_connection_lost(state, message),
+        Event::RetryDue { attempt } => match &mut state.outage {
+            Some(outage) if outage.attempt == attempt && outage.retry_at.is_some() => {
+                outage.retry_at = None;
+                refresh(state)
+            }
+            _ => Vec::new(), // the database came back, or a newer retry is scheduled
+        },
+    }
+}
+
+/// The database could not be reached: show the banner and schedule the next retry, unless one
+/// is already scheduled or waiting for its answer.
+fn on_connection_lost(state: &mut State, message: String) -> Vec<Effect> {
+    let now = state.now;
+    let outage =
+        state.outage.get_or_insert_with(|| Outage { message: String::new(), since: now, attempt: 0, retry_at: None });
+    outage.message = message;
+    if outage.retry_at.is_some() {
+        return Vec::new();
+    }
+    outage.attempt += 1;
+    let delay = retry_delay(outage.attempt);
+    outage.retry_at = Some(now + chrono::TimeDelta::from_std(delay).unwrap_or(chrono::TimeDelta::MAX));
+    vec![Effect::RetryAfter { delay, attempt: outage.attempt }]
+}
+
+/// Whether an answer came from the database (which is then reachable again).
+fn answered(outcome: &Outcome) -> bool {
+    match outcome {
+        Outcome::Page(result) => result.is_ok(),
+        Outcome::Counts(result) => result.is_ok(),
+        Outcome::Detail(result) => result.is_ok(),
+        Outcome::ToppedUp(result) => result.is_ok(),
+        Outcome::Created(result) => result.is_ok(),
+        Outcome::Updated(result) => result.is_ok(),
+        Outcome::Purged(result) => result.is_ok(),
+        Outcome::Revealed(result) => result.is_ok(),
+        Outcome::Swept { result, .. } => result.is_ok(),
     }
 }
 
@@ -492,6 +533,9 @@ fn fetch_near_edges(state: &mut State) -> Vec<Effect> {
 // Answers
 
 fn on_outcome(state: &mut State, request: RequestId, outcome: Outcome) -> Vec<Effect> {
+    if answered(&outcome) {
+        state.outage = None;
+    }
     match outcome {
         Outcome::Page(result) => on_page(state, request, result),
         Outcome::Counts(Ok(counts)) => {
@@ -499,7 +543,9 @@ fn on_outcome(state: &mut State, request: RequestId, outcome: Outcome) -> Vec<Ef
             Vec::new()
         }
         Outcome::Counts(Err(message)) => {
-            state.toast(ToastKind::Error, format!("Cannot count keys: {message}"));
+            if state.outage.is_none() {
+                state.toast(ToastKind::Error, format!("Cannot count keys: {message}"));
+            }
             Vec::new()
         }
         Outcome::Detail(result) => {
@@ -513,6 +559,8 @@ fn on_outcome(state: &mut State, request: RequestId, outcome: Outcome) -> Vec<Ef
                     state.detail.data = Some(*data);
                     state.detail.error = None;
                 }
+                // During an outage the detail keeps its last data under the banner.
+                Err(_) if state.outage.is_some() && state.detail.data.is_some() => {}
                 Err(message) => state.detail.error = Some(message),
             }
             Vec::new()
@@ -604,6 +652,11 @@ fn on_page(state: &mut State, request: RequestId, result: Result<Vec<ApiKey>, St
     };
     let page = match result {
         Ok(page) => page,
+        // During an outage the list keeps its last rows under the banner, so keys keep working.
+        Err(_) if state.outage.is_some() && !list.window.rows.is_empty() => {
+            list.stale = false;
+            return Vec::new();
+        }
         Err(message) => {
             list.error = Some(message);
             list.stale = false;

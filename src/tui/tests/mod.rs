@@ -1,5 +1,6 @@
 //! The TUI's tests without a terminal: `update` fed with events, and views rendered into a
 //! `TestBackend` from fixed state.
 
+mod outage;
 mod render;
 mod update;

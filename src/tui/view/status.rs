@@ -6,12 +6,16 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use crate::tui::keymap::Binding;
-use crate::tui::state::{State, SweepResult, ToastKind};
+use crate::tui::state::{Outage, State, SweepResult, ToastKind};
 
 use super::format::safe;
 
 pub fn render_title(frame: &mut Frame, state: &State, area: Rect) {
     let theme = &state.session.theme;
+    if let Some(outage) = &state.outage {
+        frame.render_widget(Line::from(outage_banner(state, outage)), area);
+        return;
+    }
     let mut spans =
         vec![Span::styled(" keytop ", theme.title), Span::styled(safe(&state.session.database), theme.muted)];
     if state.session.read_only {
@@ -21,6 +25,29 @@ pub fn render_title(frame: &mut Frame, state: &State, area: Rect) {
         spans.push(Span::styled("  ⟳ loading", theme.warning));
     }
     frame.render_widget(Line::from(spans), area);
+}
+
+/// The outage banner: what failed, since when, and when the next retry runs.
+fn outage_banner(state: &State, outage: &Outage) -> Vec<Span<'static>> {
+    let theme = &state.session.theme;
+    let retry = match outage.retry_at {
+        Some(at) => {
+            let seconds = (at - state.now).num_seconds().max(0);
+            format!("retry {} in {seconds}s", outage.attempt)
+        }
+        None => format!("retry {} running…", outage.attempt),
+    };
+    vec![
+        Span::styled(" keytop ", theme.title),
+        Span::styled(
+            format!(
+                " ⚠ Database unreachable since {} UTC · {retry} · {} ",
+                outage.since.format("%H:%M:%S"),
+                safe(&outage.message)
+            ),
+            theme.error,
+        ),
+    ]
 }
 
 pub fn render_filter(frame: &mut Frame, state: &State, area: Rect) {
