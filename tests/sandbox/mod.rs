@@ -120,6 +120,13 @@ impl Sandbox {
             .to_string()
     }
 
+    /// A prepaid key `wallet` of an existing user, holding `balance` dollars; returns its plaintext.
+    pub fn with_prepaid_key_for(&self, user: &str, balance: &str) -> String {
+        self.ok(&["keys", "create", "--user", user, "--name", "wallet", "--standalone", "--balance", balance])
+            .trim()
+            .to_string()
+    }
+
     /// Runs one SQL statement or query and returns the first column of every row as text
     /// (NULL as "NULL"). Works on both backends; blocks (tests call it from plain threads).
     pub fn sql(&self, sql: &str) -> Vec<String> {
