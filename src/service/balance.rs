@@ -65,7 +65,8 @@ impl KeyService {
         let note = validate::note(note)?;
         let adjustment =
             BalanceAdjustment { key_id: id, change, at: self.now(), actor: self.actor.clone(), note, idempotency_key };
-        let (entry, replayed) = match self.store.adjust_balance(&adjustment).await? {
+        let (outcome, balance) = self.store.adjust_balance_and_read(&adjustment).await?;
+        let (entry, replayed) = match outcome {
             AdjustOutcome::Applied(entry) => (entry, false),
             AdjustOutcome::Replayed(entry) => (entry, true),
             AdjustOutcome::IdempotencyConflict(entry) => {
@@ -100,7 +101,10 @@ impl KeyService {
                 )));
             }
         };
-        let balance = self.balance(id).await?;
+        let balance = match balance {
+            Some(balance) => balance,
+            None => self.balance(id).await?,
+        };
         Ok(TopUp { entry, replayed, balance })
     }
 

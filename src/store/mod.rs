@@ -16,7 +16,8 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::domain::{
-    ApiKey, AuditEntry, DailyUsage, KeyCounts, KeyPatch, KeyQuery, LedgerEntry, Money, SweptKey, User, UserSummary,
+    ApiKey, AuditEntry, Balance, DailyUsage, KeyCounts, KeyPatch, KeyQuery, LedgerEntry, Money, SweptKey, User,
+    UserSummary,
 };
 
 pub use url::redact_url;
@@ -223,6 +224,14 @@ pub trait Store: Send + Sync {
     // Money
     /// One atomic adjustment: the key row, a ledger row and an audit row, or nothing.
     async fn adjust_balance(&self, adjustment: &BalanceAdjustment) -> StoreResult<AdjustOutcome>;
+    /// [`Store::adjust_balance`], and the key's balance right after an applied change when the
+    /// backend has it at hand (it saves the caller a read); `None` otherwise.
+    async fn adjust_balance_and_read(
+        &self,
+        adjustment: &BalanceAdjustment,
+    ) -> StoreResult<(AdjustOutcome, Option<Balance>)> {
+        Ok((self.adjust_balance(adjustment).await?, None))
+    }
     /// Ledger rows of a key, oldest first; with a limit, the most recent `limit` rows.
     async fn ledger(&self, key_id: Uuid, limit: Option<u32>) -> StoreResult<Vec<LedgerEntry>>;
 

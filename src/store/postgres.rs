@@ -48,7 +48,8 @@ use super::{
     SweepReport, UsageOutcome, UsageRecord, VerifyLookup, redact_url,
 };
 use crate::domain::{
-    ApiKey, AuditEntry, DailyUsage, KeyCounts, KeyPatch, KeyQuery, LedgerEntry, Patch, User, UserSummary,
+    ApiKey, AuditEntry, Balance, DailyUsage, KeyCounts, KeyPatch, KeyQuery, LedgerEntry, Money, Patch, User,
+    UserSummary, remaining,
 };
 use rows::{AuditRow, DailyRow, KeyRow, LedgerRow, UserRow, UserSummaryRow, VerifyRow, allow_list};
 pub use sweep::SWEEP_LOCK;
@@ -499,7 +500,26 @@ impl Store for PgStore {
     }
 
     async fn adjust_balance(&self, adjustment: &BalanceAdjustment) -> StoreResult<AdjustOutcome> {
-        self.retrying(|| balance::adjust(&self.pool, adjustment)).await
+        Ok(self.retrying(|| balance::adjust_with_used(&self.pool, adjustment)).await?.0)
+    }
+
+    async fn adjust_balance_and_read(
+        &self,
+        adjustment: &BalanceAdjustment,
+    ) -> StoreResult<(AdjustOutcome, Option<Balance>)> {
+        let (outcome, used) = self.retrying(|| balance::adjust_with_used(&self.pool, adjustment)).await?;
+        let balance = match (&outcome, used) {
+            (AdjustOutcome::Applied(entry), Some(used)) => {
+                let used = Money::from_micros(used);
+                Some(Balance {
+                    credited: entry.credited_after,
+                    used,
+                    remaining: entry.credited_after.map(|credited| remaining(credited, used)),
+                })
+            }
+            _ => None,
+        };
+        Ok((outcome, balance))
     }
 
     async fn ledger(&self, key_id: Uuid, limit: Option<u32>) -> StoreResult<Vec<LedgerEntry>> {

@@ -25,6 +25,72 @@ macro_rules! ledger_columns {
     };
 }
 
+/// A top-up or deduction in one autocommit statement: the conditional update, its ledger row
+/// and its audit row (details built in SQL as `audit_record` builds them: amounts as
+/// `Money::to_decimal_string`). Returns the ledger row and the key's `used_micros`; no row when
+/// the key refused the change. A reused idempotency key fails the whole statement on the
+/// ledger's unique index, so nothing is applied twice.
+const ADD_IN_ONE_STATEMENT: &str = "WITH changed AS ( \
+       UPDATE api_keys SET credited_micros = credited_micros + $2, updated_at = $3 \
+       WHERE id = $1 AND is_standalone AND credited_micros IS NOT NULL \
+         AND ($2 >= 0 OR $2 >= -GREATEST(0, credited_micros - used_micros)) \
+         AND credited_micros::numeric + $2 BETWEEN 0 AND $4 \
+       RETURNING credited_micros, used_micros), \
+     entry AS ( \
+       INSERT INTO balance_ledger (api_key_id, at, actor, delta_micros, credited_after, note, idempotency_key) \
+       SELECT $1, $3, $5, $2, credited_micros, $6, $7 FROM changed \
+       RETURNING id, api_key_id, at, actor, delta_micros, credited_after, note, idempotency_key), \
+     audit AS ( \
+       INSERT INTO audit_log (at, actor, action, api_key_id, details) \
+       SELECT $3, $5, $8, $1, jsonb_build_object('delta', $9::text, 'credited_after', \
+         (credited_after / 1000000)::text || '.' || lpad((credited_after % 1000000)::text, 6, '0'), \
+         'note', $6::text) \
+       FROM entry) \
+     SELECT entry.*, changed.used_micros FROM entry, changed";
+
+#[derive(sqlx::FromRow)]
+struct AppliedRow {
+    #[sqlx(flatten)]
+    entry: LedgerRow,
+    used_micros: i64,
+}
+
+/// `Money::to_decimal_string` in SQL above: whole dollars, a point, six digits (non-negative).
+const _: () = assert!(crate::domain::money::MICROS_PER_USD == 1_000_000);
+
+/// Applies an adjustment, or tells why not, and the key's used total when it was applied here.
+/// Idempotent by the adjustment's idempotency key.
+pub(super) async fn adjust_with_used(
+    pool: &PgPool,
+    adjustment: &BalanceAdjustment,
+) -> Result<(AdjustOutcome, Option<i64>), sqlx::Error> {
+    let BalanceChange::Add(amount) = adjustment.change else {
+        return Ok((adjust(pool, adjustment).await?, None));
+    };
+    let action = if amount.is_negative() { "deduct" } else { "topup" };
+    let applied = sqlx::query_as::<_, AppliedRow>(ADD_IN_ONE_STATEMENT)
+        .bind(adjustment.key_id)
+        .bind(amount.micros())
+        .bind(adjustment.at)
+        .bind(MAX_AMOUNT.micros())
+        .bind(&adjustment.actor)
+        .bind(&adjustment.note)
+        .bind(&adjustment.idempotency_key)
+        .bind(action)
+        .bind(amount.to_decimal_string())
+        .fetch_optional(pool)
+        .await;
+    match applied {
+        Ok(Some(row)) => Ok((AdjustOutcome::Applied(LedgerEntry::from(row.entry)), Some(row.used_micros))),
+        // Refused, or the idempotency key is taken: the transaction path tells which.
+        Ok(None) => Ok((adjust(pool, adjustment).await?, None)),
+        Err(sqlx::Error::Database(error)) if error.constraint() == Some("balance_ledger_idempotency_key_key") => {
+            Ok((adjust(pool, adjustment).await?, None))
+        }
+        Err(error) => Err(error),
+    }
+}
+
 /// Applies an adjustment, or tells why not. Idempotent by the adjustment's idempotency key.
 pub(super) async fn adjust(pool: &PgPool, adjustment: &BalanceAdjustment) -> Result<AdjustOutcome, sqlx::Error> {
     loop {
