@@ -3,14 +3,14 @@
 //! Layers, from the bottom: `domain` (pure rules), `crypto`, `store` (SQLite and PostgreSQL),
 //! `service` (every operation), then the faces: `cli` and `tui`. Calls only go down.
 
-pub mod crypto;
-pub mod domain;
-pub mod store;
-pub mod service;
+pub mod cli;
 pub mod config;
-pub mod paths;
+pub mod crypto;
+pub mod demo;
+pub mod domain;
 pub mod logging;
 pub mod master_key;
+pub mod paths;
+pub mod service;
+pub mod store;
 pub mod tui;
-pub mod cli;
-pub mod demo;

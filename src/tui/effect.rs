@@ -12,7 +12,7 @@ use crate::service::{KeyService, NewKeySpec, ServiceError, ServiceResult};
 use crate::store::StoreError;
 
 use super::event::{CreatedSecret, Event, Outcome};
-use super::state::{DetailData, RequestId};
+use super::state::{DetailData, RequestId, TopUpRequest};
 
 /// How many ledger rows the detail shows.
 pub const DETAIL_LEDGER_ROWS: u32 = 5;
@@ -41,11 +41,7 @@ pub enum Call {
         key_id: Uuid,
         days: u32,
     },
-    TopUp {
-        key_id: Uuid,
-        amount: Money,
-        note: Option<String>,
-    },
+    TopUp(TopUpRequest),
     Create(NewKeySpec),
     /// An edit: the patch, and `Some(credited)` when the credited total of a prepaid key changes
     /// (`Some(None)` = unlimited), which goes through the ledger.
@@ -112,9 +108,13 @@ impl Runner {
             Call::ListKeys(query) => Outcome::Page(self.shown(service.list_keys(&query).await)),
             Call::CountKeys => Outcome::Counts(self.shown(service.count_keys().await)),
             Call::Detail { key_id, days } => Outcome::Detail(self.shown(self.detail(key_id, days).await.map(Box::new))),
-            Call::TopUp { key_id, amount, note } => {
-                Outcome::ToppedUp(self.shown(service.top_up(key_id, amount, note.as_deref(), None).await))
-            }
+            Call::TopUp(request) => Outcome::ToppedUp(
+                self.shown(
+                    service
+                        .top_up(request.key_id, request.amount, request.note.as_deref(), Some(&request.idempotency_key))
+                        .await,
+                ),
+            ),
             Call::Create(spec) => Outcome::Created(
                 self.shown(
                     service

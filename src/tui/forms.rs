@@ -117,8 +117,9 @@ impl Field {
 /// What a form is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FormKind {
-    /// The key as it was when the dialog opened, for the preview.
-    TopUp(Box<ApiKey>),
+    /// The key as it was when the dialog opened (for the preview), and the idempotency key of
+    /// this dialog's top-up.
+    TopUp(Box<ApiKey>, String),
     Create,
     Edit(Box<ApiKey>),
 }
@@ -133,9 +134,9 @@ pub struct Form {
 }
 
 impl Form {
-    pub fn top_up(key: &ApiKey) -> Form {
+    pub fn top_up(key: &ApiKey, idempotency_key: String) -> Form {
         Form::with_fields(
-            FormKind::TopUp(Box::new(key.clone())),
+            FormKind::TopUp(Box::new(key.clone()), idempotency_key),
             vec![Field::text(FieldId::Amount, ""), Field::text(FieldId::Note, "")],
         )
     }
@@ -189,7 +190,7 @@ impl Form {
 
     pub fn title(&self) -> String {
         match &self.kind {
-            FormKind::TopUp(key) => format!("Top up {}", sanitize(&key.name)),
+            FormKind::TopUp(key, _) => format!("Top up {}", sanitize(&key.name)),
             FormKind::Create => "Create a key".into(),
             FormKind::Edit(key) => format!("Edit {}", sanitize(&key.name)),
         }
@@ -444,7 +445,7 @@ mod tests {
 
     #[test]
     fn fields_explain_bad_input_inline() {
-        let mut form = Form::top_up(&prepaid_key());
+        let mut form = Form::top_up(&prepaid_key(), "tui-test-1".into());
         type_into(&mut form, FieldId::Amount, "1e3");
         let error = form.error(&form.fields[0], NOW).unwrap();
         assert!(error.starts_with("amount is not a plain decimal number"), "{error}");

@@ -75,5 +75,6 @@ fn session(service: &KeyService, options: &TuiOptions) -> anyhow::Result<Session
         confirm_topup_at: options.ui.confirm_topup_at,
         refresh_every: options.ui.refresh_interval,
         sweep_every: sweeps.then_some(options.sweep.interval),
+        instance: uuid::Uuid::new_v4(),
     })
 }

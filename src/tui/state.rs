@@ -35,6 +35,8 @@ pub struct Session {
     pub refresh_every: std::time::Duration,
     /// `None` when the sweep timer is off (disabled in the config, or read-only).
     pub sweep_every: Option<std::time::Duration>,
+    /// Unique to this run of the TUI: with a counter, it names each top-up dialog's submission.
+    pub instance: Uuid,
 }
 
 #[derive(Debug, Clone)]
@@ -274,10 +276,21 @@ pub struct Confirm {
     pub action: Confirmed,
 }
 
+/// A top-up as submitted from its dialog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopUpRequest {
+    pub key_id: Uuid,
+    pub amount: Money,
+    pub note: Option<String>,
+    /// One per dialog: submitting the same dialog again (after an error whose outcome was
+    /// unknown, such as a connection lost before the answer) applies the top-up at most once.
+    pub idempotency_key: String,
+}
+
 /// What a confirmation lets happen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Confirmed {
-    TopUp { key_id: Uuid, amount: Money, note: Option<String> },
+    TopUp(TopUpRequest),
     SetActive { key_id: Uuid, active: bool },
     Purge { key_id: Uuid },
     Reveal { key_id: Uuid },

@@ -16,7 +16,7 @@ use super::keymap::{Action, Context, KeyChord};
 use super::paging::{PageRequest, Placement};
 use super::state::{
     Confirm, Confirmed, DetailData, Focus, Modal, Outage, RANGES, RequestId, Screen, Secret, State, SweepResult,
-    ToastKind, retry_delay,
+    ToastKind, TopUpRequest, retry_delay,
 };
 use super::view::{help, layout};
 
@@ -358,7 +358,11 @@ fn open_top_up(state: &mut State, key: ApiKey) -> Vec<Effect> {
         Some(balance) if balance.remaining.is_none() => {
             state.toast(ToastKind::Error, format!("{name} has an unlimited balance: there is nothing to top up"))
         }
-        Some(_) => state.modals.push(Modal::Form(Form::top_up(&key))),
+        Some(_) => {
+            let serial = state.next_request().0;
+            let idempotency_key = format!("tui-{}-{serial}", state.session.instance);
+            state.modals.push(Modal::Form(Form::top_up(&key, idempotency_key)));
+        }
     }
     Vec::new()
 }
@@ -380,9 +384,9 @@ fn submit_form(state: &mut State) -> Vec<Effect> {
         return Vec::new();
     }
     let call = match &form.kind {
-        FormKind::TopUp(key) => {
-            form.top_up_request().map(|(amount, note)| Call::TopUp { key_id: key.id, amount, note })
-        }
+        FormKind::TopUp(key, idempotency_key) => form.top_up_request().map(|(amount, note)| {
+            Call::TopUp(TopUpRequest { key_id: key.id, amount, note, idempotency_key: idempotency_key.clone() })
+        }),
         FormKind::Create => form.new_key_spec(now).map(Call::Create),
         FormKind::Edit(key) => form
             .key_patch(now)
@@ -390,15 +394,16 @@ fn submit_form(state: &mut State) -> Vec<Effect> {
     };
     match call {
         // Large amounts ask again, above the form, which stays open underneath.
-        Ok(Call::TopUp { key_id, amount, note }) if amount.abs() >= threshold => {
+        Ok(Call::TopUp(request)) if request.amount.abs() >= threshold => {
+            let amount = request.amount;
             let title = format!("Apply {amount}? ({})", form.title());
             let mut lines = vec![format!("{amount} is at or above the confirmation threshold of {threshold}.")];
-            if let FormKind::TopUp(key) = &form.kind
+            if let FormKind::TopUp(key, _) = &form.kind
                 && let Ok(preview) = top_up_preview(key, amount)
             {
                 lines.push(format!("Result: {preview}"));
             }
-            confirm(state, title, lines, Confirmed::TopUp { key_id, amount, note })
+            confirm(state, title, lines, Confirmed::TopUp(request))
         }
         Ok(call) => write(state, call),
         Err(message) => {
@@ -410,7 +415,7 @@ fn submit_form(state: &mut State) -> Vec<Effect> {
 
 fn run_confirmed(state: &mut State, action: Confirmed) -> Vec<Effect> {
     let call = match action {
-        Confirmed::TopUp { key_id, amount, note } => Call::TopUp { key_id, amount, note },
+        Confirmed::TopUp(request) => Call::TopUp(request),
         Confirmed::SetActive { key_id, active } => Call::SetActive { key_id, active },
         Confirmed::Purge { key_id } => Call::Purge { key_id },
         Confirmed::Reveal { key_id } => Call::Reveal { key_id },

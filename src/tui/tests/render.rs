@@ -111,13 +111,15 @@ fn chart_axes_and_bars_carry_units() {
 
 #[test]
 fn top_up_dialog_with_preview() {
-    snapshot("top_up", |size| typed(with_modal(loaded_state(size), Modal::Form(Form::top_up(&prepaid_key()))), "7.5"));
+    snapshot("top_up", |size| {
+        typed(with_modal(loaded_state(size), Modal::Form(Form::top_up(&prepaid_key(), "tui-test-1".into()))), "7.5")
+    });
 }
 
 #[test]
 fn top_up_dialog_with_an_inline_error() {
     snapshot("top_up_invalid", |size| {
-        typed(with_modal(loaded_state(size), Modal::Form(Form::top_up(&prepaid_key()))), "7.5.0")
+        typed(with_modal(loaded_state(size), Modal::Form(Form::top_up(&prepaid_key(), "tui-test-1".into()))), "7.5.0")
     });
 }
 
@@ -202,7 +204,7 @@ fn renders_at_every_size_without_panicking() {
     let states = [
         loaded_state((1, 1)),
         detail_state((1, 1)),
-        typed(with_modal(detail_state((1, 1)), Modal::Form(Form::top_up(&prepaid_key()))), "-3"),
+        typed(with_modal(detail_state((1, 1)), Modal::Form(Form::top_up(&prepaid_key(), "tui-test-1".into()))), "-3"),
         with_modal(loaded_state((1, 1)), Modal::Form(Form::create("alice"))),
         with_modal(detail_state((1, 1)), Modal::Help { scroll: 0 }),
     ];

@@ -10,7 +10,7 @@ use crate::tui::event::{CreatedSecret, Event, Outcome};
 use crate::tui::fixtures::{NOW, detail_data, keys, loaded_state, prepaid_key, session, user_key};
 use crate::tui::keymap::{Action, Context};
 use crate::tui::paging::Window;
-use crate::tui::state::{Confirmed, Metric, Modal, RequestId, Screen, State, ToastKind};
+use crate::tui::state::{Confirmed, Metric, Modal, RequestId, Screen, State, ToastKind, TopUpRequest};
 use crate::tui::theme::Theme;
 use crate::tui::update::{start, update};
 
@@ -377,7 +377,7 @@ fn top_up_previews_confirms_large_amounts_and_updates_the_row() {
     type_text(&mut state, "1000");
     assert!(press(&mut state, "enter").is_empty(), "at the threshold: a confirmation first");
     let Modal::Confirm(confirm) = top_modal(&state) else { panic!("{:?}", state.modals) };
-    assert!(matches!(confirm.action, Confirmed::TopUp { amount, .. } if amount == Money::from_usd(1000)));
+    assert!(matches!(&confirm.action, Confirmed::TopUp(request) if request.amount == Money::from_usd(1000)));
     assert!(confirm.lines.contains(&"Result: remaining $10.00 → $1,010.00".to_string()), "{:?}", confirm.lines);
     press(&mut state, "n");
     assert!(matches!(top_modal(&state), Modal::Form(_)), "back in the form");
@@ -387,7 +387,9 @@ fn top_up_previews_confirms_large_amounts_and_updates_the_row() {
     }
     type_text(&mut state, "7.5");
     let (request, call) = only_call(&press(&mut state, "enter"));
-    assert_eq!(call, Call::TopUp { key_id: prepaid_key().id, amount: Money::from_micros(7_500_000), note: None });
+    let Call::TopUp(TopUpRequest { key_id, amount, note, idempotency_key }) = call else { panic!("{call:?}") };
+    assert_eq!((key_id, amount, note), (prepaid_key().id, Money::from_micros(7_500_000), None));
+    assert!(idempotency_key.starts_with("tui-00000000-0000-0000-0000-000000000000-"), "{idempotency_key}");
     let mut after = prepaid_key();
     after.credited = Some(Money::from_micros(19_500_000));
     let entry = crate::domain::LedgerEntry {
@@ -619,4 +621,25 @@ fn resizing_keeps_the_selection_visible() {
     state.list.selected = 25;
     update(&mut state, Event::Resize(80, 10));
     assert!(state.list.offset <= 25 && 25 < state.list.offset + 7);
+}
+
+/// Submitting one dialog again (say after a lost connection) reuses its idempotency key, so the
+/// top-up applies at most once; a new dialog is a new top-up.
+#[test]
+fn each_top_up_dialog_has_its_own_idempotency_key() {
+    let submit = |state: &mut State| {
+        type_text(state, "2");
+        let (request, call) = only_call(&press(state, "enter"));
+        let Call::TopUp(top_up) = call else { panic!("{call:?}") };
+        (request, top_up.idempotency_key)
+    };
+    let mut state = list_state();
+    press(&mut state, "t");
+    let (request, first) = submit(&mut state);
+    done(&mut state, request, Outcome::ToppedUp(Err("cannot reach the database".into())));
+    press(&mut state, "backspace");
+    assert_eq!(submit(&mut state).1, first, "the same dialog resubmitted");
+    press(&mut state, "esc");
+    press(&mut state, "t");
+    assert_ne!(submit(&mut state).1, first, "a new dialog");
 }

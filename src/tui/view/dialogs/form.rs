@@ -18,7 +18,7 @@ const LABEL_WIDTH: u16 = 17;
 pub fn render(frame: &mut Frame, state: &State, form: &Form) {
     let theme = &state.session.theme;
     let mut lines: Vec<Line> = Vec::new();
-    if let FormKind::TopUp(key) = &form.kind {
+    if let FormKind::TopUp(key, _) = &form.kind {
         lines.push(Line::styled(format!("Remaining now: {}", format::remaining(key)), theme.text));
         lines.push(Line::default());
     }
@@ -42,7 +42,7 @@ pub fn render(frame: &mut Frame, state: &State, form: &Form) {
             None => {}
         }
     }
-    if let FormKind::TopUp(key) = &form.kind {
+    if let FormKind::TopUp(key, _) = &form.kind {
         lines.push(Line::default());
         lines.push(match form.top_up_request() {
             Ok((amount, _)) => preview_line(state, key, amount),
