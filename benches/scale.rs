@@ -9,6 +9,7 @@
 //! `KEYTOP_BENCH_SCALE`: `small` (default: 50,000 keys, 500,000 usage rows), `full` (1,000,000
 //! keys, 10,000,000 usage rows) or `KEYS:USAGE_ROWS`. Half the keys are made expired for the
 //! sweep, which runs last, once, in a child process that reports its peak RSS (VmHWM).
+//! `KEYTOP_BENCH_BACKENDS=sqlite` or `=postgres` runs one backend only (default: both).
 
 use std::process::Command;
 use std::sync::Arc;
@@ -593,8 +594,15 @@ fn main() {
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("bench.db").display());
-        let mut reports = vec![bench_backend("sqlite", &url, &scale).await];
-        if let Some(server) = std::env::var("KEYTOP_TEST_POSTGRES").ok().filter(|s| !s.trim().is_empty()) {
+        // KEYTOP_BENCH_BACKENDS=postgres (or sqlite) runs one backend only.
+        let backends = std::env::var("KEYTOP_BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
+        let mut reports = Vec::new();
+        if backends.contains("sqlite") {
+            reports.push(bench_backend("sqlite", &url, &scale).await);
+        }
+        if let Some(server) =
+            std::env::var("KEYTOP_TEST_POSTGRES").ok().filter(|s| !s.trim().is_empty() && backends.contains("postgres"))
+        {
             let name = format!("keytop_bench_{}", Uuid::new_v4().simple());
             let mut admin = sqlx::PgConnection::connect(&server).await.expect("connect to KEYTOP_TEST_POSTGRES");
             sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut admin).await.unwrap();
