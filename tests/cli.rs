@@ -2,105 +2,21 @@
 //! (SQLite; PostgreSQL too where noted), checking output, exit status and what was written.
 
 mod common;
+mod sandbox;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use keytop::crypto::MasterKey;
+use sandbox::Sandbox;
 use serde_json::Value;
-
-/// A sandbox: its own database, master key, and XDG folders.
-struct Sandbox {
-    dir: tempfile::TempDir,
-    db_url: String,
-    master_key: String,
-    _db: Option<common::TestDb>,
-}
-
-impl Sandbox {
-    fn sqlite() -> Sandbox {
-        let dir = tempfile::tempdir().unwrap();
-        let db_url = format!("sqlite://{}", dir.path().join("keytop.db").display());
-        Sandbox { db_url, master_key: MasterKey::generate().1, dir, _db: None }
-    }
-
-    async fn postgres() -> Option<Sandbox> {
-        let db = common::postgres_db().await?;
-        let mut sandbox = Sandbox::sqlite();
-        sandbox.db_url = db.url.clone();
-        sandbox._db = Some(db);
-        Some(sandbox)
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_keytop"));
-        command
-            .args(args)
-            .env_remove("KEYTOP_CONFIG")
-            .env("KEYTOP_DB", &self.db_url)
-            .env("KEYTOP_MASTER_KEY", &self.master_key)
-            .env("KEYTOP_ACTOR", "tester")
-            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
-            .env("XDG_DATA_HOME", self.dir.path().join("data"))
-            .env("XDG_STATE_HOME", self.dir.path().join("state"))
-            .stdin(Stdio::null());
-        command
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("run keytop")
-    }
-
-    /// Runs a command that must succeed; returns its stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let output = self.run(args);
-        assert!(
-            output.status.success(),
-            "keytop {args:?} failed ({:?}): {}",
-            output.status.code(),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut with_json = args.to_vec();
-        with_json.push("--json");
-        serde_json::from_str(&self.ok(&with_json)).expect("valid JSON")
-    }
-
-    /// Runs a command that must fail with `code`; returns its stderr.
-    fn fails(&self, args: &[&str], code: i32) -> String {
-        let output = self.run(args);
-        assert_eq!(
-            output.status.code(),
-            Some(code),
-            "keytop {args:?}: stdout {} stderr {}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stderr).unwrap()
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("state/keytop/keytop.log")).unwrap_or_default()
-    }
-
-    /// A user `alice` with a prepaid key `wallet` holding $10; returns its plaintext.
-    fn with_prepaid_key(&self) -> String {
-        self.ok(&["users", "add", "alice"]);
-        self.ok(&["keys", "create", "--user", "alice", "--name", "wallet", "--standalone", "--balance", "10"])
-            .trim()
-            .to_string()
-    }
-}
 
 fn remaining(sandbox: &Sandbox, key: &str) -> Value {
     sandbox.json(&["balance", key])["remaining"].clone()
 }
 
 fn happy_path(sandbox: &Sandbox) {
-    let plaintext = sandbox.with_prepaid_key();
+    let plaintext = sandbox.with_prepaid_key("10");
     assert!(plaintext.starts_with("sk-") && plaintext.len() == 35, "{plaintext}");
 
     let shown = sandbox.json(&["keys", "show", "wallet"]);
@@ -206,7 +122,7 @@ async fn happy_path_on_postgres() {
 #[test]
 fn bad_amounts_are_refused_with_exit_2_and_nothing_written() {
     let sandbox = Sandbox::sqlite();
-    sandbox.with_prepaid_key();
+    sandbox.with_prepaid_key("10");
     let before = sandbox.json(&["ledger", "wallet"]);
     for amount in ["0", "1.0000001", "1e3", "NaN", "inf", "1,000", "1,5", "ten", "", "$", "-11"] {
         let stderr = sandbox.fails(&["topup", "wallet", amount], 2);
@@ -222,7 +138,7 @@ fn bad_amounts_are_refused_with_exit_2_and_nothing_written() {
 #[test]
 fn refusals_name_the_field_and_leave_the_database_unchanged() {
     let sandbox = Sandbox::sqlite();
-    sandbox.with_prepaid_key();
+    sandbox.with_prepaid_key("10");
     sandbox.ok(&["keys", "create", "--user", "alice", "--name", "plain"]);
     let keys_before = sandbox.json(&["keys", "list"]);
 
@@ -267,7 +183,7 @@ fn an_ambiguous_reference_lists_the_candidates() {
 #[test]
 fn list_scopes_and_filters() {
     let sandbox = Sandbox::sqlite();
-    sandbox.with_prepaid_key();
+    sandbox.with_prepaid_key("10");
     sandbox.ok(&["users", "add", "bob"]);
     sandbox.ok(&["keys", "create", "--user", "bob", "--name", "bob-main"]);
     sandbox.ok(&["keys", "create", "--user", "bob", "--name", "bob-old", "--expires-at", "2001-01-01"]);
@@ -289,7 +205,7 @@ fn list_scopes_and_filters() {
 #[test]
 fn a_wrong_master_key_breaks_reveal_only() {
     let sandbox = Sandbox::sqlite();
-    sandbox.with_prepaid_key();
+    sandbox.with_prepaid_key("10");
     let other = MasterKey::generate().1;
     let run = |args: &[&str]| sandbox.command(args).env("KEYTOP_MASTER_KEY", &other).output().unwrap();
     let reveal = run(&["keys", "reveal", "wallet"]);
@@ -328,7 +244,7 @@ fn an_unreachable_database_fails_fast_without_its_password() {
 #[test]
 fn sixteen_processes_topping_up_one_sqlite_file_all_land() {
     let sandbox = Sandbox::sqlite();
-    sandbox.with_prepaid_key();
+    sandbox.with_prepaid_key("10");
     let children: Vec<_> = (0..16)
         .map(|i| {
             sandbox
@@ -350,7 +266,7 @@ fn sixteen_processes_topping_up_one_sqlite_file_all_land() {
 #[test]
 fn an_idempotency_key_applies_once_and_reports_the_first_result() {
     let sandbox = Sandbox::sqlite();
-    sandbox.with_prepaid_key();
+    sandbox.with_prepaid_key("10");
     let first = sandbox.json(&["topup", "wallet", "5", "--idempotency-key", "pay-1"]);
     let second = sandbox.json(&["topup", "wallet", "5", "--idempotency-key", "pay-1"]);
     assert_eq!((first["replayed"].as_bool(), second["replayed"].as_bool()), (Some(false), Some(true)));
@@ -378,7 +294,7 @@ fn sweep_every_stops_cleanly_on_sigterm() {
 #[test]
 fn no_plaintext_key_reaches_the_log() {
     let sandbox = Sandbox::sqlite();
-    let plaintext = sandbox.with_prepaid_key();
+    let plaintext = sandbox.with_prepaid_key("10");
     sandbox.ok(&["keys", "reveal", "wallet"]);
     sandbox.ok(&["verify", &plaintext]);
     sandbox.fails(&["topup", "wallet", "oops"], 2);
@@ -428,7 +344,7 @@ fn escape_sequences_in_names_print_inert() {
 #[test]
 fn rekey_moves_every_key_to_the_new_master_key_or_none() {
     let sandbox = Sandbox::sqlite();
-    let plaintext = sandbox.with_prepaid_key();
+    let plaintext = sandbox.with_prepaid_key("10");
     sandbox.ok(&["keys", "create", "--user", "alice", "--name", "second"]);
     let new_file = sandbox.dir.path().join("new.key");
     let report = sandbox.json(&["rekey", "--new-key-file", new_file.to_str().unwrap()]);

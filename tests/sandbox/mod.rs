@@ -98,6 +98,20 @@ impl Sandbox {
         String::from_utf8(output.stdout).unwrap()
     }
 
+    /// Runs a command that must fail with `code`; returns its stderr.
+    pub fn fails(&self, args: &[&str], code: i32) -> String {
+        let output = self.run(args);
+        assert_eq!(
+            output.status.code(),
+            Some(code),
+            "[{}] keytop {args:?}: stdout {} stderr {}",
+            self.label,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stderr).unwrap()
+    }
+
     pub fn json(&self, args: &[&str]) -> Value {
         let mut with_json = args.to_vec();
         with_json.push("--json");
