@@ -159,16 +159,7 @@ impl KeyGenerator {
             _ => None,
         };
         let name = format!("{}-{}-{}", pick(rng, TEAMS), pick(rng, PURPOSES), i + 1);
-        let credit = credited.flatten().map(|amount| LedgerEntry {
-            id: 0,
-            api_key_id: id,
-            at: created_at,
-            actor: "demo".into(),
-            delta: amount,
-            credited_after: Some(amount),
-            note: Some("initial balance".into()),
-            idempotency_key: None,
-        });
+        let credit = credited.flatten().map(|amount| LedgerEntry::initial_credit(id, created_at, "demo", amount));
         let key = ApiKey {
             id,
             user_id: owner.id,
