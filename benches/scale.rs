@@ -597,8 +597,11 @@ fn main() {
         // KEYTOP_BENCH_BACKENDS=postgres (or sqlite) runs one backend only.
         let backends = std::env::var("KEYTOP_BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
         let mut reports = Vec::new();
+        // Each table is printed as soon as its backend is done, so a later failure loses nothing.
         if backends.contains("sqlite") {
-            reports.push(bench_backend("sqlite", &url, &scale).await);
+            let report = bench_backend("sqlite", &url, &scale).await;
+            report.print();
+            reports.push(report);
         }
         if let Some(server) =
             std::env::var("KEYTOP_TEST_POSTGRES").ok().filter(|s| !s.trim().is_empty() && backends.contains("postgres"))
@@ -607,12 +610,15 @@ fn main() {
             let mut admin = sqlx::PgConnection::connect(&server).await.expect("connect to KEYTOP_TEST_POSTGRES");
             sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut admin).await.unwrap();
             let (base, _) = server.rsplit_once('/').expect("a server URL with a database path");
-            reports.push(bench_backend("postgres", &format!("{base}/{name}"), &scale).await);
+            let report = bench_backend("postgres", &format!("{base}/{name}"), &scale).await;
+            report.print();
+            reports.push(report);
             sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
                 .execute(&mut admin)
                 .await
                 .unwrap();
         }
+        println!("\n## All tables");
         for report in &reports {
             report.print();
         }
