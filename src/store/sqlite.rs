@@ -215,20 +215,8 @@ impl Store for SqliteStore {
     }
 
     async fn set_user_active(&self, id: Uuid, active: bool, audit: &AuditRecord) -> StoreResult<bool> {
-        let mut tx = self.begin_write().await?;
-        let updated = sqlx::query("UPDATE users SET is_active = ? WHERE id = ?")
-            .bind(active)
-            .bind(id.hyphenated())
-            .execute(&mut *tx)
-            .await
-            .map_err(store_error)?
-            .rows_affected()
-            > 0;
-        if updated {
-            insert_audit(&mut tx, audit).await?;
-            tx.commit().await.map_err(store_error)?;
-        }
-        Ok(updated)
+        let update = sqlx::query("UPDATE users SET is_active = ? WHERE id = ?").bind(active).bind(id.hyphenated());
+        self.write_audited(update, audit).await
     }
 
     async fn insert_key(
@@ -238,35 +226,10 @@ impl Store for SqliteStore {
         audit: &AuditRecord,
     ) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO api_keys (id, user_id, key_hash, key_ciphertext, key_hint, name, allowed_providers, \
-             allowed_api_formats, allowed_models, rate_limit, concurrent_limit, expires_at, is_standalone, \
-             credited_micros, used_micros, auto_delete_on_expiry, is_active, last_used_at, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(key.id.hyphenated())
-        .bind(key.user_id.hyphenated())
-        .bind(&key.key_hash)
-        .bind(&key.key_ciphertext)
-        .bind(&key.key_hint)
-        .bind(&key.name)
-        .bind(allow_list_json(key.allowed_providers.as_deref()))
-        .bind(allow_list_json(key.allowed_api_formats.as_deref()))
-        .bind(allow_list_json(key.allowed_models.as_deref()))
-        .bind(key.rate_limit)
-        .bind(key.concurrent_limit)
-        .bind(key.expires_at.map(millis))
-        .bind(key.is_standalone)
-        .bind(key.credited.map(Money::micros))
-        .bind(key.used.micros())
-        .bind(key.auto_delete_on_expiry)
-        .bind(key.is_active)
-        .bind(key.last_used_at.map(millis))
-        .bind(millis(key.created_at))
-        .bind(millis(key.updated_at))
-        .execute(&mut *tx)
-        .await
-        .map_err(conflict_as(|| format!("a key with id {} or with the same hash", key.id)))?;
+        bulk::insert_keys(&mut tx, std::slice::from_ref(key), || {
+            format!("a key with id {} or with the same hash", key.id)
+        })
+        .await?;
         if let Some(entry) = initial_credit {
             insert_ledger(&mut tx, entry).await?;
         }
@@ -356,20 +319,9 @@ impl Store for SqliteStore {
     }
 
     async fn purge_key(&self, id: Uuid, audit: &AuditRecord) -> StoreResult<bool> {
-        let mut tx = self.begin_write().await?;
         // The foreign keys keep usage rows (api_key_id set to NULL) and drop the daily rollup.
-        let deleted = sqlx::query("DELETE FROM api_keys WHERE id = ?")
-            .bind(id.hyphenated())
-            .execute(&mut *tx)
-            .await
-            .map_err(store_error)?
-            .rows_affected()
-            > 0;
-        if deleted {
-            insert_audit(&mut tx, audit).await?;
-            tx.commit().await.map_err(store_error)?;
-        }
-        Ok(deleted)
+        let delete = sqlx::query("DELETE FROM api_keys WHERE id = ?").bind(id.hyphenated());
+        self.write_audited(delete, audit).await
     }
 
     async fn verify_lookup(
@@ -610,6 +562,17 @@ impl Store for SqliteStore {
 }
 
 impl SqliteStore {
+    /// Runs one write with its audit row; returns whether it changed a row (no audit row if not).
+    async fn write_audited(&self, write: SqliteQuery<'_>, audit: &AuditRecord) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let changed = write.execute(&mut *tx).await.map_err(store_error)?.rows_affected() > 0;
+        if changed {
+            insert_audit(&mut tx, audit).await?;
+            tx.commit().await.map_err(store_error)?;
+        }
+        Ok(changed)
+    }
+
     /// Runs a single-row `UPDATE` of a key with its audit row; returns the key as it now is.
     async fn change_key(
         &self,

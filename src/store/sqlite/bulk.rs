@@ -60,7 +60,7 @@ async fn set_pragma(conn: &mut SqliteConnection, pragma: &str, value: i64) -> St
 async fn load_in_transaction(conn: &mut SqliteConnection, batch: &BulkLoad, audit: &AuditRecord) -> StoreResult<()> {
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(store_error)?;
     insert_users(&mut tx, &batch.users).await?;
-    insert_keys(&mut tx, &batch.keys).await?;
+    insert_keys(&mut tx, &batch.keys, || "a key with one of these ids or hashes".into()).await?;
     insert_ledger_rows(&mut tx, &batch.initial_credits).await?;
     insert_usage(&mut tx, &batch.usage).await?;
     insert_audit(&mut tx, audit).await?;
@@ -143,7 +143,12 @@ async fn insert_users(conn: &mut SqliteConnection, users: &[User]) -> StoreResul
         .await
 }
 
-async fn insert_keys(conn: &mut SqliteConnection, keys: &[ApiKey]) -> StoreResult<()> {
+/// Inserts keys in multi-row statements; `what` names the conflict when a unique value is taken.
+pub(super) async fn insert_keys(
+    conn: &mut SqliteConnection,
+    keys: &[ApiKey],
+    what: impl Fn() -> String,
+) -> StoreResult<()> {
     let statement = MultiRow {
         head: "INSERT INTO api_keys (id, user_id, key_hash, key_ciphertext, key_hint, name, allowed_providers, \
                allowed_api_formats, allowed_models, rate_limit, concurrent_limit, expires_at, is_standalone, \
@@ -178,7 +183,7 @@ async fn insert_keys(conn: &mut SqliteConnection, keys: &[ApiKey]) -> StoreResul
                     .bind(millis(key.created_at))
                     .bind(millis(key.updated_at))
             },
-            || "a key with one of these ids or hashes".into(),
+            what,
         )
         .await
 }
