@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, DurationRound, TimeDelta, Utc};
+use futures::{StreamExt, TryStreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -189,12 +190,17 @@ impl KeyGenerator {
 }
 
 /// Usage rows with a weekly rhythm, slow growth, and a few heavy keys carrying most traffic.
+///
+/// Each key's share of the rows is fixed up front and its rows come out together, key after
+/// key: a chunk of rows then touches a few keys only, so loading it updates each key's balance,
+/// last use and daily rollups about once, instead of once per chunk for every key in use.
 struct UsageGenerator {
     rng: StdRng,
-    /// Cumulative key weights for weighted sampling.
-    cumulative: Vec<f64>,
-    /// Id and creation time of every key.
-    keys: Vec<(Uuid, DateTime<Utc>)>,
+    /// Id, creation time and number of rows of every key, in load order.
+    keys: Vec<(Uuid, DateTime<Utc>, u64)>,
+    /// The key whose rows come out now, and how many of them are left.
+    current: usize,
+    left_for_current: u64,
     /// Cumulative day weights, oldest day first.
     day_cumulative: Vec<f64>,
     first_day_start: DateTime<Utc>,
@@ -213,20 +219,37 @@ fn cumulative(weights: impl Iterator<Item = f64>) -> Vec<f64> {
         .collect()
 }
 
+/// Splits `rows` between keys in proportion to their weights (given cumulated), exactly: each
+/// key gets the difference of the rounded running totals around it.
+fn rows_per_key(cumulative: &[f64], rows: u64) -> Vec<u64> {
+    let total = cumulative.last().copied().unwrap_or(0.0);
+    let mut before = 0;
+    cumulative
+        .iter()
+        .map(|&running| {
+            let upto = (rows as f64 * running / total).round() as u64;
+            let share = upto.saturating_sub(before);
+            before = upto.max(before);
+            share
+        })
+        .collect()
+}
+
 fn sample(cumulative: &[f64], rng: &mut StdRng) -> usize {
     let target = rng.r#gen::<f64>() * cumulative.last().copied().unwrap_or(0.0);
     cumulative.partition_point(|&c| c < target).min(cumulative.len().saturating_sub(1))
 }
 
 impl UsageGenerator {
-    fn new(seed: u64, keys: Vec<(Uuid, DateTime<Utc>)>, days: u32, now: DateTime<Utc>) -> Self {
+    fn new(seed: u64, keys: Vec<(Uuid, DateTime<Utc>)>, rows: u64, days: u32, now: DateTime<Utc>) -> Self {
         let mut rng = StdRng::seed_from_u64(seed ^ 0x5EED_0F75_A6E0);
         // Pareto-like weights: key rank r gets 1 / (r + 1)^1.2, so the top few dominate.
         let mut ranks: Vec<usize> = (0..keys.len()).collect();
         for i in (1..ranks.len()).rev() {
             ranks.swap(i, rng.gen_range(0..=i));
         }
-        let weights = ranks.iter().map(|&rank| 1.0 / ((rank + 1) as f64).powf(1.2));
+        let key_cumulative = cumulative(ranks.iter().map(|&rank| 1.0 / ((rank + 1) as f64).powf(1.2)));
+        let keys = keys.into_iter().zip(rows_per_key(&key_cumulative, rows)).map(|((id, at), n)| (id, at, n)).collect();
         let today = now.date_naive();
         let first_day = today - Duration::days(i64::from(days) - 1);
         let day_weights = first_day.iter_days().take(days as usize).enumerate().map(|(i, day)| {
@@ -241,8 +264,9 @@ impl UsageGenerator {
             (if weekend { 0.35 } else { 1.0 }) * growth * today_fraction
         });
         UsageGenerator {
-            cumulative: cumulative(weights),
             keys,
+            current: 0,
+            left_for_current: 0,
             day_cumulative: cumulative(day_weights),
             first_day_start: first_day.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc(),
             now,
@@ -253,7 +277,12 @@ impl UsageGenerator {
     }
 
     fn next_row(&mut self) -> UsageRecord {
-        let (key_id, key_created) = self.keys[sample(&self.cumulative, &mut self.rng)];
+        while self.left_for_current == 0 {
+            self.left_for_current = self.keys[self.current].2;
+            self.current += 1;
+        }
+        self.left_for_current -= 1;
+        let (key_id, key_created, _) = self.keys[self.current - 1];
         let day = sample(&self.day_cumulative, &mut self.rng);
         let offset_ms = self.rng.gen_range(0..86_400_000);
         let mut at = self.first_day_start + Duration::days(day as i64) + Duration::milliseconds(offset_ms);
@@ -312,22 +341,54 @@ fn pipeline<T: Send + 'static>(
     receiver
 }
 
+/// How long each phase of [`fill`] took.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FillTimes {
+    pub users_and_keys: std::time::Duration,
+    pub usage: std::time::Duration,
+    pub statistics: std::time::Duration,
+}
+
+/// Loads the chunks coming out of `chunks`, as many at a time as the store takes (each its own
+/// transaction), advancing `bar` by the rows of each chunk loaded. Two usage chunks share at
+/// most one key (rows come key by key), so concurrent loads cannot deadlock on key rows.
+async fn load_in_parallel<T>(
+    mut chunks: mpsc::Receiver<ServiceResult<T>>,
+    mut to_batch: impl FnMut(T) -> BulkLoad,
+    service: &KeyService,
+    what: &str,
+    bar: &ProgressBar,
+) -> ServiceResult<()> {
+    let batches = futures::stream::poll_fn(|context| chunks.poll_recv(context))
+        .map(|chunk| chunk.map(&mut to_batch))
+        .map_ok(|batch| async move {
+            service.bulk_load(&batch, what).await?;
+            bar.inc((batch.keys.len() + batch.usage.len()) as u64);
+            Ok(())
+        });
+    batches.try_buffer_unordered(service.store().bulk_load_concurrency()).try_collect().await
+}
+
 /// Fills the service's database with demo data. Shows a progress bar on stderr when asked.
 ///
 /// Keys and usage rows are generated chunk by chunk on a blocking thread while the previous
 /// chunk loads, and only the id and creation time of each key stay in memory.
-pub async fn fill(service: &KeyService, spec: &DemoSpec, show_progress: bool) -> anyhow::Result<()> {
+pub async fn fill(service: &KeyService, spec: &DemoSpec, show_progress: bool) -> anyhow::Result<FillTimes> {
     let started = Instant::now();
+    let mut times = FillTimes::default();
     let now = service.now();
     let mut rng = StdRng::seed_from_u64(spec.seed);
     let mut taken: HashSet<String> = service.users().await?.into_iter().map(|u| u.user.name).collect();
-    let mut users = generate_users(&mut rng, spec.users, now, &mut taken);
+    let users = generate_users(&mut rng, spec.users, now, &mut taken);
+
+    // The users first, alone: the keys of every chunk refer to them.
+    service.bulk_load(&BulkLoad { users: users.clone(), ..BulkLoad::default() }, "demo users").await?;
 
     let bar = progress_bar(u64::from(spec.keys), show_progress);
     bar.set_message("keys");
-    let mut generator = KeyGenerator { rng, service: service.clone(), users: users.clone(), now, serial: 0 };
+    let mut generator = KeyGenerator { rng, service: service.clone(), users, now, serial: 0 };
     let mut keys_left = spec.keys;
-    let mut key_chunks = pipeline(move || {
+    let key_chunks = pipeline(move || {
         (keys_left > 0).then(|| {
             let count = keys_left.min(KEY_CHUNK);
             keys_left -= count;
@@ -335,52 +396,54 @@ pub async fn fill(service: &KeyService, spec: &DemoSpec, show_progress: bool) ->
         })
     });
     let mut key_times: Vec<(Uuid, DateTime<Utc>)> = Vec::with_capacity(spec.keys as usize);
-    loop {
-        let (keys, initial_credits) = match key_chunks.recv().await {
-            Some(chunk) => chunk?,
-            // The users go in with the first chunk, or alone when there are no keys.
-            None if !users.is_empty() => (Vec::new(), Vec::new()),
-            None => break,
-        };
-        key_times.extend(keys.iter().map(|key| (key.id, key.created_at)));
-        let count = keys.len() as u64;
-        let batch = BulkLoad { users: std::mem::take(&mut users), keys, initial_credits, usage: Vec::new() };
-        service.bulk_load(&batch, "demo users and keys").await?;
-        bar.inc(count);
-    }
+    load_in_parallel(
+        key_chunks,
+        |(keys, initial_credits)| {
+            key_times.extend(keys.iter().map(|key| (key.id, key.created_at)));
+            BulkLoad { keys, initial_credits, ..BulkLoad::default() }
+        },
+        service,
+        "demo keys",
+        &bar,
+    )
+    .await?;
     bar.finish();
+    times.users_and_keys = started.elapsed();
 
     if !key_times.is_empty() && spec.usage_rows > 0 {
+        let usage_started = Instant::now();
         let bar = progress_bar(spec.usage_rows, show_progress);
         bar.set_message("usage rows");
-        let mut generator = UsageGenerator::new(spec.seed, key_times, spec.days, now);
+        let mut generator = UsageGenerator::new(spec.seed, key_times, spec.usage_rows, spec.days, now);
         let mut left = spec.usage_rows;
-        let mut usage_chunks = pipeline(move || {
+        let usage_chunks = pipeline(move || {
             (left > 0).then(|| {
                 let count = left.min(USAGE_CHUNK);
                 left -= count;
                 Ok((0..count).map(|_| generator.next_row()).collect::<Vec<UsageRecord>>())
             })
         });
-        while let Some(usage) = usage_chunks.recv().await {
-            let usage = usage?;
-            let count = usage.len() as u64;
-            service.bulk_load(&BulkLoad { usage, ..BulkLoad::default() }, "demo usage").await?;
-            bar.inc(count);
-        }
+        load_in_parallel(usage_chunks, |usage| BulkLoad { usage, ..BulkLoad::default() }, service, "demo usage", &bar)
+            .await?;
         bar.finish();
+        times.usage = usage_started.elapsed();
     }
-    tracing::info!(?spec, elapsed = ?started.elapsed(), "demo data loaded");
+    let statistics_started = Instant::now();
+    service.refresh_statistics().await?;
+    times.statistics = statistics_started.elapsed();
+    tracing::info!(?spec, ?times, "demo data loaded");
     if show_progress {
         eprintln!(
-            "loaded {} users, {} keys and {} usage rows in {:.1?}",
+            "loaded {} users, {} keys and {} usage rows in {:.1?} (keys {:.0}/s, usage rows {:.0}/s)",
             spec.users,
             spec.keys,
             spec.usage_rows,
-            started.elapsed()
+            started.elapsed(),
+            f64::from(spec.keys) / times.users_and_keys.as_secs_f64(),
+            spec.usage_rows as f64 / times.usage.as_secs_f64().max(f64::EPSILON),
         );
     }
-    Ok(())
+    Ok(times)
 }
 
 /// `keytop --demo`: the TUI on a throwaway SQLite database, removed on exit, also on SIGTERM or
@@ -398,10 +461,50 @@ pub async fn run_tui_on_demo_data(cli: &Cli) -> anyhow::Result<()> {
     let service = KeyService::new(store, Ok(master_key), crate::cli::service_settings(&config), crate::cli::actor(cli));
     let spec = DemoSpec::default();
     tokio::select! {
-        filled = fill(&service, &spec, false) => filled?,
+        filled = fill(&service, &spec, false) => { filled?; }
         () = hangup.recv() => return Ok(()),
     }
     let outcome = crate::tui::run_with_hangup(service, crate::cli::tui_options(&config, cli.read_only), hangup).await;
     drop(dir);
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_are_split_exactly_and_in_proportion() {
+        let weights = cumulative([8.0, 1.0, 0.5, 0.5].into_iter());
+        let shares = rows_per_key(&weights, 1_001);
+        assert_eq!(shares.iter().sum::<u64>(), 1_001);
+        assert_eq!(shares, vec![801, 100, 50, 50]);
+        assert_eq!(rows_per_key(&weights, 0), vec![0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn usage_comes_key_by_key_skewed_and_within_each_key_life() {
+        let now = Utc::now();
+        let keys: Vec<(Uuid, DateTime<Utc>)> =
+            (0..200).map(|i| (Uuid::new_v4(), now - Duration::days(i % 120))).collect();
+        let created: std::collections::HashMap<Uuid, DateTime<Utc>> = keys.iter().copied().collect();
+        let mut generator = UsageGenerator::new(3, keys, 20_000, 90, now);
+        let rows: Vec<UsageRecord> = (0..20_000).map(|_| generator.next_row()).collect();
+
+        let mut per_key: Vec<(Uuid, usize)> = Vec::new();
+        for row in &rows {
+            assert!(row.created_at >= created[&row.api_key_id] && row.created_at <= now);
+            match per_key.last_mut() {
+                Some((id, count)) if *id == row.api_key_id => *count += 1,
+                _ => per_key.push((row.api_key_id, 1)),
+            }
+        }
+        // One run per key: no key's rows are split.
+        let distinct: HashSet<Uuid> = per_key.iter().map(|(id, _)| *id).collect();
+        assert_eq!(distinct.len(), per_key.len());
+        // The busiest tenth of the keys carries most of the rows.
+        let mut counts: Vec<usize> = per_key.iter().map(|(_, count)| *count).collect();
+        counts.sort_unstable_by(|a, b| b.cmp(a));
+        assert!(counts[..20].iter().sum::<usize>() > 10_000, "{counts:?}");
+    }
 }

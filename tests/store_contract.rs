@@ -467,7 +467,8 @@ async fn keys_are_disabled_enabled_and_purged_keeping_usage() {
         assert_eq!(store.key(key.id).await.unwrap(), None);
         assert!(!store.purge_key(key.id, &audit("purge", Some(key.id))).await.unwrap(), "already gone");
 
-        assert_eq!(raw_i64(&db, "SELECT COUNT(*) FROM usage WHERE api_key_id IS NULL AND $1 IS NULL", None).await, 1);
+        let usage_rows = "SELECT COUNT(*) FROM usage WHERE CAST(api_key_id AS TEXT) = $1";
+        assert_eq!(raw_i64(&db, usage_rows, Some(key.id)).await, 1, "usage stays as history, naming its key");
         let daily = "SELECT COUNT(*) FROM usage_daily WHERE CAST(api_key_id AS TEXT) = $1";
         assert_eq!(raw_i64(&db, daily, Some(key.id)).await, 0, "the rollup goes with the key");
         assert_eq!(store.ledger(key.id, None).await.unwrap().len(), 1, "the ledger stays as history");
@@ -838,7 +839,8 @@ async fn sweep_follows_the_tri_state_policy() {
         assert!(store.key(future.id).await.unwrap().unwrap().is_active);
         assert!(store.key(forever.id).await.unwrap().unwrap().is_active);
         assert_eq!(store.key(already_off.id).await.unwrap().unwrap().updated_at, at(-1_000), "not touched again");
-        assert_eq!(raw_i64(&db, "SELECT COUNT(*) FROM usage WHERE api_key_id IS NULL AND $1 IS NULL", None).await, 1);
+        let usage_rows = "SELECT COUNT(*) FROM usage WHERE CAST(api_key_id AS TEXT) = $1";
+        assert_eq!(raw_i64(&db, usage_rows, Some(delete_yes.id)).await, 1, "usage stays as history, naming its key");
 
         let sweep_audit: Vec<(String, Option<Uuid>, String)> =
             store.audit(None, 3).await.unwrap().into_iter().map(|e| (e.action, e.api_key_id, e.actor)).collect();

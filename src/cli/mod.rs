@@ -99,7 +99,9 @@ async fn dispatch(ctx: Context, cli: Cli) -> anyhow::Result<Outcome> {
         Some(Command::Audit { key, limit }) => admin::audit(&ctx, key.as_deref(), limit).await?,
         Some(Command::Migrate) => admin::migrate(&ctx).await?,
         Some(Command::Rekey { new_key_file }) => admin::rekey(&ctx, &new_key_file).await?,
-        Some(Command::Demo(args)) => crate::demo::fill(&ctx.service, &crate::demo::DemoSpec::from(&args), true).await?,
+        Some(Command::Demo(args)) => {
+            crate::demo::fill(&ctx.service, &crate::demo::DemoSpec::from(&args), true).await?;
+        }
     }
     Ok(Outcome::Success)
 }

@@ -274,7 +274,7 @@ impl KeyService {
             .ok_or_else(|| ServiceError::NotFound { kind: "key", reference: id.to_string() })
     }
 
-    /// Deletes the key row for good; its usage history stays, detached.
+    /// Deletes the key row for good; its usage rows stay, with its id, as history.
     pub async fn purge_key(&self, id: Uuid) -> ServiceResult<()> {
         let key = self.key(id).await?;
         let audit = self.audit_record("key_purge", Some(id), json!({ "name": key.name, "hint": key.key_hint }));

@@ -148,6 +148,11 @@ impl KeyService {
         Ok(self.store.bulk_load(batch, &audit).await?)
     }
 
+    /// After a bulk load: see [`crate::store::Store::refresh_statistics`].
+    pub async fn refresh_statistics(&self) -> ServiceResult<()> {
+        Ok(self.store.refresh_statistics().await?)
+    }
+
     pub async fn audit(&self, key_id: Option<Uuid>, limit: u32) -> ServiceResult<Vec<AuditEntry>> {
         Ok(self.store.audit(key_id, limit).await?)
     }

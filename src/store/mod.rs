@@ -281,6 +281,20 @@ pub trait Store: Send + Sync {
         }
         Ok(())
     }
+
+    /// How many [`Store::bulk_load`] calls are worth running at once. SQLite has one writer at a
+    /// time (a second load would only wait for the lock), PostgreSQL a server process per
+    /// connection, so a second load works while the first waits on its round trips and commits.
+    fn bulk_load_concurrency(&self) -> usize {
+        1
+    }
+
+    /// Brings the query planner's statistics up to date after a bulk load, so its estimates
+    /// (how many keys a name filter matches, for one) describe the data just loaded rather than
+    /// the data of the last automatic analysis. Nothing to do where plans do not depend on them.
+    async fn refresh_statistics(&self) -> StoreResult<()> {
+        Ok(())
+    }
 }
 
 /// Turns a key's stored ciphertext into a new one (see [`Store::reseal_all_keys`]).

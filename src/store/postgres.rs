@@ -14,10 +14,20 @@ macro_rules! key_columns {
     };
 }
 
+/// Keys (`k`) with their owners (`u`), each owner read by its primary key. `LIMIT 1` (an id
+/// names one user anyway) keeps the lookup per key: as a plain join, the planner hashed the
+/// whole users table to find the owner of a single key.
+macro_rules! keys_with_owners {
+    () => {
+        " FROM api_keys k CROSS JOIN LATERAL \
+         (SELECT name, is_active FROM users WHERE users.id = k.user_id LIMIT 1) u"
+    };
+}
+
 /// `SELECT` of keys joined with their owners; append `WHERE …`.
 macro_rules! select_keys {
     () => {
-        concat!("SELECT ", key_columns!(), " FROM api_keys k JOIN users u ON u.id = k.user_id")
+        concat!("SELECT ", key_columns!(), keys_with_owners!())
     };
 }
 
@@ -280,7 +290,7 @@ impl PgStore {
 
     async fn try_purge_key(&self, id: Uuid, audit: &AuditRecord) -> Result<bool, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        // usage.api_key_id becomes NULL and usage_daily rows go, by the foreign keys.
+        // usage_daily rows go by their foreign key; usage rows stay, with the purged key's id.
         let found =
             sqlx::query("DELETE FROM api_keys WHERE id = $1").bind(id).execute(&mut *tx).await?.rows_affected() > 0;
         if found {
@@ -292,9 +302,11 @@ impl PgStore {
 
     async fn try_record_usage(&self, usage: &UsageRecord) -> Result<UsageOutcome, sqlx::Error> {
         // One statement, so one round trip and atomic: the usage row, its daily rollup and the
-        // charge happen only when the row is new; nothing is written for an unknown key.
+        // charge happen only when the row is new; nothing is written for an unknown key. The key
+        // row is share-locked (what a foreign key check would do), so a purge cannot slip in
+        // between and leave a usage row written for a key already gone.
         let (known, charged): (bool, Option<bool>) = sqlx::query_as(
-            "WITH key AS (SELECT id FROM api_keys WHERE id = $2), \
+            "WITH key AS (SELECT id FROM api_keys WHERE id = $2 FOR KEY SHARE), \
              inserted AS ( \
                INSERT INTO usage (request_id, api_key_id, provider, model, api_format, total_tokens, \
                                   cost_micros, response_time_ms, created_at) \
@@ -468,13 +480,19 @@ impl Store for PgStore {
         rate_window_start: DateTime<Utc>,
     ) -> StoreResult<Option<VerifyLookup>> {
         // The count runs only for a key with a rate limit (a CASE branch is evaluated lazily).
+        // Its window is written as a range (`< 'infinity'` excludes no row) because the server
+        // estimates a two-sided range over parameters as narrow and a one-sided one as a third of
+        // the key's rows: with the latter the generic plan of this prepared statement looked
+        // dearer than planning anew, and every verify paid for planning again.
         let row: Option<VerifyRow> = sqlx::query_as(concat!(
             "SELECT ",
             key_columns!(),
             ", CASE WHEN k.rate_limit IS NULL THEN 0 ELSE \
-                 (SELECT COUNT(*) FROM usage r WHERE r.api_key_id = k.id AND r.created_at > $2) END \
-               AS recent_requests \
-             FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key_hash = $1"
+                 (SELECT COUNT(*) FROM usage r \
+                  WHERE r.api_key_id = k.id AND r.created_at > $2 AND r.created_at < 'infinity') END \
+               AS recent_requests",
+            keys_with_owners!(),
+            " WHERE k.key_hash = $1"
         ))
         .bind(key_hash)
         .bind(rate_window_start)
@@ -577,6 +595,18 @@ impl Store for PgStore {
 
     async fn bulk_load(&self, batch: &BulkLoad, audit: &AuditRecord) -> StoreResult<()> {
         self.retrying(|| bulk::load(&self.pool, batch, audit)).await
+    }
+
+    fn bulk_load_concurrency(&self) -> usize {
+        2
+    }
+
+    async fn refresh_statistics(&self) -> StoreResult<()> {
+        sqlx::query("ANALYZE users, api_keys, usage, usage_daily")
+            .execute(&self.pool)
+            .await
+            .map_err(|error| self.store_error(error))?;
+        Ok(())
     }
 
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()> {

@@ -319,7 +319,7 @@ impl Store for SqliteStore {
     }
 
     async fn purge_key(&self, id: Uuid, audit: &AuditRecord) -> StoreResult<bool> {
-        // The foreign keys keep usage rows (api_key_id set to NULL) and drop the daily rollup.
+        // The foreign key drops the daily rollup; usage rows stay, with the purged key's id.
         let delete = sqlx::query("DELETE FROM api_keys WHERE id = ?").bind(id.hyphenated());
         self.write_audited(delete, audit).await
     }
@@ -893,10 +893,10 @@ macro_rules! sweep_batch {
 
 /// Deletes, then disables, every expired key chunk by chunk. Each chunk is selected once into
 /// `temp.sweep_batch`; then one statement per table handles the whole chunk: its audit rows, its
-/// usage rows detached (`api_key_id` set to NULL, what the foreign key would do key by key), its
-/// rollups and FTS entries removed, the keys deleted or disabled.
+/// rollups and FTS entries removed, the keys deleted or disabled. Usage rows are not touched:
+/// they keep the id of their deleted key, as history.
 async fn run_sweep(conn: &mut SqliteConnection, params: &SweepParams<'_>) -> StoreResult<SweepReport> {
-    // A larger page cache while sweeping: the chunks touch many pages of api_keys and usage.
+    // A larger page cache while sweeping: the chunks touch many pages of api_keys.
     let cache_size: i64 = sqlx::query_scalar("PRAGMA cache_size").fetch_one(&mut *conn).await.map_err(store_error)?;
     sqlx::query("PRAGMA cache_size = -16384").execute(&mut *conn).await.map_err(store_error)?;
     sqlx::query(SWEEP_BATCH_TABLE).execute(&mut *conn).await.map_err(store_error)?;
@@ -928,7 +928,6 @@ async fn sweep_chunks(
     };
     let changes: &[&str] = if delete {
         &[
-            "UPDATE usage SET api_key_id = NULL WHERE api_key_id IN (SELECT id FROM temp.sweep_batch)",
             "DELETE FROM usage_daily WHERE api_key_id IN (SELECT id FROM temp.sweep_batch)",
             "DELETE FROM api_keys WHERE rowid IN (SELECT r FROM temp.sweep_batch)",
         ]

@@ -270,7 +270,7 @@ fn perform(state: &mut State, context: Context, action: Action) -> Vec<Effect> {
             let name = sanitize(&key.name).into_owned();
             let lines = vec![
                 format!("The key {name} ({}) will be deleted for good.", key.key_hint),
-                "Requests with it will be refused. Its usage history stays, detached.".into(),
+                "Requests with it will be refused. Its usage history stays.".into(),
                 "This cannot be undone.".into(),
             ];
             confirm(state, format!("Purge {name}?"), lines, Confirmed::Purge { key_id: key.id })

@@ -7,7 +7,10 @@
 //! and per key. The effects equal those of the one-by-one operations except the audit trail: one
 //! audit row describes the whole load.
 
+use std::collections::HashSet;
+
 use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
 
 use super::insert_audit;
 use crate::domain::{ApiKey, LedgerEntry, Money, User};
@@ -119,9 +122,14 @@ async fn insert_ledger_rows(conn: &mut PgConnection, entries: &[LedgerEntry]) ->
 
 /// One statement: the rows of known keys whose request id is new go in (for a request id twice
 /// in the arrays, the first), then the rollups and charges of exactly those rows.
+///
+/// The known keys are looked up by the chunk's distinct ids (`$10`) on the primary key (a
+/// correlated `EXISTS` was planned as a hash join over a scan of every key, for every chunk),
+/// and share-locked, so no purge can remove one while its rows go in.
 async fn insert_usage(conn: &mut PgConnection, usage: &[UsageRecord]) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "WITH inserted AS ( \
+        "WITH known AS (SELECT id FROM api_keys WHERE id = ANY($10::uuid[]) FOR KEY SHARE), \
+         inserted AS ( \
            INSERT INTO usage (request_id, api_key_id, provider, model, api_format, total_tokens, cost_micros, \
                               response_time_ms, created_at) \
            SELECT u.request_id, u.api_key_id, u.provider, u.model, u.api_format, u.total_tokens, u.cost_micros, \
@@ -130,7 +138,7 @@ async fn insert_usage(conn: &mut PgConnection, usage: &[UsageRecord]) -> Result<
                        $8::bigint[], $9::timestamptz[]) WITH ORDINALITY \
              AS u (request_id, api_key_id, provider, model, api_format, total_tokens, cost_micros, \
                    response_time_ms, created_at, position) \
-           WHERE EXISTS (SELECT 1 FROM api_keys k WHERE k.id = u.api_key_id) \
+           WHERE u.api_key_id IN (SELECT id FROM known) \
            ORDER BY u.position \
            ON CONFLICT (request_id) DO NOTHING \
            RETURNING api_key_id, total_tokens, cost_micros, response_time_ms, created_at), \
@@ -160,15 +168,20 @@ async fn insert_usage(conn: &mut PgConnection, usage: &[UsageRecord]) -> Result<
     .bind(column(usage, |row| row.cost.micros()))
     .bind(column(usage, |row| row.response_time_ms))
     .bind(column(usage, |row| row.created_at))
+    .bind(distinct_key_ids(usage))
     .execute(conn)
     .await?;
     Ok(())
 }
 
+fn distinct_key_ids(usage: &[UsageRecord]) -> Vec<Uuid> {
+    let ids: HashSet<Uuid> = usage.iter().map(|row| row.api_key_id).collect();
+    ids.into_iter().collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use uuid::Uuid;
 
     #[test]
     fn allow_lists_are_null_or_a_non_empty_json_array() {

@@ -16,15 +16,21 @@ pub const SWEEP_LOCK: i64 = 0x6b65_7974_6f70_7377;
 const CHUNK: i64 = 50_000;
 
 // Parameters of every selection below: $1 = now, $2 = global auto-delete policy. Each reads the
-// index on (expires_at, id).
+// index `api_keys_expires_order`, on (COALESCE(expires_at, 'infinity'), id): for a finite now,
+// its condition below is exactly `expires_at <= now`.
+macro_rules! expiry {
+    () => {
+        "COALESCE(expires_at, 'infinity'::timestamptz)"
+    };
+}
 macro_rules! expired {
     () => {
-        "expires_at <= $1"
+        concat!(expiry!(), " <= $1")
     };
 }
 macro_rules! in_expiry_order {
     () => {
-        " ORDER BY expires_at, id"
+        concat!(" ORDER BY ", expiry!(), ", id")
     };
 }
 /// Expired keys the sweep deletes, even when already disabled.
@@ -44,7 +50,7 @@ macro_rules! to_disable {
 // key, so a chunk never rescans the keys (or dead row versions) that earlier chunks handled.
 macro_rules! after_cursor {
     () => {
-        " AND (expires_at, id) > ($3, $4)"
+        concat!(" AND (", expiry!(), ", id) > ($3, $4)")
     };
 }
 
@@ -70,9 +76,8 @@ const DISABLE_CHUNK: &str = concat!(
                SELECT $1, $6, 'sweep_disable', id, jsonb_build_object('name', name) FROM swept) \
      SELECT id, name, expires_at FROM swept ORDER BY expires_at, id"
 );
-/// The usage rows of a chunk of deleted keys stay, detached: set-based, once per chunk, so the
-/// foreign key's own `ON DELETE SET NULL` then finds nothing left to do.
-const DETACH_USAGE: &str = "UPDATE usage SET api_key_id = NULL WHERE api_key_id = ANY($1)";
+/// The rollups of a chunk of deleted keys go set-based, once per chunk, so the foreign key's own
+/// cascade then finds nothing left to do. Their usage rows stay as they are, as history.
 const DELETE_ROLLUPS: &str = "DELETE FROM usage_daily WHERE api_key_id = ANY($1)";
 const DELETE_KEYS: &str = "WITH gone AS (DELETE FROM api_keys WHERE id = ANY($1) RETURNING id, name) \
      INSERT INTO audit_log (at, actor, action, api_key_id, details) \
@@ -109,8 +114,8 @@ pub(super) async fn run(pool: &PgPool, plan: &Plan<'_>) -> Result<SweepReport, s
     }
     let mut report = SweepReport::default();
 
-    // Deletes: lock a chunk, detach its usage, drop its rollups, delete the keys with their audit
-    // rows; only the ids of the chunk are held here (16 bytes each).
+    // Deletes: lock a chunk, drop its rollups, delete the keys with their audit rows; only the ids
+    // of the chunk are held here (16 bytes each).
     let mut after = (before_any_expiry(), Uuid::nil());
     loop {
         let mut ids = Vec::new();
@@ -131,7 +136,6 @@ pub(super) async fn run(pool: &PgPool, plan: &Plan<'_>) -> Result<SweepReport, s
         if ids.is_empty() {
             break;
         }
-        sqlx::query(DETACH_USAGE).bind(&ids).execute(&mut *tx).await?;
         sqlx::query(DELETE_ROLLUPS).bind(&ids).execute(&mut *tx).await?;
         sqlx::query(DELETE_KEYS).bind(&ids).bind(plan.now).bind(plan.actor).execute(&mut *tx).await?;
         if (ids.len() as i64) < CHUNK {

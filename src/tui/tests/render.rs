@@ -155,7 +155,7 @@ fn confirmation() {
             title: "Purge ci-key?".into(),
             lines: vec![
                 "The key ci-key (sk-AbCdEfG...0000) will be deleted for good.".into(),
-                "Requests with it will be refused. Its usage history stays, detached.".into(),
+                "Requests with it will be refused. Its usage history stays.".into(),
                 "This cannot be undone.".into(),
             ],
             action: Confirmed::Purge { key_id: prepaid_key().id },
