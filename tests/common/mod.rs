@@ -64,7 +64,7 @@ pub async fn postgres_db() -> Option<TestDb> {
 }
 
 /// The server URL with its database path replaced by `name`.
-fn database_url(server: &str, name: &str) -> String {
+pub fn database_url(server: &str, name: &str) -> String {
     let (base, query) = match server.split_once('?') {
         Some((base, query)) => (base, format!("?{query}")),
         None => (server, String::new()),

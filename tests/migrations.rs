@@ -1,0 +1,114 @@
+//! Upgrading a database that already holds data: the schema is brought to version 3 by the
+//! migrations of that time, rows are written the way that version stored them, then keytop
+//! opens the database (running what is newer) and every row must still be there.
+
+mod common;
+
+use std::path::Path;
+
+use keytop::store::{self, AuditRecord};
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{AssertSqlSafe, Connection, PgConnection, SqliteConnection};
+use uuid::Uuid;
+
+const USER: &str = "00000000-0000-4000-8000-000000000001";
+const KEY: &str = "00000000-0000-4000-8000-000000000002";
+
+/// Rows as version 3 stored them: one user, one key and three usage rows with chosen ids.
+fn old_rows(time: &str) -> Vec<String> {
+    let mut rows = vec![
+        format!("INSERT INTO users (id, name, created_at) VALUES ('{USER}', 'ada', {time})"),
+        format!(
+            "INSERT INTO api_keys (id, user_id, key_hash, key_ciphertext, key_hint, name, created_at, updated_at) \
+             VALUES ('{KEY}', '{USER}', 'hash', 'v1:sealed', 'sk-AbC...wxyz', 'old key', {time}, {time})"
+        ),
+    ];
+    for id in [10, 11, 12] {
+        rows.push(format!(
+            "INSERT INTO usage (id, request_id, api_key_id, cost_micros, created_at) \
+             OVERRIDING_SYSTEM_VALUE VALUES ({id}, 'request-{id}', '{KEY}', 5, {time})"
+        ));
+    }
+    rows
+}
+
+/// After the upgrade the old key is readable, and purging it succeeds (its usage rows are
+/// checked by the caller, on its own connection).
+async fn upgrade_and_purge(url: &str) {
+    let store = store::open(url).await.expect("open and migrate");
+    assert_eq!(store.migrate().await.unwrap(), 4);
+    let key: Uuid = KEY.parse().unwrap();
+    assert_eq!(store.key(key).await.unwrap().map(|k| k.name), Some("old key".to_string()));
+    let audit = AuditRecord {
+        at: chrono::Utc::now(),
+        actor: "test".into(),
+        action: "purge".into(),
+        api_key_id: Some(key),
+        details: serde_json::json!({}),
+    };
+    assert!(store.purge_key(key, &audit).await.unwrap());
+}
+
+/// The usage rows of version 3, intact after the upgrade and the purge of their key.
+fn expected_usage() -> Vec<(i64, String, Option<String>)> {
+    [10, 11, 12].map(|id| (id, format!("request-{id}"), Some(KEY.to_string()))).into()
+}
+
+const USAGE_ROWS: &str = "SELECT id, request_id, CAST(api_key_id AS TEXT) FROM usage ORDER BY id";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_usage_rows_survive_the_upgrade_to_version_4() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let options = SqliteConnectOptions::new().filename(&path).create_if_missing(true).foreign_keys(true);
+    let mut conn = SqliteConnection::connect_with(&options).await.unwrap();
+    let migrator = Migrator::new(Path::new("assets/migrations/sqlite")).await.unwrap();
+    migrator.run_to(3, &mut conn).await.unwrap();
+    for statement in old_rows("1700000000000") {
+        let statement = statement.replace("OVERRIDING_SYSTEM_VALUE ", "");
+        sqlx::query(AssertSqlSafe(statement)).execute(&mut conn).await.unwrap();
+    }
+    conn.close().await.unwrap();
+
+    upgrade_and_purge(&format!("sqlite://{}", path.display())).await;
+    let mut conn = SqliteConnection::connect_with(&options).await.unwrap();
+    let rows: Vec<(i64, String, Option<String>)> = sqlx::query_as(USAGE_ROWS).fetch_all(&mut conn).await.unwrap();
+    assert_eq!(rows, expected_usage(), "usage rows keep their ids and their key's id");
+    // The AUTOINCREMENT counter came through the rebuild: a new row is numbered past the old.
+    let next: i64 = sqlx::query_scalar(
+        "INSERT INTO usage (request_id, api_key_id, created_at) VALUES ('new', NULL, 0) RETURNING id",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(next, 13);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_usage_rows_survive_the_upgrade_to_version_4() {
+    let Some(server) = common::postgres_server() else { return };
+    let name = format!("keytop_test_{}", Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect(&server).await.unwrap();
+    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut admin).await.unwrap();
+    let url = common::database_url(&server, &name);
+
+    let mut conn = PgConnection::connect(&url).await.unwrap();
+    let migrator = Migrator::new(Path::new("assets/migrations/postgres")).await.unwrap();
+    migrator.run_to(3, &mut conn).await.unwrap();
+    for statement in old_rows("'2023-11-14T22:13:20Z'") {
+        let statement = statement.replace("OVERRIDING_SYSTEM_VALUE", "OVERRIDING SYSTEM VALUE");
+        sqlx::query(AssertSqlSafe(statement)).execute(&mut conn).await.unwrap();
+    }
+    conn.close().await.unwrap();
+
+    upgrade_and_purge(&url).await;
+    let mut conn = PgConnection::connect(&url).await.unwrap();
+    let rows: Vec<(i64, String, Option<String>)> = sqlx::query_as(USAGE_ROWS).fetch_all(&mut conn).await.unwrap();
+    assert_eq!(rows, expected_usage(), "usage rows keep their ids and their key's id");
+    conn.close().await.unwrap();
+    sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}
