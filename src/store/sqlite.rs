@@ -126,6 +126,26 @@ impl SqliteStore {
         self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(store_error)
     }
 
+    /// The page of a filtered list found by walking the list's own order over at most
+    /// [`WALK_ROWS`] keys and filtering them, when they hold a whole page of matches; `None`
+    /// otherwise (then the trigram index answers). Filters shorter than a trigram have no index
+    /// to turn to: their query walks the whole list anyway.
+    async fn walk_for_matches(&self, query: &KeyQuery, now: DateTime<Utc>) -> StoreResult<Option<Vec<ApiKey>>> {
+        let Some(filter) = list_filter(query).filter(|text| text.chars().count() >= TRIGRAM_CHARS) else {
+            return Ok(None);
+        };
+        let walked = KeyQuery { filter: None, limit: WALK_ROWS, ..query.clone() };
+        let mut builder = QueryBuilder::new("SELECT * FROM (");
+        push_list_query(&mut builder, &walked, now);
+        builder.push(") AS k WHERE 1 = 1");
+        push_filter(&mut builder, filter, Matching::Scan);
+        let (sort, direction) = list_order(query);
+        builder.push(format_args!(" ORDER BY {sort} {direction}, k.id {direction} LIMIT "));
+        builder.push_bind(i64::from(query.limit));
+        let keys = self.fetch_keys(builder.build()).await?;
+        Ok((keys.len() >= query.limit as usize).then_some(keys))
+    }
+
     async fn fetch_keys(&self, query: SqliteQuery<'_>) -> StoreResult<Vec<ApiKey>> {
         query.fetch_all(&self.pool).await.map_err(store_error)?.iter().map(key_from_row).collect()
     }
@@ -269,9 +289,18 @@ impl Store for SqliteStore {
     }
 
     async fn list_keys(&self, query: &KeyQuery) -> StoreResult<Vec<ApiKey>> {
-        let mut builder = QueryBuilder::new("");
-        push_list_query(&mut builder, query, query.now.unwrap_or_else(Utc::now));
-        let mut keys = self.fetch_keys(builder.build()).await?;
+        let now = query.now.unwrap_or_else(Utc::now);
+        // A filter that many keys match finds a page among the first keys of the list order; one
+        // that few match is better answered by the trigram index. Try the first, bounded, then
+        // the second.
+        let mut keys = match self.walk_for_matches(query, now).await? {
+            Some(keys) => keys,
+            None => {
+                let mut builder = QueryBuilder::new("");
+                push_list_query(&mut builder, query, now);
+                self.fetch_keys(builder.build()).await?
+            }
+        };
         if matches!(query.from, PageFrom::Before(_)) {
             // Fetched walking backwards from the cursor; the caller wants list order.
             keys.reverse();
@@ -649,20 +678,13 @@ fn push_list_query(builder: &mut QueryBuilder<Sqlite>, query: &KeyQuery, now: Da
             builder.push(" AND (k.is_active = 0 OR k.expires_at <= ").push_bind(millis(now)).push(")");
         }
     }
-    if let Some(filter) = query.filter.as_deref().map(str::trim).filter(|text| !text.is_empty()) {
-        push_filter(builder, filter);
+    if let Some(filter) = list_filter(query) {
+        push_filter(builder, filter, Matching::TrigramIndex);
     }
-    let sort = sort_expression(query.sort, "k");
-    // Walking backwards from a `Before` cursor reverses the order; `list_keys` flips the page.
-    let (cursor, backwards) = match query.from {
-        PageFrom::Start => (None, false),
-        PageFrom::After(id) => (Some(id), false),
-        PageFrom::Before(id) => (Some(id), true),
-    };
-    let descending = query.descending != backwards;
-    if let Some(cursor) = cursor {
+    let (sort, direction) = list_order(query);
+    if let PageFrom::After(cursor) | PageFrom::Before(cursor) = query.from {
         let cursor_sort = sort_expression(query.sort, "c");
-        let (loose, strict) = if descending { ("<=", "<") } else { (">=", ">") };
+        let (loose, strict) = if direction == "DESC" { ("<=", "<") } else { (">=", ">") };
         // The loose bound on the sort value alone lets SQLite seek the index; the row-value
         // comparison then skips the cursor's ties up to and including the cursor itself.
         builder.push(format_args!(" AND {sort} {loose} (SELECT {cursor_sort} FROM api_keys c WHERE c.id = "));
@@ -672,9 +694,34 @@ fn push_list_query(builder: &mut QueryBuilder<Sqlite>, query: &KeyQuery, now: Da
         ));
         builder.push_bind(cursor.hyphenated()).push(")");
     }
-    let direction = if descending { "DESC" } else { "ASC" };
     builder.push(format_args!(" ORDER BY {sort} {direction}, k.id {direction} LIMIT "));
     builder.push_bind(i64::from(query.limit));
+}
+
+/// The list's sort expression over `k` and the direction of the scan: walking backwards from a
+/// `Before` cursor reverses the order (`list_keys` flips the page back).
+fn list_order(query: &KeyQuery) -> (String, &'static str) {
+    let backwards = matches!(query.from, PageFrom::Before(_));
+    let direction = if query.descending != backwards { "DESC" } else { "ASC" };
+    (sort_expression(query.sort, "k"), direction)
+}
+
+/// The query's filter text, trimmed, when there is one.
+fn list_filter(query: &KeyQuery) -> Option<&str> {
+    query.filter.as_deref().map(str::trim).filter(|text| !text.is_empty())
+}
+
+/// How many keys of the list order a filter walks before it asks the trigram index: a filter
+/// that one key in 80 matches (12,500 of a million) finds a page of 50 within them.
+const WALK_ROWS: u32 = 4_000;
+
+/// How [`push_filter`] matches names and hints.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Matching {
+    /// Through the FTS5 trigram index, for a filter of at least a trigram over the whole table.
+    TrigramIndex,
+    /// `LIKE` on each row: rows already bounded, or a filter shorter than a trigram.
+    Scan,
 }
 
 /// Shortest filter the trigram index answers: a trigram is three characters.
@@ -683,16 +730,17 @@ const TRIGRAM_CHARS: usize = 3;
 /// Keeps the keys whose name, owner name or key hint contains `filter` (case-insensitive `LIKE`,
 /// so ASCII case only), or whose id starts with it.
 ///
-/// Each of the four conditions is one an index answers, so SQLite ORs their row sets instead of
-/// scanning every key: name and hint through the FTS5 trigram index of migration `0003` (which
-/// folds case more widely than `LIKE`, so `LIKE` re-checks what it returns), the owner through
-/// `api_keys_user`, the id prefix as a range on the primary key (ids hold only `[0-9a-f-]`, all
-/// below `~`). Filters shorter than a trigram match with `LIKE` alone.
-fn push_filter(builder: &mut QueryBuilder<Sqlite>, filter: &str) {
+/// With [`Matching::TrigramIndex`], each of the four conditions is one an index answers, so
+/// SQLite ORs their row sets instead of scanning every key: name and hint through the FTS5
+/// trigram index of migration `0003` (which folds case more widely than `LIKE`, so `LIKE`
+/// re-checks what it returns), the owner through `api_keys_user`, the id prefix as a range on the
+/// primary key (ids hold only `[0-9a-f-]`, all below `~`). Filters shorter than a trigram match
+/// with `LIKE` alone.
+fn push_filter(builder: &mut QueryBuilder<Sqlite>, filter: &str, matching: Matching) {
     let contains = format!("%{}%", escape_like(filter));
     let id_low = filter.to_ascii_lowercase();
     let id_high = format!("{id_low}~");
-    if filter.chars().count() >= TRIGRAM_CHARS {
+    if matching == Matching::TrigramIndex && filter.chars().count() >= TRIGRAM_CHARS {
         // One FTS5 phrase (quotes doubled), matched as a substring by the trigram tokenizer.
         let phrase = format!("\"{}\"", filter.replace('"', "\"\""));
         builder.push(" AND ((k.rowid IN (SELECT rowid FROM api_keys_fts WHERE api_keys_fts MATCH ").push_bind(phrase);

@@ -12,7 +12,8 @@ use crate::store::{SWEEP_SAMPLE, SweepReport};
 /// The transaction-scoped advisory lock a sweep holds ("keytopsw" in ASCII); a process that
 /// cannot take it skips its sweep.
 pub const SWEEP_LOCK: i64 = 0x6b65_7974_6f70_7377;
-/// Keys per chunk: few round trips, and at most this many ids held in memory at once.
+/// Keys per chunk: few round trips, and statements of bounded size; the process holds only the
+/// cursor and the first keys of each list for the report.
 const CHUNK: i64 = 50_000;
 
 // Parameters of every selection below: $1 = now, $2 = global auto-delete policy. Each reads the
@@ -46,7 +47,7 @@ macro_rules! to_disable {
     };
 }
 
-// The keyset cursor of a chunk is `($3, $4)`: the (expires_at, id) of the previous chunk's last
+// The keyset cursor of a chunk is `($3, $4)`: the expiry and id of the previous chunk's last
 // key, so a chunk never rescans the keys (or dead row versions) that earlier chunks handled.
 macro_rules! after_cursor {
     () => {
@@ -54,34 +55,49 @@ macro_rules! after_cursor {
     };
 }
 
-/// The next chunk of keys to delete, locked; `$5` = chunk size.
-const SELECT_DELETE_CHUNK: &str = concat!(
-    "SELECT id, name, expires_at FROM api_keys WHERE ",
-    to_delete!(),
-    after_cursor!(),
-    in_expiry_order!(),
-    " LIMIT $5 FOR UPDATE"
-);
-/// The next chunk of keys to disable, disabled with their audit rows in the same statement;
-/// `$5` = chunk size, `$6` = actor.
-const DISABLE_CHUNK: &str = concat!(
-    "WITH batch AS (SELECT id FROM api_keys WHERE ",
+/// One chunk, in one statement: `$5` keys selected in expiry order after the cursor (`batch`),
+/// then written by `$write`, a data-modifying statement over `k` and `batch` that returns the
+/// `id` and `name` of the keys it changed and repeats the selection's condition (`$condition`
+/// on the row itself). No row is locked ahead of the write: should an admin change a key between
+/// the selection and the write (extend its expiry, say), the write sees the new version and
+/// evaluates the condition again on it, so it only ever changes keys still due. The statement
+/// returns every selected key, in order, with whether it was changed (for the cursor and the
+/// chunk count) and writes one audit row per changed key, of `$action`.
+macro_rules! chunk_statement {
+    ($condition:expr, $write:expr, $action:literal) => {
+        concat!(
+            "WITH batch AS (SELECT id, ",
+            expiry!(),
+            " AS expiry FROM api_keys WHERE ",
+            $condition,
+            after_cursor!(),
+            in_expiry_order!(),
+            " LIMIT $5), \
+             changed AS (",
+            $write,
+            " AND ",
+            $condition,
+            " RETURNING k.id, k.name), \
+             audit AS (INSERT INTO audit_log (at, actor, action, api_key_id, details) \
+                       SELECT $1, $6, '",
+            $action,
+            "', id, jsonb_build_object('name', name) FROM changed) \
+             SELECT b.id, b.expiry, c.name FROM batch b LEFT JOIN changed c ON c.id = b.id \
+             ORDER BY b.expiry, b.id"
+        )
+    };
+}
+
+/// Deletes a chunk of keys with their audit rows; their rollups go by the foreign key's cascade,
+/// their usage rows stay as they are, as history.
+const DELETE_CHUNK: &str =
+    chunk_statement!(to_delete!(), "DELETE FROM api_keys k USING batch WHERE k.id = batch.id", "sweep_delete");
+/// Disables a chunk of keys with their audit rows.
+const DISABLE_CHUNK: &str = chunk_statement!(
     to_disable!(),
-    after_cursor!(),
-    in_expiry_order!(),
-    " LIMIT $5 FOR UPDATE), \
-     swept AS (UPDATE api_keys k SET is_active = FALSE, updated_at = $1 FROM batch WHERE k.id = batch.id \
-               RETURNING k.id, k.name, k.expires_at), \
-     audit AS (INSERT INTO audit_log (at, actor, action, api_key_id, details) \
-               SELECT $1, $6, 'sweep_disable', id, jsonb_build_object('name', name) FROM swept) \
-     SELECT id, name, expires_at FROM swept ORDER BY expires_at, id"
+    "UPDATE api_keys k SET is_active = FALSE, updated_at = $1 FROM batch WHERE k.id = batch.id",
+    "sweep_disable"
 );
-/// The rollups of a chunk of deleted keys go set-based, once per chunk, so the foreign key's own
-/// cascade then finds nothing left to do. Their usage rows stay as they are, as history.
-const DELETE_ROLLUPS: &str = "DELETE FROM usage_daily WHERE api_key_id = ANY($1)";
-const DELETE_KEYS: &str = "WITH gone AS (DELETE FROM api_keys WHERE id = ANY($1) RETURNING id, name) \
-     INSERT INTO audit_log (at, actor, action, api_key_id, details) \
-     SELECT $2, $3, 'sweep_delete', id, jsonb_build_object('name', name) FROM gone";
 const PREVIEW_COUNTS: &str = concat!(
     "SELECT COUNT(*) FILTER (WHERE COALESCE(auto_delete_on_expiry, $2)), \
             COUNT(*) FILTER (WHERE is_active AND NOT COALESCE(auto_delete_on_expiry, $2)) \
@@ -113,42 +129,12 @@ pub(super) async fn run(pool: &PgPool, plan: &Plan<'_>) -> Result<SweepReport, s
         return Ok(SweepReport { skipped: true, ..SweepReport::default() });
     }
     let mut report = SweepReport::default();
-
-    // Deletes: lock a chunk, drop its rollups, delete the keys with their audit rows; only the ids
-    // of the chunk are held here (16 bytes each).
-    let mut after = (before_any_expiry(), Uuid::nil());
-    loop {
-        let mut ids = Vec::new();
-        {
-            let mut rows = sqlx::query_as::<_, (Uuid, String, DateTime<Utc>)>(SELECT_DELETE_CHUNK)
-                .bind(plan.now)
-                .bind(plan.global_auto_delete)
-                .bind(after.0)
-                .bind(after.1)
-                .bind(CHUNK)
-                .fetch(&mut *tx);
-            while let Some((id, name, expires_at)) = rows.try_next().await? {
-                ids.push(id);
-                report.push(true, SweptKey { id, name });
-                after = (expires_at, id);
-            }
-        }
-        if ids.is_empty() {
-            break;
-        }
-        sqlx::query(DELETE_ROLLUPS).bind(&ids).execute(&mut *tx).await?;
-        sqlx::query(DELETE_KEYS).bind(&ids).bind(plan.now).bind(plan.actor).execute(&mut *tx).await?;
-        if (ids.len() as i64) < CHUNK {
-            break;
-        }
-    }
-
-    // Disables: one statement per chunk.
-    let mut after = (before_any_expiry(), Uuid::nil());
-    loop {
-        let mut swept = 0;
-        {
-            let mut rows = sqlx::query_as::<_, (Uuid, String, DateTime<Utc>)>(DISABLE_CHUNK)
+    // Deletes first: a key due for deletion is never disabled on the way.
+    for (delete, statement) in [(true, DELETE_CHUNK), (false, DISABLE_CHUNK)] {
+        let mut after = (before_any_expiry(), Uuid::nil());
+        loop {
+            let mut selected = 0;
+            let mut rows = sqlx::query_as::<_, (Uuid, DateTime<Utc>, Option<String>)>(statement)
                 .bind(plan.now)
                 .bind(plan.global_auto_delete)
                 .bind(after.0)
@@ -156,14 +142,16 @@ pub(super) async fn run(pool: &PgPool, plan: &Plan<'_>) -> Result<SweepReport, s
                 .bind(CHUNK)
                 .bind(plan.actor)
                 .fetch(&mut *tx);
-            while let Some((id, name, expires_at)) = rows.try_next().await? {
-                swept += 1;
-                report.push(false, SweptKey { id, name });
-                after = (expires_at, id);
+            while let Some((id, expiry, changed_name)) = rows.try_next().await? {
+                selected += 1;
+                after = (expiry, id);
+                if let Some(name) = changed_name {
+                    report.push(delete, SweptKey { id, name });
+                }
             }
-        }
-        if swept < CHUNK {
-            break;
+            if selected < CHUNK {
+                break;
+            }
         }
     }
     tx.commit().await?;
