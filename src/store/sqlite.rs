@@ -394,18 +394,25 @@ impl Store for SqliteStore {
         {
             return Ok(replay_outcome(adjustment, previous));
         }
-        // Read under the write lock: it explains a refusal and gives the old credited total.
-        let Some(before) = balance_state(&mut tx, adjustment.key_id).await? else {
-            return Ok(AdjustOutcome::NotFound);
+        // Reads happen under the write lock. An addition needs none up front: its conditional
+        // `UPDATE` decides, and only a refusal is explained by reading the key. Setting the
+        // credited total reads the old one first, for the ledger's delta.
+        let before = match adjustment.change {
+            BalanceChange::Add(_) => None,
+            BalanceChange::SetCredited(_) => balance_state(&mut tx, adjustment.key_id).await?,
         };
         let Some(credited_after) = apply_change(&mut tx, adjustment).await? else {
-            return Ok(refusal(before, adjustment.change));
+            let state = match before {
+                Some(state) => Some(state),
+                None => balance_state(&mut tx, adjustment.key_id).await?,
+            };
+            return Ok(state.map_or(AdjustOutcome::NotFound, |state| refusal(state, adjustment.change)));
         };
         let delta = match adjustment.change {
             BalanceChange::Add(delta) => delta,
-            BalanceChange::SetCredited(credited) => {
-                Money::from_micros(credited.map_or(0, Money::micros) - before.credited.map_or(0, Money::micros))
-            }
+            BalanceChange::SetCredited(credited) => Money::from_micros(
+                credited.map_or(0, Money::micros) - before.and_then(|state| state.credited).map_or(0, Money::micros),
+            ),
         };
         let mut entry = LedgerEntry {
             id: 0,
