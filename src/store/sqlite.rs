@@ -139,9 +139,7 @@ impl SqliteStore {
         push_list_query(&mut builder, &walked, now);
         builder.push(") AS k WHERE 1 = 1");
         push_filter(&mut builder, filter, Matching::Scan);
-        let (sort, direction) = list_order(query);
-        builder.push(format_args!(" ORDER BY {sort} {direction}, k.id {direction} LIMIT "));
-        builder.push_bind(i64::from(query.limit));
+        push_order_and_limit(&mut builder, query);
         let keys = self.fetch_keys(builder.build()).await?;
         Ok((keys.len() >= query.limit as usize).then_some(keys))
     }
@@ -701,6 +699,12 @@ fn push_list_query(builder: &mut QueryBuilder<Sqlite>, query: &KeyQuery, now: Da
         ));
         builder.push_bind(cursor.hyphenated()).push(")");
     }
+    push_order_and_limit(builder, query);
+}
+
+/// `ORDER BY` the list order (ids breaking ties) and `LIMIT` the page.
+fn push_order_and_limit(builder: &mut QueryBuilder<Sqlite>, query: &KeyQuery) {
+    let (sort, direction) = list_order(query);
     builder.push(format_args!(" ORDER BY {sort} {direction}, k.id {direction} LIMIT "));
     builder.push_bind(i64::from(query.limit));
 }
