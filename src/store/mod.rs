@@ -102,6 +102,14 @@ pub struct UsageRecord {
     pub created_at: DateTime<Utc>,
 }
 
+impl UsageRecord {
+    /// The keys a batch of usage rows refers to, each once.
+    pub fn distinct_key_ids(usage: &[UsageRecord]) -> Vec<Uuid> {
+        let ids: std::collections::HashSet<Uuid> = usage.iter().map(|row| row.api_key_id).collect();
+        ids.into_iter().collect()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UsageOutcome {

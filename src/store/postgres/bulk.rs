@@ -7,10 +7,7 @@
 //! and per key. The effects equal those of the one-by-one operations except the audit trail: one
 //! audit row describes the whole load.
 
-use std::collections::HashSet;
-
 use sqlx::{PgConnection, PgPool};
-use uuid::Uuid;
 
 use super::insert_audit;
 use crate::domain::{ApiKey, LedgerEntry, Money, User};
@@ -168,20 +165,16 @@ async fn insert_usage(conn: &mut PgConnection, usage: &[UsageRecord]) -> Result<
     .bind(column(usage, |row| row.cost.micros()))
     .bind(column(usage, |row| row.response_time_ms))
     .bind(column(usage, |row| row.created_at))
-    .bind(distinct_key_ids(usage))
+    .bind(UsageRecord::distinct_key_ids(usage))
     .execute(conn)
     .await?;
     Ok(())
 }
 
-fn distinct_key_ids(usage: &[UsageRecord]) -> Vec<Uuid> {
-    let ids: HashSet<Uuid> = usage.iter().map(|row| row.api_key_id).collect();
-    ids.into_iter().collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use uuid::Uuid;
 
     #[test]
     fn allow_lists_are_null_or_a_non_empty_json_array() {

@@ -320,7 +320,7 @@ async fn insert_usage(conn: &mut SqliteConnection, usage: &[UsageRecord]) -> Sto
 /// The ids among the usage rows' keys that exist; rows of unknown keys are skipped, as
 /// `record_usage` refuses them.
 async fn known_keys(conn: &mut SqliteConnection, usage: &[UsageRecord]) -> StoreResult<HashSet<Uuid>> {
-    let wanted: Vec<Uuid> = usage.iter().map(|row| row.api_key_id).collect::<HashSet<_>>().into_iter().collect();
+    let wanted = UsageRecord::distinct_key_ids(usage);
     let mut known = HashSet::with_capacity(wanted.len());
     for chunk in wanted.chunks(MAX_PARAMS) {
         let placeholders = vec!["?"; chunk.len()].join(",");
