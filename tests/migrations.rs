@@ -1,12 +1,14 @@
 //! Upgrading a database that already holds data: the schema is brought to version 3 by the
 //! migrations of that time, rows are written the way that version stored them, then keytop
-//! opens the database (running what is newer) and every row must still be there.
+//! opens the database (running what is newer) and every row must still be there, and new rows
+//! must be numbered after the old ones.
 
 mod common;
 
 use std::path::Path;
 
-use keytop::store::{self, AuditRecord};
+use keytop::domain::Money;
+use keytop::store::{self, AdjustOutcome, AuditRecord, BalanceAdjustment, BalanceChange};
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{AssertSqlSafe, Connection, PgConnection, SqliteConnection};
@@ -15,13 +17,23 @@ use uuid::Uuid;
 const USER: &str = "00000000-0000-4000-8000-000000000001";
 const KEY: &str = "00000000-0000-4000-8000-000000000002";
 
-/// Rows as version 3 stored them: one user, one key and three usage rows with chosen ids.
+/// Rows as version 3 stored them: one user, one prepaid key with a ledger row (id 7) and an
+/// audit row (id 20), and three usage rows with chosen ids.
 fn old_rows(time: &str) -> Vec<String> {
     let mut rows = vec![
         format!("INSERT INTO users (id, name, created_at) VALUES ('{USER}', 'ada', {time})"),
         format!(
-            "INSERT INTO api_keys (id, user_id, key_hash, key_ciphertext, key_hint, name, created_at, updated_at) \
-             VALUES ('{KEY}', '{USER}', 'hash', 'v1:sealed', 'sk-AbC...wxyz', 'old key', {time}, {time})"
+            "INSERT INTO api_keys (id, user_id, key_hash, key_ciphertext, key_hint, name, is_standalone, \
+             credited_micros, created_at, updated_at) \
+             VALUES ('{KEY}', '{USER}', 'hash', 'v1:sealed', 'sk-AbC...wxyz', 'old key', TRUE, 100, {time}, {time})"
+        ),
+        format!(
+            "INSERT INTO balance_ledger (id, api_key_id, at, actor, delta_micros, credited_after, idempotency_key) \
+             OVERRIDING_SYSTEM_VALUE VALUES (7, '{KEY}', {time}, 'ada', 100, 100, 'first')"
+        ),
+        format!(
+            "INSERT INTO audit_log (id, at, actor, action, api_key_id) \
+             OVERRIDING_SYSTEM_VALUE VALUES (20, {time}, 'ada', 'topup', '{KEY}')"
         ),
     ];
     for id in [10, 11, 12] {
@@ -33,13 +45,38 @@ fn old_rows(time: &str) -> Vec<String> {
     rows
 }
 
-/// After the upgrade the old key is readable, and purging it succeeds (its usage rows are
-/// checked by the caller, on its own connection).
+/// After the upgrade the old key is readable, its ledger and audit log go on after their old
+/// rows with idempotency keys still unique, and purging it succeeds (its usage rows are checked
+/// by the caller, on its own connection).
 async fn upgrade_and_purge(url: &str) {
     let store = store::open(url).await.expect("open and migrate");
-    assert_eq!(store.migrate().await.unwrap(), 4);
+    assert_eq!(store.migrate().await.unwrap(), 5);
     let key: Uuid = KEY.parse().unwrap();
     assert_eq!(store.key(key).await.unwrap().map(|k| k.name), Some("old key".to_string()));
+
+    let top_up = |micros: i64, idempotency_key: Option<&str>| BalanceAdjustment {
+        key_id: key,
+        change: BalanceChange::Add(Money::from_micros(micros)),
+        at: chrono::Utc::now(),
+        actor: "test".into(),
+        note: None,
+        idempotency_key: idempotency_key.map(Into::into),
+    };
+    let ledger_id = |outcome: AdjustOutcome| match outcome {
+        AdjustOutcome::Applied(entry) => ("applied", entry.id),
+        AdjustOutcome::Replayed(entry) => ("replayed", entry.id),
+        other => panic!("{other:?}"),
+    };
+    // PostgreSQL sequences leave gaps (the replay above drew a number): ids grow, not by one.
+    assert_eq!(ledger_id(store.adjust_balance(&top_up(100, Some("first"))).await.unwrap()), ("replayed", 7));
+    let (applied, second) = ledger_id(store.adjust_balance(&top_up(1, Some("second"))).await.unwrap());
+    assert_eq!(ledger_id(store.adjust_balance(&top_up(1, Some("second"))).await.unwrap()), ("replayed", second));
+    let (_, third) = ledger_id(store.adjust_balance(&top_up(1, None)).await.unwrap());
+    let (_, fourth) = ledger_id(store.adjust_balance(&top_up(1, None)).await.unwrap());
+    assert!(applied == "applied" && 7 < second && second < third && third < fourth, "{second} {third} {fourth}");
+    let audit_ids: Vec<i64> = store.audit(Some(key), 10).await.unwrap().iter().map(|entry| entry.id).collect();
+    assert!(audit_ids.len() == 4 && audit_ids.is_sorted_by(|a, b| a > b), "{audit_ids:?}");
+    assert_eq!(audit_ids[3], 20, "new audit rows are numbered after the old one");
     let audit = AuditRecord {
         at: chrono::Utc::now(),
         actor: "test".into(),
@@ -58,7 +95,7 @@ fn expected_usage() -> Vec<(i64, String, Option<String>)> {
 const USAGE_ROWS: &str = "SELECT id, request_id, CAST(api_key_id AS TEXT) FROM usage ORDER BY id";
 
 #[tokio::test(flavor = "multi_thread")]
-async fn sqlite_usage_rows_survive_the_upgrade_to_version_4() {
+async fn sqlite_rows_survive_the_upgrade_from_version_3() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("old.db");
     let options = SqliteConnectOptions::new().filename(&path).create_if_missing(true).foreign_keys(true);
@@ -86,7 +123,7 @@ async fn sqlite_usage_rows_survive_the_upgrade_to_version_4() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn postgres_usage_rows_survive_the_upgrade_to_version_4() {
+async fn postgres_rows_survive_the_upgrade_from_version_3() {
     let Some(server) = common::postgres_server() else { return };
     let name = format!("keytop_test_{}", Uuid::new_v4().simple());
     let mut admin = PgConnection::connect(&server).await.unwrap();
@@ -99,6 +136,16 @@ async fn postgres_usage_rows_survive_the_upgrade_to_version_4() {
     for statement in old_rows("'2023-11-14T22:13:20Z'") {
         let statement = statement.replace("OVERRIDING_SYSTEM_VALUE", "OVERRIDING SYSTEM VALUE");
         sqlx::query(AssertSqlSafe(statement)).execute(&mut conn).await.unwrap();
+    }
+    // Rows written with chosen ids leave the identity sequences behind: move them on, to where
+    // version 3 would have left them after numbering those rows itself.
+    for (table, last_id) in [("balance_ledger", 7), ("audit_log", 20), ("usage", 12)] {
+        sqlx::query("SELECT setval(pg_get_serial_sequence($1, 'id'), $2)")
+            .bind(table)
+            .bind(last_id)
+            .execute(&mut conn)
+            .await
+            .unwrap();
     }
     conn.close().await.unwrap();
 

@@ -578,6 +578,31 @@ async fn balance_adjustments_are_exact_and_refusals_change_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_adjustment_reports_the_balance_it_left() {
+    for_each_backend!(|db| {
+        let store = db.store.as_ref();
+        let owner = add_user(store, "owner").await;
+        let wallet = prepaid(new_key(&owner, "wallet", at(0)), Some(Money::from_usd(10)));
+        insert(store, &wallet).await;
+        store.record_usage(&usage("spend", wallet.id, 3_500_000, at(1))).await.unwrap();
+
+        for change in [add(1_000_000), add(-500_000), BalanceChange::SetCredited(Some(Money::from_usd(20)))] {
+            let (outcome, balance) = store.adjust_balance_and_read(&adjustment(wallet.id, change, None)).await.unwrap();
+            assert!(matches!(outcome, AdjustOutcome::Applied(_)), "{change:?}: {outcome:?}");
+            let stored = store.key(wallet.id).await.unwrap().unwrap().balance();
+            match change {
+                // Both backends read the balance in the statement that tops up.
+                BalanceChange::Add(_) => assert_eq!(balance, stored, "{change:?}"),
+                BalanceChange::SetCredited(_) => assert!(balance.is_none() || balance == stored, "{change:?}"),
+            }
+        }
+        let (refused, balance) =
+            store.adjust_balance_and_read(&adjustment(wallet.id, add(-MAX_AMOUNT.micros()), None)).await.unwrap();
+        assert!(matches!(refused, AdjustOutcome::InsufficientBalance { .. }), "{refused:?}");
+        assert_eq!(balance, None, "a refusal reports no balance");
+    });
+}
+#[tokio::test(flavor = "multi_thread")]
 async fn idempotency_keys_replay_or_conflict() {
     for_each_backend!(|db| {
         let store = db.store.as_ref();

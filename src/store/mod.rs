@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::domain::{
     ApiKey, AuditEntry, Balance, DailyUsage, KeyCounts, KeyPatch, KeyQuery, LedgerEntry, Money, SweptKey, User,
-    UserSummary,
+    UserSummary, remaining,
 };
 
 pub use url::redact_url;
@@ -86,6 +86,21 @@ pub enum AdjustOutcome {
     },
     /// The credited total would leave the accepted range.
     OutOfRange,
+}
+
+impl AdjustOutcome {
+    /// The key's balance right after this outcome, when it is an applied change and the writer
+    /// read the key's used total (`used`) in the same statement.
+    pub fn balance_after(&self, used: Option<Money>) -> Option<Balance> {
+        match (self, used) {
+            (AdjustOutcome::Applied(entry), Some(used)) => Some(Balance {
+                credited: entry.credited_after,
+                used,
+                remaining: entry.credited_after.map(|credited| remaining(credited, used)),
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// One request as the gateway reports it.

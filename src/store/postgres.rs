@@ -59,7 +59,7 @@ use super::{
 };
 use crate::domain::{
     ApiKey, AuditEntry, Balance, DailyUsage, KeyCounts, KeyPatch, KeyQuery, LedgerEntry, Money, Patch, User,
-    UserSummary, remaining,
+    UserSummary,
 };
 use rows::{AuditRow, DailyRow, KeyRow, LedgerRow, UserRow, UserSummaryRow, VerifyRow, allow_list};
 pub use sweep::SWEEP_LOCK;
@@ -526,17 +526,7 @@ impl Store for PgStore {
         adjustment: &BalanceAdjustment,
     ) -> StoreResult<(AdjustOutcome, Option<Balance>)> {
         let (outcome, used) = self.retrying(|| balance::adjust_with_used(&self.pool, adjustment)).await?;
-        let balance = match (&outcome, used) {
-            (AdjustOutcome::Applied(entry), Some(used)) => {
-                let used = Money::from_micros(used);
-                Some(Balance {
-                    credited: entry.credited_after,
-                    used,
-                    remaining: entry.credited_after.map(|credited| remaining(credited, used)),
-                })
-            }
-            _ => None,
-        };
+        let balance = outcome.balance_after(used.map(Money::from_micros));
         Ok((outcome, balance))
     }
 
@@ -707,7 +697,7 @@ fn conflict_subject(constraint: Option<&str>) -> &'static str {
         Some("api_keys_pkey") => "a key with this id",
         Some("api_keys_key_hash_key") => "a key with this hash",
         Some("usage_request_id_key") => "a usage record with this request id",
-        Some("balance_ledger_idempotency_key_key") => "a ledger entry with this idempotency key",
+        Some("balance_ledger_idempotency_key") => "a ledger entry with this idempotency key",
         _ => "a row with this unique value",
     }
 }

@@ -30,7 +30,7 @@ use super::{
 };
 use crate::domain::money::MAX_AMOUNT;
 use crate::domain::{
-    ActiveFilter, ApiKey, AuditEntry, DailyUsage, KeyCounts, KeyPatch, KeyQuery, KeyScope, LedgerEntry, Money,
+    ActiveFilter, ApiKey, AuditEntry, Balance, DailyUsage, KeyCounts, KeyPatch, KeyQuery, KeyScope, LedgerEntry, Money,
     PageFrom, Patch, SortKey, SweptKey, User, UserSummary, remaining,
 };
 
@@ -124,6 +124,58 @@ impl SqliteStore {
     /// A write transaction that holds the write lock from its first statement on.
     async fn begin_write(&self) -> StoreResult<Transaction<'static, Sqlite>> {
         self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(store_error)
+    }
+
+    /// Applies an adjustment, or tells why not, and the key's used total when it was applied.
+    async fn adjust_with_used(&self, adjustment: &BalanceAdjustment) -> StoreResult<(AdjustOutcome, Option<Money>)> {
+        let mut tx = self.begin_write().await?;
+        if let Some(idempotency_key) = &adjustment.idempotency_key
+            && let Some(previous) = ledger_by_idempotency_key(&mut tx, idempotency_key).await?
+        {
+            return Ok((replay_outcome(adjustment, previous), None));
+        }
+        // Reads happen under the write lock. An addition needs none up front: its conditional
+        // `UPDATE` decides, and only a refusal is explained by reading the key. Setting the
+        // credited total reads the old one first, for the ledger's delta.
+        let before = match adjustment.change {
+            BalanceChange::Add(_) => None,
+            BalanceChange::SetCredited(_) => balance_state(&mut tx, adjustment.key_id).await?,
+        };
+        let Some(Applied { credited_after, used }) = apply_change(&mut tx, adjustment).await? else {
+            let state = match before {
+                Some(state) => Some(state),
+                None => balance_state(&mut tx, adjustment.key_id).await?,
+            };
+            return Ok((state.map_or(AdjustOutcome::NotFound, |state| refusal(state, adjustment.change)), None));
+        };
+        let delta = match adjustment.change {
+            BalanceChange::Add(delta) => delta,
+            BalanceChange::SetCredited(credited) => Money::from_micros(
+                credited.map_or(0, Money::micros) - before.and_then(|state| state.credited).map_or(0, Money::micros),
+            ),
+        };
+        let mut entry = LedgerEntry {
+            id: 0,
+            api_key_id: adjustment.key_id,
+            at: adjustment.at,
+            actor: adjustment.actor.clone(),
+            delta,
+            credited_after,
+            note: adjustment.note.clone(),
+            idempotency_key: adjustment.idempotency_key.clone(),
+        };
+        entry.id = match insert_ledger(&mut tx, &entry).await {
+            Ok(id) => id,
+            // A twin with the same idempotency key committed first: report it as ours.
+            Err(StoreError::Conflict(_)) if adjustment.idempotency_key.is_some() => {
+                drop(tx);
+                return Ok((self.replay_after_conflict(adjustment).await?, None));
+            }
+            Err(error) => return Err(error),
+        };
+        insert_audit(&mut tx, &balance_audit(&entry, adjustment.change)).await?;
+        tx.commit().await.map_err(store_error)?;
+        Ok((AdjustOutcome::Applied(entry), Some(used)))
     }
 
     /// The page of a filtered list found by walking the list's own order over at most
@@ -386,54 +438,16 @@ impl Store for SqliteStore {
     }
 
     async fn adjust_balance(&self, adjustment: &BalanceAdjustment) -> StoreResult<AdjustOutcome> {
-        let mut tx = self.begin_write().await?;
-        if let Some(idempotency_key) = &adjustment.idempotency_key
-            && let Some(previous) = ledger_by_idempotency_key(&mut tx, idempotency_key).await?
-        {
-            return Ok(replay_outcome(adjustment, previous));
-        }
-        // Reads happen under the write lock. An addition needs none up front: its conditional
-        // `UPDATE` decides, and only a refusal is explained by reading the key. Setting the
-        // credited total reads the old one first, for the ledger's delta.
-        let before = match adjustment.change {
-            BalanceChange::Add(_) => None,
-            BalanceChange::SetCredited(_) => balance_state(&mut tx, adjustment.key_id).await?,
-        };
-        let Some(credited_after) = apply_change(&mut tx, adjustment).await? else {
-            let state = match before {
-                Some(state) => Some(state),
-                None => balance_state(&mut tx, adjustment.key_id).await?,
-            };
-            return Ok(state.map_or(AdjustOutcome::NotFound, |state| refusal(state, adjustment.change)));
-        };
-        let delta = match adjustment.change {
-            BalanceChange::Add(delta) => delta,
-            BalanceChange::SetCredited(credited) => Money::from_micros(
-                credited.map_or(0, Money::micros) - before.and_then(|state| state.credited).map_or(0, Money::micros),
-            ),
-        };
-        let mut entry = LedgerEntry {
-            id: 0,
-            api_key_id: adjustment.key_id,
-            at: adjustment.at,
-            actor: adjustment.actor.clone(),
-            delta,
-            credited_after,
-            note: adjustment.note.clone(),
-            idempotency_key: adjustment.idempotency_key.clone(),
-        };
-        entry.id = match insert_ledger(&mut tx, &entry).await {
-            Ok(id) => id,
-            // A twin with the same idempotency key committed first: report it as ours.
-            Err(StoreError::Conflict(_)) if adjustment.idempotency_key.is_some() => {
-                drop(tx);
-                return self.replay_after_conflict(adjustment).await;
-            }
-            Err(error) => return Err(error),
-        };
-        insert_audit(&mut tx, &balance_audit(&entry, adjustment.change)).await?;
-        tx.commit().await.map_err(store_error)?;
-        Ok(AdjustOutcome::Applied(entry))
+        Ok(self.adjust_with_used(adjustment).await?.0)
+    }
+
+    async fn adjust_balance_and_read(
+        &self,
+        adjustment: &BalanceAdjustment,
+    ) -> StoreResult<(AdjustOutcome, Option<Balance>)> {
+        let (outcome, used) = self.adjust_with_used(adjustment).await?;
+        let balance = outcome.balance_after(used);
+        Ok((outcome, balance))
     }
 
     async fn ledger(&self, key_id: Uuid, limit: Option<u32>) -> StoreResult<Vec<LedgerEntry>> {
@@ -820,25 +834,28 @@ async fn balance_state(conn: &mut SqliteConnection, key_id: Uuid) -> StoreResult
     .transpose()
 }
 
-/// The one conditional `UPDATE` of an adjustment; `None` when a rule refused it (nothing changed),
-/// else the new credited total (`None` inside = unlimited).
-async fn apply_change(
-    conn: &mut SqliteConnection,
-    adjustment: &BalanceAdjustment,
-) -> StoreResult<Option<Option<Money>>> {
+/// The balance columns of a key right after a change applied to it.
+struct Applied {
+    /// `None` = unlimited.
+    credited_after: Option<Money>,
+    used: Money,
+}
+
+/// The one conditional `UPDATE` of an adjustment; `None` when a rule refused it (nothing changed).
+async fn apply_change(conn: &mut SqliteConnection, adjustment: &BalanceAdjustment) -> StoreResult<Option<Applied>> {
     let query = match adjustment.change {
         BalanceChange::Add(delta) => sqlx::query(
             "UPDATE api_keys SET credited_micros = credited_micros + ?1, updated_at = ?2 \
              WHERE id = ?3 AND is_standalone = 1 AND credited_micros IS NOT NULL \
              AND (?1 >= 0 OR -?1 <= MAX(0, credited_micros - used_micros)) \
              AND credited_micros + ?1 BETWEEN 0 AND ?4 \
-             RETURNING credited_micros",
+             RETURNING credited_micros, used_micros",
         )
         .bind(delta.micros()),
         BalanceChange::SetCredited(credited) => sqlx::query(
             "UPDATE api_keys SET credited_micros = ?1, updated_at = ?2 \
              WHERE id = ?3 AND is_standalone = 1 AND (?1 IS NULL OR ?1 BETWEEN 0 AND ?4) \
-             RETURNING credited_micros",
+             RETURNING credited_micros, used_micros",
         )
         .bind(credited.map(Money::micros)),
     };
@@ -849,7 +866,13 @@ async fn apply_change(
         .fetch_optional(&mut *conn)
         .await
         .map_err(store_error)?;
-    row.map(|row| Ok(get::<Option<i64>>(&row, "credited_micros")?.map(Money::from_micros))).transpose()
+    row.map(|row| {
+        Ok(Applied {
+            credited_after: get::<Option<i64>>(&row, "credited_micros")?.map(Money::from_micros),
+            used: Money::from_micros(get(&row, "used_micros")?),
+        })
+    })
+    .transpose()
 }
 
 /// Why the conditional update refused an adjustment of an existing key.

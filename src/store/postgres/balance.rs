@@ -84,7 +84,7 @@ pub(super) async fn adjust_with_used(
         Ok(Some(row)) => Ok((AdjustOutcome::Applied(LedgerEntry::from(row.entry)), Some(row.used_micros))),
         // Refused, or the idempotency key is taken: the transaction path tells which.
         Ok(None) => Ok((adjust(pool, adjustment).await?, None)),
-        Err(sqlx::Error::Database(error)) if error.constraint() == Some("balance_ledger_idempotency_key_key") => {
+        Err(sqlx::Error::Database(error)) if error.constraint() == Some("balance_ledger_idempotency_key") => {
             Ok((adjust(pool, adjustment).await?, None))
         }
         Err(error) => Err(error),
@@ -112,8 +112,11 @@ pub(super) async fn adjust(pool: &PgPool, adjustment: &BalanceAdjustment) -> Res
             note: adjustment.note.clone(),
             idempotency_key: adjustment.idempotency_key.clone(),
         };
-        let query =
-            sqlx::query_as(concat!(insert_ledger!(), " ON CONFLICT (idempotency_key) DO NOTHING", ledger_columns!()));
+        let query = sqlx::query_as(concat!(
+            insert_ledger!(),
+            " ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
+            ledger_columns!()
+        ));
         let Some(row) = bind_ledger_entry(query, &entry).fetch_optional(&mut *tx).await? else {
             // A twin with the same idempotency key committed while this one ran: undo the change;
             // the next round finds the twin's entry and replays it.
