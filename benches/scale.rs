@@ -85,24 +85,45 @@ where
     let mut serial = 0;
     // One warm-up run of each, not counted.
     for run in 0..=RUNS {
-        let started = Instant::now();
-        for _ in 0..iterations {
-            serial += 1;
-            keytop(serial).await;
-        }
-        let k = started.elapsed() / iterations as u32;
-        let started = Instant::now();
-        for _ in 0..iterations {
-            serial += 1;
-            floor(serial).await;
-        }
-        let f = started.elapsed() / iterations as u32;
+        let k = per_operation(iterations, &mut serial, &mut keytop).await;
+        let f = per_operation(iterations, &mut serial, &mut floor).await;
         if run > 0 {
             ours.push(k);
             floors.push(f);
         }
     }
     (median(ours), median(floors))
+}
+
+/// The median time of one operation over `RUNS` runs of `iterations` (after one warm-up run).
+async fn median_per_operation<F, FF>(iterations: usize, mut operation: F) -> Duration
+where
+    F: FnMut(usize) -> FF,
+    FF: Future<Output = ()>,
+{
+    let mut serial = 0;
+    let mut times = Vec::new();
+    for run in 0..=RUNS {
+        let time = per_operation(iterations, &mut serial, &mut operation).await;
+        if run > 0 {
+            times.push(time);
+        }
+    }
+    median(times)
+}
+
+/// Runs `iterations` operations, numbered on from `serial`; the mean time of one.
+async fn per_operation<F, FF>(iterations: usize, serial: &mut usize, operation: &mut F) -> Duration
+where
+    F: FnMut(usize) -> FF,
+    FF: Future<Output = ()>,
+{
+    let started = Instant::now();
+    for _ in 0..iterations {
+        *serial += 1;
+        operation(*serial).await;
+    }
+    started.elapsed() / iterations as u32
 }
 
 fn median(mut values: Vec<Duration>) -> Duration {
@@ -170,7 +191,10 @@ async fn bench_backend(backend: &'static str, url: &str, scale: &Scale) -> Repor
     let store = store::open(url).await.expect("open the bench database");
     let service = service_over(store);
     let raw = match backend {
-        "sqlite" => Raw::Sqlite(SqlitePool::connect(url).await.unwrap()),
+        // A pool of the store's own making: a floor committing with SQLite's default
+        // `synchronous = FULL` would sync the WAL on every commit, and one pinging each
+        // connection before use would pay a round trip, work keytop does not do.
+        "sqlite" => Raw::Sqlite(store::sqlite::SqliteStore::connect(url).await.unwrap().pool().clone()),
         _ => Raw::Postgres(PgPool::connect(url).await.unwrap()),
     };
 
@@ -231,6 +255,15 @@ async fn bench_backend(backend: &'static str, url: &str, scale: &Scale) -> Repor
     }
     let bench_hashes: Vec<String> = bench_keys.iter().map(|k| k.key.key_hash.clone()).collect();
     let bench_ids: Vec<Uuid> = bench_keys.iter().map(|k| k.key.id).collect();
+
+    // What any statement costs before its database work: one round trip through the pool. It
+    // bounds how near a transaction of several statements can come to a one-statement floor.
+    let round_trip = median_per_operation(2_000, |_| {
+        let raw = &raw;
+        async move { raw!(raw, "SELECT 1", |q| q, execute) }
+    })
+    .await;
+    println!("[{backend}] one round trip through the pool (SELECT 1): {:.1} µs", round_trip.as_secs_f64() * 1e6);
 
     // verify ≥ 0.8 × one indexed point select.
     let request = VerifyRequest::default();

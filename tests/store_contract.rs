@@ -600,6 +600,25 @@ async fn an_adjustment_reports_the_balance_it_left() {
             store.adjust_balance_and_read(&adjustment(wallet.id, add(-MAX_AMOUNT.micros()), None)).await.unwrap();
         assert!(matches!(refused, AdjustOutcome::InsufficientBalance { .. }), "{refused:?}");
         assert_eq!(balance, None, "a refusal reports no balance");
+
+        // Each change left one audit row, its details in one shape whichever path wrote it.
+        let audit = store.audit(Some(wallet.id), 10).await.unwrap();
+        let written: Vec<(String, serde_json::Value)> = audit
+            .iter()
+            .take(3)
+            .map(|entry| (entry.action.clone(), serde_json::from_str(&entry.details).unwrap()))
+            .collect();
+        let details = |delta: &str, credited_after: &str| {
+            serde_json::json!({ "delta": delta, "credited_after": credited_after, "note": "contract" })
+        };
+        assert_eq!(
+            written,
+            [
+                ("set_credit".to_string(), details("9.500000", "20.000000")),
+                ("deduct".to_string(), details("-0.500000", "10.500000")),
+                ("topup".to_string(), details("1.000000", "11.000000")),
+            ]
+        );
     });
 }
 #[tokio::test(flavor = "multi_thread")]

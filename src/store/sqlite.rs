@@ -88,16 +88,23 @@ pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
     Ok(Arc::new(SqliteStore::connect(url).await?))
 }
 
+/// How the store connects to the database of a `sqlite://PATH` or `sqlite::memory:` URL: WAL
+/// journal, `synchronous = NORMAL` (a commit is durable once the WAL is synced at a checkpoint;
+/// a power cut can lose the last commits, never corrupt), foreign keys on, a 30 s busy timeout.
+fn connect_options(url: &str) -> Result<SqliteConnectOptions, sqlx::Error> {
+    Ok(SqliteConnectOptions::from_str(url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .foreign_keys(true)
+        .busy_timeout(BUSY_TIMEOUT))
+}
+
 impl SqliteStore {
     pub async fn connect(url: &str) -> StoreResult<SqliteStore> {
         let unavailable = |reason: String| StoreError::Unavailable { url: redact_url(url), reason };
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(|error| unavailable(format!("not a valid SQLite URL ({error}); use sqlite://PATH")))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
+        let options = connect_options(url)
+            .map_err(|error| unavailable(format!("not a valid SQLite URL ({error}); use sqlite://PATH")))?;
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let (pool_options, description) = if in_memory {
             // One connection that never closes: the database lives exactly as long as it.
@@ -113,12 +120,22 @@ impl SqliteStore {
             }
             (SqlitePoolOptions::new().max_connections(8), format!("sqlite://{}", path.display()))
         };
-        let pool = pool_options.acquire_timeout(BUSY_TIMEOUT).connect_with(options).await.map_err(|error| {
+        // No ping before handing out a connection: a SQLite connection is a file handle that
+        // cannot go stale the way a socket can, and each ping is a round trip to the
+        // connection's worker thread that every operation would pay.
+        let pool_options = pool_options.acquire_timeout(BUSY_TIMEOUT).test_before_acquire(false);
+        let pool = pool_options.connect_with(options).await.map_err(|error| {
             unavailable(format!(
                 "cannot open or create the SQLite database file ({error}); check the path and its permissions"
             ))
         })?;
         Ok(SqliteStore { pool, description })
+    }
+
+    /// The store's connection pool, for measuring plain statements on exactly the connection
+    /// settings the store runs on.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
     }
 
     /// A write transaction that holds the write lock from its first statement on.
@@ -128,6 +145,72 @@ impl SqliteStore {
 
     /// Applies an adjustment, or tells why not, and the key's used total when it was applied.
     async fn adjust_with_used(&self, adjustment: &BalanceAdjustment) -> StoreResult<(AdjustOutcome, Option<Money>)> {
+        if let BalanceChange::Add(amount) = adjustment.change
+            && let Some(applied) = self.add_in_one_statement(adjustment, amount).await?
+        {
+            return Ok(applied);
+        }
+        // Refused, a reused idempotency key, or a new credited total: the transaction decides
+        // again under the write lock, and explains a refusal.
+        self.adjust_in_transaction(adjustment).await
+    }
+
+    /// A top-up or deduction through the `balance_additions` trigger (migration 0005): one
+    /// statement. `None` when the rules refused it or its idempotency key is taken, with
+    /// nothing changed.
+    async fn add_in_one_statement(
+        &self,
+        adjustment: &BalanceAdjustment,
+        amount: Money,
+    ) -> StoreResult<Option<(AdjustOutcome, Option<Money>)>> {
+        let action = if amount.is_negative() { "deduct" } else { "topup" };
+        // The row is selected from the key only when the addition is allowed; RETURNING runs
+        // after the trigger, under the same write lock, so the newest ledger row is this one.
+        let applied = sqlx::query(
+            "INSERT INTO balance_additions \
+             (api_key_id, delta_micros, delta_text, at, actor, action, note, idempotency_key) \
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 FROM api_keys \
+             WHERE id = ?1 AND is_standalone = 1 AND credited_micros IS NOT NULL \
+             AND (?2 >= 0 OR -?2 <= MAX(0, credited_micros - used_micros)) \
+             AND credited_micros + ?2 BETWEEN 0 AND ?9 \
+             RETURNING (SELECT MAX(id) FROM balance_ledger) AS ledger_id, \
+             (SELECT credited_micros FROM api_keys WHERE id = ?1) AS credited_micros, \
+             (SELECT used_micros FROM api_keys WHERE id = ?1) AS used_micros",
+        )
+        .bind(adjustment.key_id.hyphenated())
+        .bind(amount.micros())
+        .bind(amount.to_decimal_string())
+        .bind(millis(adjustment.at))
+        .bind(&adjustment.actor)
+        .bind(action)
+        .bind(&adjustment.note)
+        .bind(&adjustment.idempotency_key)
+        .bind(MAX_AMOUNT.micros())
+        .fetch_optional(&self.pool)
+        .await;
+        let row = match applied.map_err(store_error) {
+            Ok(Some(row)) => row,
+            Ok(None) | Err(StoreError::Conflict(_)) => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        let entry = LedgerEntry {
+            id: get(&row, "ledger_id")?,
+            api_key_id: adjustment.key_id,
+            at: adjustment.at,
+            actor: adjustment.actor.clone(),
+            delta: amount,
+            credited_after: Some(Money::from_micros(get(&row, "credited_micros")?)),
+            note: adjustment.note.clone(),
+            idempotency_key: adjustment.idempotency_key.clone(),
+        };
+        Ok(Some((AdjustOutcome::Applied(entry), Some(Money::from_micros(get(&row, "used_micros")?)))))
+    }
+
+    /// Applies an adjustment inside one write transaction, or tells why not.
+    async fn adjust_in_transaction(
+        &self,
+        adjustment: &BalanceAdjustment,
+    ) -> StoreResult<(AdjustOutcome, Option<Money>)> {
         let mut tx = self.begin_write().await?;
         if let Some(idempotency_key) = &adjustment.idempotency_key
             && let Some(previous) = ledger_by_idempotency_key(&mut tx, idempotency_key).await?

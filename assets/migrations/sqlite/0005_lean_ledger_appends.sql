@@ -34,3 +34,29 @@ INSERT INTO audit_log_rebuilt SELECT * FROM audit_log;
 DROP TABLE audit_log;
 ALTER TABLE audit_log_rebuilt RENAME TO audit_log;
 CREATE INDEX audit_log_key ON audit_log (api_key_id, id);
+
+-- A top-up or deduction as one statement. SQLite has no stored procedures; an INSTEAD OF
+-- trigger on a view is how several writes become one statement, which is atomic and takes the
+-- write lock before it reads. The store inserts into `balance_additions` a row selected from
+-- the key only when the rules allow the addition, so the trigger runs for an accepted change
+-- only: it adds to the credited total, then appends the ledger row and the audit row (details
+-- exactly as the store's `balance_audit` writes them). Through sqlx every statement is a round
+-- trip to the connection's thread: one statement instead of five (BEGIN, three writes, COMMIT)
+-- is most of what a top-up costs.
+CREATE VIEW balance_additions AS SELECT
+    NULL AS api_key_id, NULL AS delta_micros, NULL AS delta_text, NULL AS at, NULL AS actor,
+    NULL AS action, NULL AS note, NULL AS idempotency_key;
+
+CREATE TRIGGER balance_addition INSTEAD OF INSERT ON balance_additions BEGIN
+    UPDATE api_keys SET credited_micros = credited_micros + NEW.delta_micros, updated_at = NEW.at
+    WHERE id = NEW.api_key_id;
+    INSERT INTO balance_ledger (api_key_id, at, actor, delta_micros, credited_after, note, idempotency_key)
+    SELECT NEW.api_key_id, NEW.at, NEW.actor, NEW.delta_micros, credited_micros, NEW.note, NEW.idempotency_key
+    FROM api_keys WHERE id = NEW.api_key_id;
+    INSERT INTO audit_log (at, actor, action, api_key_id, details)
+    SELECT NEW.at, NEW.actor, NEW.action, NEW.api_key_id, json_object(
+        'credited_after', printf('%d.%06d', credited_micros / 1000000, credited_micros % 1000000),
+        'delta', NEW.delta_text,
+        'note', NEW.note)
+    FROM api_keys WHERE id = NEW.api_key_id;
+END;
