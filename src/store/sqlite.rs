@@ -549,20 +549,16 @@ impl Store for SqliteStore {
     }
 
     async fn record_usage(&self, usage: &UsageRecord) -> StoreResult<UsageOutcome> {
-        let mut tx = self.begin_write().await?;
         let key_id = usage.api_key_id.hyphenated();
-        let is_standalone: Option<bool> = sqlx::query_scalar("SELECT is_standalone FROM api_keys WHERE id = ?")
-            .bind(key_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(store_error)?;
-        let Some(is_standalone) = is_standalone else {
-            return Ok(UsageOutcome::UnknownKey);
-        };
-        let at = millis(usage.created_at);
-        let inserted = sqlx::query(
-            "INSERT INTO usage (request_id, api_key_id, provider, model, api_format, total_tokens, cost_micros, \
-             response_time_ms, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (request_id) DO NOTHING",
+        // One statement through the `usage_records` trigger (migration 0005). The row is
+        // selected from the key only when the request id is new; RETURNING runs after the
+        // trigger, so it reads the key as charged.
+        let recorded: Option<bool> = sqlx::query_scalar(
+            "INSERT INTO usage_records (request_id, api_key_id, provider, model, api_format, total_tokens, \
+             cost_micros, response_time_ms, created_at, day) \
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 FROM api_keys \
+             WHERE id = ?2 AND NOT EXISTS (SELECT 1 FROM usage WHERE request_id = ?1) \
+             RETURNING (SELECT is_standalone FROM api_keys WHERE id = ?2)",
         )
         .bind(&usage.request_id)
         .bind(key_id)
@@ -572,43 +568,21 @@ impl Store for SqliteStore {
         .bind(usage.total_tokens)
         .bind(usage.cost.micros())
         .bind(usage.response_time_ms)
-        .bind(at)
-        .execute(&mut *tx)
-        .await
-        .map_err(store_error)?
-        .rows_affected()
-            > 0;
-        if !inserted {
-            return Ok(UsageOutcome::Duplicate);
-        }
-        sqlx::query(
-            "INSERT INTO usage_daily (api_key_id, day, requests, tokens, cost_micros, response_ms_sum) \
-             VALUES (?, ?, 1, ?, ?, ?) ON CONFLICT (api_key_id, day) DO UPDATE SET \
-             requests = requests + 1, tokens = tokens + excluded.tokens, \
-             cost_micros = cost_micros + excluded.cost_micros, \
-             response_ms_sum = response_ms_sum + excluded.response_ms_sum",
-        )
-        .bind(key_id)
+        .bind(millis(usage.created_at))
         .bind(usage.created_at.date_naive())
-        .bind(usage.total_tokens)
-        .bind(usage.cost.micros())
-        .bind(usage.response_time_ms.unwrap_or(0))
-        .execute(&mut *tx)
+        .fetch_optional(&self.pool)
         .await
         .map_err(store_error)?;
-        // Charged even past the balance: the request has already been served.
-        sqlx::query(
-            "UPDATE api_keys SET used_micros = used_micros + CASE WHEN is_standalone THEN ?1 ELSE 0 END, \
-             last_used_at = MAX(COALESCE(last_used_at, ?2), ?2) WHERE id = ?3",
-        )
-        .bind(usage.cost.micros())
-        .bind(at)
-        .bind(key_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(store_error)?;
-        tx.commit().await.map_err(store_error)?;
-        Ok(UsageOutcome::Recorded { charged: is_standalone })
+        if let Some(is_standalone) = recorded {
+            return Ok(UsageOutcome::Recorded { charged: is_standalone });
+        }
+        // Nothing written: the key is unknown, or the request was recorded before.
+        let key_exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM api_keys WHERE id = ?)")
+            .bind(key_id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(if key_exists { UsageOutcome::Duplicate } else { UsageOutcome::UnknownKey })
     }
 
     async fn daily_usage(&self, key_id: Uuid, first: NaiveDate, last: NaiveDate) -> StoreResult<Vec<DailyUsage>> {

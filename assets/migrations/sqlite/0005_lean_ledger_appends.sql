@@ -60,3 +60,29 @@ CREATE TRIGGER balance_addition INSTEAD OF INSERT ON balance_additions BEGIN
         'note', NEW.note)
     FROM api_keys WHERE id = NEW.api_key_id;
 END;
+
+-- A usage record as one statement, for the same reason: the store inserts into `usage_records`
+-- a row selected from the key only when the key exists and the request id is new, and the
+-- trigger appends the usage row, counts it in the day's rollup and charges the key (a prepaid
+-- key's used total; any key's last use).
+CREATE VIEW usage_records AS SELECT
+    NULL AS request_id, NULL AS api_key_id, NULL AS provider, NULL AS model, NULL AS api_format,
+    NULL AS total_tokens, NULL AS cost_micros, NULL AS response_time_ms, NULL AS created_at,
+    NULL AS day;
+
+CREATE TRIGGER usage_record INSTEAD OF INSERT ON usage_records BEGIN
+    INSERT INTO usage (request_id, api_key_id, provider, model, api_format, total_tokens, cost_micros,
+                       response_time_ms, created_at)
+    VALUES (NEW.request_id, NEW.api_key_id, NEW.provider, NEW.model, NEW.api_format, NEW.total_tokens,
+            NEW.cost_micros, NEW.response_time_ms, NEW.created_at);
+    INSERT INTO usage_daily (api_key_id, day, requests, tokens, cost_micros, response_ms_sum)
+    VALUES (NEW.api_key_id, NEW.day, 1, NEW.total_tokens, NEW.cost_micros, COALESCE(NEW.response_time_ms, 0))
+    ON CONFLICT (api_key_id, day) DO UPDATE SET
+        requests = requests + 1, tokens = tokens + excluded.tokens,
+        cost_micros = cost_micros + excluded.cost_micros,
+        response_ms_sum = response_ms_sum + excluded.response_ms_sum;
+    -- Charged even past the balance: the request has already been served.
+    UPDATE api_keys SET used_micros = used_micros + CASE WHEN is_standalone THEN NEW.cost_micros ELSE 0 END,
+        last_used_at = MAX(COALESCE(last_used_at, NEW.created_at), NEW.created_at)
+    WHERE id = NEW.api_key_id;
+END;
