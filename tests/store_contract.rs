@@ -608,9 +608,7 @@ async fn an_adjustment_reports_the_balance_it_left() {
             .take(3)
             .map(|entry| (entry.action.clone(), serde_json::from_str(&entry.details).unwrap()))
             .collect();
-        let details = |delta: &str, credited_after: &str| {
-            serde_json::json!({ "delta": delta, "credited_after": credited_after, "note": "contract" })
-        };
+        let details = |delta: &str, credited_after: &str| serde_json::json!({ "delta": delta, "credited_after": credited_after, "note": "contract" });
         assert_eq!(
             written,
             [
