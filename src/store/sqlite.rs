@@ -167,15 +167,13 @@ impl SqliteStore {
         // The row is selected from the key only when the addition is allowed; RETURNING runs
         // after the trigger, under the same write lock, so the newest ledger row is this one.
         let applied = sqlx::query(
-            "INSERT INTO balance_additions \
-             (api_key_id, delta_micros, delta_text, at, actor, action, note, idempotency_key) \
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 FROM api_keys \
+            "INSERT INTO balance_additions (api_key_id, delta_micros, delta_text, credited_after, used_micros, \
+             at, actor, action, note, idempotency_key) \
+             SELECT ?1, ?2, ?3, credited_micros + ?2, used_micros, ?4, ?5, ?6, ?7, ?8 FROM api_keys \
              WHERE id = ?1 AND is_standalone = 1 AND credited_micros IS NOT NULL \
              AND (?2 >= 0 OR -?2 <= MAX(0, credited_micros - used_micros)) \
              AND credited_micros + ?2 BETWEEN 0 AND ?9 \
-             RETURNING (SELECT MAX(id) FROM balance_ledger) AS ledger_id, \
-             (SELECT credited_micros FROM api_keys WHERE id = ?1) AS credited_micros, \
-             (SELECT used_micros FROM api_keys WHERE id = ?1) AS used_micros",
+             RETURNING (SELECT MAX(id) FROM balance_ledger) AS ledger_id, credited_after, used_micros",
         )
         .bind(adjustment.key_id.hyphenated())
         .bind(amount.micros())
@@ -199,7 +197,7 @@ impl SqliteStore {
             at: adjustment.at,
             actor: adjustment.actor.clone(),
             delta: amount,
-            credited_after: Some(Money::from_micros(get(&row, "credited_micros")?)),
+            credited_after: Some(Money::from_micros(get(&row, "credited_after")?)),
             note: adjustment.note.clone(),
             idempotency_key: adjustment.idempotency_key.clone(),
         };
@@ -551,14 +549,13 @@ impl Store for SqliteStore {
     async fn record_usage(&self, usage: &UsageRecord) -> StoreResult<UsageOutcome> {
         let key_id = usage.api_key_id.hyphenated();
         // One statement through the `usage_records` trigger (migration 0005). The row is
-        // selected from the key only when the request id is new; RETURNING runs after the
-        // trigger, so it reads the key as charged.
+        // selected from the key only when the request id is new.
         let recorded: Option<bool> = sqlx::query_scalar(
-            "INSERT INTO usage_records (request_id, api_key_id, provider, model, api_format, total_tokens, \
-             cost_micros, response_time_ms, created_at, day) \
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 FROM api_keys \
+            "INSERT INTO usage_records (request_id, api_key_id, is_standalone, provider, model, api_format, \
+             total_tokens, cost_micros, response_time_ms, created_at, day) \
+             SELECT ?1, ?2, is_standalone, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 FROM api_keys \
              WHERE id = ?2 AND NOT EXISTS (SELECT 1 FROM usage WHERE request_id = ?1) \
-             RETURNING (SELECT is_standalone FROM api_keys WHERE id = ?2)",
+             RETURNING is_standalone",
         )
         .bind(&usage.request_id)
         .bind(key_id)
