@@ -49,6 +49,24 @@ pub struct AuditRecord {
     pub details: serde_json::Value,
 }
 
+impl AuditRecord {
+    /// The audit row of an applied balance adjustment. The one-statement writes (PostgreSQL's
+    /// `ADD_IN_ONE_STATEMENT`, SQLite's `balance_addition` trigger) build the same row in SQL.
+    pub fn for_adjustment(entry: &LedgerEntry, change: BalanceChange) -> AuditRecord {
+        AuditRecord {
+            at: entry.at,
+            actor: entry.actor.clone(),
+            action: change.audit_action().into(),
+            api_key_id: Some(entry.api_key_id),
+            details: serde_json::json!({
+                "delta": entry.delta,
+                "credited_after": entry.credited_after,
+                "note": entry.note,
+            }),
+        }
+    }
+}
+
 /// How a balance adjustment changes the credited total of a prepaid key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BalanceChange {
@@ -56,6 +74,17 @@ pub enum BalanceChange {
     Add(Money),
     /// Set the credited total outright (`None` = unlimited); the ledger records the difference.
     SetCredited(Option<Money>),
+}
+
+impl BalanceChange {
+    /// The action an applied change of this kind is audited as.
+    pub fn audit_action(self) -> &'static str {
+        match self {
+            BalanceChange::Add(delta) if delta.is_negative() => "deduct",
+            BalanceChange::Add(_) => "topup",
+            BalanceChange::SetCredited(_) => "set_credit",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
-use serde_json::json;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -165,7 +164,6 @@ impl SqliteStore {
         adjustment: &BalanceAdjustment,
         amount: Money,
     ) -> StoreResult<Option<(AdjustOutcome, Option<Money>)>> {
-        let action = if amount.is_negative() { "deduct" } else { "topup" };
         // The row is selected from the key only when the addition is allowed; RETURNING runs
         // after the trigger, under the same write lock, so the newest ledger row is this one.
         let applied = sqlx::query(
@@ -182,7 +180,7 @@ impl SqliteStore {
         .bind(amount.to_decimal_string())
         .bind(millis(adjustment.at))
         .bind(&adjustment.actor)
-        .bind(action)
+        .bind(adjustment.change.audit_action())
         .bind(&adjustment.note)
         .bind(&adjustment.idempotency_key)
         .bind(MAX_AMOUNT.micros())
@@ -256,7 +254,7 @@ impl SqliteStore {
             }
             Err(error) => return Err(error),
         };
-        insert_audit(&mut tx, &balance_audit(&entry, adjustment.change)).await?;
+        insert_audit(&mut tx, &AuditRecord::for_adjustment(&entry, adjustment.change)).await?;
         tx.commit().await.map_err(store_error)?;
         Ok((AdjustOutcome::Applied(entry), Some(used)))
     }
@@ -965,21 +963,6 @@ fn replay_outcome(adjustment: &BalanceAdjustment, previous: LedgerEntry) -> Adju
         AdjustOutcome::Replayed(previous)
     } else {
         AdjustOutcome::IdempotencyConflict(previous)
-    }
-}
-
-fn balance_audit(entry: &LedgerEntry, change: BalanceChange) -> AuditRecord {
-    let action = match change {
-        BalanceChange::Add(delta) if delta.is_negative() => "deduct",
-        BalanceChange::Add(_) => "topup",
-        BalanceChange::SetCredited(_) => "set_credit",
-    };
-    AuditRecord {
-        at: entry.at,
-        actor: entry.actor.clone(),
-        action: action.into(),
-        api_key_id: Some(entry.api_key_id),
-        details: json!({ "delta": entry.delta, "credited_after": entry.credited_after, "note": entry.note }),
     }
 }
 

@@ -40,7 +40,7 @@ CREATE INDEX audit_log_key ON audit_log (api_key_id, id);
 -- write lock before it reads. The store inserts into `balance_additions` a row selected from
 -- the key only when the rules allow the addition, carrying the key's new credited total and its
 -- used total, so the trigger runs for an accepted change only: it stores the new total, then
--- appends the ledger row and the audit row (details exactly as the store's `balance_audit`
+-- appends the ledger row and the audit row (details exactly as `AuditRecord::for_adjustment`
 -- writes them). Through sqlx every statement is a round trip to the connection's thread: one
 -- statement instead of five (BEGIN, three writes, COMMIT) is most of what a top-up costs.
 CREATE VIEW balance_additions AS SELECT

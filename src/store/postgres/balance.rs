@@ -26,7 +26,7 @@ macro_rules! ledger_columns {
 }
 
 /// A top-up or deduction in one autocommit statement: the conditional update, its ledger row
-/// and its audit row (details built in SQL as `audit_record` builds them: amounts as
+/// and its audit row (details built in SQL as `AuditRecord::for_adjustment` builds them: amounts as
 /// `Money::to_decimal_string`). Returns the ledger row and the key's `used_micros`; no row when
 /// the key refused the change. A reused idempotency key fails the whole statement on the
 /// ledger's unique index, so nothing is applied twice.
@@ -67,7 +67,6 @@ pub(super) async fn adjust_with_used(
     let BalanceChange::Add(amount) = adjustment.change else {
         return Ok((adjust(pool, adjustment).await?, None));
     };
-    let action = if amount.is_negative() { "deduct" } else { "topup" };
     let applied = sqlx::query_as::<_, AppliedRow>(ADD_IN_ONE_STATEMENT)
         .bind(adjustment.key_id)
         .bind(amount.micros())
@@ -76,7 +75,7 @@ pub(super) async fn adjust_with_used(
         .bind(&adjustment.actor)
         .bind(&adjustment.note)
         .bind(&adjustment.idempotency_key)
-        .bind(action)
+        .bind(adjustment.change.audit_action())
         .bind(amount.to_decimal_string())
         .fetch_optional(pool)
         .await;
@@ -124,7 +123,7 @@ pub(super) async fn adjust(pool: &PgPool, adjustment: &BalanceAdjustment) -> Res
             continue;
         };
         let entry = LedgerEntry::from(row);
-        insert_audit(&mut tx, &audit_record(adjustment, &entry)).await?;
+        insert_audit(&mut tx, &AuditRecord::for_adjustment(&entry, adjustment.change)).await?;
         tx.commit().await?;
         return Ok(AdjustOutcome::Applied(entry));
     }
@@ -266,26 +265,6 @@ fn refusal(change: BalanceChange, state: Option<(bool, Option<i64>, i64)>) -> Op
         BalanceChange::SetCredited(credited) => {
             credited.filter(|total| !in_range(i128::from(total.micros()))).map(|_| AdjustOutcome::OutOfRange)
         }
-    }
-}
-
-/// The audit row of an applied adjustment.
-fn audit_record(adjustment: &BalanceAdjustment, entry: &LedgerEntry) -> AuditRecord {
-    let action = match adjustment.change {
-        BalanceChange::Add(amount) if amount.is_negative() => "deduct",
-        BalanceChange::Add(_) => "topup",
-        BalanceChange::SetCredited(_) => "set_credit",
-    };
-    AuditRecord {
-        at: adjustment.at,
-        actor: adjustment.actor.clone(),
-        action: action.into(),
-        api_key_id: Some(adjustment.key_id),
-        details: serde_json::json!({
-            "delta": entry.delta,
-            "credited_after": entry.credited_after,
-            "note": entry.note,
-        }),
     }
 }
 
