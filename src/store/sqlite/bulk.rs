@@ -45,7 +45,8 @@ pub(super) async fn load(conn: &mut SqliteConnection, batch: &BulkLoad, audit: &
         set_pragma(conn, pragma, value).await?;
     }
     let loaded = load_in_transaction(conn, batch, audit).await;
-    // Give the memory back whatever happened: the connection returns to the pool.
+    // Give the memory back whatever happened: an in-memory database's one connection goes back
+    // to the pool (the store closes any other loading connection; see `SqliteStore::bulk_load`).
     for (pragma, value) in saved {
         set_pragma(conn, pragma, value).await?;
     }
