@@ -2,12 +2,12 @@
 //! `INSERT … SELECT FROM UNNEST(…)` of one array per column, so a statement carries tens of
 //! thousands of rows in one round trip.
 //!
-//! Usage rows go in with `ON CONFLICT (request_id) DO NOTHING RETURNING`, and the same
-//! statement rolls up and charges exactly the rows it returned, aggregated per (key, UTC day)
-//! and per key. The effects equal those of the one-by-one operations except the audit trail: one
+//! Usage rows go in with `RETURNING`, and the same statement rolls up and charges exactly the
+//! rows it returned, aggregated per (key, UTC day) and per key; a chunk with a request id already
+//! taken goes again with `ON CONFLICT (request_id) DO NOTHING`. The effects equal those of the one-by-one operations except the audit trail: one
 //! audit row describes the whole load.
 
-use sqlx::{PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool};
 
 use super::insert_audit;
 use crate::domain::{ApiKey, LedgerEntry, Money, User};
@@ -117,57 +117,81 @@ async fn insert_ledger_rows(conn: &mut PgConnection, entries: &[LedgerEntry]) ->
     Ok(())
 }
 
-/// One statement: the rows of known keys whose request id is new go in (for a request id twice
-/// in the arrays, the first), then the rollups and charges of exactly those rows.
+/// The statement that loads usage rows: the rows of known keys go in (for a request id twice in
+/// the arrays, the first), then the rollups and charges of exactly the rows that went in.
+/// `$conflict` is what to do about a request id already taken: nothing (the statement fails on
+/// the unique index) or `ON CONFLICT (request_id) DO NOTHING` (the row is skipped).
 ///
 /// The known keys are looked up by the chunk's distinct ids (`$10`) on the primary key (a
 /// correlated `EXISTS` was planned as a hash join over a scan of every key, for every chunk),
 /// and share-locked, so no purge can remove one while its rows go in.
+macro_rules! usage_load_sql {
+    ($conflict:literal) => {
+        concat!(
+            "WITH known AS (SELECT id FROM api_keys WHERE id = ANY($10::uuid[]) FOR KEY SHARE), \
+             inserted AS ( \
+               INSERT INTO usage (request_id, api_key_id, provider, model, api_format, total_tokens, cost_micros, \
+                                  response_time_ms, created_at) \
+               SELECT u.request_id, u.api_key_id, u.provider, u.model, u.api_format, u.total_tokens, \
+                      u.cost_micros, u.response_time_ms, u.created_at \
+               FROM UNNEST($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::bigint[], \
+                           $7::bigint[], $8::bigint[], $9::timestamptz[]) WITH ORDINALITY \
+                 AS u (request_id, api_key_id, provider, model, api_format, total_tokens, cost_micros, \
+                       response_time_ms, created_at, position) \
+               WHERE u.api_key_id IN (SELECT id FROM known) \
+               ORDER BY u.position ",
+            $conflict,
+            " RETURNING api_key_id, total_tokens, cost_micros, response_time_ms, created_at), \
+             daily AS ( \
+               INSERT INTO usage_daily AS d (api_key_id, day, requests, tokens, cost_micros, response_ms_sum) \
+               SELECT api_key_id, (created_at AT TIME ZONE 'UTC')::date, COUNT(*), SUM(total_tokens)::bigint, \
+                      SUM(cost_micros)::bigint, COALESCE(SUM(response_time_ms), 0)::bigint \
+               FROM inserted GROUP BY 1, 2 \
+               ON CONFLICT (api_key_id, day) DO UPDATE SET \
+                 requests = d.requests + EXCLUDED.requests, \
+                 tokens = d.tokens + EXCLUDED.tokens, \
+                 cost_micros = d.cost_micros + EXCLUDED.cost_micros, \
+                 response_ms_sum = d.response_ms_sum + EXCLUDED.response_ms_sum) \
+             UPDATE api_keys k SET \
+               used_micros = k.used_micros + CASE WHEN k.is_standalone THEN per_key.cost ELSE 0 END, \
+               last_used_at = GREATEST(k.last_used_at, per_key.last_at) \
+             FROM (SELECT api_key_id, SUM(cost_micros)::bigint AS cost, MAX(created_at) AS last_at \
+                   FROM inserted GROUP BY api_key_id) AS per_key \
+             WHERE k.id = per_key.api_key_id"
+        )
+    };
+}
+
+/// Loads usage rows, expecting their request ids to be new: a plain insert, in a savepoint. Only
+/// if one is taken (or twice in the chunk) does the chunk go again with `ON CONFLICT DO NOTHING`,
+/// whose speculative insertion costs about half as much again per row as a plain insert (measured
+/// at a million rows: 15.7 s against 10.4 s), to pay on every load for a conflict most never have.
 async fn insert_usage(conn: &mut PgConnection, usage: &[UsageRecord]) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "WITH known AS (SELECT id FROM api_keys WHERE id = ANY($10::uuid[]) FOR KEY SHARE), \
-         inserted AS ( \
-           INSERT INTO usage (request_id, api_key_id, provider, model, api_format, total_tokens, cost_micros, \
-                              response_time_ms, created_at) \
-           SELECT u.request_id, u.api_key_id, u.provider, u.model, u.api_format, u.total_tokens, u.cost_micros, \
-                  u.response_time_ms, u.created_at \
-           FROM UNNEST($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], \
-                       $8::bigint[], $9::timestamptz[]) WITH ORDINALITY \
-             AS u (request_id, api_key_id, provider, model, api_format, total_tokens, cost_micros, \
-                   response_time_ms, created_at, position) \
-           WHERE u.api_key_id IN (SELECT id FROM known) \
-           ORDER BY u.position \
-           ON CONFLICT (request_id) DO NOTHING \
-           RETURNING api_key_id, total_tokens, cost_micros, response_time_ms, created_at), \
-         daily AS ( \
-           INSERT INTO usage_daily AS d (api_key_id, day, requests, tokens, cost_micros, response_ms_sum) \
-           SELECT api_key_id, (created_at AT TIME ZONE 'UTC')::date, COUNT(*), SUM(total_tokens)::bigint, \
-                  SUM(cost_micros)::bigint, COALESCE(SUM(response_time_ms), 0)::bigint \
-           FROM inserted GROUP BY 1, 2 \
-           ON CONFLICT (api_key_id, day) DO UPDATE SET \
-             requests = d.requests + EXCLUDED.requests, \
-             tokens = d.tokens + EXCLUDED.tokens, \
-             cost_micros = d.cost_micros + EXCLUDED.cost_micros, \
-             response_ms_sum = d.response_ms_sum + EXCLUDED.response_ms_sum) \
-         UPDATE api_keys k SET \
-           used_micros = k.used_micros + CASE WHEN k.is_standalone THEN per_key.cost ELSE 0 END, \
-           last_used_at = GREATEST(k.last_used_at, per_key.last_at) \
-         FROM (SELECT api_key_id, SUM(cost_micros)::bigint AS cost, MAX(created_at) AS last_at \
-               FROM inserted GROUP BY api_key_id) AS per_key \
-         WHERE k.id = per_key.api_key_id",
-    )
-    .bind(column(usage, |row| row.request_id.clone()))
-    .bind(column(usage, |row| row.api_key_id))
-    .bind(column(usage, |row| row.provider.clone()))
-    .bind(column(usage, |row| row.model.clone()))
-    .bind(column(usage, |row| row.api_format.clone()))
-    .bind(column(usage, |row| row.total_tokens))
-    .bind(column(usage, |row| row.cost.micros()))
-    .bind(column(usage, |row| row.response_time_ms))
-    .bind(column(usage, |row| row.created_at))
-    .bind(UsageRecord::distinct_key_ids(usage))
-    .execute(conn)
-    .await?;
+    let mut savepoint = conn.begin().await?;
+    match run_usage_load(&mut savepoint, usage_load_sql!(""), usage).await {
+        Ok(()) => savepoint.commit().await,
+        Err(error) if error.as_database_error().is_some_and(|db| db.is_unique_violation()) => {
+            savepoint.rollback().await?;
+            run_usage_load(conn, usage_load_sql!("ON CONFLICT (request_id) DO NOTHING"), usage).await
+        }
+        Err(error) => Err(error),
+    }
+}
+
+async fn run_usage_load(conn: &mut PgConnection, sql: &'static str, usage: &[UsageRecord]) -> Result<(), sqlx::Error> {
+    sqlx::query(sql)
+        .bind(column(usage, |row| row.request_id.clone()))
+        .bind(column(usage, |row| row.api_key_id))
+        .bind(column(usage, |row| row.provider.clone()))
+        .bind(column(usage, |row| row.model.clone()))
+        .bind(column(usage, |row| row.api_format.clone()))
+        .bind(column(usage, |row| row.total_tokens))
+        .bind(column(usage, |row| row.cost.micros()))
+        .bind(column(usage, |row| row.response_time_ms))
+        .bind(column(usage, |row| row.created_at))
+        .bind(UsageRecord::distinct_key_ids(usage))
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
