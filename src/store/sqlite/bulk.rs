@@ -33,10 +33,18 @@ const LOAD_CACHE_KIB: i64 = 256 * 1024;
 /// instead of a temporary file.
 const LOAD_PRAGMAS: [(&str, i64); 2] = [("cache_size", -LOAD_CACHE_KIB), ("temp_store", 2)];
 
+/// A load of usage rows alone turns off the foreign key checks: they could not fail, since
+/// `insert_usage` keeps only the rows of keys it found under the same write lock, and each
+/// rollup row written paid a lookup of its key for them. A load with users or keys keeps them,
+/// as it is what checks that each key's owner exists.
+const USAGE_LOAD_PRAGMAS: [(&str, i64); 1] = [("foreign_keys", 0)];
+
 /// Loads a batch in one `BEGIN IMMEDIATE` transaction on `conn`.
 pub(super) async fn load(conn: &mut SqliteConnection, batch: &BulkLoad, audit: &AuditRecord) -> StoreResult<()> {
-    let mut saved = Vec::with_capacity(LOAD_PRAGMAS.len());
-    for (pragma, value) in LOAD_PRAGMAS {
+    let usage_only = batch.users.is_empty() && batch.keys.is_empty() && batch.initial_credits.is_empty();
+    let pragmas = LOAD_PRAGMAS.iter().chain(USAGE_LOAD_PRAGMAS.iter().filter(|_| usage_only));
+    let mut saved = Vec::with_capacity(LOAD_PRAGMAS.len() + USAGE_LOAD_PRAGMAS.len());
+    for &(pragma, value) in pragmas {
         let before: i64 = sqlx::query_scalar(AssertSqlSafe(format!("PRAGMA {pragma}")))
             .fetch_one(&mut *conn)
             .await
@@ -383,4 +391,60 @@ async fn write_charges(conn: &mut SqliteConnection, totals: &UsageTotals) -> Sto
             || "a key".into(),
         )
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+    use crate::store::Store;
+    use crate::store::sqlite::SqliteStore;
+
+    async fn connection_settings(store: &SqliteStore) -> Vec<i64> {
+        let mut settings = Vec::new();
+        for pragma in ["foreign_keys", "cache_size", "temp_store"] {
+            let value = sqlx::query_scalar(AssertSqlSafe(format!("PRAGMA {pragma}"))).fetch_one(store.pool()).await;
+            settings.push(value.unwrap());
+        }
+        settings
+    }
+
+    /// An in-memory database has one connection, which goes back to the pool after a load: a
+    /// setting left changed would outlive it (foreign keys off would stop a purge from dropping
+    /// the key's rollups).
+    #[tokio::test]
+    async fn a_usage_load_gives_back_the_connection_settings_it_changed() {
+        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        store.migrate().await.unwrap();
+        let before = connection_settings(&store).await;
+        assert_eq!(before[0], 1, "the store runs with foreign keys on");
+        let now = Utc::now();
+        let unknown_key = UsageRecord {
+            request_id: "r-1".into(),
+            api_key_id: Uuid::new_v4(),
+            provider: None,
+            model: None,
+            api_format: None,
+            total_tokens: 10,
+            cost: Money::from_micros(5),
+            response_time_ms: None,
+            created_at: now,
+        };
+        let audit = AuditRecord {
+            at: now,
+            actor: "test".into(),
+            action: "load".into(),
+            api_key_id: None,
+            details: serde_json::json!({}),
+        };
+        store.bulk_load(&BulkLoad { usage: vec![unknown_key], ..BulkLoad::default() }, &audit).await.unwrap();
+        assert_eq!(connection_settings(&store).await, before);
+        // With the checks off, the load itself still skips the rows of keys that do not exist.
+        let rows: i64 = sqlx::query_scalar("SELECT (SELECT COUNT(*) FROM usage) + (SELECT COUNT(*) FROM usage_daily)")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(rows, 0);
+    }
 }
