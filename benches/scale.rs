@@ -372,8 +372,8 @@ async fn bench_backend(backend: &'static str, url: &str, scale: &Scale) -> Repor
         |_| {
             let raw = &raw;
             async move {
-                let sql = "SELECT day, requests, tokens, cost_micros, response_ms_sum FROM usage_daily \
-                           WHERE api_key_id = $1 AND day >= $2 AND day <= $3 ORDER BY day";
+                let sql = "SELECT day, requests, tokens, cost_micros, response_ms_sum, timed_requests \
+                           FROM usage_daily WHERE api_key_id = $1 AND day >= $2 AND day <= $3 ORDER BY day";
                 match raw {
                     Raw::Sqlite(pool) => sqlx::query(sql)
                         .bind(busiest.hyphenated())

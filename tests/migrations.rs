@@ -18,7 +18,8 @@ const USER: &str = "00000000-0000-4000-8000-000000000001";
 const KEY: &str = "00000000-0000-4000-8000-000000000002";
 
 /// Rows as version 3 stored them: one user, one prepaid key with a ledger row (id 7) and an
-/// audit row (id 20), and three usage rows with chosen ids.
+/// audit row (id 20), three usage rows with chosen ids (two with a response time) on 14 November
+/// 2023 (UTC), the day `time` falls on, and their rollup.
 fn old_rows(time: &str) -> Vec<String> {
     let mut rows = vec![
         format!("INSERT INTO users (id, name, created_at) VALUES ('{USER}', 'ada', {time})"),
@@ -36,12 +37,16 @@ fn old_rows(time: &str) -> Vec<String> {
              OVERRIDING_SYSTEM_VALUE VALUES (20, {time}, 'ada', 'topup', '{KEY}')"
         ),
     ];
-    for id in [10, 11, 12] {
+    for (id, response_ms) in [(10, "100"), (11, "300"), (12, "NULL")] {
         rows.push(format!(
-            "INSERT INTO usage (id, request_id, api_key_id, cost_micros, created_at) \
-             OVERRIDING_SYSTEM_VALUE VALUES ({id}, 'request-{id}', '{KEY}', 5, {time})"
+            "INSERT INTO usage (id, request_id, api_key_id, cost_micros, response_time_ms, created_at) \
+             OVERRIDING_SYSTEM_VALUE VALUES ({id}, 'request-{id}', '{KEY}', 5, {response_ms}, {time})"
         ));
     }
+    rows.push(format!(
+        "INSERT INTO usage_daily (api_key_id, day, requests, tokens, cost_micros, response_ms_sum) \
+         VALUES ('{KEY}', '2023-11-14', 3, 0, 15, 400)"
+    ));
     rows
 }
 
@@ -50,9 +55,16 @@ fn old_rows(time: &str) -> Vec<String> {
 /// by the caller, on its own connection).
 async fn upgrade_and_purge(url: &str) {
     let store = store::open(url).await.expect("open and migrate");
-    assert_eq!(store.migrate().await.unwrap(), 5);
+    assert_eq!(store.migrate().await.unwrap(), 6);
     let key: Uuid = KEY.parse().unwrap();
     assert_eq!(store.key(key).await.unwrap().map(|k| k.name), Some("old key".to_string()));
+    // The old rollup learnt from its usage rows how many of its requests were timed.
+    let day = chrono::NaiveDate::from_ymd_opt(2023, 11, 14).unwrap();
+    let rollup = store.daily_usage(key, day, day).await.unwrap();
+    assert_eq!(
+        rollup.iter().map(|d| (d.requests, d.response_ms_sum, d.timed_requests)).collect::<Vec<_>>(),
+        [(3, 400, 2)]
+    );
 
     let top_up = |micros: i64, idempotency_key: Option<&str>| BalanceAdjustment {
         key_id: key,

@@ -729,7 +729,11 @@ async fn usage_is_recorded_once_and_rolled_up_exactly() {
                 2 => midnight + Duration::days(1) + Duration::hours(n),
                 _ => midnight - Duration::hours(n % 12),
             };
-            let record = usage(&format!("req-{n}"), key, 37 * n + 1, when);
+            let mut record = usage(&format!("req-{n}"), key, 37 * n + 1, when);
+            // Some requests report no response time: they count as requests, not as timed ones.
+            if n % 5 == 0 {
+                record.response_time_ms = None;
+            }
             let outcome = store.record_usage(&record).await.unwrap();
             assert_eq!(outcome, UsageOutcome::Recorded { charged: key == wallet.id });
             sent.push(record);
@@ -751,14 +755,22 @@ async fn usage_is_recorded_once_and_rolled_up_exactly() {
                 )
                 .await
                 .unwrap();
-            let mut expected = std::collections::BTreeMap::<NaiveDate, (i64, i64, i64, i64)>::new();
+            // Requests, tokens, cost, response time sum, timed requests.
+            type DayTotals = (i64, i64, i64, i64, i64);
+            let mut expected = std::collections::BTreeMap::<NaiveDate, DayTotals>::new();
             for r in &mine {
                 let day = expected.entry(r.created_at.date_naive()).or_default();
-                *day =
-                    (day.0 + 1, day.1 + r.total_tokens, day.2 + r.cost.micros(), day.3 + r.response_time_ms.unwrap());
+                day.0 += 1;
+                day.1 += r.total_tokens;
+                day.2 += r.cost.micros();
+                day.3 += r.response_time_ms.unwrap_or(0);
+                day.4 += i64::from(r.response_time_ms.is_some());
             }
-            let rolled: Vec<(NaiveDate, (i64, i64, i64, i64))> =
-                days.iter().map(|d| (d.day, (d.requests, d.tokens, d.cost.micros(), d.response_ms_sum))).collect();
+            assert!(expected.values().any(|day| day.4 < day.0), "some days have untimed requests");
+            let rolled: Vec<(NaiveDate, DayTotals)> = days
+                .iter()
+                .map(|d| (d.day, (d.requests, d.tokens, d.cost.micros(), d.response_ms_sum, d.timed_requests)))
+                .collect();
             assert_eq!(rolled, expected.into_iter().collect::<Vec<_>>());
             // And the rollup agrees with the raw rows the database holds.
             let raw_cost = raw_i64(

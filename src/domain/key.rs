@@ -367,7 +367,17 @@ pub struct DailyUsage {
     pub requests: i64,
     pub tokens: i64,
     pub cost: Money,
+    /// The sum of the response times of the requests that reported one.
     pub response_ms_sum: i64,
+    /// The requests that reported a response time: what `response_ms_sum` is the sum over.
+    pub timed_requests: i64,
+}
+
+impl DailyUsage {
+    /// A day without requests.
+    pub fn empty(day: chrono::NaiveDate) -> Self {
+        DailyUsage { day, requests: 0, tokens: 0, cost: Money::ZERO, response_ms_sum: 0, timed_requests: 0 }
+    }
 }
 
 /// A key expired and swept, as reported by the sweep.

@@ -41,7 +41,7 @@ pub struct KeyStats {
     pub total_requests: i64,
     pub total_tokens: i64,
     pub total_cost: Money,
-    /// Mean over the range's requests; `None` without requests.
+    /// Mean over the range's requests that reported a response time; `None` without any.
     pub avg_response_ms: Option<f64>,
     /// One entry per day, oldest first.
     pub daily: Vec<DailyUsage>,
@@ -233,32 +233,37 @@ impl KeyService {
         let last_day = self.now().date_naive();
         let first_day = last_day - Duration::days(i64::from(days) - 1);
         let rows = self.store.daily_usage(key_id, first_day, last_day).await?;
-        Ok(summarise(key_id, days, first_day, last_day, &rows))
+        Ok(KeyStats::summarise(key_id, days, first_day, last_day, &rows))
     }
 }
 
-fn summarise(key_id: Uuid, days: u32, first_day: NaiveDate, last_day: NaiveDate, rows: &[DailyUsage]) -> KeyStats {
-    let mut daily = Vec::with_capacity(days as usize);
-    let mut rows = rows.iter().peekable();
-    for day in first_day.iter_days().take_while(|d| *d <= last_day) {
-        while rows.next_if(|row| row.day < day).is_some() {}
-        match rows.next_if(|row| row.day == day) {
-            Some(row) => daily.push(*row),
-            None => daily.push(DailyUsage { day, requests: 0, tokens: 0, cost: Money::ZERO, response_ms_sum: 0 }),
+impl KeyStats {
+    /// The totals and the daily series of the days `first_day..=last_day`, from the rollup rows
+    /// of those days (in day order); days without a row count as days without requests.
+    pub fn summarise(key_id: Uuid, days: u32, first_day: NaiveDate, last_day: NaiveDate, rows: &[DailyUsage]) -> Self {
+        let mut daily = Vec::with_capacity(days as usize);
+        let mut rows = rows.iter().peekable();
+        for day in first_day.iter_days().take_while(|d| *d <= last_day) {
+            while rows.next_if(|row| row.day < day).is_some() {}
+            match rows.next_if(|row| row.day == day) {
+                Some(row) => daily.push(*row),
+                None => daily.push(DailyUsage::empty(day)),
+            }
         }
-    }
-    let total_requests: i64 = daily.iter().map(|d| d.requests).sum();
-    let response_ms_sum: i64 = daily.iter().map(|d| d.response_ms_sum).sum();
-    KeyStats {
-        key_id,
-        days,
-        first_day,
-        last_day,
-        total_requests,
-        total_tokens: daily.iter().map(|d| d.tokens).sum(),
-        total_cost: Money::from_micros(daily.iter().map(|d| d.cost.micros()).sum()),
-        avg_response_ms: (total_requests > 0).then(|| response_ms_sum as f64 / total_requests as f64),
-        daily,
+        let total_requests: i64 = daily.iter().map(|d| d.requests).sum();
+        let response_ms_sum: i64 = daily.iter().map(|d| d.response_ms_sum).sum();
+        let timed_requests: i64 = daily.iter().map(|d| d.timed_requests).sum();
+        KeyStats {
+            key_id,
+            days,
+            first_day,
+            last_day,
+            total_requests,
+            total_tokens: daily.iter().map(|d| d.tokens).sum(),
+            total_cost: Money::from_micros(daily.iter().map(|d| d.cost.micros()).sum()),
+            avg_response_ms: (timed_requests > 0).then(|| response_ms_sum as f64 / timed_requests as f64),
+            daily,
+        }
     }
 }
 
@@ -276,8 +281,9 @@ mod tests {
             tokens: requests * 10,
             cost: Money::from_micros(requests * 7),
             response_ms_sum: requests * 100,
+            timed_requests: requests,
         };
-        let stats = summarise(Uuid::nil(), 5, first, last, &[row(2, 3), row(4, 1)]);
+        let stats = KeyStats::summarise(Uuid::nil(), 5, first, last, &[row(2, 3), row(4, 1)]);
         assert_eq!(stats.daily.len(), 5);
         assert_eq!(stats.daily.iter().map(|d| d.requests).collect::<Vec<_>>(), vec![0, 3, 0, 1, 0]);
         assert_eq!(stats.daily[0].day, first);
@@ -286,5 +292,19 @@ mod tests {
         assert_eq!(stats.total_tokens, 40);
         assert_eq!(stats.total_cost, Money::from_micros(28));
         assert_eq!(stats.avg_response_ms, Some(100.0));
+    }
+
+    /// A request recorded without a response time says nothing about speed: it must not count
+    /// as a 0 ms one.
+    #[test]
+    fn the_average_response_time_counts_only_timed_requests() {
+        let day = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+        let timed_and_untimed =
+            DailyUsage { requests: 4, response_ms_sum: 900, timed_requests: 3, ..DailyUsage::empty(day) };
+        let stats = KeyStats::summarise(Uuid::nil(), 1, day, day, &[timed_and_untimed]);
+        assert_eq!(stats.avg_response_ms, Some(300.0));
+        let untimed = DailyUsage { requests: 2, ..DailyUsage::empty(day) };
+        let stats = KeyStats::summarise(Uuid::nil(), 1, day, day, &[untimed]);
+        assert_eq!((stats.total_requests, stats.avg_response_ms), (2, None));
     }
 }

@@ -314,13 +314,16 @@ impl PgStore {
                ON CONFLICT (request_id) DO NOTHING \
                RETURNING api_key_id), \
              daily AS ( \
-               INSERT INTO usage_daily AS d (api_key_id, day, requests, tokens, cost_micros, response_ms_sum) \
-               SELECT api_key_id, $10, 1, $6, $7, COALESCE($8, 0) FROM inserted \
+               INSERT INTO usage_daily AS d (api_key_id, day, requests, tokens, cost_micros, response_ms_sum, \
+                                             timed_requests) \
+               SELECT api_key_id, $10, 1, $6, $7, COALESCE($8, 0), CASE WHEN $8 IS NULL THEN 0 ELSE 1 END \
+               FROM inserted \
                ON CONFLICT (api_key_id, day) DO UPDATE SET \
                  requests = d.requests + 1, \
                  tokens = d.tokens + EXCLUDED.tokens, \
                  cost_micros = d.cost_micros + EXCLUDED.cost_micros, \
-                 response_ms_sum = d.response_ms_sum + EXCLUDED.response_ms_sum), \
+                 response_ms_sum = d.response_ms_sum + EXCLUDED.response_ms_sum, \
+                 timed_requests = d.timed_requests + EXCLUDED.timed_requests), \
              charged AS ( \
                UPDATE api_keys k SET \
                  used_micros = k.used_micros + CASE WHEN k.is_standalone THEN $7 ELSE 0 END, \
@@ -552,7 +555,7 @@ impl Store for PgStore {
 
     async fn daily_usage(&self, key_id: Uuid, first: NaiveDate, last: NaiveDate) -> StoreResult<Vec<DailyUsage>> {
         let rows: Vec<DailyRow> = sqlx::query_as(
-            "SELECT day, requests, tokens, cost_micros, response_ms_sum FROM usage_daily \
+            "SELECT day, requests, tokens, cost_micros, response_ms_sum, timed_requests FROM usage_daily \
              WHERE api_key_id = $1 AND day BETWEEN $2 AND $3 ORDER BY day",
         )
         .bind(key_id)

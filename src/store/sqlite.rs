@@ -584,7 +584,7 @@ impl Store for SqliteStore {
 
     async fn daily_usage(&self, key_id: Uuid, first: NaiveDate, last: NaiveDate) -> StoreResult<Vec<DailyUsage>> {
         let rows = sqlx::query(
-            "SELECT day, requests, tokens, cost_micros, response_ms_sum FROM usage_daily \
+            "SELECT day, requests, tokens, cost_micros, response_ms_sum, timed_requests FROM usage_daily \
              WHERE api_key_id = ? AND day >= ? AND day <= ? ORDER BY day",
         )
         .bind(key_id.hyphenated())
@@ -601,6 +601,7 @@ impl Store for SqliteStore {
                     tokens: get(row, "tokens")?,
                     cost: Money::from_micros(get(row, "cost_micros")?),
                     response_ms_sum: get(row, "response_ms_sum")?,
+                    timed_requests: get(row, "timed_requests")?,
                 })
             })
             .collect()

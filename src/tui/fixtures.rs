@@ -131,19 +131,7 @@ pub fn detail_data(key: ApiKey, days: u32) -> DetailData {
     let first_day = last_day - TimeDelta::days(i64::from(days) - 1);
     let daily: Vec<DailyUsage> =
         first_day.iter_days().take(days as usize).enumerate().map(|(index, day)| usage_on(index as i64, day)).collect();
-    let total_requests = daily.iter().map(|d| d.requests).sum::<i64>();
-    let response_ms = daily.iter().map(|d| d.response_ms_sum).sum::<i64>();
-    let stats = KeyStats {
-        key_id: key.id,
-        days,
-        first_day,
-        last_day,
-        total_requests,
-        total_tokens: daily.iter().map(|d| d.tokens).sum(),
-        total_cost: Money::from_micros(daily.iter().map(|d| d.cost.micros()).sum()),
-        avg_response_ms: (total_requests > 0).then(|| response_ms as f64 / total_requests as f64),
-        daily,
-    };
+    let stats = KeyStats::summarise(key.id, days, first_day, last_day, &daily);
     let ledger = vec![
         ledger_entry(&key, 2, Money::from_usd(-3), Some(Money::from_usd(12)), Some("refund of a duplicate charge")),
         ledger_entry(&key, 1, Money::from_usd(5), Some(Money::from_usd(15)), None),
@@ -163,6 +151,7 @@ fn usage_on(index: i64, day: NaiveDate) -> DailyUsage {
         tokens: requests * 1_250,
         cost: Money::from_micros(requests * 2_400),
         response_ms_sum: requests * 420,
+        timed_requests: requests,
     }
 }
 

@@ -143,15 +143,18 @@ macro_rules! usage_load_sql {
             $conflict,
             " RETURNING api_key_id, total_tokens, cost_micros, response_time_ms, created_at), \
              daily AS ( \
-               INSERT INTO usage_daily AS d (api_key_id, day, requests, tokens, cost_micros, response_ms_sum) \
+               INSERT INTO usage_daily AS d (api_key_id, day, requests, tokens, cost_micros, response_ms_sum, \
+                                             timed_requests) \
                SELECT api_key_id, (created_at AT TIME ZONE 'UTC')::date, COUNT(*), SUM(total_tokens)::bigint, \
-                      SUM(cost_micros)::bigint, COALESCE(SUM(response_time_ms), 0)::bigint \
+                      SUM(cost_micros)::bigint, COALESCE(SUM(response_time_ms), 0)::bigint, \
+                      COUNT(response_time_ms) \
                FROM inserted GROUP BY 1, 2 \
                ON CONFLICT (api_key_id, day) DO UPDATE SET \
                  requests = d.requests + EXCLUDED.requests, \
                  tokens = d.tokens + EXCLUDED.tokens, \
                  cost_micros = d.cost_micros + EXCLUDED.cost_micros, \
-                 response_ms_sum = d.response_ms_sum + EXCLUDED.response_ms_sum) \
+                 response_ms_sum = d.response_ms_sum + EXCLUDED.response_ms_sum, \
+                 timed_requests = d.timed_requests + EXCLUDED.timed_requests) \
              UPDATE api_keys k SET \
                used_micros = k.used_micros + CASE WHEN k.is_standalone THEN per_key.cost ELSE 0 END, \
                last_used_at = GREATEST(k.last_used_at, per_key.last_at) \

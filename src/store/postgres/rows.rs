@@ -168,6 +168,7 @@ pub(super) struct DailyRow {
     tokens: i64,
     cost_micros: i64,
     response_ms_sum: i64,
+    timed_requests: i64,
 }
 
 impl From<DailyRow> for DailyUsage {
@@ -178,6 +179,7 @@ impl From<DailyRow> for DailyUsage {
             tokens: row.tokens,
             cost: Money::from_micros(row.cost_micros),
             response_ms_sum: row.response_ms_sum,
+            timed_requests: row.timed_requests,
         }
     }
 }

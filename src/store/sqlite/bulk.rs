@@ -229,6 +229,7 @@ struct DayTotals {
     tokens: i64,
     cost_micros: i64,
     response_ms_sum: i64,
+    timed_requests: i64,
 }
 
 /// What the usage rows of one key add to it: the charge (if prepaid) and the latest use.
@@ -251,7 +252,10 @@ impl UsageTotals {
         day.requests += 1;
         day.tokens += usage.total_tokens;
         day.cost_micros += usage.cost.micros();
-        day.response_ms_sum += usage.response_time_ms.unwrap_or(0);
+        if let Some(ms) = usage.response_time_ms {
+            day.response_ms_sum += ms;
+            day.timed_requests += 1;
+        }
         let at = millis(usage.created_at);
         self.keys
             .entry(usage.api_key_id)
@@ -344,11 +348,13 @@ async fn known_keys(conn: &mut SqliteConnection, usage: &[UsageRecord]) -> Store
 
 async fn write_rollups(conn: &mut SqliteConnection, totals: &UsageTotals) -> StoreResult<()> {
     let statement = MultiRow {
-        head: "INSERT INTO usage_daily (api_key_id, day, requests, tokens, cost_micros, response_ms_sum)",
-        columns: 6,
+        head: "INSERT INTO usage_daily (api_key_id, day, requests, tokens, cost_micros, response_ms_sum, \
+               timed_requests)",
+        columns: 7,
         tail: "ON CONFLICT (api_key_id, day) DO UPDATE SET requests = requests + excluded.requests, \
                tokens = tokens + excluded.tokens, cost_micros = cost_micros + excluded.cost_micros, \
-               response_ms_sum = response_ms_sum + excluded.response_ms_sum",
+               response_ms_sum = response_ms_sum + excluded.response_ms_sum, \
+               timed_requests = timed_requests + excluded.timed_requests",
     };
     let days: Vec<(&(Uuid, NaiveDate), &DayTotals)> = totals.days.iter().collect();
     statement
@@ -363,6 +369,7 @@ async fn write_rollups(conn: &mut SqliteConnection, totals: &UsageTotals) -> Sto
                     .bind(day_totals.tokens)
                     .bind(day_totals.cost_micros)
                     .bind(day_totals.response_ms_sum)
+                    .bind(day_totals.timed_requests)
             },
             || "a rollup row".into(),
         )

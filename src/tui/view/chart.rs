@@ -150,7 +150,11 @@ fn line_chart(frame: &mut Frame, state: &State, stats: &KeyStats, block: Block, 
 
 /// The range's totals, under the chart, in parts: requests, tokens, cost, average response time.
 pub fn totals(stats: &KeyStats) -> [String; 4] {
-    let average = stats.avg_response_ms.map_or("no requests".into(), |ms| format!("avg {ms:.0} ms"));
+    let average = match stats.avg_response_ms {
+        Some(ms) => format!("avg {ms:.0} ms"),
+        None if stats.total_requests > 0 => "no response times".into(),
+        None => "no requests".into(),
+    };
     [
         match stats.total_requests {
             1 => "1 request".into(),
@@ -160,4 +164,28 @@ pub fn totals(stats: &KeyStats) -> [String; 4] {
         stats.total_cost.to_string(),
         average,
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::NaiveDate;
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn average_of(day: DailyUsage) -> String {
+        let [.., average] = totals(&KeyStats::summarise(Uuid::nil(), 1, day.day, day.day, &[day]));
+        average
+    }
+
+    #[test]
+    fn the_average_says_why_it_is_missing() {
+        let day = DailyUsage::empty(NaiveDate::from_ymd_opt(2026, 1, 1).unwrap());
+        assert_eq!(average_of(day), "no requests");
+        assert_eq!(average_of(DailyUsage { requests: 2, ..day }), "no response times");
+        assert_eq!(
+            average_of(DailyUsage { requests: 3, response_ms_sum: 500, timed_requests: 2, ..day }),
+            "avg 250 ms"
+        );
+    }
 }
