@@ -1,7 +1,9 @@
 //! The expiry sweep: set-based statements, in chunks, in one transaction that only one process
 //! at a time runs (a transaction-scoped advisory lock; the others skip).
 
-use chrono::{DateTime, NaiveDate, Utc};
+use std::collections::BinaryHeap;
+
+use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -12,13 +14,10 @@ use crate::store::{SWEEP_SAMPLE, SweepReport};
 /// The transaction-scoped advisory lock a sweep holds ("keytopsw" in ASCII); a process that
 /// cannot take it skips its sweep.
 pub const SWEEP_LOCK: i64 = 0x6b65_7974_6f70_7377;
-/// Keys per chunk: few round trips, and statements of bounded size; the process holds only the
-/// cursor and the first keys of each list for the report.
-const CHUNK: i64 = 50_000;
 
-// Parameters of every selection below: $1 = now, $2 = global auto-delete policy. Each reads the
-// index `api_keys_expires_order`, on (COALESCE(expires_at, 'infinity'), id): for a finite now,
-// its condition below is exactly `expires_at <= now`.
+// Parameters of every statement below: $1 = now, $2 = global auto-delete policy. A preview reads
+// the index `api_keys_expires_order`, on (COALESCE(expires_at, 'infinity'), id): for a finite
+// now, its condition below is exactly `expires_at <= now`.
 macro_rules! expiry {
     () => {
         "COALESCE(expires_at, 'infinity'::timestamptz)"
@@ -47,57 +46,44 @@ macro_rules! to_disable {
     };
 }
 
-// The keyset cursor of a chunk is `($3, $4)`: the expiry and id of the previous chunk's last
-// key, so a chunk never rescans the keys (or dead row versions) that earlier chunks handled.
-macro_rules! after_cursor {
-    () => {
-        concat!(" AND (", expiry!(), ", id) > ($3, $4)")
-    };
-}
-
-/// One chunk, in one statement: `$5` keys selected in expiry order after the cursor (`batch`),
-/// then written by `$write`, a data-modifying statement over `k` and `batch` that returns the
-/// `id` and `name` of the keys it changed and repeats the selection's condition (`$condition`
-/// on the row itself). No row is locked ahead of the write: should an admin change a key between
-/// the selection and the write (extend its expiry, say), the write sees the new version and
-/// evaluates the condition again on it, so it only ever changes keys still due. The statement
-/// returns every selected key, in order, with whether it was changed (for the cursor and the
-/// chunk count) and writes one audit row per changed key, of `$action`.
+// A chunk is a range of the table's pages, `ctid >= $3 AND ctid < $4` (`$3`, `$4` as tid text,
+// `(page,0)`), read by a TID range scan: the sweep visits the table in physical order, one pass
+// for deletes and one for disables, each page once, as a set-based `DELETE` or `UPDATE` over the
+// whole table would. Chunks in expiry order through the index visited the keys in random page
+// order, each page as often as it holds due keys: at a million keys, 29.4 s against 15.9 s.
+//
+// One chunk is one statement that writes the keys still due in its pages (the condition is
+// evaluated on the row version it changes, so a key an admin extended meanwhile stays), writes
+// one audit row per key, of `$action` (`$5` is the actor), and returns what it changed. A row
+// version a disable moves to a later page is no longer due there; a key inserted during the
+// sweep lands in the last chunk, which has no end.
 macro_rules! chunk_statement {
-    ($condition:expr, $write:expr, $action:literal) => {
+    ($write:expr, $action:literal) => {
         concat!(
-            "WITH batch AS (SELECT id, ",
-            expiry!(),
-            " AS expiry FROM api_keys WHERE ",
-            $condition,
-            after_cursor!(),
-            in_expiry_order!(),
-            " LIMIT $5), \
-             changed AS (",
+            "WITH changed AS (",
             $write,
-            " AND ",
-            $condition,
-            " RETURNING k.id, k.name), \
+            " AND ctid >= $3::tid AND ctid < $4::tid RETURNING id, name, ",
+            expiry!(),
+            " AS expiry), \
              audit AS (INSERT INTO audit_log (at, actor, action, api_key_id, details) \
-                       SELECT $1, $6, '",
+                       SELECT $1, $5, '",
             $action,
             "', id, jsonb_build_object('name', name) FROM changed) \
-             SELECT b.id, b.expiry, c.name FROM batch b LEFT JOIN changed c ON c.id = b.id \
-             ORDER BY b.expiry, b.id"
+             SELECT id, name, expiry FROM changed"
         )
     };
 }
 
-/// Deletes a chunk of keys with their audit rows; their rollups go by the foreign key's cascade,
-/// their usage rows stay as they are, as history.
-const DELETE_CHUNK: &str =
-    chunk_statement!(to_delete!(), "DELETE FROM api_keys k USING batch WHERE k.id = batch.id", "sweep_delete");
-/// Disables a chunk of keys with their audit rows.
+/// Deletes the due keys of a chunk with their audit rows; their rollups go by the foreign key's
+/// cascade, their usage rows stay as they are, as history.
+const DELETE_CHUNK: &str = chunk_statement!(concat!("DELETE FROM api_keys WHERE ", to_delete!()), "sweep_delete");
+/// Disables the due keys of a chunk with their audit rows.
 const DISABLE_CHUNK: &str = chunk_statement!(
-    to_disable!(),
-    "UPDATE api_keys k SET is_active = FALSE, updated_at = $1 FROM batch WHERE k.id = batch.id",
+    concat!("UPDATE api_keys SET is_active = FALSE, updated_at = $1 WHERE ", to_disable!()),
     "sweep_disable"
 );
+/// Pages per chunk: 64 MB of the table at the default page size, some ten thousand keys.
+const CHUNK_PAGES: u32 = 8_192;
 const PREVIEW_COUNTS: &str = concat!(
     "SELECT COUNT(*) FILTER (WHERE COALESCE(auto_delete_on_expiry, $2)), \
             COUNT(*) FILTER (WHERE is_active AND NOT COALESCE(auto_delete_on_expiry, $2)) \
@@ -115,47 +101,76 @@ pub(super) struct Plan<'a> {
     pub actor: &'a str,
 }
 
-/// Earlier than any time PostgreSQL can store: where the keyset cursor starts.
-fn before_any_expiry() -> DateTime<Utc> {
-    NaiveDate::from_ymd_opt(-4712, 1, 1).and_then(|day| day.and_hms_opt(0, 0, 0)).expect("a valid date").and_utc()
-}
-
 /// Sweeps, unless another process is sweeping right now (then reports `skipped`).
 pub(super) async fn run(pool: &PgPool, plan: &Plan<'_>) -> Result<SweepReport, sqlx::Error> {
+    run_in_chunks(pool, plan, CHUNK_PAGES).await
+}
+
+async fn run_in_chunks(pool: &PgPool, plan: &Plan<'_>, pages_per_chunk: u32) -> Result<SweepReport, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let locked: bool =
         sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)").bind(SWEEP_LOCK).fetch_one(&mut *tx).await?;
     if !locked {
         return Ok(SweepReport { skipped: true, ..SweepReport::default() });
     }
+    let pages: i64 = sqlx::query_scalar("SELECT pg_relation_size('api_keys') / current_setting('block_size')::bigint")
+        .fetch_one(&mut *tx)
+        .await?;
+    let pages = u32::try_from(pages).unwrap_or(u32::MAX);
     let mut report = SweepReport::default();
     // Deletes first: a key due for deletion is never disabled on the way.
     for (delete, statement) in [(true, DELETE_CHUNK), (false, DISABLE_CHUNK)] {
-        let mut after = (before_any_expiry(), Uuid::nil());
+        let mut swept = FirstToExpire::default();
+        let mut first_page = 0;
         loop {
-            let mut selected = 0;
-            let mut rows = sqlx::query_as::<_, (Uuid, DateTime<Utc>, Option<String>)>(statement)
+            let last = pages.saturating_sub(first_page) <= pages_per_chunk;
+            let end = if last { u32::MAX } else { first_page + pages_per_chunk };
+            let mut rows = sqlx::query_as::<_, (Uuid, String, DateTime<Utc>)>(statement)
                 .bind(plan.now)
                 .bind(plan.global_auto_delete)
-                .bind(after.0)
-                .bind(after.1)
-                .bind(CHUNK)
+                .bind(format!("({first_page},0)"))
+                .bind(format!("({end},0)"))
                 .bind(plan.actor)
                 .fetch(&mut *tx);
-            while let Some((id, expiry, changed_name)) = rows.try_next().await? {
-                selected += 1;
-                after = (expiry, id);
-                if let Some(name) = changed_name {
-                    report.push(delete, SweptKey { id, name });
-                }
+            while let Some((id, name, expiry)) = rows.try_next().await? {
+                swept.add(expiry, id, name);
             }
-            if selected < CHUNK {
+            if last {
                 break;
             }
+            first_page = end;
         }
+        swept.report_into(&mut report, delete);
     }
     tx.commit().await?;
     Ok(report)
+}
+
+/// The keys a pass changed, counted, and the first [`SWEEP_SAMPLE`] of them in expiry order
+/// (the order a report lists them in) while the pass meets them in page order.
+#[derive(Default)]
+struct FirstToExpire {
+    count: u64,
+    /// The earliest keys met so far as (expiry, id, name), the latest of them on top.
+    earliest: BinaryHeap<(DateTime<Utc>, Uuid, String)>,
+}
+
+impl FirstToExpire {
+    fn add(&mut self, expiry: DateTime<Utc>, id: Uuid, name: String) {
+        self.count += 1;
+        self.earliest.push((expiry, id, name));
+        if self.earliest.len() > SWEEP_SAMPLE {
+            self.earliest.pop();
+        }
+    }
+
+    fn report_into(self, report: &mut SweepReport, deleted: bool) {
+        let listed = self.earliest.len() as u64;
+        for (_, id, name) in self.earliest.into_sorted_vec() {
+            report.push(deleted, SweptKey { id, name });
+        }
+        report.add_unlisted(deleted, self.count - listed);
+    }
 }
 
 /// What [`run`] would do now, writing nothing: exact counts and the first keys of each list,
@@ -181,4 +196,88 @@ pub(super) async fn preview(pool: &PgPool, plan: &Plan<'_>) -> Result<SweepRepor
     }
     tx.commit().await?;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::{AssertSqlSafe, Connection, PgConnection};
+
+    use super::*;
+    use crate::store::Store;
+    use crate::store::postgres::PgStore;
+
+    /// A sweep over many chunks of a few pages each sweeps every due key once and reports what a
+    /// preview of it showed: the same counts and the same first keys, in expiry order.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_sweep_in_many_chunks_does_what_its_preview_showed() {
+        let Some(server) = std::env::var("KEYTOP_TEST_POSTGRES").ok().filter(|url| !url.trim().is_empty()) else {
+            return;
+        };
+        let name = format!("keytop_sweep_{}", Uuid::new_v4().simple());
+        let mut admin = PgConnection::connect(&server).await.unwrap();
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut admin).await.unwrap();
+        // The server's URL with the new database's name as its path.
+        let (base, query) =
+            server.split_once('?').map_or((server.as_str(), String::new()), |(b, q)| (b, format!("?{q}")));
+        let host_start = base.find("://").map_or(0, |i| i + 3);
+        let path_start = base[host_start..].find('/').map_or(base.len(), |i| i + host_start);
+        let store = PgStore::connect(&format!("{}/{name}{query}", &base[..path_start])).await.unwrap();
+        store.migrate().await.unwrap();
+        // 3,000 keys over about a hundred pages: a third never expire, the rest expired at
+        // different times; some are deleted by their own policy, some kept, the rest follow the
+        // global policy (keep).
+        sqlx::query(
+            "WITH owner AS (INSERT INTO users (id, name, created_at) VALUES (gen_random_uuid(), 'ada', now()) \
+                            RETURNING id) \
+             INSERT INTO api_keys (id, user_id, key_hash, key_ciphertext, key_hint, name, expires_at, \
+                                   auto_delete_on_expiry, created_at, updated_at) \
+             SELECT gen_random_uuid(), owner.id, 'hash-' || i, 'v1:sealed', 'sk-...', 'key-' || i, \
+                    CASE WHEN i % 3 = 0 THEN NULL ELSE now() - make_interval(mins => (i * 7919) % 3000) END, \
+                    CASE i % 4 WHEN 0 THEN TRUE WHEN 1 THEN FALSE END, now(), now() \
+             FROM owner, generate_series(1, 3000) AS i",
+        )
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        let plan = Plan { now: Utc::now(), global_auto_delete: false, actor: "test" };
+
+        let preview = preview(&store.pool, &plan).await.unwrap();
+        let pages: i64 =
+            sqlx::query_scalar("SELECT pg_relation_size('api_keys') / 8192").fetch_one(&store.pool).await.unwrap();
+        assert!(pages > 20, "the keys span many chunks ({pages} pages)");
+        let swept = run_in_chunks(&store.pool, &plan, 4).await.unwrap();
+        assert_eq!(swept, preview);
+        // Of the 2,000 expired keys, those of i % 4 = 0 go, the other 1,500 are disabled.
+        assert_eq!((swept.deleted_count, swept.disabled_count, swept.truncated), (500, 1_500, true));
+        let (still_due, audited): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM api_keys WHERE expires_at <= $1 AND is_active), \
+                    (SELECT COUNT(*) FROM audit_log WHERE action LIKE 'sweep_%')",
+        )
+        .bind(plan.now)
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+        assert_eq!((still_due, audited as u64), (0, swept.deleted_count + swept.disabled_count));
+
+        store.pool.close().await;
+        sqlx::query(AssertSqlSafe(format!("DROP DATABASE \"{name}\" WITH (FORCE)"))).execute(&mut admin).await.unwrap();
+    }
+
+    #[test]
+    fn the_sample_keeps_the_earliest_keys_in_expiry_order() {
+        let base = Utc::now();
+        let mut swept = FirstToExpire::default();
+        let count = SWEEP_SAMPLE as i64 + 500;
+        // Met in a scrambled order, as pages hold them.
+        for i in (0..count).map(|i| (i * 7_919) % count) {
+            swept.add(base + chrono::Duration::seconds(i), Uuid::from_u128(i as u128), format!("key-{i}"));
+        }
+        let mut report = SweepReport::default();
+        swept.report_into(&mut report, false);
+        assert_eq!(report.disabled_count, count as u64);
+        assert!(report.truncated);
+        let names: Vec<String> = report.disabled.iter().map(|key| key.name.clone()).collect();
+        let expected: Vec<String> = (0..SWEEP_SAMPLE).map(|i| format!("key-{i}")).collect();
+        assert_eq!(names, expected);
+    }
 }
