@@ -47,10 +47,11 @@ macro_rules! to_disable {
 }
 
 // A chunk is a range of the table's pages, `ctid >= $3 AND ctid < $4` (`$3`, `$4` as tid text,
-// `(page,0)`), read by a TID range scan: the sweep visits the table in physical order, one pass
-// for deletes and one for disables, each page once, as a set-based `DELETE` or `UPDATE` over the
-// whole table would. Chunks in expiry order through the index visited the keys in random page
-// order, each page as often as it holds due keys: at a million keys, 29.4 s against 15.9 s.
+// `(page,0)`), read by a TID range scan (PostgreSQL 14 and later; an older server scans the
+// whole table for each chunk, correct but slower): the sweep visits the table in physical order,
+// one pass for deletes and one for disables, each page once, as a set-based `DELETE` or `UPDATE`
+// over the whole table would. Chunks in expiry order through the index visited the keys in random
+// page order, each page as often as it held due keys: at a million keys, 29.4 s against 16.4 s.
 //
 // One chunk is one statement that writes the keys still due in its pages (the condition is
 // evaluated on the row version it changes, so a key an admin extended meanwhile stays), writes
