@@ -1,5 +1,7 @@
 //! Key generation, lookup hashing, and sealing of plaintext keys under the master key.
 
+use std::fmt::Write as _;
+
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine;
@@ -49,12 +51,11 @@ pub fn generate_key(prefix: &str) -> String {
 
 /// Lowercase hex SHA-256 of the plaintext: the lookup hash (compatible with Aether's `key_hash`).
 pub fn hash_key(plaintext: &str) -> String {
-    let digest = Sha256::digest(plaintext.as_bytes());
-    let mut out = String::with_capacity(64);
-    for byte in digest {
-        out.push_str(&format!("{byte:02x}"));
-    }
-    out
+    Sha256::digest(plaintext.as_bytes()).iter().fold(String::with_capacity(64), |mut hex, byte| {
+        // Writing to a String cannot fail.
+        let _ = write!(hex, "{byte:02x}");
+        hex
+    })
 }
 
 /// The display hint: first 10 characters, `...`, last 4 (`sk-AbCdEfG...wxyz`).
