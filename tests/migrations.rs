@@ -140,7 +140,7 @@ async fn postgres_rows_survive_the_upgrade_from_version_3() {
     let name = format!("keytop_test_{}", Uuid::new_v4().simple());
     let mut admin = PgConnection::connect(&server).await.unwrap();
     sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut admin).await.unwrap();
-    let url = common::database_url(&server, &name);
+    let url = store::with_database(&server, &name);
 
     let mut conn = PgConnection::connect(&url).await.unwrap();
     let migrator = Migrator::new(Path::new("assets/migrations/postgres")).await.unwrap();

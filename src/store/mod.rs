@@ -20,7 +20,7 @@ use crate::domain::{
     UserSummary, remaining,
 };
 
-pub use url::redact_url;
+pub use url::{redact_url, with_database};
 
 pub type StoreResult<T> = Result<T, StoreError>;
 

@@ -27,9 +27,27 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// The URL of another database on the same server: `url` with its database path replaced by
+/// `name`, its query kept (`postgres://u@h:5432/postgres?sslmode=require` → `…/name?sslmode=require`).
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (url, String::new()),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let host_end = base[scheme_end..].find('/').map(|i| i + scheme_end).unwrap_or(base.len());
+    format!("{}/{name}{query}", &base[..host_end])
+}
+
 #[cfg(test)]
 mod tests {
-    use super::redact_url;
+    use super::{redact_url, with_database};
+
+    #[test]
+    fn another_database_keeps_the_server_and_the_query() {
+        assert_eq!(with_database("postgres://u@h:5432/postgres", "t1"), "postgres://u@h:5432/t1");
+        assert_eq!(with_database("postgres://u@h?sslmode=require", "t1"), "postgres://u@h/t1?sslmode=require");
+    }
 
     #[test]
     fn hides_passwords_only() {

@@ -58,20 +58,9 @@ pub async fn postgres_db() -> Option<TestDb> {
         .execute(&mut conn)
         .await
         .expect("create test database");
-    let url = database_url(&admin_url, &name);
+    let url = store::with_database(&admin_url, &name);
     let store = store::open(&url).await.expect("open postgres test database");
     Some(TestDb { label: "postgres", url, store, _tempdir: None, pg_drop: Some((admin_url, name)) })
-}
-
-/// The server URL with its database path replaced by `name`.
-pub fn database_url(server: &str, name: &str) -> String {
-    let (base, query) = match server.split_once('?') {
-        Some((base, query)) => (base, format!("?{query}")),
-        None => (server, String::new()),
-    };
-    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let host_end = base[scheme_end..].find('/').map(|i| i + scheme_end).unwrap_or(base.len());
-    format!("{}/{name}{query}", &base[..host_end])
 }
 
 /// Every backend this run tests: SQLite always, PostgreSQL when configured.

@@ -85,6 +85,8 @@ const DISABLE_CHUNK: &str = chunk_statement!(
 );
 /// Pages per chunk: 64 MB of the table at the default page size, some ten thousand keys.
 const CHUNK_PAGES: u32 = 8_192;
+/// How many pages the keys' table has now.
+const TABLE_PAGES: &str = "SELECT pg_relation_size('api_keys') / current_setting('block_size')::bigint";
 const PREVIEW_COUNTS: &str = concat!(
     "SELECT COUNT(*) FILTER (WHERE COALESCE(auto_delete_on_expiry, $2)), \
             COUNT(*) FILTER (WHERE is_active AND NOT COALESCE(auto_delete_on_expiry, $2)) \
@@ -114,9 +116,7 @@ async fn run_in_chunks(pool: &PgPool, plan: &Plan<'_>, pages_per_chunk: u32) -> 
     if !locked {
         return Ok(SweepReport { skipped: true, ..SweepReport::default() });
     }
-    let pages: i64 = sqlx::query_scalar("SELECT pg_relation_size('api_keys') / current_setting('block_size')::bigint")
-        .fetch_one(&mut *tx)
-        .await?;
+    let pages: i64 = sqlx::query_scalar(TABLE_PAGES).fetch_one(&mut *tx).await?;
     let pages = u32::try_from(pages).unwrap_or(u32::MAX);
     let mut report = SweepReport::default();
     // Deletes first: a key due for deletion is never disabled on the way.
@@ -217,12 +217,7 @@ mod tests {
         let name = format!("keytop_sweep_{}", Uuid::new_v4().simple());
         let mut admin = PgConnection::connect(&server).await.unwrap();
         sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut admin).await.unwrap();
-        // The server's URL with the new database's name as its path.
-        let (base, query) =
-            server.split_once('?').map_or((server.as_str(), String::new()), |(b, q)| (b, format!("?{q}")));
-        let host_start = base.find("://").map_or(0, |i| i + 3);
-        let path_start = base[host_start..].find('/').map_or(base.len(), |i| i + host_start);
-        let store = PgStore::connect(&format!("{}/{name}{query}", &base[..path_start])).await.unwrap();
+        let store = PgStore::connect(&crate::store::with_database(&server, &name)).await.unwrap();
         store.migrate().await.unwrap();
         // 3,000 keys over about a hundred pages: a third never expire, the rest expired at
         // different times; some are deleted by their own policy, some kept, the rest follow the
@@ -243,8 +238,7 @@ mod tests {
         let plan = Plan { now: Utc::now(), global_auto_delete: false, actor: "test" };
 
         let preview = preview(&store.pool, &plan).await.unwrap();
-        let pages: i64 =
-            sqlx::query_scalar("SELECT pg_relation_size('api_keys') / 8192").fetch_one(&store.pool).await.unwrap();
+        let pages: i64 = sqlx::query_scalar(TABLE_PAGES).fetch_one(&store.pool).await.unwrap();
         assert!(pages > 20, "the keys span many chunks ({pages} pages)");
         let swept = run_in_chunks(&store.pool, &plan, 4).await.unwrap();
         assert_eq!(swept, preview);
