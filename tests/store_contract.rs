@@ -9,7 +9,8 @@ use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use keytop::crypto::{hash_key, key_hint};
 use keytop::domain::money::MAX_AMOUNT;
 use keytop::domain::{
-    ActiveFilter, ApiKey, KeyCounts, KeyPatch, KeyQuery, KeyScope, LedgerEntry, Money, PageFrom, Patch, SortKey, User,
+    ActiveFilter, ApiKey, KeyAdmission, KeyCounts, KeyPatch, KeyQuery, KeyScope, LedgerEntry, Money, PageFrom, Patch,
+    SortKey, User,
 };
 use keytop::store::{
     AdjustOutcome, AuditRecord, BalanceAdjustment, BalanceChange, Store, StoreError, UsageOutcome, UsageRecord,
@@ -811,7 +812,14 @@ async fn verify_lookup_counts_the_rate_window() {
     for_each_backend!(|db| {
         let store = db.store.as_ref();
         let owner = add_user(store, "owner").await;
-        let limited = new_key(&owner, "limited", at(0));
+        // Every column admission reads set to something other than its default.
+        let limited = ApiKey {
+            allowed_providers: Some(vec!["openai".into()]),
+            allowed_api_formats: Some(vec!["OPENAI".into()]),
+            allowed_models: Some(vec!["gpt-4o".into(), "o3".into()]),
+            expires_at: Some(at(86_400)),
+            ..prepaid(new_key(&owner, "limited", at(0)), Some(Money::from_usd(5)))
+        };
         let unlimited = ApiKey { rate_limit: None, ..new_key(&owner, "unlimited", at(0)) };
         insert(store, &limited).await;
         insert(store, &unlimited).await;
@@ -822,8 +830,8 @@ async fn verify_lookup_counts_the_rate_window() {
         }
         let found = store.verify_lookup(&limited.key_hash, window_start).await.unwrap().unwrap();
         assert_eq!(found.recent_requests, 3, "strictly after the window start");
-        assert_eq!(found.key.id, limited.id);
-        assert_eq!((found.key.owner_name.as_str(), found.key.owner_active), ("owner", true));
+        let used_last = store.key(limited.id).await.unwrap().unwrap();
+        assert_eq!(found.key, KeyAdmission::from(&used_last), "admission reads the key as stored");
         let free = store.verify_lookup(&unlimited.key_hash, window_start).await.unwrap().unwrap();
         assert_eq!(free.recent_requests, 0, "no rate limit, no count");
         assert_eq!(store.verify_lookup(&hash_key("sk-unknown"), window_start).await.unwrap(), None);

@@ -121,21 +121,69 @@ impl ApiKey {
     }
 
     pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
-        self.expires_at.is_some_and(|at| at <= now)
+        has_passed(self.expires_at, now)
     }
 
     /// `None` for a key that is not prepaid.
     pub fn balance(&self) -> Option<Balance> {
-        self.is_standalone.then(|| Balance {
-            credited: self.credited,
-            used: self.used,
-            remaining: self.credited.map(|c| remaining(c, self.used)),
-        })
+        Balance::of(self.is_standalone, self.credited, self.used)
     }
 
     /// Whether the sweep deletes (rather than disables) this key once it has expired.
     pub fn deletes_on_expiry(&self, global_auto_delete: bool) -> bool {
         self.auto_delete_on_expiry.unwrap_or(global_auto_delete)
+    }
+}
+
+/// Whether an expiry (`None` = never) has come by `now`.
+fn has_passed(expiry: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+    expiry.is_some_and(|at| at <= now)
+}
+
+impl Balance {
+    /// The balance of a key with these columns: `None` unless it is prepaid.
+    pub fn of(is_standalone: bool, credited: Option<Money>, used: Money) -> Option<Balance> {
+        is_standalone.then(|| Balance { credited, used, remaining: credited.map(|c| remaining(c, used)) })
+    }
+}
+
+/// What admitting a request needs of a key, and nothing more: `verify`, the gateway's hot path,
+/// reads these columns only, never the sealed key, its hash or its names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyAdmission {
+    pub id: Uuid,
+    pub is_active: bool,
+    pub owner_active: bool,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// `None` for a key that is not prepaid.
+    pub balance: Option<Balance>,
+    pub allowed_providers: Option<Vec<String>>,
+    pub allowed_api_formats: Option<Vec<String>>,
+    pub allowed_models: Option<Vec<String>>,
+    pub rate_limit: Option<i64>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+impl KeyAdmission {
+    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
+        has_passed(self.expires_at, now)
+    }
+}
+
+impl From<&ApiKey> for KeyAdmission {
+    fn from(key: &ApiKey) -> Self {
+        KeyAdmission {
+            id: key.id,
+            is_active: key.is_active,
+            owner_active: key.owner_active,
+            expires_at: key.expires_at,
+            balance: key.balance(),
+            allowed_providers: key.allowed_providers.clone(),
+            allowed_api_formats: key.allowed_api_formats.clone(),
+            allowed_models: key.allowed_models.clone(),
+            rate_limit: key.rate_limit,
+            last_used_at: key.last_used_at,
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::{KeyService, ServiceError, ServiceResult};
 use crate::crypto;
-use crate::domain::{ApiKey, DailyUsage, Money, validate};
+use crate::domain::{DailyUsage, KeyAdmission, Money, validate};
 use crate::store::{UsageOutcome, UsageRecord};
 
 /// The rate limit counts requests over this window.
@@ -138,9 +138,9 @@ fn permits(list: &Option<Vec<String>>, value: &Option<String>) -> bool {
     }
 }
 
-fn admission(key: &ApiKey, recent_requests: i64, request: &VerifyRequest, now: DateTime<Utc>) -> VerifyDecision {
+fn admission(key: &KeyAdmission, recent_requests: i64, request: &VerifyRequest, now: DateTime<Utc>) -> VerifyDecision {
     let deny = |reason| VerifyDecision::Denied { reason, key_id: Some(key.id) };
-    let remaining_balance = key.balance().and_then(|b| b.remaining);
+    let remaining_balance = key.balance.and_then(|b| b.remaining);
     if !key.is_active {
         deny(DenyReason::Disabled)
     } else if key.is_expired(now) {

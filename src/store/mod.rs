@@ -16,8 +16,8 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::domain::{
-    ApiKey, AuditEntry, Balance, DailyUsage, KeyCounts, KeyPatch, KeyQuery, LedgerEntry, Money, SweptKey, User,
-    UserSummary, remaining,
+    ApiKey, AuditEntry, Balance, DailyUsage, KeyAdmission, KeyCounts, KeyPatch, KeyQuery, LedgerEntry, Money, SweptKey,
+    User, UserSummary, remaining,
 };
 
 pub use url::{redact_url, with_database};
@@ -220,7 +220,7 @@ impl SweepReport {
 /// A key looked up for admission, with its recent request count (for the rate limit).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyLookup {
-    pub key: ApiKey,
+    pub key: KeyAdmission,
     /// Usage rows of this key since the start of the rate window (0 when it has no rate limit).
     pub recent_requests: i64,
 }

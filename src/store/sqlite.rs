@@ -29,8 +29,8 @@ use super::{
 };
 use crate::domain::money::MAX_AMOUNT;
 use crate::domain::{
-    ActiveFilter, ApiKey, AuditEntry, Balance, DailyUsage, KeyCounts, KeyPatch, KeyQuery, KeyScope, LedgerEntry, Money,
-    PageFrom, Patch, SortKey, SweptKey, User, UserSummary, remaining,
+    ActiveFilter, ApiKey, AuditEntry, Balance, DailyUsage, KeyAdmission, KeyCounts, KeyPatch, KeyQuery, KeyScope,
+    LedgerEntry, Money, PageFrom, Patch, SortKey, SweptKey, User, UserSummary, remaining,
 };
 
 type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>;
@@ -490,8 +490,9 @@ impl Store for SqliteStore {
         rate_window_start: DateTime<Utc>,
     ) -> StoreResult<Option<VerifyLookup>> {
         let row = sqlx::query(concat!(
-            key_columns!(),
-            ", CASE WHEN k.rate_limit IS NULL THEN 0 ELSE \
+            "SELECT k.id, k.is_active, u.is_active AS owner_active, k.expires_at, k.is_standalone, \
+             k.credited_micros, k.used_micros, k.allowed_providers, k.allowed_api_formats, k.allowed_models, \
+             k.rate_limit, k.last_used_at, CASE WHEN k.rate_limit IS NULL THEN 0 ELSE \
              (SELECT COUNT(*) FROM usage WHERE api_key_id = k.id AND created_at > ?) END AS recent_requests",
             key_from!(),
             " WHERE k.key_hash = ?"
@@ -501,8 +502,10 @@ impl Store for SqliteStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(store_error)?;
-        row.map(|row| Ok(VerifyLookup { key: key_from_row(&row)?, recent_requests: get(&row, "recent_requests")? }))
-            .transpose()
+        row.map(|row| {
+            Ok(VerifyLookup { key: admission_from_row(&row)?, recent_requests: get(&row, "recent_requests")? })
+        })
+        .transpose()
     }
 
     async fn touch_last_used(&self, id: Uuid, at: DateTime<Utc>, stale_before: DateTime<Utc>) -> StoreResult<()> {
@@ -1212,6 +1215,25 @@ fn key_from_row(row: &SqliteRow) -> StoreResult<ApiKey> {
         last_used_at: get::<Option<i64>>(row, "last_used_at")?.map(from_millis).transpose()?,
         created_at: from_millis(get(row, "created_at")?)?,
         updated_at: from_millis(get(row, "updated_at")?)?,
+    })
+}
+
+fn admission_from_row(row: &SqliteRow) -> StoreResult<KeyAdmission> {
+    Ok(KeyAdmission {
+        id: get::<Hyphenated>(row, "id")?.into_uuid(),
+        is_active: get(row, "is_active")?,
+        owner_active: get(row, "owner_active")?,
+        expires_at: get::<Option<i64>>(row, "expires_at")?.map(from_millis).transpose()?,
+        balance: Balance::of(
+            get(row, "is_standalone")?,
+            get::<Option<i64>>(row, "credited_micros")?.map(Money::from_micros),
+            Money::from_micros(get(row, "used_micros")?),
+        ),
+        allowed_providers: allow_list(get(row, "allowed_providers")?)?,
+        allowed_api_formats: allow_list(get(row, "allowed_api_formats")?)?,
+        allowed_models: allow_list(get(row, "allowed_models")?)?,
+        rate_limit: get(row, "rate_limit")?,
+        last_used_at: get::<Option<i64>>(row, "last_used_at")?.map(from_millis).transpose()?,
     })
 }
 

@@ -4,7 +4,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use crate::domain::{ApiKey, AuditEntry, DailyUsage, LedgerEntry, Money, User, UserSummary};
+use crate::domain::{ApiKey, AuditEntry, Balance, DailyUsage, KeyAdmission, LedgerEntry, Money, User, UserSummary};
 use crate::store::VerifyLookup;
 
 /// An allow list as stored: NULL (unrestricted) for none and for an empty list, never `[]`.
@@ -68,17 +68,43 @@ impl From<KeyRow> for ApiKey {
     }
 }
 
-/// A key with its request count in the rate window.
+/// What admission reads of a key, with its request count in the rate window.
 #[derive(sqlx::FromRow)]
 pub(super) struct VerifyRow {
-    #[sqlx(flatten)]
-    key: KeyRow,
+    id: Uuid,
+    is_active: bool,
+    owner_active: bool,
+    expires_at: Option<DateTime<Utc>>,
+    is_standalone: bool,
+    credited_micros: Option<i64>,
+    used_micros: i64,
+    allowed_providers: Option<Json<Vec<String>>>,
+    allowed_api_formats: Option<Json<Vec<String>>>,
+    allowed_models: Option<Json<Vec<String>>>,
+    rate_limit: Option<i64>,
+    last_used_at: Option<DateTime<Utc>>,
     recent_requests: i64,
 }
 
 impl From<VerifyRow> for VerifyLookup {
     fn from(row: VerifyRow) -> Self {
-        VerifyLookup { key: row.key.into(), recent_requests: row.recent_requests }
+        let key = KeyAdmission {
+            id: row.id,
+            is_active: row.is_active,
+            owner_active: row.owner_active,
+            expires_at: row.expires_at,
+            balance: Balance::of(
+                row.is_standalone,
+                row.credited_micros.map(Money::from_micros),
+                Money::from_micros(row.used_micros),
+            ),
+            allowed_providers: row.allowed_providers.map(|Json(list)| list),
+            allowed_api_formats: row.allowed_api_formats.map(|Json(list)| list),
+            allowed_models: row.allowed_models.map(|Json(list)| list),
+            rate_limit: row.rate_limit,
+            last_used_at: row.last_used_at,
+        };
+        VerifyLookup { key, recent_requests: row.recent_requests }
     }
 }
 
