@@ -6,6 +6,7 @@ use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
 use ratatui::style::Modifier;
 
+use crate::service::KeyStats;
 use crate::tui::event::Event;
 use crate::tui::fixtures::{detail_data, detail_state, loaded_state, prepaid_key, session};
 use crate::tui::forms::Form;
@@ -73,6 +74,18 @@ fn detail_with_a_week_of_bars() {
         let mut state = detail_state(size);
         state.detail.days = 7;
         state.detail.data = Some(detail_data(prepaid_key(), 7));
+        state
+    });
+}
+
+/// A key without a request in the range says so instead of drawing empty axes.
+#[test]
+fn detail_of_an_unused_key() {
+    snapshot("detail_unused", |size| {
+        let mut state = detail_state(size);
+        let mut data = detail_data(prepaid_key(), 30);
+        data.stats = KeyStats::summarise(data.key.id, 30, data.stats.first_day, data.stats.last_day, &[]);
+        state.detail.data = Some(data);
         state
     });
 }

@@ -7,7 +7,7 @@ use ratatui::layout::Rect;
 use ratatui::style::Modifier;
 use ratatui::symbols::Marker;
 use ratatui::text::Line;
-use ratatui::widgets::{Axis, Bar, BarChart, BarGroup, Block, Borders, Chart, Dataset, GraphType};
+use ratatui::widgets::{Axis, Bar, BarChart, BarGroup, Block, Borders, Chart, Dataset, GraphType, Paragraph};
 
 use crate::domain::DailyUsage;
 use crate::service::KeyStats;
@@ -73,7 +73,14 @@ pub fn render(frame: &mut Frame, state: &State, stats: &KeyStats, area: Rect) {
     let title = Line::styled(format!(" {} · last {} days, UTC ", metric.title(), stats.days), theme.title);
     // Only a top rule: the detail around it already has a border, and rows are precious.
     let block = Block::new().borders(Borders::TOP).border_style(theme.border).title(title);
-    if stats.daily.len() <= BAR_CHART_MAX_DAYS {
+    if stats.total_requests == 0 {
+        // Empty axes scaled to an invented top would look like a chart of zeros.
+        let note = Line::styled(format!("No requests in the last {} days", stats.days), theme.muted);
+        let vertical_middle = block.inner(area).height.saturating_sub(1) / 2;
+        let padded: Vec<Line> =
+            std::iter::repeat_n(Line::default(), usize::from(vertical_middle)).chain([note]).collect();
+        frame.render_widget(Paragraph::new(padded).centered().block(block), area);
+    } else if stats.daily.len() <= BAR_CHART_MAX_DAYS {
         bar_chart(frame, state, stats, block, area);
     } else {
         line_chart(frame, state, stats, block, area);
@@ -124,7 +131,7 @@ fn line_chart(frame: &mut Frame, state: &State, stats: &KeyStats, block: Block, 
         .filter(|&(_, value)| value > 0.0)
         .collect();
     let highest = points.iter().map(|&(_, value)| value).fold(0.0, f64::max);
-    // Headroom above the tallest bar; an empty range still gets a readable axis.
+    // Headroom above the tallest bar; requests that cost nothing still get a readable axis.
     let top = if highest > 0.0 { highest * 1.1 } else { 1.0 };
     // Counts are whole: an even top keeps the middle label a whole number too (0, 1, 2 req).
     let top = if metric == Metric::Cost { top } else { (top / 2.0).ceil() * 2.0 };
