@@ -1,15 +1,16 @@
 //! The key table. Columns give way from the least useful as the terminal narrows.
 
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Rect};
+use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState, Wrap};
+use unicode_width::UnicodeWidthStr;
 
 use crate::domain::ApiKey;
 use crate::tui::keymap::{Action, Context};
 use crate::tui::state::{Screen, State};
 
-use super::format::{self, safe};
+use super::format::{self, safe, safe_within};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Column {
@@ -22,6 +23,10 @@ enum Column {
     Expires,
     LastUsed,
 }
+
+/// The mark of the selected row, in the room the table keeps for it on every row.
+const HIGHLIGHT: &str = "▶ ";
+const COLUMN_SPACING: u16 = 1;
 
 impl Column {
     /// Display order, with the table width from which each column shows.
@@ -63,15 +68,16 @@ impl Column {
         }
     }
 
-    fn cell<'a>(self, key: &'a ApiKey, state: &State) -> Cell<'a> {
+    /// `width`: the columns the cell gets, which names and owners are cut to.
+    fn cell<'a>(self, key: &'a ApiKey, state: &State, width: u16) -> Cell<'a> {
         let now = state.now;
         match self {
             Column::Status => {
                 let status = key.status(now);
                 Cell::from(status.as_str()).style(state.session.theme.status(status))
             }
-            Column::Name => Cell::from(safe(&key.name)),
-            Column::Owner => Cell::from(safe(&key.owner_name)),
+            Column::Name => Cell::from(safe_within(&key.name, width)),
+            Column::Owner => Cell::from(safe_within(&key.owner_name, width)),
             Column::Hint => Cell::from(safe(&key.key_hint)),
             Column::Remaining => Cell::from(Line::from(format::remaining_in_cents(key)).right_aligned()),
             Column::Rate => Cell::from(format::rate_limit(key.rate_limit)),
@@ -118,14 +124,22 @@ pub fn render(frame: &mut Frame, state: &State, area: Rect) {
 
     let columns: Vec<Column> =
         Column::ALL.iter().filter(|(_, from_width)| area.width >= *from_width).map(|(column, _)| *column).collect();
+    // The widths the table will give its columns, worked out as it does, so that a cell knows
+    // where it is cut.
+    let rows_width = block.inner(area).width.saturating_sub(HIGHLIGHT.width() as u16);
+    let widths = Layout::horizontal(columns.iter().map(|c| c.width()))
+        .spacing(COLUMN_SPACING)
+        .split(Rect::new(0, 0, rows_width, 1));
     let header = Row::new(columns.iter().map(|c| Cell::from(c.title()))).style(theme.header);
-    let rows = list.window.rows.iter().map(|key| Row::new(columns.iter().map(|c| c.cell(key, state))));
+    let rows = list.window.rows.iter().map(|key| {
+        Row::new(columns.iter().zip(widths.iter()).map(|(column, cell)| column.cell(key, state, cell.width)))
+    });
     let table = Table::new(rows, columns.iter().map(|c| c.width()))
         .header(header)
         .block(block)
-        .column_spacing(1)
+        .column_spacing(COLUMN_SPACING)
         .row_highlight_style(theme.selected)
-        .highlight_symbol("▶ ");
+        .highlight_symbol(HIGHLIGHT);
     let mut table_state = TableState::new().with_offset(list.offset).with_selected(Some(list.selected));
     frame.render_stateful_widget(table, area, &mut table_state);
 }
