@@ -6,7 +6,7 @@ use serde::Serialize;
 use unicode_width::UnicodeWidthStr;
 use uuid::Uuid;
 
-use crate::domain::text::sanitize;
+use crate::domain::text::{fit, sanitize};
 use crate::domain::{ApiKey, KeyStatus, Money, duration::format_compact};
 
 /// `println!` that ends the process quietly once stdout is closed (`keytop keys list | head`),
@@ -112,22 +112,6 @@ pub fn print_json<T: Serialize + ?Sized>(value: &T) {
     out!("{}", serde_json::to_string_pretty(value).expect("JSON of plain data cannot fail"));
 }
 
-/// Truncates to `max` display columns, marking the cut with `…`.
-fn fit(text: &str, max: usize) -> String {
-    if text.width() <= max {
-        return text.to_string();
-    }
-    let mut out = String::new();
-    for ch in text.chars() {
-        if out.width() + unicode_width::UnicodeWidthChar::width(ch).unwrap_or(0) + 1 > max {
-            break;
-        }
-        out.push(ch);
-    }
-    out.push('…');
-    out
-}
-
 /// Prints rows under headers, columns padded to their widest cell (in display columns).
 pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.width()).collect();
@@ -182,8 +166,8 @@ pub fn print_key_table(keys: &[ApiKey], now: DateTime<Utc>) {
             vec![
                 key.id.to_string()[..8].to_string(),
                 key.status(now).to_string(),
-                fit(&sanitize(&key.name), 40),
-                fit(&sanitize(&key.owner_name), 20),
+                fit(&sanitize(&key.name), 40).into_owned(),
+                fit(&sanitize(&key.owner_name), 20).into_owned(),
                 sanitize(&key.key_hint).into_owned(),
                 remaining_cell(key),
                 limit_cell(key.rate_limit),

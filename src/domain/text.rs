@@ -2,6 +2,8 @@
 
 use std::borrow::Cow;
 
+use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
+
 /// True for characters that must never reach a terminal: C0 and C1 controls (ESC, BEL, CSI…),
 /// DEL, and the Unicode bidi controls that can reorder what an admin reads.
 pub fn is_unsafe_char(ch: char) -> bool {
@@ -18,9 +20,43 @@ pub fn sanitize(text: &str) -> Cow<'_, str> {
     }
 }
 
+/// `text` cut to `max_columns` display columns, the cut marked with `…`, so that a cut name never
+/// passes for a whole one. Borrowed when it fits.
+pub fn fit(text: &str, max_columns: usize) -> Cow<'_, str> {
+    if text.width() <= max_columns {
+        return Cow::Borrowed(text);
+    }
+    let mut fitted = String::with_capacity(max_columns + 3);
+    let mut used = 0;
+    for ch in text.chars() {
+        let ch_width = ch.width().unwrap_or(0);
+        // One column stays free for the ellipsis.
+        if used + ch_width >= max_columns {
+            break;
+        }
+        fitted.push(ch);
+        used += ch_width;
+    }
+    if max_columns > 0 {
+        fitted.push('…');
+    }
+    Cow::Owned(fitted)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_wider_than_its_room_is_cut_with_an_ellipsis() {
+        assert_eq!(fit("chatbot-playground-12", 21), "chatbot-playground-12");
+        assert!(matches!(fit("chatbot-playground-12", 21), Cow::Borrowed(_)));
+        assert_eq!(fit("chatbot-playground-123", 21), "chatbot-playground-1…");
+        // A wide character that would straddle the last column is left out whole.
+        assert_eq!(fit("ab漢字", 4), "ab…");
+        assert_eq!(fit("abc", 1), "…");
+        assert_eq!(fit("abc", 0), "");
+    }
 
     #[test]
     fn strips_escape_sequences_to_inert_text() {
