@@ -3,6 +3,16 @@
 //! Every mutation is atomic and writes its audit row in the same transaction. Errors carry no
 //! sqlx types, so callers above this layer never depend on the driver.
 
+/// The columns `verify` reads (those of `KeyAdmission`, the prepaid flag and amounts its balance
+/// is made of), over the aliases `k` (api_keys) and `u` (users); the same on both backends.
+macro_rules! admission_columns {
+    () => {
+        "k.id, k.is_active, u.is_active AS owner_active, k.expires_at, k.is_standalone, \
+         k.credited_micros, k.used_micros, k.allowed_providers, k.allowed_api_formats, k.allowed_models, \
+         k.rate_limit, k.last_used_at"
+    };
+}
+
 mod url;
 
 pub mod postgres;

@@ -488,9 +488,9 @@ impl Store for PgStore {
         // the key's rows: with the latter the generic plan of this prepared statement looked
         // dearer than planning anew, and every verify paid for planning again.
         let row: Option<VerifyRow> = sqlx::query_as(concat!(
-            "SELECT k.id, k.is_active, u.is_active AS owner_active, k.expires_at, k.is_standalone, \
-             k.credited_micros, k.used_micros, k.allowed_providers, k.allowed_api_formats, k.allowed_models, \
-             k.rate_limit, k.last_used_at, CASE WHEN k.rate_limit IS NULL THEN 0 ELSE \
+            "SELECT ",
+            admission_columns!(),
+            ", CASE WHEN k.rate_limit IS NULL THEN 0 ELSE \
                  (SELECT COUNT(*) FROM usage r \
                   WHERE r.api_key_id = k.id AND r.created_at > $2 AND r.created_at < 'infinity') END \
                AS recent_requests",

@@ -490,9 +490,9 @@ impl Store for SqliteStore {
         rate_window_start: DateTime<Utc>,
     ) -> StoreResult<Option<VerifyLookup>> {
         let row = sqlx::query(concat!(
-            "SELECT k.id, k.is_active, u.is_active AS owner_active, k.expires_at, k.is_standalone, \
-             k.credited_micros, k.used_micros, k.allowed_providers, k.allowed_api_formats, k.allowed_models, \
-             k.rate_limit, k.last_used_at, CASE WHEN k.rate_limit IS NULL THEN 0 ELSE \
+            "SELECT ",
+            admission_columns!(),
+            ", CASE WHEN k.rate_limit IS NULL THEN 0 ELSE \
              (SELECT COUNT(*) FROM usage WHERE api_key_id = k.id AND created_at > ?) END AS recent_requests",
             key_from!(),
             " WHERE k.key_hash = ?"
