@@ -623,7 +623,11 @@ fn on_outcome(state: &mut State, request: RequestId, outcome: Outcome) -> Vec<Ef
                 state.toast(ToastKind::Info, "Nothing to sweep: no enabled key has expired");
                 Vec::new()
             } else {
-                confirm(state, "Run the expiry sweep now?".into(), lines, Confirmed::Sweep)
+                let title = format!(
+                    "Run the expiry sweep now? {} to disable, {} to delete",
+                    report.disabled_count, report.deleted_count
+                );
+                confirm(state, title, lines, Confirmed::Sweep)
             }
         }
         Outcome::Swept { dry_run: true, result: Err(message) } => {

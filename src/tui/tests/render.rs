@@ -177,6 +177,29 @@ fn confirmation() {
     });
 }
 
+/// A sweep lists up to a thousand keys: what does not fit is counted, and the question stays.
+#[test]
+fn a_confirmation_longer_than_the_screen_keeps_its_question() {
+    snapshot("confirm_long", |size| {
+        let confirm = Confirm {
+            title: "Run the expiry sweep now? 200 to disable, 0 to delete".into(),
+            lines: (0..200).map(|n| format!("disable key-{n}")).collect(),
+            action: Confirmed::Sweep,
+        };
+        with_modal(loaded_state(size), Modal::Confirm(confirm))
+    });
+    let (width, height) = (80, 24);
+    let mut state = loaded_state((width, height));
+    state.modals.push(Modal::Confirm(Confirm {
+        title: "Run the expiry sweep now?".into(),
+        lines: (0..200).map(|n| format!("disable key-{n}")).collect(),
+        action: Confirmed::Sweep,
+    }));
+    let screen = format!("{:?}", draw(&state).backend());
+    assert!(screen.contains("Go ahead?"), "{screen}");
+    assert!(screen.contains("more lines"), "{screen}");
+}
+
 #[test]
 fn secret_shown_once() {
     snapshot("secret", |size| {

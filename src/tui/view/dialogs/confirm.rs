@@ -12,15 +12,33 @@ const WIDTH: u16 = 72;
 
 pub fn render(frame: &mut Frame, state: &State, confirm: &Confirm) {
     let theme = &state.session.theme;
-    let mut lines: Vec<Line> = confirm.lines.iter().map(|line| Line::styled(line.as_str(), theme.text)).collect();
+    // Long lines wrap: count the rows each takes.
+    let text_width = usize::from(WIDTH - 4).max(1);
+    let rows_of = |line: &String| line.chars().count().div_ceil(text_width).max(1);
+    let rows: usize = confirm.lines.iter().map(rows_of).sum();
+    let inner = popup(frame, state, &confirm.title, WIDTH, rows as u16 + 4);
+    let text_area = inner.inner(ratatui::layout::Margin::new(1, 0));
+    // The question must stay on screen however long the list (a sweep lists up to a thousand
+    // keys): what does not fit is counted instead, on one row kept for it.
+    let room = usize::from(text_area.height).saturating_sub(2);
+    let mut shown = confirm.lines.len();
+    if rows > room {
+        let mut used = 0;
+        shown = confirm
+            .lines
+            .iter()
+            .take_while(|line| {
+                used += rows_of(line);
+                used < room
+            })
+            .count();
+    }
+    let mut lines: Vec<Line> =
+        confirm.lines[..shown].iter().map(|line| Line::styled(line.as_str(), theme.text)).collect();
+    if shown < confirm.lines.len() {
+        lines.push(Line::styled(format!("… {} more lines", confirm.lines.len() - shown), theme.muted));
+    }
     lines.push(Line::default());
     lines.push(Line::styled("Go ahead?", theme.warning));
-    // Long lines wrap: leave room for that in the height.
-    let text_width = usize::from(WIDTH - 4).max(1);
-    let rows: usize = confirm.lines.iter().map(|line| line.chars().count().div_ceil(text_width).max(1)).sum();
-    let inner = popup(frame, state, &confirm.title, WIDTH, rows as u16 + 4);
-    frame.render_widget(
-        Paragraph::new(lines).wrap(Wrap { trim: false }),
-        inner.inner(ratatui::layout::Margin::new(1, 0)),
-    );
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), text_area);
 }
