@@ -5,7 +5,7 @@
 //! The effects equal those of the one-by-one operations (`insert_user`, `insert_key`,
 //! `record_usage`) except the audit trail: one audit row describes the whole load.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use chrono::NaiveDate;
 use sqlx::sqlite::SqliteConnection;
@@ -239,11 +239,12 @@ struct KeyTotals {
     last_used_at: i64,
 }
 
-/// Rollups and charges of the rows actually inserted, aggregated before they are written.
+/// Rollups and charges of the rows actually inserted, aggregated before they are written, in
+/// key order: the writes then walk the rollup and key indexes forward instead of hopping.
 #[derive(Debug, Default)]
 struct UsageTotals {
-    days: HashMap<(Uuid, NaiveDate), DayTotals>,
-    keys: HashMap<Uuid, KeyTotals>,
+    days: BTreeMap<(Uuid, NaiveDate), DayTotals>,
+    keys: BTreeMap<Uuid, KeyTotals>,
 }
 
 impl UsageTotals {
