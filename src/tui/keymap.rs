@@ -335,7 +335,7 @@ const DEFAULTS: &[DefaultBinding] = &[
     bind(C::List, A::ToggleAutoRefresh, &["a"], "Turn auto-refresh on or off", None),
     bind(C::List, A::Help, &["?"], "Show this help", Some("help")),
     bind(C::List, A::Quit, &["q"], "Quit", Some("quit")),
-    bind(C::Detail, A::Back, &["esc"], "Back to the list", Some("back")),
+    bind(C::Detail, A::Back, &["esc", "q"], "Back to the list", Some("back")),
     bind(C::Detail, A::Up, &["up", "k"], "Previous key", None),
     bind(C::Detail, A::Down, &["down", "j"], "Next key", None),
     bind(C::Detail, A::CycleMetric, &["m"], "Chart: requests, tokens or cost", Some("metric")),

@@ -254,6 +254,17 @@ fn enter_opens_the_detail_which_follows_the_selection_and_esc_goes_back() {
     assert_eq!(state.screen, Screen::List);
 }
 
+/// `q` leaves the detail as it leaves the help: back to the list, and only a second `q` quits.
+#[test]
+fn q_in_the_detail_goes_back_to_the_list() {
+    let mut state = list_state();
+    press(&mut state, "enter");
+    press(&mut state, "q");
+    assert_eq!((state.screen, state.quit), (Screen::List, false));
+    press(&mut state, "q");
+    assert!(state.quit);
+}
+
 #[test]
 fn a_failed_detail_shows_its_error_and_the_program_goes_on() {
     let mut state = list_state();

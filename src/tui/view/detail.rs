@@ -173,7 +173,7 @@ fn fields<'a>(key: &'a ApiKey, state: &State) -> Vec<Field<'a>> {
         field(
             "Used",
             [
-                text(format!("last {}", format::last_used(key, now))),
+                text(key.last_used_at.map_or("not yet".into(), |at| format!("last {}", format::relative(at, now)))),
                 text(format!("created {}", format::timestamp(key.created_at))),
             ],
         ),
