@@ -584,21 +584,30 @@ async fn load_floor(backend: &str, raw: &Raw, rows: u64) {
 }
 
 /// The set-based statements a sweep needs (audit rows, deletes, disables) in one transaction,
-/// rolled back so it can run again.
+/// rolled back so it can run again. Expired keys are found through each backend's expiry index
+/// (its expression, "never" as the largest value), as keytop finds them.
 async fn sweep_floor(raw: &Raw, now: DateTime<Utc>) -> Duration {
+    let expiry = match raw {
+        Raw::Sqlite(_) => "COALESCE(expires_at, 9223372036854775807)",
+        Raw::Postgres(_) => "COALESCE(expires_at, 'infinity')",
+    };
     let statements = [
-        "INSERT INTO audit_log (at, actor, action, api_key_id, details) \
-         SELECT $1, 'floor', CASE WHEN COALESCE(auto_delete_on_expiry, FALSE) THEN 'sweep_delete' ELSE 'sweep_disable' END, \
-         id, '{}' FROM api_keys WHERE expires_at <= $1 AND (COALESCE(auto_delete_on_expiry, FALSE) OR is_active)",
-        "DELETE FROM api_keys WHERE expires_at <= $1 AND COALESCE(auto_delete_on_expiry, FALSE)",
-        "UPDATE api_keys SET is_active = FALSE, updated_at = $1 WHERE expires_at <= $1 AND is_active",
+        format!(
+            "INSERT INTO audit_log (at, actor, action, api_key_id, details) \
+             SELECT $1, 'floor', CASE WHEN COALESCE(auto_delete_on_expiry, FALSE) THEN 'sweep_delete' \
+             ELSE 'sweep_disable' END, id, '{{}}' FROM api_keys \
+             WHERE {expiry} <= $1 AND (COALESCE(auto_delete_on_expiry, FALSE) OR is_active)"
+        ),
+        format!("DELETE FROM api_keys WHERE {expiry} <= $1 AND COALESCE(auto_delete_on_expiry, FALSE)"),
+        format!("UPDATE api_keys SET is_active = FALSE, updated_at = $1 WHERE {expiry} <= $1 AND is_active"),
     ];
     let started = Instant::now();
     match raw {
         Raw::Sqlite(pool) => {
             let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.unwrap();
             for sql in statements {
-                sqlx::query(sql).bind(now.timestamp_millis()).execute(&mut *tx).await.expect("floor sweep");
+                let query = sqlx::query(AssertSqlSafe(sql)).bind(now.timestamp_millis());
+                query.execute(&mut *tx).await.expect("floor sweep");
             }
             let elapsed = started.elapsed();
             tx.rollback().await.unwrap();
@@ -607,7 +616,7 @@ async fn sweep_floor(raw: &Raw, now: DateTime<Utc>) -> Duration {
         Raw::Postgres(pool) => {
             let mut tx = pool.begin().await.unwrap();
             for sql in statements {
-                sqlx::query(sql).bind(now).execute(&mut *tx).await.expect("floor sweep");
+                sqlx::query(AssertSqlSafe(sql)).bind(now).execute(&mut *tx).await.expect("floor sweep");
             }
             let elapsed = started.elapsed();
             tx.rollback().await.unwrap();

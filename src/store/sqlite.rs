@@ -64,15 +64,23 @@ macro_rules! ledger_columns {
     };
 }
 
+/// A key's expiry as `api_keys_expires_order` indexes it: "never" as the largest integer. SQLite
+/// uses an expression index only for the identical expression.
+macro_rules! expiry_order {
+    () => {
+        "COALESCE(expires_at, 9223372036854775807)"
+    };
+}
+
 /// Predicates of the sweep; `?1` is `now` in epoch milliseconds, `?2` the global policy (0/1).
 macro_rules! sweep_delete_where {
     () => {
-        " WHERE expires_at <= ?1 AND COALESCE(auto_delete_on_expiry, ?2) = 1"
+        concat!(" WHERE ", expiry_order!(), " <= ?1 AND COALESCE(auto_delete_on_expiry, ?2) = 1")
     };
 }
 macro_rules! sweep_disable_where {
     () => {
-        " WHERE expires_at <= ?1 AND COALESCE(auto_delete_on_expiry, ?2) = 0 AND is_active = 1"
+        concat!(" WHERE ", expiry_order!(), " <= ?1 AND COALESCE(auto_delete_on_expiry, ?2) = 0 AND is_active = 1")
     };
 }
 
@@ -739,15 +747,13 @@ fn sort_expression(sort: SortKey, alias: &str) -> String {
 /// that came from the caller (filter, ids, times) is a bound parameter.
 fn push_list_query(builder: &mut QueryBuilder<Sqlite>, query: &KeyQuery, now: DateTime<Utc>) {
     builder.push(concat!(key_columns!(), key_from!(), " WHERE 1 = 1"));
-    // With an owner, `+` keeps the planner on the owner's index rather than the standalone one.
-    let standalone_column = if query.owner.is_some() { " AND +k.is_standalone = " } else { " AND k.is_standalone = " };
     match query.scope {
         KeyScope::All => {}
         KeyScope::UserKeys => {
-            builder.push(standalone_column).push_bind(false);
+            builder.push(" AND k.is_standalone = ").push_bind(false);
         }
         KeyScope::Standalone => {
-            builder.push(standalone_column).push_bind(true);
+            builder.push(" AND k.is_standalone = ").push_bind(true);
         }
     }
     if let Some(owner) = query.owner {
@@ -1019,7 +1025,11 @@ macro_rules! sweep_batch {
         concat!(
             "INSERT INTO temp.sweep_batch (r, id, name, expires_at) SELECT rowid, id, name, expires_at FROM api_keys",
             $predicate,
-            " AND (expires_at, id) > (?4, ?5) ORDER BY expires_at, id LIMIT ?3"
+            " AND (",
+            expiry_order!(),
+            ", id) > (?4, ?5) ORDER BY ",
+            expiry_order!(),
+            ", id LIMIT ?3"
         )
     };
 }
@@ -1121,11 +1131,13 @@ async fn sweep_chunks(
 
 /// What `run_sweep` would do, writing nothing: exact counts, and the first keys of each list.
 async fn preview_sweep(conn: &mut SqliteConnection, params: &SweepParams<'_>) -> StoreResult<SweepReport> {
-    let (deleted, disabled): (i64, i64) = sqlx::query_as(
+    let (deleted, disabled): (i64, i64) = sqlx::query_as(concat!(
         "SELECT COALESCE(SUM(COALESCE(auto_delete_on_expiry, ?2) = 1), 0), \
          COALESCE(SUM(COALESCE(auto_delete_on_expiry, ?2) = 0 AND is_active = 1), 0) \
-         FROM api_keys WHERE expires_at <= ?1",
-    )
+         FROM api_keys WHERE ",
+        expiry_order!(),
+        " <= ?1"
+    ))
     .bind(params.now)
     .bind(params.global_auto_delete)
     .fetch_one(&mut *conn)
@@ -1136,12 +1148,24 @@ async fn preview_sweep(conn: &mut SqliteConnection, params: &SweepParams<'_>) ->
         (
             true,
             deleted,
-            concat!("SELECT id, name FROM api_keys", sweep_delete_where!(), " ORDER BY expires_at, id LIMIT ?3"),
+            concat!(
+                "SELECT id, name FROM api_keys",
+                sweep_delete_where!(),
+                " ORDER BY ",
+                expiry_order!(),
+                ", id LIMIT ?3"
+            ),
         ),
         (
             false,
             disabled,
-            concat!("SELECT id, name FROM api_keys", sweep_disable_where!(), " ORDER BY expires_at, id LIMIT ?3"),
+            concat!(
+                "SELECT id, name FROM api_keys",
+                sweep_disable_where!(),
+                " ORDER BY ",
+                expiry_order!(),
+                ", id LIMIT ?3"
+            ),
         ),
     ] {
         let rows = sqlx::query(sql)
@@ -1306,29 +1330,47 @@ fn conflict_as(what: impl FnOnce() -> String) -> impl FnOnce(sqlx::Error) -> Sto
 mod tests {
     use super::*;
 
-    /// The first page of every sort order, in both directions, walks an index: no full scan and
-    /// no temporary sort, however many keys there are.
+    async fn plan(store: &SqliteStore, query: SqliteQuery<'_>) -> String {
+        let rows = query.fetch_all(&store.pool).await.unwrap();
+        rows.iter().map(|row| row.get::<String, _>("detail")).collect::<Vec<_>>().join("; ")
+    }
+
+    /// The first page of every sort order, in both directions and in every scope, walks an
+    /// index: no full scan and no temporary sort, however many keys there are.
     #[tokio::test]
     async fn unfiltered_first_pages_are_served_by_indexes() {
         let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
         store.migrate().await.unwrap();
         for sort in [SortKey::Created, SortKey::Name, SortKey::Expires, SortKey::LastUsed] {
             for descending in [false, true] {
-                let query = KeyQuery { sort, descending, limit: 50, ..KeyQuery::default() };
-                let mut builder = QueryBuilder::new("EXPLAIN QUERY PLAN ");
-                push_list_query(&mut builder, &query, Utc::now());
-                let plan: Vec<String> = builder
-                    .build()
-                    .fetch_all(&store.pool)
-                    .await
-                    .unwrap()
-                    .iter()
-                    .map(|row| row.get::<String, _>("detail"))
-                    .collect();
-                let plan = plan.join("; ");
-                assert!(plan.contains("SCAN k USING INDEX api_keys_"), "{sort:?} {descending}: {plan}");
-                assert!(!plan.contains("TEMP B-TREE"), "{sort:?} {descending}: {plan}");
+                for scope in [KeyScope::All, KeyScope::UserKeys, KeyScope::Standalone] {
+                    let query = KeyQuery { sort, descending, scope, limit: 50, ..KeyQuery::default() };
+                    let mut builder = QueryBuilder::new("EXPLAIN QUERY PLAN ");
+                    push_list_query(&mut builder, &query, Utc::now());
+                    let plan = plan(&store, builder.build()).await;
+                    assert!(plan.contains("SCAN k USING INDEX api_keys_"), "{sort:?} {descending} {scope:?}: {plan}");
+                    assert!(!plan.contains("TEMP B-TREE"), "{sort:?} {descending} {scope:?}: {plan}");
+                }
             }
+        }
+    }
+
+    /// Each chunk of the sweep and of its dry run reads the expired keys alone, in expiry order,
+    /// from the expiry index: a range search, no full scan and no temporary sort.
+    #[tokio::test]
+    async fn sweep_chunks_are_read_from_the_expiry_index() {
+        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        store.migrate().await.unwrap();
+        let mut conn = store.pool.acquire().await.unwrap();
+        sqlx::query(SWEEP_BATCH_TABLE).execute(&mut *conn).await.unwrap();
+        drop(conn);
+        let chunk_selections = [sweep_batch!(sweep_delete_where!()), sweep_batch!(sweep_disable_where!())];
+        for select in chunk_selections {
+            let sql = format!("EXPLAIN QUERY PLAN {select}");
+            let query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(0_i64).bind(false).bind(10_i64).bind(0_i64).bind("");
+            let plan = plan(&store, query).await;
+            assert!(plan.contains("SEARCH api_keys USING INDEX api_keys_expires_order"), "{select}: {plan}");
+            assert!(!plan.contains("TEMP B-TREE"), "{select}: {plan}");
         }
     }
 }
