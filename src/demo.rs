@@ -194,22 +194,32 @@ impl KeyGenerator {
 /// Usage rows with a weekly rhythm, slow growth, and a few heavy keys carrying most traffic.
 ///
 /// Each key's share of the rows is fixed up front and its rows come out together, key after
-/// key: a chunk of rows then touches a few keys only, so loading it updates each key's balance,
-/// last use and daily rollups about once, instead of once per chunk for every key in use.
+/// key and oldest first: a chunk of rows then touches a few keys only, so loading it updates each
+/// key's balance, last use and daily rollups about once, instead of once per chunk for every key
+/// in use; and the rows of a busy key are appended to the usage index in time order instead of
+/// landing at random places in a range of millions of entries.
 struct UsageGenerator {
     rng: StdRng,
     /// Id, creation time and number of rows of every key, in id order.
     keys: Vec<(Uuid, DateTime<Utc>, u64)>,
-    /// The key whose rows come out now, and how many of them are left.
-    current: usize,
-    left_for_current: u64,
-    /// Cumulative day weights, oldest day first.
+    /// The next key to start.
+    next_key: usize,
+    /// The key whose rows come out now, its rows per day, and the next day to look at.
+    current: Uuid,
+    rows_per_day: Vec<u64>,
+    day: usize,
+    /// The times of the current day's rows still to come out (epoch ms), latest first.
+    pending: Vec<i64>,
+    /// Day weights and their running totals, oldest day first.
+    day_weights: Vec<f64>,
     day_cumulative: Vec<f64>,
     first_day_start: DateTime<Utc>,
     now: DateTime<Utc>,
     serial: u64,
     seed: u64,
 }
+
+const DAY_MS: i64 = 86_400_000;
 
 /// `count` random key ids, ascending. Random ids, as the product makes them, but handed out in
 /// order: every index that leads with the key id (the keys' own, usage, rollups) then grows at
@@ -247,11 +257,6 @@ fn rows_per_key(cumulative: &[f64], rows: u64) -> Vec<u64> {
         .collect()
 }
 
-fn sample(cumulative: &[f64], rng: &mut StdRng) -> usize {
-    let target = rng.r#gen::<f64>() * cumulative.last().copied().unwrap_or(0.0);
-    cumulative.partition_point(|&c| c < target).min(cumulative.len().saturating_sub(1))
-}
-
 impl UsageGenerator {
     fn new(seed: u64, mut keys: Vec<(Uuid, DateTime<Utc>)>, rows: u64, days: u32, now: DateTime<Utc>) -> Self {
         keys.sort_unstable_by_key(|&(id, _)| id);
@@ -265,22 +270,31 @@ impl UsageGenerator {
         let keys = keys.into_iter().zip(rows_per_key(&key_cumulative, rows)).map(|((id, at), n)| (id, at, n)).collect();
         let today = now.date_naive();
         let first_day = today - Duration::days(i64::from(days) - 1);
-        let day_weights = first_day.iter_days().take(days as usize).enumerate().map(|(i, day)| {
-            use chrono::Datelike;
-            let weekend = matches!(day.weekday(), chrono::Weekday::Sat | chrono::Weekday::Sun);
-            let growth = 0.6 + 0.4 * (i as f64 / f64::from(days));
-            let today_fraction = if day == today {
-                f64::from(chrono::Timelike::num_seconds_from_midnight(&now)) / 86_400.0
-            } else {
-                1.0
-            };
-            (if weekend { 0.35 } else { 1.0 }) * growth * today_fraction
-        });
+        let day_weights: Vec<f64> = first_day
+            .iter_days()
+            .take(days as usize)
+            .enumerate()
+            .map(|(i, day)| {
+                use chrono::Datelike;
+                let weekend = matches!(day.weekday(), chrono::Weekday::Sat | chrono::Weekday::Sun);
+                let growth = 0.6 + 0.4 * (i as f64 / f64::from(days));
+                let today_fraction = if day == today {
+                    f64::from(chrono::Timelike::num_seconds_from_midnight(&now)) / 86_400.0
+                } else {
+                    1.0
+                };
+                (if weekend { 0.35 } else { 1.0 }) * growth * today_fraction
+            })
+            .collect();
         UsageGenerator {
             keys,
-            current: 0,
-            left_for_current: 0,
-            day_cumulative: cumulative(day_weights),
+            next_key: 0,
+            current: Uuid::nil(),
+            rows_per_day: vec![0; days as usize],
+            day: days as usize,
+            pending: Vec::new(),
+            day_cumulative: cumulative(day_weights.iter().copied()),
+            day_weights,
             first_day_start: first_day.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc(),
             now,
             rng,
@@ -289,38 +303,83 @@ impl UsageGenerator {
         }
     }
 
+    /// The span of day `day` that can hold usage, in epoch ms: all of it, or up to now for today.
+    fn day_span(&self, day: usize) -> (i64, i64) {
+        let start = self.first_day_start.timestamp_millis() + day as i64 * DAY_MS;
+        (start, (start + DAY_MS).min(self.now.timestamp_millis()))
+    }
+
+    /// The day of `at` (clamped to the range), and the share of that day's weight before it.
+    fn day_and_share_before(&self, at: DateTime<Utc>) -> (usize, f64) {
+        let days_in = (at - self.first_day_start).num_days().clamp(0, self.day_weights.len() as i64 - 1) as usize;
+        let (start, end) = self.day_span(days_in);
+        let share = ((at.timestamp_millis() - start) as f64 / (end - start).max(1) as f64).clamp(0.0, 1.0);
+        (days_in, share)
+    }
+
+    /// Starts the next key: spreads its rows over the days of its life by their weights (a key
+    /// cannot be used before it existed).
+    fn start_next_key(&mut self) {
+        let (id, created, rows) = self.keys[self.next_key];
+        self.next_key += 1;
+        self.current = id;
+        let (first_day, share_before) = self.day_and_share_before(created);
+        let weight_before = self.day_cumulative[first_day] - self.day_weights[first_day] * (1.0 - share_before);
+        let total = self.day_cumulative.last().copied().unwrap_or(0.0);
+        let last_day = self.rows_per_day.len() - 1;
+        self.rows_per_day.fill(0);
+        for _ in 0..rows {
+            let target = weight_before + self.rng.r#gen::<f64>() * (total - weight_before);
+            let day = self.day_cumulative.partition_point(|&c| c < target);
+            self.rows_per_day[day.clamp(first_day, last_day)] += 1;
+        }
+        self.day = first_day;
+    }
+
+    /// Draws the times of the current key's rows on its next day with any, into `pending`;
+    /// false when the key has no day left.
+    fn next_day_of_key(&mut self) -> bool {
+        let Some(day) = (self.day..self.rows_per_day.len()).find(|&day| self.rows_per_day[day] > 0) else {
+            self.day = self.rows_per_day.len();
+            return false;
+        };
+        self.day = day + 1;
+        // The first whole millisecond of the key's life.
+        let created = self.keys[self.next_key - 1].1;
+        let created =
+            created.timestamp_millis() + i64::from(!created.timestamp_subsec_nanos().is_multiple_of(1_000_000));
+        let (day_start, day_end) = self.day_span(day);
+        let start = day_start.max(created);
+        let end = day_end.max(start + 1);
+        self.pending.extend((0..self.rows_per_day[day]).map(|_| self.rng.gen_range(start..end)));
+        self.pending.sort_unstable_by(|a, b| b.cmp(a));
+        true
+    }
+
     fn next_row(&mut self) -> UsageRecord {
-        while self.left_for_current == 0 {
-            self.left_for_current = self.keys[self.current].2;
-            self.current += 1;
-        }
-        self.left_for_current -= 1;
-        let (key_id, key_created, _) = self.keys[self.current - 1];
-        let day = sample(&self.day_cumulative, &mut self.rng);
-        let offset_ms = self.rng.gen_range(0..86_400_000);
-        let mut at = self.first_day_start + Duration::days(day as i64) + Duration::milliseconds(offset_ms);
-        if at > self.now {
-            at = self.now - Duration::milliseconds(self.rng.gen_range(0..3_600_000));
-        }
-        // A key cannot be used before it existed: such a row moves to a random moment of the
-        // key's life (folding them onto its first day would draw a false spike there).
-        if at < key_created {
-            let life_ms = (self.now - key_created).num_milliseconds().max(1);
-            at = key_created + Duration::milliseconds(self.rng.gen_range(0..life_ms));
-        }
+        let at_ms = loop {
+            if let Some(at_ms) = self.pending.pop() {
+                break at_ms;
+            }
+            if !self.next_day_of_key() {
+                self.start_next_key();
+            }
+        };
+        // Only a key created in this very millisecond has no room for a row before now.
+        let at = DateTime::from_timestamp_millis(at_ms).expect("usage times lie within the demo's range").min(self.now);
         let (provider, model, price_per_1k) = *pick(&mut self.rng, MODELS);
         let tokens: i64 = (200.0 * (self.rng.r#gen::<f64>() * 4.0).exp()) as i64;
         self.serial += 1;
         UsageRecord {
             request_id: format!("demo-{:x}-{}", self.seed, self.serial),
-            api_key_id: key_id,
+            api_key_id: self.current,
             provider: Some(provider.into()),
             model: Some(model.into()),
             api_format: Some(if provider == "anthropic" { "CLAUDE" } else { "OPENAI" }.into()),
             total_tokens: tokens,
             cost: Money::from_micros(tokens * price_per_1k / 1000),
             response_time_ms: Some(self.rng.gen_range(150..1500) + tokens / 20),
-            created_at: at.min(self.now),
+            created_at: at,
         }
     }
 }
@@ -522,6 +581,26 @@ mod tests {
         // One run per key, keys in ascending id order: no key's rows are split, and the
         // indexes that lead with the key id grow at their end.
         assert!(per_key.windows(2).all(|pair| pair[0].0 < pair[1].0));
+        // Oldest first within each key, so a busy key's rows append to the usage index.
+        for pair in rows.windows(2).filter(|pair| pair[0].api_key_id == pair[1].api_key_id) {
+            assert!(pair[0].created_at <= pair[1].created_at);
+        }
+        // The weekly rhythm: a weekday carries about three times the rows of a weekend day.
+        let mut per_date: std::collections::HashMap<chrono::NaiveDate, usize> = std::collections::HashMap::new();
+        rows.iter().for_each(|row| *per_date.entry(row.created_at.date_naive()).or_default() += 1);
+        let weekend = |date: &chrono::NaiveDate| {
+            use chrono::Datelike;
+            matches!(date.weekday(), chrono::Weekday::Sat | chrono::Weekday::Sun)
+        };
+        let average = |of_weekend: bool| {
+            let counts: Vec<usize> = per_date
+                .iter()
+                .filter(|(date, _)| weekend(date) == of_weekend && **date != now.date_naive())
+                .map(|(_, n)| *n)
+                .collect();
+            counts.iter().sum::<usize>() as f64 / counts.len() as f64
+        };
+        assert!(average(false) > 2.0 * average(true), "{} vs {}", average(false), average(true));
         // The busiest tenth of the keys carries most of the rows.
         let mut counts: Vec<usize> = per_key.iter().map(|(_, count)| *count).collect();
         counts.sort_unstable_by(|a, b| b.cmp(a));
