@@ -322,6 +322,15 @@ async fn filter_text_is_plain_case_insensitive_text() {
             assert_eq!(id_set(list(store, filtered(text)).await), id_set(expected), "{text:?}");
         }
         assert_eq!(store.count_keys(at(0)).await.unwrap().total, 5, "the table survived");
+
+        // The substring index follows renames and purges.
+        let rename = KeyPatch { name: Some("Invoices Prod".into()), ..KeyPatch::default() };
+        store.update_key(billing.id, &rename, &audit("update", Some(billing.id))).await.unwrap();
+        assert!(store.purge_key(plain.id, &audit("purge", Some(plain.id))).await.unwrap());
+        let after = [("billing", vec![]), ("invoices", vec![billing.id]), (hint_tail.as_str(), vec![])];
+        for (text, expected) in after {
+            assert_eq!(id_set(list(store, filtered(text)).await), id_set(expected), "{text:?} after the changes");
+        }
     });
 }
 
