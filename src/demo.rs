@@ -202,10 +202,9 @@ struct UsageGenerator {
     rng: StdRng,
     /// Id, creation time and number of rows of every key, in id order.
     keys: Vec<(Uuid, DateTime<Utc>, u64)>,
-    /// The next key to start.
+    /// The next key to start; the one before it is the key whose rows come out now.
     next_key: usize,
-    /// The key whose rows come out now, its rows per day, and the next day to look at.
-    current: Uuid,
+    /// The current key's rows per day, and the next day to look at.
     rows_per_day: Vec<u64>,
     day: usize,
     /// The times of the current day's rows still to come out (epoch ms), latest first.
@@ -289,7 +288,6 @@ impl UsageGenerator {
         UsageGenerator {
             keys,
             next_key: 0,
-            current: Uuid::nil(),
             rows_per_day: vec![0; days as usize],
             day: days as usize,
             pending: Vec::new(),
@@ -317,12 +315,17 @@ impl UsageGenerator {
         (days_in, share)
     }
 
+    /// Id and creation time of the key whose rows come out now.
+    fn current_key(&self) -> (Uuid, DateTime<Utc>) {
+        let (id, created, _) = self.keys[self.next_key - 1];
+        (id, created)
+    }
+
     /// Starts the next key: spreads its rows over the days of its life by their weights (a key
     /// cannot be used before it existed).
     fn start_next_key(&mut self) {
-        let (id, created, rows) = self.keys[self.next_key];
+        let (_, created, rows) = self.keys[self.next_key];
         self.next_key += 1;
-        self.current = id;
         let (first_day, share_before) = self.day_and_share_before(created);
         let weight_before = self.day_cumulative[first_day] - self.day_weights[first_day] * (1.0 - share_before);
         let total = self.day_cumulative.last().copied().unwrap_or(0.0);
@@ -345,7 +348,7 @@ impl UsageGenerator {
         };
         self.day = day + 1;
         // The first whole millisecond of the key's life.
-        let created = self.keys[self.next_key - 1].1;
+        let (_, created) = self.current_key();
         let created =
             created.timestamp_millis() + i64::from(!created.timestamp_subsec_nanos().is_multiple_of(1_000_000));
         let (day_start, day_end) = self.day_span(day);
@@ -372,7 +375,7 @@ impl UsageGenerator {
         self.serial += 1;
         UsageRecord {
             request_id: format!("demo-{:x}-{}", self.seed, self.serial),
-            api_key_id: self.current,
+            api_key_id: self.current_key().0,
             provider: Some(provider.into()),
             model: Some(model.into()),
             api_format: Some(if provider == "anthropic" { "CLAUDE" } else { "OPENAI" }.into()),
