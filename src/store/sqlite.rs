@@ -72,6 +72,13 @@ macro_rules! expiry_order {
     };
 }
 
+/// The sweep's order, and that of its keyset cursor: expiry, then id.
+macro_rules! in_expiry_order {
+    () => {
+        concat!(" ORDER BY ", expiry_order!(), ", id")
+    };
+}
+
 /// Predicates of the sweep; `?1` is `now` in epoch milliseconds, `?2` the global policy (0/1).
 macro_rules! sweep_delete_where {
     () => {
@@ -1027,9 +1034,9 @@ macro_rules! sweep_batch {
             $predicate,
             " AND (",
             expiry_order!(),
-            ", id) > (?4, ?5) ORDER BY ",
-            expiry_order!(),
-            ", id LIMIT ?3"
+            ", id) > (?4, ?5)",
+            in_expiry_order!(),
+            " LIMIT ?3"
         )
     };
 }
@@ -1148,24 +1155,12 @@ async fn preview_sweep(conn: &mut SqliteConnection, params: &SweepParams<'_>) ->
         (
             true,
             deleted,
-            concat!(
-                "SELECT id, name FROM api_keys",
-                sweep_delete_where!(),
-                " ORDER BY ",
-                expiry_order!(),
-                ", id LIMIT ?3"
-            ),
+            concat!("SELECT id, name FROM api_keys", sweep_delete_where!(), in_expiry_order!(), " LIMIT ?3"),
         ),
         (
             false,
             disabled,
-            concat!(
-                "SELECT id, name FROM api_keys",
-                sweep_disable_where!(),
-                " ORDER BY ",
-                expiry_order!(),
-                ", id LIMIT ?3"
-            ),
+            concat!("SELECT id, name FROM api_keys", sweep_disable_where!(), in_expiry_order!(), " LIMIT ?3"),
         ),
     ] {
         let rows = sqlx::query(sql)
