@@ -181,22 +181,16 @@ fn confirmation() {
 /// A sweep lists up to a thousand keys: what does not fit is counted, and the question stays.
 #[test]
 fn a_confirmation_longer_than_the_screen_keeps_its_question() {
-    snapshot("confirm_long", |size| {
+    let long_sweep = |size| {
         let confirm = Confirm {
             title: "Run the expiry sweep now? 200 to disable, 0 to delete".into(),
             lines: (0..200).map(|n| format!("disable key-{n}")).collect(),
             action: Confirmed::Sweep,
         };
         with_modal(loaded_state(size), Modal::Confirm(confirm))
-    });
-    let (width, height) = (80, 24);
-    let mut state = loaded_state((width, height));
-    state.modals.push(Modal::Confirm(Confirm {
-        title: "Run the expiry sweep now?".into(),
-        lines: (0..200).map(|n| format!("disable key-{n}")).collect(),
-        action: Confirmed::Sweep,
-    }));
-    let screen = format!("{:?}", draw(&state).backend());
+    };
+    snapshot("confirm_long", long_sweep);
+    let screen = format!("{:?}", draw(&long_sweep((80, 24))).backend());
     assert!(screen.contains("Go ahead?"), "{screen}");
     assert!(screen.contains("more lines"), "{screen}");
 }
