@@ -105,6 +105,44 @@ fn happy_path(sandbox: &Sandbox) {
     assert!(sandbox.ok(&["migrate"]).contains("schema version"));
 }
 
+/// A database an older keytop left behind is upgraded on the first command, with a word on
+/// stderr before the pause an index rebuild can cause and one after it; a new database and an
+/// up-to-date one open without a word.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_schema_upgrade_is_announced_on_stderr() {
+    for sandbox in Sandbox::all().await {
+        let stderr_of = |args: &[&str]| {
+            let output = sandbox.run(args);
+            assert!(
+                output.status.success(),
+                "[{}] {args:?}: {}",
+                sandbox.label,
+                String::from_utf8_lossy(&output.stderr)
+            );
+            String::from_utf8(output.stderr).unwrap()
+        };
+        sandbox.recreate_at_schema(3);
+        let upgraded = stderr_of(&["keys", "list"]);
+        let latest = sandbox.json(&["migrate"])["schema_version"].as_i64().unwrap();
+        assert!(latest > 3);
+        assert!(
+            upgraded.contains(&format!("upgrading the database schema from version 3 to {latest}"))
+                && upgraded.contains(&format!("database schema upgraded to version {latest} in ")),
+            "[{}] {upgraded}",
+            sandbox.label
+        );
+        assert_eq!(stderr_of(&["keys", "list"]), "", "[{}] an up-to-date database", sandbox.label);
+    }
+    for sandbox in Sandbox::all().await {
+        assert_eq!(
+            String::from_utf8(sandbox.run(&["migrate"]).stderr).unwrap(),
+            "",
+            "[{}] a new database",
+            sandbox.label
+        );
+    }
+}
+
 #[test]
 fn happy_path_on_sqlite() {
     happy_path(&Sandbox::sqlite());

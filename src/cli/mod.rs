@@ -10,6 +10,7 @@ mod parse;
 use output::out;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Instant;
 
 use serde::Serialize;
 
@@ -116,12 +117,28 @@ pub async fn setup(cli: &Cli) -> anyhow::Result<Context> {
     // The actor is written into the shared ledger and audit log, which other tools read raw.
     let actor = crate::domain::validate::name("--actor (or KEYTOP_ACTOR)", &actor(cli), 100)?;
     let url = cli.db.clone().or_else(|| config.database_url.clone()).unwrap_or_else(crate::paths::default_database_url);
-    let store = store::open(&url).await.map_err(|error| match error {
+    let mut upgrade = None;
+    let store = store::open_announcing(&url, |schema| {
+        eprintln!(
+            "keytop: upgrading the database schema from version {} to {}; on a large database this can take a minute",
+            schema.from, schema.to
+        );
+        upgrade = Some((schema, Instant::now()));
+    })
+    .await
+    .map_err(|error| match error {
         StoreError::Unavailable { .. } => anyhow::Error::new(error),
         other => {
             anyhow::Error::new(other).context(format!("cannot prepare the database at {}", store::redact_url(&url)))
         }
     })?;
+    if let Some((schema, started)) = upgrade {
+        eprintln!(
+            "keytop: database schema upgraded to version {} in {:.1} s",
+            schema.to,
+            started.elapsed().as_secs_f64()
+        );
+    }
     let service = KeyService::new(store, load_master_key(cli), service_settings(&config), actor);
     Ok(Context { service, config, json: cli.json })
 }

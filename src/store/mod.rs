@@ -242,6 +242,10 @@ pub trait Store: Send + Sync {
 
     /// Runs pending migrations (idempotent) and returns the schema version.
     async fn migrate(&self) -> StoreResult<i64>;
+    /// The schema version the database is at: the last migration applied, 0 for a new database.
+    async fn schema_version(&self) -> StoreResult<i64>;
+    /// The schema version this build brings a database to.
+    fn latest_schema_version(&self) -> i64;
 
     // Users
     async fn insert_user(&self, user: &User, audit: &AuditRecord) -> StoreResult<()>;
@@ -399,8 +403,39 @@ impl Backend {
     }
 }
 
+/// A schema upgrade an existing database is about to go through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchemaUpgrade {
+    pub from: i64,
+    pub to: i64,
+}
+
 /// Opens the database a URL names and runs its migrations.
 pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
+    open_announcing(url, |_| {}).await
+}
+
+/// Opens the database a URL names and runs its migrations, calling `announce` first when an
+/// existing database is behind this build: an upgrade may rebuild an index, which takes a while
+/// on a large database, and a silent pause looks like a hang. A new database is set up without a
+/// word (its tables are empty, so that is quick).
+pub async fn open_announcing(url: &str, announce: impl FnOnce(SchemaUpgrade)) -> StoreResult<Arc<dyn Store>> {
+    let store = connect(url).await?;
+    let (from, to) = (store.schema_version().await?, store.latest_schema_version());
+    if 0 < from && from < to {
+        announce(SchemaUpgrade { from, to });
+    }
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// The version of the newest migration a migrator holds.
+fn latest_version(migrator: &sqlx::migrate::Migrator) -> i64 {
+    migrator.iter().map(|migration| migration.version).max().unwrap_or(0)
+}
+
+/// Connects to the database a URL names, leaving its schema as it is.
+async fn connect(url: &str) -> StoreResult<Arc<dyn Store>> {
     let store: Arc<dyn Store> = match Backend::of_url(url) {
         Some(Backend::Sqlite) => sqlite::open(url).await?,
         Some(Backend::Postgres) => postgres::open(url).await?,
@@ -411,6 +446,5 @@ pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
             });
         }
     };
-    store.migrate().await?;
     Ok(store)
 }

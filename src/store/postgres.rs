@@ -55,7 +55,7 @@ use uuid::Uuid;
 
 use super::{
     AdjustOutcome, AuditRecord, BalanceAdjustment, BulkLoad, ResealOutcome, Resealer, Store, StoreError, StoreResult,
-    SweepReport, UsageOutcome, UsageRecord, VerifyLookup, redact_url,
+    SweepReport, UsageOutcome, UsageRecord, VerifyLookup, latest_version, redact_url,
 };
 use crate::domain::{
     ApiKey, AuditEntry, Balance, DailyUsage, KeyCounts, KeyPatch, KeyQuery, LedgerEntry, Money, Patch, User,
@@ -368,11 +368,29 @@ impl Store for PgStore {
             connection.close_on_drop();
             return Err(StoreError::Database(format!("migrating the schema failed: {error}")));
         }
-        let version: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
-            .fetch_one(&mut *connection)
+        drop(connection);
+        self.schema_version().await
+    }
+
+    async fn schema_version(&self) -> StoreResult<i64> {
+        let store_error = |error| self.store_error(error);
+        // A query naming a table that does not exist fails however it is written: look first.
+        let migrated: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+            .fetch_one(&self.pool)
             .await
-            .map_err(|error| self.store_error(error))?;
+            .map_err(store_error)?;
+        if !migrated {
+            return Ok(0);
+        }
+        let version: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_error)?;
         Ok(version.unwrap_or(0))
+    }
+
+    fn latest_schema_version(&self) -> i64 {
+        latest_version(&MIGRATOR)
     }
 
     async fn insert_user(&self, user: &User, audit: &AuditRecord) -> StoreResult<()> {

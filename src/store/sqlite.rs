@@ -25,7 +25,7 @@ mod bulk;
 
 use super::{
     AdjustOutcome, AuditRecord, BalanceAdjustment, BalanceChange, BulkLoad, ResealOutcome, Resealer, SWEEP_SAMPLE,
-    Store, StoreError, StoreResult, SweepReport, UsageOutcome, UsageRecord, VerifyLookup, redact_url,
+    Store, StoreError, StoreResult, SweepReport, UsageOutcome, UsageRecord, VerifyLookup, latest_version, redact_url,
 };
 use crate::domain::money::MAX_AMOUNT;
 use crate::domain::{
@@ -312,6 +312,20 @@ impl SqliteStore {
             }
         }
     }
+}
+
+mod reseal;
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+
+    async fn migrate(&self) -> StoreResult<i64> {
+        self.run_migrations().await?;
+        self.schema_version().await
+    }
 
     async fn schema_version(&self) -> StoreResult<i64> {
         let table_exists: bool = sqlx::query_scalar(
@@ -328,19 +342,9 @@ impl SqliteStore {
             .await
             .map_err(store_error)
     }
-}
 
-mod reseal;
-
-#[async_trait]
-impl Store for SqliteStore {
-    fn describe(&self) -> String {
-        self.description.clone()
-    }
-
-    async fn migrate(&self) -> StoreResult<i64> {
-        self.run_migrations().await?;
-        self.schema_version().await
+    fn latest_schema_version(&self) -> i64 {
+        latest_version(&MIGRATOR)
     }
 
     async fn insert_user(&self, user: &User, audit: &AuditRecord) -> StoreResult<()> {

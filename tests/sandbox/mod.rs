@@ -4,12 +4,15 @@
 //! helpers read the database behind keytop's back, as the gateway or another tool would.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::str::FromStr;
 
 use keytop::crypto::MasterKey;
 use serde_json::Value;
 use sqlx::Connection;
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::SqliteConnectOptions;
 
 use crate::common;
 
@@ -152,6 +155,38 @@ impl Sandbox {
         })
         .join()
         .unwrap()
+    }
+
+    /// Starts the database again, empty, at schema `version`: the migrations of that time and
+    /// nothing newer, as an older keytop would have left it.
+    pub fn recreate_at_schema(&self, version: i64) {
+        if self.is_postgres() {
+            self.sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public");
+        } else {
+            let path = self.db_url.trim_start_matches("sqlite://");
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{path}{suffix}"));
+            }
+        }
+        let url = self.db_url.clone();
+        let flavour = if self.is_postgres() { "postgres" } else { "sqlite" };
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                let folder = format!("assets/migrations/{flavour}");
+                let migrator = Migrator::new(Path::new(&folder)).await.unwrap();
+                if flavour == "postgres" {
+                    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+                    migrator.run_to(version, &mut conn).await.unwrap();
+                } else {
+                    let options = SqliteConnectOptions::from_str(&url).unwrap().create_if_missing(true);
+                    let mut conn = sqlx::SqliteConnection::connect_with(&options).await.unwrap();
+                    migrator.run_to(version, &mut conn).await.unwrap();
+                }
+            });
+        })
+        .join()
+        .unwrap();
     }
 
     /// A query returning one integer.
