@@ -195,6 +195,22 @@ fn a_confirmation_longer_than_the_screen_keeps_its_question() {
     assert!(screen.contains("more lines"), "{screen}");
 }
 
+/// Rows are counted as the terminal shows them: a line of wide characters, or any long line in
+/// a window narrower than the dialog, takes more rows than its characters suggest, and the
+/// question must still stay on screen.
+#[test]
+fn a_confirmation_of_long_wide_lines_keeps_its_question_in_a_narrow_window() {
+    for (size, name) in [((80, 24), "鍵".repeat(36)), ((50, 20), "nightly-batch-".repeat(4))] {
+        let confirm = Confirm {
+            title: "Run the expiry sweep now?".into(),
+            lines: (0..40).map(|n| format!("disable {name}-{n}")).collect(),
+            action: Confirmed::Sweep,
+        };
+        let screen = format!("{:?}", draw(&with_modal(loaded_state(size), Modal::Confirm(confirm))).backend());
+        assert!(screen.contains("Go ahead?") && screen.contains("more lines"), "{size:?}\n{screen}");
+    }
+}
+
 #[test]
 fn secret_shown_once() {
     snapshot("secret", |size| {

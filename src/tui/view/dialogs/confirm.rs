@@ -12,9 +12,12 @@ const WIDTH: u16 = 72;
 
 pub fn render(frame: &mut Frame, state: &State, confirm: &Confirm) {
     let theme = &state.session.theme;
-    // Long lines wrap: count the rows each takes.
-    let text_width = usize::from(WIDTH - 4).max(1);
-    let rows_of = |line: &String| line.chars().count().div_ceil(text_width).max(1);
+    // Long lines wrap: count the rows each takes as the paragraph below wraps it (by display
+    // width, at word boundaries), inside the borders and margins of a dialog that may be
+    // narrower than WIDTH in a narrow window.
+    let text_width = WIDTH.min(frame.area().width).saturating_sub(4).max(1);
+    let rows_of =
+        |line: &String| Paragraph::new(line.as_str()).wrap(Wrap { trim: false }).line_count(text_width).max(1);
     let rows: usize = confirm.lines.iter().map(rows_of).sum();
     let inner = popup(frame, state, &confirm.title, WIDTH, rows as u16 + 4);
     let text_area = inner.inner(ratatui::layout::Margin::new(1, 0));
