@@ -52,6 +52,15 @@ fn list() {
     snapshot("list", loaded_state);
 }
 
+/// Owners and expiries take the room their loaded rows need, and names the rest: at 80 columns
+/// "internal-unlimited" is shown whole beside short owner names (a fixed layout cut it at 16).
+#[test]
+fn names_get_the_room_short_columns_leave() {
+    let screen = format!("{:?}", draw(&loaded_state((80, 24))).backend());
+    assert!(screen.contains("internal-unlimited "), "{screen}");
+    assert!(screen.contains("expired 2h ago"), "an expiry is not cut: {screen}");
+}
+
 #[test]
 fn list_with_filter_box() {
     snapshot("list_filtering", |size| {

@@ -54,16 +54,24 @@ impl Column {
         }
     }
 
-    fn width(self) -> Constraint {
+    /// The room the column takes. Owners and expiries take what the loaded rows need (up to a
+    /// limit), not their widest possible text, so that names get the rest: at 80 columns a
+    /// fixed layout cut most names at 16 columns, losing the number that tells them apart. The
+    /// loaded rows change only when a page loads, so columns do not shift at every step.
+    fn width(self, rows: &[ApiKey], state: &State) -> Constraint {
+        let fitted = |limit: u16, text_width: &dyn Fn(&ApiKey) -> usize| {
+            let widest = rows.iter().map(text_width).max().unwrap_or(0).max(self.title().width());
+            Constraint::Length(u16::try_from(widest).unwrap_or(u16::MAX).min(limit))
+        };
         match self {
             Column::Status => Constraint::Length(9),
             Column::Name => Constraint::Fill(1),
-            Column::Owner => Constraint::Length(12),
+            Column::Owner => fitted(12, &|key| safe(&key.owner_name).width()),
             Column::Hint => Constraint::Length(17),
             // Whole cents: `$1,996.43`, `unlimited`.
             Column::Remaining => Constraint::Length(10),
             Column::Rate => Constraint::Length(9),
-            Column::Expires => Constraint::Length(15),
+            Column::Expires => fitted(15, &|key| format::expiry(key, state.now).width()),
             Column::LastUsed => Constraint::Length(9),
         }
     }
@@ -127,14 +135,14 @@ pub fn render(frame: &mut Frame, state: &State, area: Rect) {
     // The widths the table will give its columns, worked out as it does, so that a cell knows
     // where it is cut.
     let rows_width = block.inner(area).width.saturating_sub(HIGHLIGHT.width() as u16);
-    let widths = Layout::horizontal(columns.iter().map(|c| c.width()))
-        .spacing(COLUMN_SPACING)
-        .split(Rect::new(0, 0, rows_width, 1));
+    let constraints: Vec<Constraint> = columns.iter().map(|c| c.width(&list.window.rows, state)).collect();
+    let widths =
+        Layout::horizontal(constraints.iter().copied()).spacing(COLUMN_SPACING).split(Rect::new(0, 0, rows_width, 1));
     let header = Row::new(columns.iter().map(|c| Cell::from(c.title()))).style(theme.header);
     let rows = list.window.rows.iter().map(|key| {
         Row::new(columns.iter().zip(widths.iter()).map(|(column, cell)| column.cell(key, state, cell.width)))
     });
-    let table = Table::new(rows, columns.iter().map(|c| c.width()))
+    let table = Table::new(rows, constraints)
         .header(header)
         .block(block)
         .column_spacing(COLUMN_SPACING)
