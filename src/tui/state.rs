@@ -42,7 +42,7 @@ pub struct Session {
 #[derive(Debug, Clone)]
 pub struct State {
     pub session: Session,
-    /// The clock of the views ("in 3d", "expired 2h ago"), advanced by ticks.
+    /// The clock of the views ("in 3d", "2h ago"), advanced by ticks.
     pub now: DateTime<Utc>,
     /// Terminal size in cells.
     pub size: (u16, u16),

@@ -6,7 +6,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState, Wrap};
 use unicode_width::UnicodeWidthStr;
 
-use crate::domain::ApiKey;
+use crate::domain::{ApiKey, KeyStatus};
 use crate::tui::keymap::{Action, Context};
 use crate::tui::state::{Screen, State};
 
@@ -89,7 +89,14 @@ impl Column {
             Column::Hint => Cell::from(safe(&key.key_hint)),
             Column::Remaining => Cell::from(Line::from(format::remaining_in_cents(key)).right_aligned()),
             Column::Rate => Cell::from(format::rate_limit(key.rate_limit)),
-            Column::Expires => Cell::from(format::expiry(key, now)),
+            Column::Expires => {
+                let cell = Cell::from(format::expiry(key, now));
+                if key.expires_at.is_some_and(|at| at <= now) {
+                    cell.style(state.session.theme.status(KeyStatus::Expired))
+                } else {
+                    cell
+                }
+            }
             Column::LastUsed => Cell::from(format::last_used(key, now)),
         }
     }
