@@ -65,10 +65,14 @@ macro_rules! ledger_columns {
 }
 
 /// A key's expiry as `api_keys_expires_order` indexes it: "never" as the largest integer. SQLite
-/// uses an expression index only for the identical expression.
+/// uses an expression index only for the identical expression. The list names the column with a
+/// table alias (`expiry_order!("{alias}.")`, a format string), the sweep without.
 macro_rules! expiry_order {
     () => {
-        "COALESCE(expires_at, 9223372036854775807)"
+        expiry_order!("")
+    };
+    ($alias:literal) => {
+        concat!("COALESCE(", $alias, "expires_at, 9223372036854775807)")
     };
 }
 
@@ -749,7 +753,7 @@ fn sort_expression(sort: SortKey, alias: &str) -> String {
     match sort {
         SortKey::Created => format!("{alias}.created_at"),
         SortKey::Name => format!("{alias}.name"),
-        SortKey::Expires => format!("COALESCE({alias}.expires_at, 9223372036854775807)"),
+        SortKey::Expires => format!(expiry_order!("{alias}."), alias = alias),
         SortKey::LastUsed => format!("COALESCE({alias}.last_used_at, -9223372036854775808)"),
     }
 }
