@@ -8,7 +8,8 @@
 //!
 //! `KEYTOP_BENCH_SCALE`: `small` (default: 50,000 keys, 500,000 usage rows), `full` (1,000,000
 //! keys, 10,000,000 usage rows) or `KEYS:USAGE_ROWS`. Half the keys are made expired for the
-//! sweep, which runs last, once, in a child process that reports its peak RSS (VmHWM).
+//! sweep, which runs last: keytop's and the floor's runs each on a fresh copy of the database,
+//! keytop's in a child process that reports its peak RSS (VmHWM).
 //! `KEYTOP_BENCH_BACKENDS=sqlite` or `=postgres` runs one backend only (default: both).
 
 use std::process::Command;
@@ -51,6 +52,15 @@ fn scale() -> Scale {
 enum Raw {
     Sqlite(SqlitePool),
     Postgres(PgPool),
+}
+
+impl Raw {
+    async fn close(&self) {
+        match self {
+            Raw::Sqlite(pool) => pool.close().await,
+            Raw::Postgres(pool) => pool.close().await,
+        }
+    }
 }
 
 /// Runs the same statement text on either backend (placeholders written `$1`…, which SQLite
@@ -517,35 +527,40 @@ async fn bench_backend(backend: &'static str, url: &str, scale: &Scale) -> Repor
         report.latency(&format!("{label} {text:?}"), ours, floor, Duration::from_millis(50));
     }
 
-    // Sweep: the floor is the same set-based work rolled back (median of RUNS), keytop's sweep
-    // runs once in a child process (it is destructive) that reports its peak memory.
-    let mut floors = Vec::new();
+    // Sweep: destructive, and a real one must commit (on SQLite the commit writes the changed
+    // pages to the WAL and checkpoints them, a quarter of the work), so every run, keytop's and
+    // the floor's alike, works on its own fresh copy of the database and commits. keytop sweeps
+    // in a child process that reports its peak memory. Runs alternate; no warm-up run, as each
+    // copy starts cold in the same way.
+    drop(service);
+    raw.close().await;
+    let mut copies = Copies::of(url).await;
+    let (mut ours, mut floors, mut peak_kb, mut swept) = (Vec::new(), Vec::new(), 0, (0, 0));
     for _ in 0..RUNS {
-        floors.push(sweep_floor(&raw, now).await);
+        let copy = copies.make().await;
+        let run = sweep_in_child(&copy);
+        copies.remove(&copy).await;
+        ours.push(run.time);
+        peak_kb = peak_kb.max(run.peak_kb);
+        swept = (run.disabled, run.deleted);
+        let copy = copies.make().await;
+        floors.push(sweep_floor(&copy, now).await);
+        copies.remove(&copy).await;
     }
-    let floor = median(floors);
-    let output =
-        Command::new(std::env::current_exe().unwrap()).env(SWEEP_CHILD, url).output().expect("run the sweep child");
-    let text = String::from_utf8_lossy(&output.stdout);
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("sweep "))
-        .unwrap_or_else(|| panic!("sweep child: {text} {}", String::from_utf8_lossy(&output.stderr)));
-    let fields: Vec<u64> = line.split_whitespace().skip(1).map(|f| f.parse().unwrap()).collect();
-    let (ms, hwm_kb, disabled, deleted) = (fields[0], fields[1], fields[2], fields[3]);
+    let (disabled, deleted) = swept;
     report.latency(
         &format!("sweep: {disabled} disabled + {deleted} deleted of {total_keys}"),
-        Duration::from_millis(ms),
-        floor,
+        median(ours),
+        median(floors),
         Duration::from_secs(3),
     );
     report.rows.push([
         "sweep: peak RSS of the sweeping process (VmHWM)".into(),
-        format!("{:.1} MB", hwm_kb as f64 / 1024.0),
+        format!("{:.1} MB", peak_kb as f64 / 1024.0),
         "—".into(),
         "—".into(),
         "≤ 64 MB".into(),
-        verdict(hwm_kb <= 64 * 1024),
+        verdict(peak_kb <= 64 * 1024),
     ]);
     report
 }
@@ -584,9 +599,16 @@ async fn load_floor(backend: &str, raw: &Raw, rows: u64) {
 }
 
 /// The set-based statements a sweep needs (audit rows, deletes, disables) in one transaction,
-/// rolled back so it can run again. Expired keys are found through each backend's expiry index
-/// (its expression, "never" as the largest value), as keytop finds them.
-async fn sweep_floor(raw: &Raw, now: DateTime<Utc>) -> Duration {
+/// committed, on the copy of the database at `url`; the time includes the commit. Expired keys
+/// are found through each backend's expiry index (its expression, "never" as the largest value),
+/// as keytop finds them. On SQLite the statements run on a pool of the store's making, so its
+/// commit checkpoints as keytop's does.
+async fn sweep_floor(url: &str, now: DateTime<Utc>) -> Duration {
+    let raw = if url.starts_with("sqlite") {
+        Raw::Sqlite(store::sqlite::SqliteStore::connect(url).await.unwrap().pool().clone())
+    } else {
+        Raw::Postgres(PgPool::connect(url).await.unwrap())
+    };
     let expiry = match raw {
         Raw::Sqlite(_) => "COALESCE(expires_at, 9223372036854775807)",
         Raw::Postgres(_) => "COALESCE(expires_at, 'infinity')",
@@ -602,27 +624,117 @@ async fn sweep_floor(raw: &Raw, now: DateTime<Utc>) -> Duration {
         format!("UPDATE api_keys SET is_active = FALSE, updated_at = $1 WHERE {expiry} <= $1 AND is_active"),
     ];
     let started = Instant::now();
-    match raw {
+    match &raw {
         Raw::Sqlite(pool) => {
             let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.unwrap();
             for sql in statements {
                 let query = sqlx::query(AssertSqlSafe(sql)).bind(now.timestamp_millis());
                 query.execute(&mut *tx).await.expect("floor sweep");
             }
-            let elapsed = started.elapsed();
-            tx.rollback().await.unwrap();
-            elapsed
+            tx.commit().await.unwrap();
         }
         Raw::Postgres(pool) => {
             let mut tx = pool.begin().await.unwrap();
             for sql in statements {
                 sqlx::query(AssertSqlSafe(sql)).bind(now).execute(&mut *tx).await.expect("floor sweep");
             }
-            let elapsed = started.elapsed();
-            tx.rollback().await.unwrap();
-            elapsed
+            tx.commit().await.unwrap();
         }
     }
+    let elapsed = started.elapsed();
+    raw.close().await;
+    elapsed
+}
+
+/// Fresh copies of the bench database for the sweep runs, page for page: a file copy on SQLite
+/// (after a checkpoint, so the file holds everything), `CREATE DATABASE … TEMPLATE` with the
+/// file-copy strategy on PostgreSQL.
+enum Copies {
+    Sqlite { source: std::path::PathBuf, made: usize },
+    Postgres { admin: sqlx::PgConnection, base: String, source: String, made: usize },
+}
+
+impl Copies {
+    async fn of(url: &str) -> Copies {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            let pool = store::sqlite::SqliteStore::connect(url).await.unwrap().pool().clone();
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&pool).await.expect("checkpoint");
+            pool.close().await;
+            Copies::Sqlite { source: path.into(), made: 0 }
+        } else {
+            let (base, source) = url.rsplit_once('/').expect("a database URL");
+            let admin = sqlx::PgConnection::connect(&format!("{base}/postgres")).await.expect("connect as admin");
+            Copies::Postgres { admin, base: base.into(), source: source.into(), made: 0 }
+        }
+    }
+
+    /// A new copy; returns its URL.
+    async fn make(&mut self) -> String {
+        match self {
+            Copies::Sqlite { source, made } => {
+                *made += 1;
+                let copy = source.with_file_name(format!("sweep-copy-{made}.db"));
+                std::fs::copy(&*source, &copy).expect("copy the database file");
+                format!("sqlite://{}", copy.display())
+            }
+            Copies::Postgres { admin, base, source, made } => {
+                *made += 1;
+                let copy = format!("{source}_sweep{made}");
+                // A template must have no sessions: end any the bench's pools left behind.
+                sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+                    .bind(source.as_str())
+                    .execute(&mut *admin)
+                    .await
+                    .unwrap();
+                sqlx::query(AssertSqlSafe(format!(
+                    "CREATE DATABASE \"{copy}\" TEMPLATE \"{source}\" STRATEGY FILE_COPY"
+                )))
+                .execute(&mut *admin)
+                .await
+                .expect("copy the database");
+                format!("{base}/{copy}")
+            }
+        }
+    }
+
+    async fn remove(&mut self, url: &str) {
+        match self {
+            Copies::Sqlite { .. } => {
+                let path = url.trim_start_matches("sqlite://");
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{path}{suffix}"));
+                }
+            }
+            Copies::Postgres { admin, .. } => {
+                let (_, name) = url.rsplit_once('/').unwrap();
+                sqlx::query(AssertSqlSafe(format!("DROP DATABASE \"{name}\" WITH (FORCE)")))
+                    .execute(&mut *admin)
+                    .await
+                    .expect("drop the copy");
+            }
+        }
+    }
+}
+
+/// One sweep by keytop, as the child process reported it.
+struct SweepRun {
+    time: Duration,
+    peak_kb: u64,
+    disabled: u64,
+    deleted: u64,
+}
+
+/// Sweeps the database at `url` in a child process (this executable in child mode).
+fn sweep_in_child(url: &str) -> SweepRun {
+    let output =
+        Command::new(std::env::current_exe().unwrap()).env(SWEEP_CHILD, url).output().expect("run the sweep child");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("sweep "))
+        .unwrap_or_else(|| panic!("sweep child: {text} {}", String::from_utf8_lossy(&output.stderr)));
+    let fields: Vec<u64> = line.split_whitespace().skip(1).map(|f| f.parse().unwrap()).collect();
+    SweepRun { time: Duration::from_millis(fields[0]), peak_kb: fields[1], disabled: fields[2], deleted: fields[3] }
 }
 
 /// The child process: one real sweep through the service, then its time and peak RSS.
