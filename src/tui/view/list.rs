@@ -91,11 +91,7 @@ impl Column {
             Column::Rate => Cell::from(format::rate_limit(key.rate_limit)),
             Column::Expires => {
                 let cell = Cell::from(format::expiry(key, now));
-                if key.is_expired(now) {
-                    cell.style(state.session.theme.status(KeyStatus::Expired))
-                } else {
-                    cell
-                }
+                if key.is_expired(now) { cell.style(state.session.theme.status(KeyStatus::Expired)) } else { cell }
             }
             Column::LastUsed => Cell::from(format::last_used(key, now)),
         }

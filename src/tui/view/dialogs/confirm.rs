@@ -18,7 +18,8 @@ pub fn render(frame: &mut Frame, state: &State, confirm: &Confirm) {
     let text_width = WIDTH.min(frame.area().width).saturating_sub(4).max(1);
     let rows_of =
         |line: &String| Paragraph::new(line.as_str()).wrap(Wrap { trim: false }).line_count(text_width).max(1);
-    let rows: usize = confirm.lines.iter().map(rows_of).sum();
+    let line_rows: Vec<usize> = confirm.lines.iter().map(rows_of).collect();
+    let rows: usize = line_rows.iter().sum();
     let inner = popup(frame, state, &confirm.title, WIDTH, rows as u16 + 4);
     let text_area = inner.inner(ratatui::layout::Margin::new(1, 0));
     // The question must stay on screen however long the list (a sweep lists up to a thousand
@@ -27,11 +28,10 @@ pub fn render(frame: &mut Frame, state: &State, confirm: &Confirm) {
     let mut shown = confirm.lines.len();
     if rows > room {
         let mut used = 0;
-        shown = confirm
-            .lines
+        shown = line_rows
             .iter()
-            .take_while(|line| {
-                used += rows_of(line);
+            .take_while(|&&line| {
+                used += line;
                 used < room
             })
             .count();
