@@ -55,6 +55,17 @@ enum Raw {
 }
 
 impl Raw {
+    /// Plain pools to the database at `url`. On SQLite, a pool of the store's own making: a floor
+    /// committing with SQLite's default `synchronous = FULL` would sync the WAL on every commit,
+    /// and one pinging each connection before use would pay a round trip, work keytop does not do.
+    async fn connect(url: &str) -> Raw {
+        if url.starts_with("sqlite") {
+            Raw::Sqlite(store::sqlite::SqliteStore::connect(url).await.unwrap().pool().clone())
+        } else {
+            Raw::Postgres(PgPool::connect(url).await.unwrap())
+        }
+    }
+
     async fn close(&self) {
         match self {
             Raw::Sqlite(pool) => pool.close().await,
@@ -200,13 +211,7 @@ async fn bench_backend(backend: &'static str, url: &str, scale: &Scale) -> Repor
     let mut report = Report { backend, rows: Vec::new() };
     let store = store::open(url).await.expect("open the bench database");
     let service = service_over(store);
-    let raw = match backend {
-        // A pool of the store's own making: a floor committing with SQLite's default
-        // `synchronous = FULL` would sync the WAL on every commit, and one pinging each
-        // connection before use would pay a round trip, work keytop does not do.
-        "sqlite" => Raw::Sqlite(store::sqlite::SqliteStore::connect(url).await.unwrap().pool().clone()),
-        _ => Raw::Postgres(PgPool::connect(url).await.unwrap()),
-    };
+    let raw = Raw::connect(url).await;
 
     // Data, through the product's generator.
     let spec = DemoSpec {
@@ -601,14 +606,10 @@ async fn load_floor(backend: &str, raw: &Raw, rows: u64) {
 /// The set-based statements a sweep needs (audit rows, deletes, disables) in one transaction,
 /// committed, on the copy of the database at `url`; the time includes the commit. Expired keys
 /// are found through each backend's expiry index (its expression, "never" as the largest value),
-/// as keytop finds them. On SQLite the statements run on a pool of the store's making, so its
-/// commit checkpoints as keytop's does.
+/// as keytop finds them. On SQLite the pool is of the store's making, so its commit checkpoints
+/// as keytop's does.
 async fn sweep_floor(url: &str, now: DateTime<Utc>) -> Duration {
-    let raw = if url.starts_with("sqlite") {
-        Raw::Sqlite(store::sqlite::SqliteStore::connect(url).await.unwrap().pool().clone())
-    } else {
-        Raw::Postgres(PgPool::connect(url).await.unwrap())
-    };
+    let raw = Raw::connect(url).await;
     let expiry = match raw {
         Raw::Sqlite(_) => "COALESCE(expires_at, 9223372036854775807)",
         Raw::Postgres(_) => "COALESCE(expires_at, 'infinity')",
@@ -657,9 +658,9 @@ enum Copies {
 impl Copies {
     async fn of(url: &str) -> Copies {
         if let Some(path) = url.strip_prefix("sqlite://") {
-            let pool = store::sqlite::SqliteStore::connect(url).await.unwrap().pool().clone();
-            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&pool).await.expect("checkpoint");
-            pool.close().await;
+            let raw = Raw::connect(url).await;
+            raw!(&raw, "PRAGMA wal_checkpoint(TRUNCATE)", |q| q, execute);
+            raw.close().await;
             Copies::Sqlite { source: path.into(), made: 0 }
         } else {
             let (base, source) = url.rsplit_once('/').expect("a database URL");
