@@ -2,6 +2,7 @@
 
 mod admin;
 pub mod args;
+mod demo;
 mod keys;
 mod money;
 mod output;
@@ -77,7 +78,7 @@ fn exit_code_of(error: &anyhow::Error) -> u8 {
 
 async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     if cli.demo {
-        return crate::demo::run_tui_on_demo_data(&cli).await.map(|()| Outcome::Success);
+        return demo::run_tui_on_demo_data(&cli).await.map(|()| Outcome::Success);
     }
     let ctx = setup(&cli).await?;
     dispatch(ctx, cli).await
