@@ -118,6 +118,9 @@ pub async fn setup(cli: &Cli) -> anyhow::Result<Context> {
     // The actor is written into the shared ledger and audit log, which other tools read raw.
     let actor = crate::domain::validate::name("--actor (or KEYTOP_ACTOR)", &actor(cli), 100)?;
     let url = cli.db.clone().or_else(|| config.database_url.clone()).unwrap_or_else(crate::paths::default_database_url);
+    if let Some(warning) = store::sqlite::readable_by_others(&url) {
+        eprintln!("keytop: {warning}");
+    }
     let mut upgrade = None;
     let store = store::open_announcing(&url, |schema| {
         eprintln!(
