@@ -13,7 +13,6 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::cli::args::{Cli, DemoArgs};
 use crate::domain::{ApiKey, LedgerEntry, Money, User};
 use crate::service::{KeyService, ServiceResult};
 use crate::store::{BulkLoad, UsageRecord};
@@ -52,18 +51,6 @@ pub struct DemoSpec {
     pub days: u32,
     pub usage_rows: u64,
     pub seed: u64,
-}
-
-impl From<&DemoArgs> for DemoSpec {
-    fn from(args: &DemoArgs) -> Self {
-        DemoSpec {
-            users: args.users.max(1),
-            keys: args.keys,
-            days: args.days.max(1),
-            usage_rows: args.usage_rows.unwrap_or(u64::from(args.keys) * u64::from(args.days.max(1)) * 2),
-            seed: args.seed,
-        }
-    }
 }
 
 impl Default for DemoSpec {
@@ -526,29 +513,6 @@ pub async fn fill(service: &KeyService, spec: &DemoSpec, show_progress: bool) ->
         );
     }
     Ok(times)
-}
-
-/// `keytop --demo`: the TUI on a throwaway SQLite database, removed on exit, also on SIGTERM or
-/// SIGHUP (the TUI quits on them; while the data loads, loading stops).
-pub async fn run_tui_on_demo_data(cli: &Cli) -> anyhow::Result<()> {
-    let config = crate::cli::load_config(cli)?;
-    // Listening before the directory exists: from here on these signals end in a return, never in
-    // a kill that would leave the directory behind.
-    let mut hangup = crate::tui::Hangup::new()?;
-    let dir = tempfile::Builder::new().prefix("keytop-demo-").tempdir()?;
-    let url = format!("sqlite://{}", dir.path().join("demo.db").display());
-    let store = crate::store::open(&url).await?;
-    // A throwaway master key: the demo's keys are as disposable as its database.
-    let (master_key, _) = crate::crypto::MasterKey::generate();
-    let service = KeyService::new(store, Ok(master_key), crate::cli::service_settings(&config), crate::cli::actor(cli));
-    let spec = DemoSpec::default();
-    tokio::select! {
-        filled = fill(&service, &spec, false) => { filled?; }
-        () = hangup.recv() => return Ok(()),
-    }
-    let outcome = crate::tui::run_with_hangup(service, crate::cli::tui_options(&config, cli.read_only), hangup).await;
-    drop(dir);
-    outcome
 }
 
 #[cfg(test)]

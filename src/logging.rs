@@ -8,9 +8,9 @@ use tracing_subscriber::EnvFilter;
 /// be opened is not worth failing a command for, so that case only returns the reason.
 pub fn init(path: &Path) -> Result<(), String> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        crate::paths::create_private_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
-    let file = std::fs::OpenOptions::new()
+    let file = crate::paths::private_file_options()
         .create(true)
         .append(true)
         .open(path)

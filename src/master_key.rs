@@ -62,14 +62,10 @@ fn check_permissions(_path: &Path) -> Result<(), String> {
 fn create(path: &Path) -> Result<MasterKey, String> {
     let fail = |error: std::io::Error| format!("cannot create the master key file {}: {error}", path.display());
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(fail)?;
+        crate::paths::create_private_dir_all(dir).map_err(fail)?;
     }
     let (key, text) = MasterKey::generate();
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    match options.open(path) {
+    match crate::paths::private_file_options().write(true).create_new(true).open(path) {
         Ok(mut file) => {
             file.write_all(format!("{text}\n").as_bytes()).and_then(|()| file.sync_all()).map_err(fail)?;
             tracing::info!(path = %path.display(), "created a new master key file");

@@ -1,6 +1,9 @@
-//! Where keytop keeps its files, following the XDG base directory rules on every platform.
+//! Where keytop keeps its files, following the XDG base directory rules on every platform, and
+//! how it creates them: private to the user, since they hold key names, owners, balances, usage
+//! and the audit trail.
 
-use std::path::PathBuf;
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
 
 fn home() -> PathBuf {
     std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."))
@@ -38,4 +41,23 @@ pub fn default_database_url() -> String {
 
 pub fn log_file() -> PathBuf {
     state_dir().join("keytop.log")
+}
+
+/// Creates `dir` with its missing parents, each new one private to the user (mode 0700 on Unix,
+/// as the XDG base directory rules ask). Folders that exist keep their mode.
+pub fn create_private_dir_all(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Open options that create a missing file private to the user (mode 0600 on Unix). A file that
+/// exists keeps its mode.
+pub fn private_file_options() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
 }

@@ -420,3 +420,28 @@ fn a_reader_that_stops_early_does_not_make_keytop_panic() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success() && !stderr.contains("panicked"), "{:?} {stderr}", output.status);
 }
+
+/// The folders, database and log keytop creates in the default places are the user's alone; an
+/// existing database others can read is reported once per command, and left as it is.
+#[cfg(unix)]
+#[test]
+fn data_files_are_private_and_a_readable_database_is_reported() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let sandbox = Sandbox::sqlite();
+    let users_list = || sandbox.command(&["users", "list"]).env_remove("KEYTOP_DB").output().unwrap();
+    let first = users_list();
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let (data, state) = (sandbox.dir.path().join("data/keytop"), sandbox.dir.path().join("state/keytop"));
+    let database = data.join("keytop.db");
+    assert_eq!((mode(&data), mode(&state)), (0o700, 0o700));
+    assert_eq!((mode(&database), mode(&state.join("keytop.log"))), (0o600, 0o600));
+    assert!(!String::from_utf8_lossy(&first.stderr).contains("other users"));
+
+    std::fs::set_permissions(&database, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let second = users_list();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(second.status.success(), "{stderr}");
+    assert_eq!(stderr.matches("can be read by other users (mode 644)").count(), 1, "{stderr}");
+    assert_eq!(mode(&database), 0o644, "the mode is the admin's to change");
+}

@@ -2,6 +2,7 @@
 
 mod admin;
 pub mod args;
+mod demo;
 mod keys;
 mod money;
 mod output;
@@ -77,7 +78,7 @@ fn exit_code_of(error: &anyhow::Error) -> u8 {
 
 async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     if cli.demo {
-        return crate::demo::run_tui_on_demo_data(&cli).await.map(|()| Outcome::Success);
+        return demo::run_tui_on_demo_data(&cli).await.map(|()| Outcome::Success);
     }
     let ctx = setup(&cli).await?;
     dispatch(ctx, cli).await
@@ -117,6 +118,9 @@ pub async fn setup(cli: &Cli) -> anyhow::Result<Context> {
     // The actor is written into the shared ledger and audit log, which other tools read raw.
     let actor = crate::domain::validate::name("--actor (or KEYTOP_ACTOR)", &actor(cli), 100)?;
     let url = cli.db.clone().or_else(|| config.database_url.clone()).unwrap_or_else(crate::paths::default_database_url);
+    if let Some(warning) = store::sqlite::readable_by_others(&url) {
+        eprintln!("keytop: {warning}");
+    }
     let mut upgrade = None;
     let store = store::open_announcing(&url, |schema| {
         eprintln!(

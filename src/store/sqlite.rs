@@ -6,6 +6,7 @@
 //! money integer micro-dollars, days `YYYY-MM-DD` text, allow lists JSON array text (NULL =
 //! unrestricted), booleans 0/1.
 
+use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -99,6 +100,46 @@ fn connect_options(url: &str) -> Result<SqliteConnectOptions, sqlx::Error> {
         .busy_timeout(BUSY_TIMEOUT))
 }
 
+/// Creates a missing database file empty and private to the user, before SQLite opens it: SQLite
+/// would create it with the umask's mode (0644, commonly), and gives its `-wal` and `-shm` files
+/// the database file's mode. An empty file is a new database to SQLite.
+fn create_private_database(path: &Path) -> std::io::Result<()> {
+    match crate::paths::private_file_options().write(true).create_new(true).open(path) {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+/// A warning when the SQLite database of `url` exists and other users may read it (on Unix, its
+/// mode grants group or others the read bit). The database holds key names, owners, balances,
+/// usage and the audit trail; keytop says so rather than change the mode behind the admin's back.
+pub fn readable_by_others(url: &str) -> Option<String> {
+    let options = connect_options(url).ok()?;
+    let path = options.get_filename();
+    let mode = readable_mode(path)?;
+    Some(format!(
+        "the database {} can be read by other users (mode {:o}): it holds key names, owners, balances, usage \
+         and the audit trail; to keep it private: chmod 600 {} and its -wal and -shm files",
+        path.display(),
+        mode,
+        path.display()
+    ))
+}
+
+/// The permission bits of the file at `path` when group or others may read it.
+#[cfg(unix)]
+fn readable_mode(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o044 != 0).then_some(mode)
+}
+
+#[cfg(not(unix))]
+fn readable_mode(_path: &Path) -> Option<u32> {
+    None
+}
+
 impl SqliteStore {
     pub async fn connect(url: &str) -> StoreResult<SqliteStore> {
         let unavailable = |reason: String| StoreError::Unavailable { url: redact_url(url), reason };
@@ -114,9 +155,11 @@ impl SqliteStore {
             let path = std::path::absolute(options.get_filename())
                 .map_err(|error| unavailable(format!("cannot resolve the database path: {error}")))?;
             if let Some(folder) = path.parent() {
-                std::fs::create_dir_all(folder)
+                crate::paths::create_private_dir_all(folder)
                     .map_err(|error| unavailable(format!("cannot create the folder {} ({error})", folder.display())))?;
             }
+            create_private_database(&path)
+                .map_err(|error| unavailable(format!("cannot create the database file ({error})")))?;
             (SqlitePoolOptions::new().max_connections(8), format!("sqlite://{}", path.display()))
         };
         // No ping before handing out a connection: a SQLite connection is a file handle that
@@ -371,4 +414,54 @@ async fn query_plan(store: &SqliteStore, query: SqliteQuery<'_>) -> String {
     use sqlx::Row;
     let rows = query.fetch_all(&store.pool).await.unwrap();
     rows.iter().map(|row| row.get::<String, _>("detail")).collect::<Vec<_>>().join("; ")
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap_or_else(|error| panic!("{}: {error}", path.display())).permissions().mode()
+            & 0o777
+    }
+
+    /// The folders the store creates, the database and the `-wal` and `-shm` files SQLite creates
+    /// next to it are the user's alone.
+    #[tokio::test]
+    async fn a_new_database_and_its_folders_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new").join("keytop.db");
+        let store = SqliteStore::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+        store.migrate().await.unwrap();
+        let audit = AuditRecord {
+            at: Utc::now(),
+            actor: "tester".into(),
+            action: "test".into(),
+            api_key_id: None,
+            details: serde_json::Value::Null,
+        };
+        store.append_audit(&audit).await.unwrap();
+        assert_eq!(mode(&dir.path().join("new")), 0o700);
+        for file in ["keytop.db", "keytop.db-wal", "keytop.db-shm"] {
+            assert_eq!(mode(&dir.path().join("new").join(file)), 0o600, "{file}");
+        }
+        assert_eq!(readable_by_others(&format!("sqlite://{}", path.display())), None);
+    }
+
+    /// An existing database others may read is reported, and its mode left as it is.
+    #[tokio::test]
+    async fn a_database_readable_by_others_is_reported_not_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keytop.db");
+        std::fs::write(&path, b"").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let url = format!("sqlite://{}", path.display());
+        let warning = readable_by_others(&url).expect("a warning");
+        assert!(warning.contains("can be read by other users (mode 640)"), "{warning}");
+        assert!(warning.contains(&format!("chmod 600 {}", path.display())), "{warning}");
+        SqliteStore::connect(&url).await.unwrap().migrate().await.unwrap();
+        assert_eq!(mode(&path), 0o640);
+    }
 }
