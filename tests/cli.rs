@@ -445,3 +445,55 @@ fn data_files_are_private_and_a_readable_database_is_reported() {
     assert_eq!(stderr.matches("can be read by other users (mode 644)").count(), 1, "{stderr}");
     assert_eq!(mode(&database), 0o644, "the mode is the admin's to change");
 }
+
+/// Every subcommand at every depth, as its path of names (`["keys", "create"]`), read from the
+/// command line's own definition so that this list cannot fall behind it.
+fn subcommand_paths() -> Vec<Vec<String>> {
+    fn walk(command: &clap::Command, path: &[String], paths: &mut Vec<Vec<String>>) {
+        for sub in command.get_subcommands().filter(|sub| !sub.is_hide_set()) {
+            let mut sub_path = path.to_vec();
+            sub_path.push(sub.get_name().to_string());
+            walk(sub, &sub_path, paths);
+            paths.push(sub_path);
+        }
+    }
+    let mut paths = Vec::new();
+    walk(&<keytop::cli::Cli as clap::CommandFactory>::command(), &[], &mut paths);
+    paths
+}
+
+#[test]
+fn completions_and_man_pages_name_every_subcommand() {
+    let sandbox = Sandbox::sqlite();
+    let paths = subcommand_paths();
+    assert!(paths.iter().any(|path| path == &["keys", "create"]), "{paths:?}");
+
+    for shell in <clap_complete::Shell as clap::ValueEnum>::value_variants() {
+        let shell = shell.to_string();
+        let script = sandbox.ok(&["completions", &shell]);
+        for path in &paths {
+            let name = path.last().unwrap();
+            assert!(script.contains(name.as_str()), "the {shell} completions do not name {path:?}");
+        }
+    }
+
+    let page = sandbox.ok(&["man"]);
+    assert!(page.starts_with(".ie \\n(.g .ds Aq") && page.contains(".TH keytop 1"), "{page}");
+    for path in paths.iter().filter(|path| path.len() == 1) {
+        let reference = format!("keytop\\-{}(1)", path[0]);
+        assert!(page.contains(&reference), "the man page does not list {reference}");
+    }
+
+    let dir = sandbox.dir.path().join("man");
+    let dir_arg = dir.to_str().unwrap();
+    assert!(sandbox.ok(&["man", "--dir", dir_arg]).contains(&format!("wrote {} man pages", paths.len() + 1)));
+    let mut written: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|entry| entry.unwrap().file_name().into_string().unwrap()).collect();
+    written.sort();
+    let mut expected: Vec<String> =
+        paths.iter().map(|path| format!("keytop-{}.1", path.join("-"))).chain(["keytop.1".to_string()]).collect();
+    expected.sort();
+    assert_eq!(written, expected);
+    let create_page = std::fs::read_to_string(dir.join("keytop-keys-create.1")).unwrap();
+    assert!(create_page.contains("\\-\\-standalone"), "{create_page}");
+}

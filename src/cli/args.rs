@@ -119,6 +119,17 @@ pub enum Command {
     },
     /// Fill the database with generated demo data
     Demo(DemoArgs),
+    /// Print the shell completion script for SHELL
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page of keytop, or write a page per subcommand into a directory
+    Man {
+        /// Write keytop.1 and one keytop-<subcommand>.1 per subcommand here instead
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,6 +3,7 @@
 mod admin;
 pub mod args;
 mod demo;
+pub mod generated;
 mod keys;
 mod money;
 mod output;
@@ -80,8 +81,13 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     if cli.demo {
         return demo::run_tui_on_demo_data(&cli).await.map(|()| Outcome::Success);
     }
-    let ctx = setup(&cli).await?;
-    dispatch(ctx, cli).await
+    // These describe the command line itself: no database, config or master key needed.
+    match &cli.command {
+        Some(Command::Completions { shell }) => generated::print_completions(*shell),
+        Some(Command::Man { dir }) => generated::print_man(dir.as_deref())?,
+        _ => return dispatch(setup(&cli).await?, cli).await,
+    }
+    Ok(Outcome::Success)
 }
 
 async fn dispatch(ctx: Context, cli: Cli) -> anyhow::Result<Outcome> {
@@ -104,6 +110,7 @@ async fn dispatch(ctx: Context, cli: Cli) -> anyhow::Result<Outcome> {
         Some(Command::Demo(args)) => {
             crate::demo::fill(&ctx.service, &crate::demo::DemoSpec::from(&args), true).await?;
         }
+        Some(Command::Completions { .. } | Command::Man { .. }) => unreachable!("run answers these without a database"),
     }
     Ok(Outcome::Success)
 }

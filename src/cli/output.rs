@@ -21,7 +21,18 @@ pub(crate) use out;
 pub fn write_line(line: std::fmt::Arguments<'_>) {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
-    if let Err(error) = stdout.write_fmt(line).and_then(|()| stdout.write_all(b"\n")) {
+    exit_on_write_error(stdout.write_fmt(line).and_then(|()| stdout.write_all(b"\n")));
+}
+
+/// Writes generated text (a completion script, a man page) to stdout as it is.
+pub fn write_raw(bytes: &[u8]) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    exit_on_write_error(stdout.write_all(bytes).and_then(|()| stdout.flush()));
+}
+
+fn exit_on_write_error(result: std::io::Result<()>) {
+    if let Err(error) = result {
         if error.kind() == std::io::ErrorKind::BrokenPipe {
             // The reader has all it wanted; the command itself has already done its work.
             std::process::exit(0);
