@@ -14,6 +14,11 @@ use uuid::Uuid;
 const KEY_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 const KEY_RANDOM_CHARS: usize = 32;
 const SEALED_PREFIX: &str = "v1:";
+/// Stored in place of a sealed copy when keytop never had the plaintext (a key imported without
+/// a readable copy), followed by why: the key still verifies by its hash, and reveal says why not.
+const NO_COPY_PREFIX: &str = "none:";
+/// Random characters of a key made by Aether's later releases: URL-safe base64, `-` and `_` included.
+const AETHER_KEY_RANDOM_CHARS: usize = 48;
 const NONCE_LEN: usize = 12;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,6 +31,8 @@ pub enum CryptoError {
     WrongMasterKey,
     #[error("the stored ciphertext is not in a known format")]
     UnknownFormat,
+    #[error("no copy of its plaintext is stored: {0}")]
+    NoStoredCopy(String),
 }
 
 /// A new random plaintext key: `PREFIX-` + 32 characters of `[A-Za-z0-9]` from the OS source.
@@ -56,6 +63,28 @@ pub fn hash_key(plaintext: &str) -> String {
         let _ = write!(hex, "{byte:02x}");
         hex
     })
+}
+
+/// Whether `text` has the shape of a plaintext key with this prefix: keytop's own (16 or more
+/// letters and digits after `PREFIX-`) or Aether's (48 URL-safe characters after it). Used to keep
+/// a key pasted in the wrong place out of messages and logs.
+pub fn looks_like_plaintext(prefix: &str, text: &str) -> bool {
+    let Some(body) = text.strip_prefix(prefix).and_then(|rest| rest.strip_prefix('-')) else {
+        return false;
+    };
+    let url_safe = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    (body.len() >= 16 && body.chars().all(|c| c.is_ascii_alphanumeric()))
+        || (body.len() == AETHER_KEY_RANDOM_CHARS && body.chars().all(url_safe))
+}
+
+/// What the ciphertext column holds for a key whose plaintext keytop does not have, and `why`.
+pub fn no_stored_copy(why: &str) -> String {
+    format!("{NO_COPY_PREFIX}{why}")
+}
+
+/// Whether a stored ciphertext is a [`no_stored_copy`] marker rather than a sealed key.
+pub fn is_no_stored_copy(stored: &str) -> bool {
+    stored.starts_with(NO_COPY_PREFIX)
 }
 
 /// The display hint: first 10 characters, `...`, last 4 (`sk-AbCdEfG...wxyz`).
@@ -121,6 +150,9 @@ impl MasterKey {
 
     /// Opens what [`MasterKey::seal`] produced for the same key id.
     pub fn open(&self, key_id: Uuid, sealed: &str) -> Result<String, CryptoError> {
+        if let Some(why) = sealed.strip_prefix(NO_COPY_PREFIX) {
+            return Err(CryptoError::NoStoredCopy(why.to_string()));
+        }
         let encoded = sealed.strip_prefix(SEALED_PREFIX).ok_or(CryptoError::UnknownFormat)?;
         let blob = BASE64.decode(encoded).map_err(|_| CryptoError::UnknownFormat)?;
         if blob.len() <= NONCE_LEN {
@@ -169,6 +201,29 @@ mod tests {
         let (other, _) = MasterKey::generate();
         assert_eq!(other.open(id, &sealed), Err(CryptoError::WrongMasterKey));
         assert!(!format!("{master:?}").contains(&text));
+    }
+
+    #[test]
+    fn plaintext_shapes_of_keytop_and_aether_are_recognised() {
+        assert!(looks_like_plaintext("sk", &generate_key("sk")));
+        let aether = format!("sk-{}", "Ab-_9".repeat(9) + "xyz");
+        assert_eq!(aether.len(), 51);
+        assert!(looks_like_plaintext("sk", &aether));
+        assert!(!looks_like_plaintext("sk", &aether[..50]), "47 URL-safe characters are not a key");
+        assert!(!looks_like_plaintext("sk", "sk-nightly-build-runner"));
+        assert!(!looks_like_plaintext("sk", "search-prod"));
+        assert!(!looks_like_plaintext("pk", &aether));
+    }
+
+    #[test]
+    fn a_missing_copy_says_why_when_opened() {
+        let (master, _) = MasterKey::generate();
+        let stored = no_stored_copy("imported without the encryption key");
+        assert!(is_no_stored_copy(&stored) && !is_no_stored_copy(&master.seal(Uuid::new_v4(), "sk-x")));
+        assert_eq!(
+            master.open(Uuid::new_v4(), &stored),
+            Err(CryptoError::NoStoredCopy("imported without the encryption key".into()))
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod config;
 pub mod crypto;
 pub mod demo;
 pub mod domain;
+pub mod import;
 pub mod logging;
 pub mod master_key;
 pub mod paths;

@@ -119,6 +119,9 @@ pub enum Command {
     },
     /// Fill the database with generated demo data
     Demo(DemoArgs),
+    /// Bring users, keys and usage over from another system
+    #[command(subcommand)]
+    Import(ImportCommand),
     /// Print the shell completion script for SHELL
     Completions {
         #[arg(value_enum)]
@@ -335,4 +338,39 @@ pub struct DemoArgs {
     pub usage_rows: Option<u64>,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Import an Aether database: its users, its keys (same ids and hashes: every plaintext
+    /// still verifies) and their usage, in one transaction; a re-run skips what is there
+    Aether(AetherImportArgs),
+}
+
+/// `Debug` never shows the encryption key.
+#[derive(Args)]
+pub struct AetherImportArgs {
+    /// Aether's database, as its DATABASE_URL: postgres://USER@HOST/DB or sqlite://PATH
+    #[arg(long, value_name = "URL")]
+    pub from: String,
+    /// Aether's ENCRYPTION_KEY: each key's stored copy comes over, so reveal works
+    #[arg(long, value_name = "KEY", conflicts_with = "encryption_key_file")]
+    pub encryption_key: Option<String>,
+    /// File holding Aether's ENCRYPTION_KEY (keeps it out of the process list)
+    #[arg(long, value_name = "PATH")]
+    pub encryption_key_file: Option<PathBuf>,
+    /// Read and convert everything and report; write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+impl std::fmt::Debug for AetherImportArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AetherImportArgs")
+            .field("from", &crate::store::redact_url(&self.from))
+            .field("encryption_key", &self.encryption_key.as_ref().map(|_| "<redacted>"))
+            .field("encryption_key_file", &self.encryption_key_file)
+            .field("dry_run", &self.dry_run)
+            .finish()
+    }
 }

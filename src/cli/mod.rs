@@ -4,6 +4,7 @@ mod admin;
 pub mod args;
 mod demo;
 pub mod generated;
+mod import;
 mod keys;
 mod money;
 mod output;
@@ -110,6 +111,7 @@ async fn dispatch(ctx: Context, cli: Cli) -> anyhow::Result<Outcome> {
         Some(Command::Demo(args)) => {
             crate::demo::fill(&ctx.service, &crate::demo::DemoSpec::from(&args), true).await?;
         }
+        Some(Command::Import(args::ImportCommand::Aether(args))) => import::aether(&ctx, args).await?,
         Some(Command::Completions { .. } | Command::Man { .. }) => unreachable!("run answers these without a database"),
     }
     Ok(Outcome::Success)

@@ -217,8 +217,7 @@ impl KeyService {
     /// A reference as messages (and so the log) may show it: a plaintext key pasted where a
     /// reference belongs is cut down to its hint, never echoed.
     fn shown_reference(&self, reference: &str) -> String {
-        let body = reference.strip_prefix(&format!("{}-", self.settings.key_prefix));
-        if body.is_some_and(|body| body.len() >= 16 && body.chars().all(|c| c.is_ascii_alphanumeric())) {
+        if crypto::looks_like_plaintext(&self.settings.key_prefix, reference) {
             format!("{} (a plaintext key, not shown; use the key's id or name)", crypto::key_hint(reference))
         } else {
             reference.to_string()
@@ -288,10 +287,14 @@ impl KeyService {
     /// The plaintext of a stored key. Audited (with the actor) before it is returned.
     pub async fn reveal_key(&self, id: Uuid) -> ServiceResult<String> {
         let key = self.key(id).await?;
-        let plaintext = self
-            .master_key()?
-            .open(key.id, &key.key_ciphertext)
-            .map_err(|error| ServiceError::MasterKey(format!("cannot reveal key {}: {error}", key.id)))?;
+        let plaintext = self.master_key()?.open(key.id, &key.key_ciphertext).map_err(|error| match error {
+            crypto::CryptoError::NoStoredCopy(why) => ServiceError::Refused(format!(
+                "key {} cannot be revealed: keytop has no copy of its plaintext ({why}); it still verifies, \
+                 and only its holder has the plaintext",
+                key.id
+            )),
+            other => ServiceError::MasterKey(format!("cannot reveal key {}: {other}", key.id)),
+        })?;
         let audit = self.audit_record("key_reveal", Some(id), json!({ "hint": key.key_hint }));
         self.store.append_audit(&audit).await?;
         Ok(plaintext)

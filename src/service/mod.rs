@@ -5,6 +5,7 @@
 
 mod balance;
 mod error;
+mod import;
 mod keys;
 mod rekey;
 mod usage;

@@ -12,6 +12,10 @@ impl KeyService {
     pub async fn rekey(&self, new_key: &MasterKey) -> ServiceResult<u64> {
         let old_key = self.master_key()?;
         let reseal = |id, ciphertext: &str| {
+            // A key without a stored copy has nothing sealed under either master key.
+            if crate::crypto::is_no_stored_copy(ciphertext) {
+                return Ok(ciphertext.to_string());
+            }
             let plaintext = old_key.open(id, ciphertext).map_err(|error| error.to_string())?;
             Ok(new_key.seal(id, &plaintext))
         };

@@ -14,24 +14,29 @@ pub struct TestDb {
     pub url: String,
     pub store: Arc<dyn Store>,
     _tempdir: Option<tempfile::TempDir>,
-    pg_drop: Option<(String, String)>,
+    _pg_drop: Option<DropOnExit>,
 }
 
-impl Drop for TestDb {
+/// A PostgreSQL database a test created on the server at `admin_url`, dropped with this guard.
+pub struct DropOnExit {
+    pub admin_url: String,
+    pub name: String,
+}
+
+impl Drop for DropOnExit {
     fn drop(&mut self) {
-        if let Some((admin_url, name)) = self.pg_drop.take() {
-            // Drop runs outside async code: use a thread with its own runtime.
-            let _ = std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-                runtime.block_on(async {
-                    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await {
-                        let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-                        let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await;
-                    }
-                });
-            })
-            .join();
-        }
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop runs outside async code: use a thread with its own runtime.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await {
+                    let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await;
+                }
+            });
+        })
+        .join();
     }
 }
 
@@ -46,7 +51,7 @@ pub async fn sqlite_db() -> TestDb {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("keytop.db").display());
     let store = store::open(&url).await.expect("open sqlite test database");
-    TestDb { label: "sqlite", url, store, _tempdir: Some(dir), pg_drop: None }
+    TestDb { label: "sqlite", url, store, _tempdir: Some(dir), _pg_drop: None }
 }
 
 /// A fresh, empty PostgreSQL database on the test server, or `None` when none is configured.
@@ -60,7 +65,7 @@ pub async fn postgres_db() -> Option<TestDb> {
         .expect("create test database");
     let url = store::with_database(&admin_url, &name);
     let store = store::open(&url).await.expect("open postgres test database");
-    Some(TestDb { label: "postgres", url, store, _tempdir: None, pg_drop: Some((admin_url, name)) })
+    Some(TestDb { label: "postgres", url, store, _tempdir: None, _pg_drop: Some(DropOnExit { admin_url, name }) })
 }
 
 /// Every backend this run tests: SQLite always, PostgreSQL when configured.
