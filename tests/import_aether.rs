@@ -144,6 +144,10 @@ fn rows(postgres: bool) -> String {
     sql += &usage(3, &quoted(ESCAPED), "req-3", 10, "0.000001", 1);
     sql += &usage(4, &quoted(BROKEN), "req-4", 5, "0.1", 1);
     sql += &usage(5, "NULL", "req-of-a-deleted-key", 7, "2.0", 3);
+    sql +=
+        &key("not-a-uuid", ALICE, 'n', None, "stray", &format!("{no}, NULL, 0, NULL, NULL, NULL, {yes}, NULL, {no}"));
+    sql += &usage(6, "'not-a-uuid'", "req-of-a-stray-key", 1, "0", 1);
+    sql += &usage(7, &quoted(UNCOPIED), "req-negative-tokens", -3, "0", 1);
     sql
 }
 
@@ -235,11 +239,12 @@ fn imports_an_aether_database(sandbox: &Sandbox) {
     let report = import(sandbox, &aether_url, &key_file);
     assert_eq!(report["users"]["imported"], 3, "[{label}] {report:#}");
     assert_eq!(report["keys"]["imported"], 4, "[{label}] {report:#}");
+    assert_eq!(report["keys"]["skipped"], 1, "[{label}] the key whose id is not a UUID");
     assert_eq!(report["keys"]["without_stored_copy"], 2, "[{label}] {report:#}");
     assert_eq!(report["keys"]["disabled_for_review"], 1, "[{label}] {report:#}");
-    assert_eq!(report["usage_rows"]["read"], 5);
-    assert_eq!((report["usage_rows"]["loaded"].as_u64(), report["usage_rows"]["new"].as_u64()), (Some(4), Some(4)));
-    assert_eq!(report["usage_rows"]["skipped"], 1);
+    assert_eq!(report["usage_rows"]["read"], 7);
+    assert_eq!((report["usage_rows"]["loaded"].as_u64(), report["usage_rows"]["new"].as_u64()), (Some(5), Some(5)));
+    assert_eq!(report["usage_rows"]["skipped"], 2, "the rows of a deleted key and of a key not imported");
 
     // Every plaintext Aether handed out verifies as it is, `-` and `_` included.
     let wallet = aether_plaintext('w');
@@ -297,6 +302,12 @@ fn imports_an_aether_database(sandbox: &Sandbox) {
     assert_eq!(escaped["owner"], "mallory[31m");
     assert!(findings_of(&report, ESCAPED).join("\n").contains("control characters"));
     assert!(findings_of(&report, BOB).join("\n").contains("deleted"), "bob was deleted in Aether");
+    assert!(findings_of(&report, "not-a-uuid").join("\n").contains("not a UUID"));
+    assert!(findings_of(&report, "req-negative-tokens").join("\n").contains("total_tokens is negative"));
+    assert_eq!(sandbox.json(&["stats", UNCOPIED, "--days", "30"])["total_requests"], 1);
+    let skipped =
+        report["findings"].as_array().unwrap().iter().filter(|f| f["table"] == "usage" && f["row"] == "1 row");
+    assert_eq!(skipped.count(), 2, "one summary finding per reason a usage row was skipped: {report:#}");
     assert_eq!(sandbox.json(&["users", "list"]).as_array().unwrap().len(), 3);
 
     // A second run changes nothing.

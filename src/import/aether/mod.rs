@@ -33,9 +33,7 @@ const AUDIT_ACTION: &str = "import_aether";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
-    #[error("{0}")]
-    Source(String),
-    #[error("cannot read the Aether database: {0}")]
+    #[error("cannot read the Aether database")]
     Read(#[from] sqlx::Error),
     #[error(transparent)]
     Service(#[from] ServiceError),
@@ -296,7 +294,8 @@ async fn usage(
         }
     }
     for (reason, count) in skipped_because {
-        notes.finding("usage", &format!("{count} rows"), reason, "skipped: keytop keeps usage by key");
+        let rows = format!("{count} {}", if count == 1 { "row" } else { "rows" });
+        notes.finding("usage", &rows, reason, "skipped: keytop keeps usage by key");
     }
     counts.loaded = rows.len() as u64;
     Ok(rows)

@@ -10,6 +10,9 @@ use sqlx::{AssertSqlSafe, FromRow};
 
 use crate::store::{Backend, redact_url};
 
+/// How long to wait for Aether's server before saying it does not answer.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Usage rows read per query.
 pub const USAGE_PAGE: i64 = 5_000;
 
@@ -95,7 +98,8 @@ impl AetherSource {
                 ))
             }
             Some(Backend::Postgres) => {
-                Ok(AetherSource::Postgres(PgPoolOptions::new().max_connections(1).connect(&url).await.map_err(failed)?))
+                let pool = PgPoolOptions::new().max_connections(1).acquire_timeout(CONNECT_TIMEOUT);
+                Ok(AetherSource::Postgres(pool.connect(&url).await.map_err(failed)?))
             }
             None => Err(format!("{}: use postgres://USER@HOST/DB or sqlite://PATH", redact_url(&url))),
         }
