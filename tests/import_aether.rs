@@ -259,6 +259,10 @@ fn imports_an_aether_database(sandbox: &Sandbox) {
     let broken = sandbox.run(&["verify", &aether_plaintext('b')]);
     assert_eq!(String::from_utf8_lossy(&broken.stdout).trim(), "disabled", "[{label}] bad JSON: held for review");
 
+    // Pasted where a key reference belongs, an Aether plaintext is cut to its hint, never echoed.
+    let pasted = sandbox.fails(&["keys", "show", &wallet], 2);
+    assert!(pasted.contains("a plaintext key, not shown") && !pasted.contains(&wallet), "[{label}] {pasted}");
+
     // Reveal: the copy that decrypted, and why the others cannot be shown.
     assert_eq!(sandbox.ok(&["keys", "reveal", WALLET]).trim(), wallet, "[{label}]");
     let foreign = sandbox.fails(&["keys", "reveal", ESCAPED], 2);

@@ -88,7 +88,10 @@ fn print_summary(report: &ImportReport) {
         keys.already_present,
         keys.skipped
     );
-    let new = usage.new.map_or(String::new(), |new| format!(" ({new} new; the rest were in keytop already)"));
+    let new = usage.new.map_or(String::new(), |new| match usage.loaded.saturating_sub(new) {
+        0 => format!(" ({new} new)"),
+        known => format!(" ({new} new, {known} in keytop already)"),
+    });
     out!("usage rows  {} read: {} loaded{new}, {} skipped", usage.read, usage.loaded, usage.skipped);
     out!("roundings   {} amounts rounded half-even to 6 decimals", report.roundings.len());
     for rounding in report.roundings.iter().take(LISTED) {
