@@ -182,6 +182,8 @@ impl Sandbox {
                     let options = SqliteConnectOptions::from_str(&url).unwrap().create_if_missing(true);
                     let mut conn = sqlx::SqliteConnection::connect_with(&options).await.unwrap();
                     migrator.run_to(version, &mut conn).await.unwrap();
+                    // As keytop creates its databases: a database others can read is reported.
+                    make_private(url.trim_start_matches("sqlite://"));
                 }
             });
         })
@@ -269,3 +271,14 @@ async fn raw_sql(url: &str, sql: &str) -> Vec<String> {
     }
 }
 pub mod pty;
+
+/// Gives a database file the mode keytop creates its own with (0600).
+fn make_private(path: &str) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
