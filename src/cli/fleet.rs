@@ -48,7 +48,7 @@ async fn fleet_stats(ctx: &Context, days: u32) -> anyhow::Result<()> {
         let extra = vec![
             ("today", totals_text(&stats.today)),
             ("yesterday", totals_text(&stats.yesterday)),
-            ("purged keys", format!("{} of the range (keys since deleted)", totals_text(&purged))),
+            ("purged keys", format!("{}, by keys since deleted", totals_text(&purged))),
         ];
         print_series("fleet", &stats.usage, extra);
     }
@@ -73,6 +73,10 @@ async fn user_stats(ctx: &Context, name: &str, days: u32) -> anyhow::Result<()> 
 /// A share as a percentage with one decimal.
 fn percent(share: f64) -> String {
     format!("{:.1}%", share * 100.0)
+}
+
+fn totals_cells(totals: &UsageTotals, share: f64) -> [String; 4] {
+    [totals.cost.to_string(), percent(share), totals.requests.to_string(), totals.tokens.to_string()]
 }
 
 pub async fn top(ctx: &Context, args: TopArgs) -> anyhow::Result<()> {
@@ -106,31 +110,23 @@ pub async fn top(ctx: &Context, args: TopArgs) -> anyhow::Result<()> {
         .enumerate()
         .map(|(rank, ranked)| {
             let spender = &ranked.spender;
-            vec![
-                (rank + 1).to_string(),
-                sanitize(&spender.name).into_owned(),
-                spender.owner.as_deref().map_or_else(|| "—".into(), |owner| sanitize(owner).into_owned()),
-                spender.totals.cost.to_string(),
-                percent(ranked.share),
-                spender.totals.requests.to_string(),
-                spender.totals.tokens.to_string(),
-            ]
+            let mut row = vec![(rank + 1).to_string(), sanitize(&spender.name).into_owned()];
+            // A key's owner; a user has none.
+            row.extend(spender.owner.as_deref().map(|owner| sanitize(owner).into_owned()));
+            row.extend(totals_cells(&spender.totals, ranked.share));
+            row
         })
         .collect();
     if let Some(purged) = &top.purged {
-        let totals = &purged.spender;
-        rows.push(vec![
-            "—".into(),
-            "(purged keys)".into(),
-            "—".into(),
-            totals.cost.to_string(),
-            percent(purged.share),
-            totals.requests.to_string(),
-            totals.tokens.to_string(),
-        ]);
+        let mut row = vec!["—".to_string(), "(purged keys)".into(), "—".into()];
+        row.extend(totals_cells(&purged.spender, purged.share));
+        rows.push(row);
     }
-    let name = if by == SpenderKind::Key { "KEY" } else { "USER" };
-    print_table(&["#", name, "OWNER", "COST", "SHARE", "REQUESTS", "TOKENS"], &rows);
+    let headers: &[&str] = match by {
+        SpenderKind::Key => &["#", "KEY", "OWNER", "COST", "SHARE", "REQUESTS", "TOKENS"],
+        SpenderKind::User => &["#", "USER", "COST", "SHARE", "REQUESTS", "TOKENS"],
+    };
+    print_table(headers, &rows);
     Ok(())
 }
 
