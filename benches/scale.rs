@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use keytop::crypto::MasterKey;
 use keytop::demo::{self, DemoSpec};
-use keytop::domain::{KeyQuery, Money, PageFrom, SortKey};
+use keytop::domain::{AuditQuery, KeyQuery, Money, PageFrom, SortKey, SpenderKind};
 use keytop::service::{KeyService, NewKeySpec, ServiceSettings, UsageInput, VerifyRequest};
 use keytop::store;
 use sqlx::{AssertSqlSafe, Connection, PgPool, SqlitePool};
@@ -300,46 +300,61 @@ async fn bench_backend(backend: &'static str, url: &str, scale: &Scale) -> Repor
     .await;
     report.throughput("verify", ours, floor, 0.8);
 
-    // record_usage ≥ 0.5 × one single-row insert in its own transaction.
-    let (ours, floor) = side_by_side(
-        1_000,
-        |i| {
-            let (service, id) = (&service, bench_ids[i % bench_ids.len()]);
-            async move {
-                let input = UsageInput {
-                    request_id: Some(format!("bench-k-{i}")),
-                    model: Some("gpt-4o".into()),
-                    total_tokens: 1_000,
-                    cost: Money::from_micros(1_500),
-                    response_time_ms: Some(300),
-                    ..UsageInput::default()
-                };
-                service.record_usage(id, &input).await.expect("record usage");
-            }
-        },
-        |i| {
-            let (raw, id, now) = (&raw, bench_ids[i % bench_ids.len()], now);
-            async move {
-                let sql = "INSERT INTO usage (request_id, api_key_id, model, total_tokens, cost_micros, \
-                           response_time_ms, created_at) VALUES ($1, $2, 'gpt-4o', 1000, 1500, 300, $3)";
-                match raw {
-                    Raw::Sqlite(pool) => sqlx::query(sql)
-                        .bind(format!("bench-f-{i}"))
-                        .bind(id.hyphenated())
-                        .bind(now.timestamp_millis())
-                        .execute(pool)
-                        .await
-                        .map(|_| ()),
-                    Raw::Postgres(pool) => {
-                        sqlx::query(sql).bind(format!("bench-f-{i}")).bind(id).bind(now).execute(pool).await.map(|_| ())
-                    }
+    // record_usage ≥ 0.5 × one single-row insert in its own transaction. On SQLite a second time
+    // with the triggers that write the owner's and the fleet's rollups (migration 0011) dropped:
+    // what those rollups cost each usage record, side by side.
+    let passes: &[&str] = if backend == "sqlite" {
+        &["record_usage", "record_usage without the fleet rollups (0011's triggers dropped)"]
+    } else {
+        &["record_usage"]
+    };
+    for (pass, label) in passes.iter().enumerate() {
+        let dropped = if pass == 0 { Vec::new() } else { FleetTriggers::drop(&raw).await };
+        let (ours, floor) = side_by_side(
+            1_000,
+            |i| {
+                let (service, id) = (&service, bench_ids[i % bench_ids.len()]);
+                async move {
+                    let input = UsageInput {
+                        request_id: Some(format!("bench-k{pass}-{i}")),
+                        model: Some("gpt-4o".into()),
+                        total_tokens: 1_000,
+                        cost: Money::from_micros(1_500),
+                        response_time_ms: Some(300),
+                        ..UsageInput::default()
+                    };
+                    service.record_usage(id, &input).await.expect("record usage");
                 }
-                .expect("floor insert");
-            }
-        },
-    )
-    .await;
-    report.throughput("record_usage", ours, floor, 0.5);
+            },
+            |i| {
+                let (raw, id, now) = (&raw, bench_ids[i % bench_ids.len()], now);
+                async move {
+                    let sql = "INSERT INTO usage (request_id, api_key_id, model, total_tokens, cost_micros, \
+                               response_time_ms, created_at) VALUES ($1, $2, 'gpt-4o', 1000, 1500, 300, $3)";
+                    match raw {
+                        Raw::Sqlite(pool) => sqlx::query(sql)
+                            .bind(format!("bench-f{pass}-{i}"))
+                            .bind(id.hyphenated())
+                            .bind(now.timestamp_millis())
+                            .execute(pool)
+                            .await
+                            .map(|_| ()),
+                        Raw::Postgres(pool) => sqlx::query(sql)
+                            .bind(format!("bench-f{pass}-{i}"))
+                            .bind(id)
+                            .bind(now)
+                            .execute(pool)
+                            .await
+                            .map(|_| ()),
+                    }
+                    .expect("floor insert");
+                }
+            },
+        )
+        .await;
+        report.throughput(label, ours, floor, 0.5);
+        FleetTriggers::restore(&raw, dropped).await;
+    }
 
     // Top-up with ledger and audit ≥ 0.5 × one single-row update in its own transaction.
     let (ours, floor) = side_by_side(
@@ -532,6 +547,8 @@ async fn bench_backend(backend: &'static str, url: &str, scale: &Scale) -> Repor
         report.latency(&format!("{label} {text:?}"), ours, floor, Duration::from_millis(50));
     }
 
+    bench_fleet(&mut report, &service, &raw, scale).await;
+
     // Sweep: destructive, and a real one must commit (on SQLite the commit writes the changed
     // pages to the WAL and checkpoints them, a quarter of the work), so every run, keytop's and
     // the floor's alike, works on its own fresh copy of the database and commits. keytop sweeps
@@ -568,6 +585,160 @@ async fn bench_backend(backend: &'static str, url: &str, scale: &Scale) -> Repor
         verdict(peak_kb <= 64 * 1024),
     ]);
     report
+}
+
+/// The fleet's questions (≤ 50 ms each for the 90-day series and the top lists, ≤ 5 ms for a
+/// page of users or of the audit log), each against the plain SQL a minimal implementation would
+/// run over the per-key rollup, the users and the audit log.
+async fn bench_fleet(report: &mut Report, service: &KeyService, raw: &Raw, scale: &Scale) {
+    let now = service.now();
+    let (first, last) = ((now - chrono::Duration::days(89)).date_naive(), now.date_naive());
+    let fleet_floor = "SELECT day, CAST(SUM(requests) AS BIGINT), CAST(SUM(tokens) AS BIGINT), \
+                       CAST(SUM(cost_micros) AS BIGINT) FROM usage_daily WHERE day BETWEEN $1 AND $2 GROUP BY day";
+    let keys_floor = "SELECT api_key_id, CAST(SUM(cost_micros) AS BIGINT) AS cost FROM usage_daily \
+                      WHERE day BETWEEN $1 AND $2 GROUP BY api_key_id ORDER BY cost DESC LIMIT 10";
+    let users_floor = "SELECT k.user_id, CAST(SUM(d.cost_micros) AS BIGINT) AS cost FROM usage_daily d \
+                       JOIN api_keys k ON k.id = d.api_key_id WHERE d.day BETWEEN $1 AND $2 \
+                       GROUP BY k.user_id ORDER BY cost DESC LIMIT 10";
+    type Question<'a> = (&'a str, &'static str, Box<dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = ()> + 'a>> + 'a>);
+    let questions: Vec<Question> = vec![
+        (
+            "fleet: 90-day series (floor: summing the per-key rollup)",
+            fleet_floor,
+            Box::new(move || Box::pin(async move { drop(service.fleet_stats(90).await.expect("fleet stats")) })),
+        ),
+        (
+            "fleet: top 10 keys over 90 days (floor: summing the per-key rollup)",
+            keys_floor,
+            Box::new(move || {
+                Box::pin(async move { drop(service.top_spenders(SpenderKind::Key, 90, 10).await.expect("top keys")) })
+            }),
+        ),
+        (
+            "fleet: top 10 users over 90 days (floor: the per-key rollup joined to its keys)",
+            users_floor,
+            Box::new(move || {
+                Box::pin(async move { drop(service.top_spenders(SpenderKind::User, 90, 10).await.expect("top users")) })
+            }),
+        ),
+    ];
+    for (label, floor_sql, ours) in &questions {
+        // Few runs: the floor reads every rollup row of the range each time.
+        let (ours, floor) = side_by_side(
+            2,
+            |_| ours(),
+            |_| async move {
+                match raw {
+                    Raw::Sqlite(pool) => {
+                        sqlx::query(*floor_sql).bind(first).bind(last).fetch_all(pool).await.map(|_| ())
+                    }
+                    Raw::Postgres(pool) => {
+                        sqlx::query(*floor_sql).bind(first).bind(last).fetch_all(pool).await.map(|_| ())
+                    }
+                }
+                .expect("floor fleet question");
+            },
+        )
+        .await;
+        report.latency(label, ours, floor, Duration::from_millis(50));
+    }
+
+    let users = raw_count(raw, "SELECT COUNT(*) FROM users").await;
+    let (ours, floor) = side_by_side(
+        200,
+        |_| async move {
+            service.user_overviews(None, None, 50, 30).await.expect("users page");
+        },
+        |_| async move {
+            raw!(
+                raw,
+                "SELECT u.id, u.name, u.is_active, u.created_at, \
+                 (SELECT COUNT(*) FROM api_keys k WHERE k.user_id = u.id) FROM users u ORDER BY u.name LIMIT 50",
+                |q| q,
+                fetch_all
+            );
+        },
+    )
+    .await;
+    report.latency(
+        &format!("users: first page (50) of {users}, counts, spend, last use"),
+        ours,
+        floor,
+        Duration::from_millis(5),
+    );
+
+    // The audit log at 5,000,000 rows at full scale (half a row per usage row), spread over 90
+    // days, twenty actors and four actions.
+    let rows = (scale.usage_rows / 2).saturating_sub(raw_count(raw, "SELECT COUNT(*) FROM audit_log").await as u64);
+    let started = Instant::now();
+    let start = now - chrono::Duration::days(90);
+    let step_ms = (90 * 86_400_000 / rows.max(1)).max(1) as i64;
+    let actions = "CASE i % 4 WHEN 0 THEN 'topup' WHEN 1 THEN 'update' WHEN 2 THEN 'disable' ELSE 'create' END";
+    match raw {
+        Raw::Sqlite(pool) => sqlx::query(AssertSqlSafe(format!(
+            "WITH RECURSIVE n (i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) \
+             INSERT INTO audit_log (at, actor, action, api_key_id, details) \
+             SELECT $2 + i * $3, 'ops-' || (i % 20), {actions}, NULL, '{{}}' FROM n"
+        )))
+        .bind(rows as i64)
+        .bind(start.timestamp_millis())
+        .bind(step_ms)
+        .execute(pool)
+        .await
+        .map(|_| ()),
+        Raw::Postgres(pool) => sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO audit_log (at, actor, action, api_key_id, details) \
+             SELECT $2 + i * $3 * interval '1 millisecond', 'ops-' || (i % 20), {actions}, NULL, '{{}}'::jsonb \
+             FROM generate_series(1, $1) AS i"
+        )))
+        .bind(rows as i64)
+        .bind(start)
+        .bind(step_ms as f64)
+        .execute(pool)
+        .await
+        .map(|_| ()),
+    }
+    .expect("fill the audit log");
+    let audit_rows = raw_count(raw, "SELECT COUNT(*) FROM audit_log").await;
+    println!("[{}] audit log filled to {audit_rows} rows in {:.1?}", report.backend, started.elapsed());
+    let day_ago = now - chrono::Duration::days(1);
+    for (label, actor, since) in [
+        ("audit: first page (50)", None, None),
+        ("audit: page (50) of one actor of twenty since 24 h", Some("ops-7"), Some(day_ago)),
+    ] {
+        let query = AuditQuery { actor: actor.map(Into::into), since, limit: 50, ..AuditQuery::default() };
+        let (ours, floor) = side_by_side(
+            200,
+            |_| {
+                let query = &query;
+                async move {
+                    service.audit_page(query).await.expect("audit page");
+                }
+            },
+            |_| async move {
+                let sql = "SELECT id, at, actor, action, api_key_id, details FROM audit_log \
+                           WHERE ($1 IS NULL OR actor = $1) AND ($2 IS NULL OR at >= $2) ORDER BY id DESC LIMIT 50";
+                match raw {
+                    Raw::Sqlite(pool) => {
+                        let since = since.map(|at| at.timestamp_millis());
+                        sqlx::query(sql).bind(actor).bind(since).fetch_all(pool).await.map(|_| ())
+                    }
+                    Raw::Postgres(pool) => sqlx::query(sql).bind(actor).bind(since).fetch_all(pool).await.map(|_| ()),
+                }
+                .expect("floor audit page");
+            },
+        )
+        .await;
+        report.latency(&format!("{label}, of {audit_rows} rows"), ours, floor, Duration::from_millis(5));
+    }
+}
+
+async fn raw_count(raw: &Raw, sql: &'static str) -> i64 {
+    match raw {
+        Raw::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+        Raw::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+    }
+    .expect("count")
 }
 
 /// The floor of loading usage rows: `rows` existing rows copied by one `INSERT … SELECT` inside
@@ -754,6 +925,34 @@ fn sweep_child(url: &str) {
             .unwrap_or(0);
         println!("sweep {ms} {hwm_kb} {} {}", report.disabled_count, report.deleted_count);
     });
+}
+
+/// The SQLite triggers of migration 0011 that write the owner's and the fleet's rollups.
+struct FleetTriggers;
+
+impl FleetTriggers {
+    /// Drops them; returns their definitions.
+    async fn drop(raw: &Raw) -> Vec<String> {
+        let Raw::Sqlite(pool) = raw else { return Vec::new() };
+        let definitions: Vec<(String, String)> =
+            sqlx::query_as("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'usage_daily'")
+                .fetch_all(pool)
+                .await
+                .unwrap();
+        assert_eq!(definitions.len(), 2, "the triggers of migration 0011");
+        for (name, _) in &definitions {
+            sqlx::query(AssertSqlSafe(format!("DROP TRIGGER {name}"))).execute(pool).await.unwrap();
+        }
+        definitions.into_iter().map(|(_, sql)| sql).collect()
+    }
+
+    async fn restore(raw: &Raw, definitions: Vec<String>) {
+        if let Raw::Sqlite(pool) = raw {
+            for sql in definitions {
+                sqlx::query(AssertSqlSafe(sql)).execute(pool).await.unwrap();
+            }
+        }
+    }
 }
 
 fn machine() -> String {

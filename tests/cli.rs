@@ -497,3 +497,80 @@ fn completions_and_man_pages_name_every_subcommand() {
     let create_page = std::fs::read_to_string(dir.join("keytop-keys-create.1")).unwrap();
     assert!(create_page.contains("\\-\\-standalone"), "{create_page}");
 }
+
+/// The fleet's questions on both backends: totals and daily series of the fleet (a purged key's
+/// usage included and shown apart) and of a user, the top spenders with their shares, a user
+/// with their keys, and the audit log filtered by actor, action and time.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_fleet_answers_on_the_command_line() {
+    for sandbox in Sandbox::all().await {
+        tokio::task::spawn_blocking(move || fleet_answers(&sandbox)).await.unwrap();
+    }
+}
+
+fn fleet_answers(sandbox: &Sandbox) {
+    for user in ["ann", "bob"] {
+        sandbox.ok(&["users", "add", user]);
+    }
+    for (user, name) in [("ann", "ann-big"), ("ann", "ann-gone"), ("bob", "bob-small")] {
+        sandbox.ok(&["keys", "create", "--user", user, "--name", name]);
+    }
+    for (n, key, cost) in [(1, "ann-big", "3"), (2, "ann-gone", "1"), (3, "bob-small", "0.5"), (4, "ann-big", "0.5")] {
+        let request = format!("r{n}");
+        sandbox.ok(&["usage", "record", key, "--tokens", "100", "--cost", cost, "--request-id", &request]);
+    }
+    sandbox.ok(&["keys", "purge", "ann-gone"]);
+
+    let fleet = sandbox.json(&["stats", "--all", "--days", "7"]);
+    assert_eq!((fleet["scope"].as_str(), fleet["total_cost"].as_str()), (Some("fleet"), Some("5.000000")));
+    assert_eq!(fleet["total_requests"], 4);
+    assert_eq!(fleet["today"]["cost"], "5.000000");
+    assert_eq!(fleet["yesterday"]["requests"], 0);
+    assert_eq!(fleet["purged_keys"]["cost"], "1.000000");
+    assert_eq!(fleet["daily"].as_array().unwrap().len(), 7);
+    assert_eq!(fleet["daily"][6]["cost"], "5.000000");
+    let text = sandbox.ok(&["stats", "--all"]);
+    assert!(text.starts_with("fleet — last 30 days (UTC)") && text.contains("purged keys"), "{text}");
+
+    let ann = sandbox.json(&["stats", "--user", "ann", "--days", "1"]);
+    assert_eq!((ann["user"].as_str(), ann["total_cost"].as_str()), (Some("ann"), Some("4.500000")));
+    sandbox.fails(&["stats", "--all", "--user", "ann"], 2);
+    sandbox.fails(&["stats"], 2);
+
+    let top = sandbox.json(&["top", "--limit", "1"]);
+    assert_eq!(top["total"], "5.000000");
+    let leader = &top["spenders"][0];
+    assert_eq!((leader["name"].as_str(), leader["owner"].as_str()), (Some("ann-big"), Some("ann")));
+    assert_eq!((leader["cost"].as_str(), leader["share"].as_f64()), (Some("3.500000"), Some(0.7)));
+    assert_eq!(top["spenders"].as_array().unwrap().len(), 1);
+    assert_eq!(top["purged"]["cost"], "1.000000");
+    let by_user = sandbox.json(&["top", "--by", "user"]);
+    let users: Vec<(&str, &str)> = by_user["spenders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap(), s["cost"].as_str().unwrap()))
+        .collect();
+    assert_eq!(users, [("ann", "4.500000"), ("bob", "0.500000")]);
+    assert!(sandbox.ok(&["top"]).contains("(purged keys)"));
+
+    let shown = sandbox.json(&["users", "show", "ann"]);
+    assert_eq!((shown["keys"].as_i64(), shown["active_keys"].as_i64()), (Some(1), Some(1)));
+    assert_eq!(shown["spend"], "4.500000");
+    assert_eq!(shown["key_list"][0]["name"], "ann-big");
+    assert!(sandbox.ok(&["users", "show", "bob"]).contains("bob-small"));
+    sandbox.fails(&["users", "show", "nobody"], 2);
+
+    sandbox.ok(&["--actor", "carol", "keys", "disable", "bob-small"]);
+    let audit = sandbox.json(&["audit", "--actor", "carol", "--since", "1h"]);
+    let actions: Vec<&str> = audit.as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions.len(), 1, "{audit}");
+    let action = actions[0].to_string();
+    let by_action = sandbox.json(&["audit", "--action", &action]);
+    assert_eq!(by_action[0]["actor"], "carol", "{action}: {by_action}");
+    assert!(sandbox.json(&["audit", "--actor", "carol", "--since", "2999-01-01"]).as_array().unwrap().is_empty());
+    let newest = sandbox.json(&["audit", "--limit", "1"]);
+    let older = sandbox.json(&["audit", "--limit", "1", "--before", &newest[0]["id"].to_string()]);
+    assert!(older[0]["id"].as_i64() < newest[0]["id"].as_i64());
+    sandbox.fails(&["audit", "--since", "yesterday-ish"], 2);
+}

@@ -55,7 +55,7 @@ fn old_rows(time: &str) -> Vec<String> {
 /// by the caller, on its own connection).
 async fn upgrade_and_purge(url: &str) {
     let store = store::open(url).await.expect("open and migrate");
-    assert_eq!(store.migrate().await.unwrap(), 9);
+    assert_eq!(store.migrate().await.unwrap(), 11);
     let key: Uuid = KEY.parse().unwrap();
     assert_eq!(store.key(key).await.unwrap().map(|k| k.name), Some("old key".to_string()));
     // The old rollup learnt from its usage rows how many of its requests were timed.
@@ -65,6 +65,16 @@ async fn upgrade_and_purge(url: &str) {
         rollup.iter().map(|d| (d.requests, d.response_ms_sum, d.timed_requests)).collect::<Vec<_>>(),
         [(3, 400, 2)]
     );
+    // The owner's and the fleet's rollups were filled from the history (0011).
+    let sums = |rows: Vec<keytop::domain::DailyUsage>| {
+        rows.iter()
+            .map(|d| (d.day, d.requests, d.cost.micros(), d.response_ms_sum, d.timed_requests))
+            .collect::<Vec<_>>()
+    };
+    let whole_day = [(day, 3, 15, 400, 2)];
+    assert_eq!(sums(store.fleet_daily_usage(day, day).await.unwrap()), whole_day);
+    assert_eq!(sums(store.user_daily_usage(USER.parse().unwrap(), day, day).await.unwrap()), whole_day);
+    assert_eq!(sums(store.purged_daily_usage(day, day).await.unwrap()), []);
 
     let top_up = |micros: i64, idempotency_key: Option<&str>| BalanceAdjustment {
         key_id: key,
@@ -97,6 +107,10 @@ async fn upgrade_and_purge(url: &str) {
         details: serde_json::json!({}),
     };
     assert!(store.purge_key(key, &audit).await.unwrap());
+    // The purged key's usage stays in the fleet's and its owner's, and is the fleet's purged part.
+    assert_eq!(sums(store.fleet_daily_usage(day, day).await.unwrap()), whole_day);
+    assert_eq!(sums(store.user_daily_usage(USER.parse().unwrap(), day, day).await.unwrap()), whole_day);
+    assert_eq!(sums(store.purged_daily_usage(day, day).await.unwrap()), whole_day);
 }
 
 /// The usage rows of version 3, intact after the upgrade and the purge of their key.

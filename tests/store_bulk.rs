@@ -1,7 +1,8 @@
 //! `Store::bulk_load` is a fast path, not a different meaning: on every backend, loading a batch
-//! leaves the same users, keys, ledger, rollups, charges and `last_used_at` as inserting the
-//! users and keys one by one and recording the usage rows one by one, and skips the same rows
-//! (request ids already present, twice in the batch, or of unknown keys).
+//! leaves the same users, keys, ledger, rollups (per key, per owner and the fleet's), charges and
+//! `last_used_at` as inserting the users and keys one by one and recording the usage rows one by
+//! one, and skips the same rows (request ids already present, twice in the batch, or of unknown
+//! keys).
 
 mod common;
 
@@ -121,6 +122,11 @@ async fn observable(store: &Arc<dyn Store>, keys: &[Uuid]) -> String {
         out.push_str(&format!("{ledger:?}\n"));
         out.push_str(&format!("{:?}\n", store.daily_usage(id, first, last).await.unwrap()));
     }
+    // The owners' and the fleet's rollups.
+    for user in &users {
+        out.push_str(&format!("{:?}\n", store.user_daily_usage(user.user.id, first, last).await.unwrap()));
+    }
+    out.push_str(&format!("{:?}\n", store.fleet_daily_usage(first, last).await.unwrap()));
     let listed = store.list_keys(&KeyQuery { limit: 1_000, ..KeyQuery::default() }).await.unwrap();
     out.push_str(&format!("{} keys listed\n", listed.len()));
     out

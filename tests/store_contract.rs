@@ -9,8 +9,8 @@ use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use keytop::crypto::{hash_key, key_hint};
 use keytop::domain::money::MAX_AMOUNT;
 use keytop::domain::{
-    ActiveFilter, ApiKey, KeyAdmission, KeyCounts, KeyPatch, KeyQuery, KeyScope, LedgerEntry, Money, PageFrom, Patch,
-    SortKey, User,
+    ActiveFilter, ApiKey, AuditQuery, KeyAdmission, KeyCounts, KeyPatch, KeyQuery, KeyScope, LedgerEntry, Money,
+    PageFrom, Patch, SortKey, SpenderKind, User, UserQuery,
 };
 use keytop::store::{
     AdjustOutcome, AuditRecord, BalanceAdjustment, BalanceChange, Store, StoreError, UsageOutcome, UsageRecord,
@@ -963,5 +963,282 @@ async fn audit_log_is_newest_first_and_per_key() {
         let details: serde_json::Value = serde_json::from_str(&reveal.details).unwrap();
         assert_eq!(details, serde_json::json!({ "why": "rotation" }));
         assert_eq!(actions(store, Some(key.id)).await, ["reveal", "create"]);
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fleet: owner, fleet and purged rollups, top spenders, users, audit pages
+
+/// Requests, tokens, cost, response time sum and timed requests of each day of a rollup.
+fn day_sums(rows: &[keytop::domain::DailyUsage]) -> Vec<(NaiveDate, [i64; 5])> {
+    rows.iter().map(|d| (d.day, [d.requests, d.tokens, d.cost.micros(), d.response_ms_sum, d.timed_requests])).collect()
+}
+
+fn day(n: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(2025, 3, n).unwrap()
+}
+
+fn noon(n: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2025, 3, n, 12, 0, 0).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn owner_and_fleet_rollups_add_up_and_keep_purged_keys() {
+    for_each_backend!(|db| {
+        let store = db.store.as_ref();
+        let ann = add_user(store, "ann").await;
+        let bob = add_user(store, "bob").await;
+        let (ann_1, ann_2, bob_1) =
+            (new_key(&ann, "a1", at(0)), new_key(&ann, "a2", at(0)), new_key(&bob, "b1", at(0)));
+        for key in [&ann_1, &ann_2, &bob_1] {
+            insert(store, key).await;
+        }
+        let mut sent = Vec::new();
+        for (n, key, when) in [
+            (1, &ann_1, noon(2)),
+            (2, &ann_1, noon(2)),
+            (3, &ann_2, noon(2)),
+            (4, &bob_1, noon(2)),
+            (5, &ann_2, noon(3)),
+            (6, &bob_1, noon(4)),
+        ] {
+            let record = usage(&format!("fleet-{n}"), key.id, 1_000 * n, when);
+            store.record_usage(&record).await.unwrap();
+            sent.push(record);
+        }
+        let expected = |keys: &[Uuid]| {
+            let mut days = std::collections::BTreeMap::<NaiveDate, [i64; 5]>::new();
+            for r in sent.iter().filter(|r| keys.contains(&r.api_key_id)) {
+                let sums = days.entry(r.created_at.date_naive()).or_default();
+                for (sum, value) in sums.iter_mut().zip([
+                    1,
+                    r.total_tokens,
+                    r.cost.micros(),
+                    r.response_time_ms.unwrap_or(0),
+                    i64::from(r.response_time_ms.is_some()),
+                ]) {
+                    *sum += value;
+                }
+            }
+            days.into_iter().collect::<Vec<_>>()
+        };
+        let everyone = [ann_1.id, ann_2.id, bob_1.id];
+        assert_eq!(day_sums(&store.fleet_daily_usage(day(1), day(5)).await.unwrap()), expected(&everyone));
+        assert_eq!(
+            day_sums(&store.user_daily_usage(ann.id, day(1), day(5)).await.unwrap()),
+            expected(&[ann_1.id, ann_2.id])
+        );
+        assert_eq!(day_sums(&store.user_daily_usage(bob.id, day(3), day(3)).await.unwrap()), []);
+        assert_eq!(day_sums(&store.fleet_daily_usage(day(3), day(3)).await.unwrap()), expected(&[ann_2.id])[1..]);
+        assert_eq!(day_sums(&store.purged_daily_usage(day(1), day(5)).await.unwrap()), []);
+
+        // Purged, ann_2's usage leaves its key's rollup and becomes the fleet's purged part; the
+        // fleet and ann keep it.
+        assert!(store.purge_key(ann_2.id, &audit("purge", Some(ann_2.id))).await.unwrap());
+        assert_eq!(day_sums(&store.fleet_daily_usage(day(1), day(5)).await.unwrap()), expected(&everyone));
+        assert_eq!(
+            day_sums(&store.user_daily_usage(ann.id, day(1), day(5)).await.unwrap()),
+            expected(&[ann_1.id, ann_2.id])
+        );
+        assert_eq!(day_sums(&store.purged_daily_usage(day(1), day(5)).await.unwrap()), expected(&[ann_2.id]));
+    });
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_deleted_by_the_sweep_count_as_purged() {
+    for_each_backend!(|db| {
+        let store = db.store.as_ref();
+        let owner = add_user(store, "owner").await;
+        let mut doomed = new_key(&owner, "doomed", at(0));
+        doomed.expires_at = Some(at(60));
+        doomed.auto_delete_on_expiry = Some(true);
+        let kept = new_key(&owner, "kept", at(0));
+        insert(store, &doomed).await;
+        insert(store, &kept).await;
+        store.record_usage(&usage("doomed-1", doomed.id, 700, noon(1))).await.unwrap();
+        store.record_usage(&usage("kept-1", kept.id, 300, noon(1))).await.unwrap();
+
+        let report = store.sweep(at(120), false, false, "sweeper").await.unwrap();
+        assert_eq!(report.deleted_count, 1);
+        let cost = |rows: Vec<keytop::domain::DailyUsage>| rows.iter().map(|d| d.cost.micros()).sum::<i64>();
+        assert_eq!(cost(store.purged_daily_usage(day(1), day(1)).await.unwrap()), 700);
+        assert_eq!(cost(store.fleet_daily_usage(day(1), day(1)).await.unwrap()), 1_000);
+        assert_eq!(cost(store.user_daily_usage(owner.id, day(1), day(1)).await.unwrap()), 1_000);
+    });
+}
+
+async fn top(store: &dyn Store, kind: SpenderKind, first: u32, last: u32, limit: u32) -> Vec<(String, i64)> {
+    let spenders = store.top_spenders(kind, day(first), day(last), limit).await.unwrap();
+    spenders.into_iter().map(|s| (s.name, s.totals.cost.micros())).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn top_spenders_rank_by_cost_in_the_range_with_ties_by_id() {
+    for_each_backend!(|db| {
+        let store = db.store.as_ref();
+        let ann = add_user(store, "ann").await;
+        let bob = add_user(store, "bob").await;
+        let mut keys = Vec::new();
+        for (name, owner) in [("big", &ann), ("tie-a", &bob), ("tie-b", &bob), ("small", &ann), ("free", &bob)] {
+            let key = new_key(owner, name, at(0));
+            insert(store, &key).await;
+            keys.push(key);
+        }
+        let spend = [("big", 900, 2), ("tie-a", 400, 2), ("tie-b", 400, 3), ("small", 50, 3), ("free", 0, 3)];
+        for (n, (name, cost, on)) in spend.into_iter().enumerate() {
+            let key = keys.iter().find(|k| k.name == name).unwrap();
+            store.record_usage(&usage(&format!("top-{n}"), key.id, cost, noon(on))).await.unwrap();
+        }
+        // Outside the range: the biggest spend of all.
+        store.record_usage(&usage("top-early", keys[4].id, 5_000, noon(1))).await.unwrap();
+
+        let mut ties = [keys[1].clone(), keys[2].clone()];
+        ties.sort_by_key(|k| k.id);
+        let tied = |k: &ApiKey| (k.name.clone(), 400);
+        assert_eq!(
+            top(store, SpenderKind::Key, 2, 3, 10).await,
+            [("big".to_string(), 900), tied(&ties[0]), tied(&ties[1]), ("small".to_string(), 50)],
+            "nothing spent is no spender; day 1 is outside the range"
+        );
+        assert_eq!(top(store, SpenderKind::Key, 2, 3, 2).await, [("big".to_string(), 900), tied(&ties[0])]);
+        assert_eq!(top(store, SpenderKind::Key, 1, 3, 1).await, [("free".to_string(), 5_000)]);
+        assert_eq!(top(store, SpenderKind::User, 2, 3, 10).await, [("ann".to_string(), 950), ("bob".to_string(), 800)]);
+        assert_eq!(top(store, SpenderKind::User, 3, 3, 10).await, [("bob".to_string(), 400), ("ann".to_string(), 50)]);
+        let named = store.top_spenders(SpenderKind::Key, day(2), day(2), 1).await.unwrap();
+        assert_eq!((named[0].owner.as_deref(), named[0].totals.requests), (Some("ann"), 1));
+        assert!(store.top_spenders(SpenderKind::User, day(2), day(2), 1).await.unwrap()[0].owner.is_none());
+    });
+}
+
+/// The hard case of a top list read from each day's leaders: a key that spends steadily tops
+/// the range without leading any single day.
+#[tokio::test(flavor = "multi_thread")]
+async fn top_spenders_find_the_steady_spender_that_leads_no_day() {
+    for_each_backend!(|db| {
+        let store = db.store.as_ref();
+        let owner = add_user(store, "owner").await;
+        let steady = new_key(&owner, "steady", at(0));
+        insert(store, &steady).await;
+        for d in 1..=10 {
+            let burst = new_key(&owner, &format!("burst-{d}"), at(0));
+            insert(store, &burst).await;
+            store.record_usage(&usage(&format!("burst-{d}"), burst.id, 20, noon(d))).await.unwrap();
+            store.record_usage(&usage(&format!("steady-{d}"), steady.id, 5, noon(d))).await.unwrap();
+        }
+        assert_eq!(top(store, SpenderKind::Key, 1, 10, 1).await, [("steady".to_string(), 50)]);
+        let three = top(store, SpenderKind::Key, 1, 10, 3).await;
+        assert_eq!(three.iter().map(|(_, cost)| *cost).collect::<Vec<_>>(), [50, 20, 20]);
+    });
+}
+
+fn users_page(after: Option<&str>, filter: Option<&str>, name: Option<&str>, limit: u32) -> UserQuery {
+    UserQuery {
+        filter: filter.map(Into::into),
+        name: name.map(Into::into),
+        after: after.map(Into::into),
+        limit,
+        first_day: day(2),
+        last_day: day(3),
+        now: at(0),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn user_pages_go_by_name_with_key_counts_spend_and_last_use() {
+    for_each_backend!(|db| {
+        let store = db.store.as_ref();
+        let cleo = add_user(store, "cleo").await;
+        let abe = add_user(store, "abe").await;
+        add_user(store, "bea").await;
+        let live = new_key(&cleo, "live", at(0));
+        let mut off = new_key(&cleo, "off", at(0));
+        off.is_active = false;
+        let mut expired = new_key(&cleo, "expired", at(-600));
+        expired.expires_at = Some(at(-60));
+        for key in [&live, &off, &expired] {
+            insert(store, key).await;
+        }
+        insert(store, &new_key(&abe, "abe's", at(0))).await;
+        store.record_usage(&usage("cleo-1", live.id, 250, noon(2))).await.unwrap();
+        store.record_usage(&usage("cleo-2", off.id, 50, noon(3))).await.unwrap();
+        store.record_usage(&usage("cleo-old", off.id, 9_000, noon(1))).await.unwrap();
+
+        let page = store.user_overviews(&users_page(None, None, None, 2)).await.unwrap();
+        let names: Vec<&str> = page.iter().map(|u| u.user.name.as_str()).collect();
+        assert_eq!(names, ["abe", "bea"]);
+        assert_eq!((page[0].keys, page[0].active_keys, page[0].spend, page[0].last_used_at), (1, 1, Money::ZERO, None));
+        assert_eq!((page[1].keys, page[1].last_used_at), (0, None));
+        let next = store.user_overviews(&users_page(Some("bea"), None, None, 2)).await.unwrap();
+        assert_eq!(next.len(), 1);
+        let cleo_row = &next[0];
+        assert_eq!(cleo_row.user, cleo);
+        assert_eq!((cleo_row.keys, cleo_row.active_keys), (3, 1), "disabled and expired keys are not active");
+        assert_eq!(cleo_row.spend, Money::from_micros(300), "spend of the range only");
+        assert_eq!(cleo_row.last_used_at, Some(noon(3)));
+
+        let filtered = store.user_overviews(&users_page(None, Some("E"), None, 10)).await.unwrap();
+        assert_eq!(filtered.iter().map(|u| u.user.name.as_str()).collect::<Vec<_>>(), ["abe", "bea", "cleo"]);
+        let filtered = store.user_overviews(&users_page(None, Some("b%"), None, 10)).await.unwrap();
+        assert!(filtered.is_empty(), "filter text is plain text");
+        let exact = store.user_overviews(&users_page(None, None, Some("bea"), 10)).await.unwrap();
+        assert_eq!(exact.iter().map(|u| u.user.name.as_str()).collect::<Vec<_>>(), ["bea"]);
+    });
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_pages_filter_by_actor_action_key_and_time_newest_first() {
+    for_each_backend!(|db| {
+        let store = db.store.as_ref();
+        let owner = add_user(store, "owner").await;
+        let (one, two) = (new_key(&owner, "one", at(0)), new_key(&owner, "two", at(0)));
+        insert(store, &one).await;
+        insert(store, &two).await;
+        for (n, actor, action, key) in [
+            (1, "ann", "topup", Some(one.id)),
+            (2, "bob", "topup", Some(two.id)),
+            (3, "ann", "update", Some(two.id)),
+            (4, "ann", "topup", Some(one.id)),
+            (5, "bob", "config", None),
+        ] {
+            let record = AuditRecord {
+                at: at(3_600 * n),
+                actor: actor.into(),
+                action: action.into(),
+                api_key_id: key,
+                details: serde_json::json!({ "n": n }),
+            };
+            store.append_audit(&record).await.unwrap();
+        }
+        let page = |query: AuditQuery| async move {
+            let rows = store.audit_page(&AuditQuery { limit: query.limit.max(1), ..query }).await.unwrap();
+            assert!(rows.windows(2).all(|pair| pair[0].id > pair[1].id), "newest first");
+            rows.iter()
+                .map(|e| serde_json::from_str::<serde_json::Value>(&e.details).unwrap()["n"].clone())
+                .collect::<Vec<_>>()
+        };
+        let n = |values: &[i64]| values.iter().map(|v| serde_json::json!(v)).collect::<Vec<_>>();
+        let ann = || Some("ann".to_string());
+        assert_eq!(page(AuditQuery { actor: ann(), limit: 10, ..AuditQuery::default() }).await, n(&[4, 3, 1]));
+        assert_eq!(
+            page(AuditQuery { actor: ann(), action: Some("topup".into()), limit: 10, ..AuditQuery::default() }).await,
+            n(&[4, 1])
+        );
+        assert_eq!(
+            page(AuditQuery { key_ids: Some(vec![two.id]), limit: 10, ..AuditQuery::default() }).await[..2],
+            n(&[3, 2])
+        );
+        assert_eq!(page(AuditQuery { key_ids: Some(vec![]), limit: 10, ..AuditQuery::default() }).await, n(&[]));
+        assert_eq!(
+            page(AuditQuery { since: Some(at(3 * 3_600)), limit: 10, ..AuditQuery::default() }).await,
+            n(&[5, 4, 3])
+        );
+        // Keyset paging: two at a time from the newest, then on from the last id seen.
+        let first = store.audit_page(&AuditQuery { actor: ann(), limit: 2, ..AuditQuery::default() }).await.unwrap();
+        let rest = store
+            .audit_page(&AuditQuery { actor: ann(), before_id: Some(first[1].id), limit: 2, ..AuditQuery::default() })
+            .await
+            .unwrap();
+        assert_eq!((first.len(), rest.len()), (2, 1));
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&rest[0].details).unwrap()["n"], 1);
     });
 }

@@ -1,4 +1,4 @@
-//! `keytop users …`, `sweep`, `audit`, `migrate`.
+//! `keytop users …`, `sweep`, `migrate`, `rekey`.
 
 use std::path::Path;
 use std::time::Duration;
@@ -29,6 +29,7 @@ pub async fn users(ctx: &Context, command: UsersCommand) -> anyhow::Result<()> {
                 ]
             });
         }
+        UsersCommand::Show { name, days } => super::fleet::user_show(ctx, &name, days).await?,
         UsersCommand::Disable { name } => set_user_active(ctx, &name, false).await?,
         UsersCommand::Enable { name } => set_user_active(ctx, &name, true).await?,
     }
@@ -109,24 +110,6 @@ pub async fn sweep(ctx: &Context, args: SweepArgs) -> anyhow::Result<()> {
             }
         }
     }
-}
-
-pub async fn audit(ctx: &Context, key: Option<&str>, limit: u32) -> anyhow::Result<()> {
-    let key_id = match key {
-        Some(reference) => Some(ctx.service.resolve_key(reference).await?.id),
-        None => None,
-    };
-    let entries = ctx.service.audit(key_id, limit.max(1)).await?;
-    print_records(ctx.json, &entries, "no audit rows", &["TIME", "ACTOR", "ACTION", "KEY", "DETAILS"], |e| {
-        vec![
-            timestamp(e.at),
-            sanitize(&e.actor).into_owned(),
-            sanitize(&e.action).into_owned(),
-            e.api_key_id.map(|id| id.to_string()[..8].to_string()).unwrap_or_else(|| "—".into()),
-            sanitize(&e.details).into_owned(),
-        ]
-    });
-    Ok(())
 }
 
 pub async fn migrate(ctx: &Context) -> anyhow::Result<()> {

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
 /// `Debug` shows the database URL without its password.
 #[derive(Parser)]
@@ -25,8 +25,11 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "PATH")]
     pub master_key_file: Option<PathBuf>,
 
-    /// Name recorded in the ledger and the audit log [default: the login name]
-    #[arg(long, global = true, env = "KEYTOP_ACTOR", value_name = "NAME")]
+    /// Name recorded in the ledger and the audit log [env: KEYTOP_ACTOR] [default: the login
+    /// name]; with `audit`, only the rows of this actor
+    // The environment variable is read by `cli::actor`, not here: from the command line alone,
+    // `audit` can tell a filter asked for from the writer's own name.
+    #[arg(long, global = true, value_name = "NAME")]
     pub actor: Option<String>,
 
     /// Config file [default: $XDG_CONFIG_HOME/keytop/config.toml]
@@ -89,26 +92,16 @@ pub enum Command {
     /// Record gateway usage
     #[command(subcommand)]
     Usage(UsageCommand),
-    /// Usage totals and the daily series of a key (UTC days)
-    Stats {
-        /// Key id, id prefix (6+ characters) or exact name
-        key: String,
-        /// Number of days, today included
-        #[arg(long, default_value_t = 30)]
-        days: u32,
-    },
+    /// Usage totals and the daily series of a key, a user or the fleet (UTC days)
+    Stats(StatsArgs),
+    /// The biggest spenders, keys or users, with their share of the fleet's spend
+    Top(TopArgs),
     /// Make the admission decision a gateway makes (exit 0 allowed, 3 denied)
     Verify(VerifyArgs),
     /// Disable or delete expired keys
     Sweep(SweepArgs),
     /// Show the audit log, newest first
-    Audit {
-        /// Only the rows of this key
-        #[arg(long)]
-        key: Option<String>,
-        #[arg(long, default_value_t = 50)]
-        limit: u32,
-    },
+    Audit(AuditArgs),
     /// Run database migrations and report the schema version
     Migrate,
     /// Rotate the master key: re-seal every stored key under a new one, in one transaction
@@ -141,6 +134,13 @@ pub enum UsersCommand {
     Add { name: String },
     /// List users with their key counts
     List,
+    /// Show a user: status, key counts, spend, last use and their keys
+    Show {
+        name: String,
+        /// Spend over this many days, today included
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
     /// Disable a user: their keys stop being admitted
     Disable { name: String },
     /// Enable a user again
@@ -373,4 +373,58 @@ impl std::fmt::Debug for AetherImportArgs {
             .field("dry_run", &self.dry_run)
             .finish()
     }
+}
+
+/// Exactly one of a key, `--all` or `--user`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("subject").required(true).args(["key", "all", "user"])))]
+pub struct StatsArgs {
+    /// Key id, id prefix (6+ characters) or exact name
+    pub key: Option<String>,
+    /// The whole fleet, purged keys' usage included
+    #[arg(long)]
+    pub all: bool,
+    /// Every key of this user, purged ones included
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// Number of days, today included
+    #[arg(long, default_value_t = 30)]
+    pub days: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SpenderArg {
+    Key,
+    User,
+}
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// Number of days, today included
+    #[arg(long, default_value_t = 30)]
+    pub days: u32,
+    /// Rank keys or users
+    #[arg(long, value_enum, default_value_t = SpenderArg::Key)]
+    pub by: SpenderArg,
+    #[arg(long, default_value_t = 10)]
+    pub limit: u32,
+}
+
+/// `keytop audit`; its actor filter is the global `--actor`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only the rows of this key (id, id prefix of 6+ characters or exact name)
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Only the rows of this action (topup, create, update, sweep_disable…)
+    #[arg(long)]
+    pub action: Option<String>,
+    /// Only rows from this long ago on (24h, 7d…), or from a time (RFC 3339 or a date)
+    #[arg(long, value_name = "DURATION|TIME")]
+    pub since: Option<String>,
+    /// The page after this row id (the last id of the previous page)
+    #[arg(long, value_name = "ID")]
+    pub before: Option<i64>,
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
 }

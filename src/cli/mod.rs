@@ -3,6 +3,7 @@
 mod admin;
 pub mod args;
 mod demo;
+mod fleet;
 pub mod generated;
 mod import;
 mod keys;
@@ -102,10 +103,11 @@ async fn dispatch(ctx: Context, cli: Cli) -> anyhow::Result<Outcome> {
         Some(Command::Balance { key }) => money::balance(&ctx, &key).await?,
         Some(Command::Ledger { key }) => money::ledger(&ctx, &key).await?,
         Some(Command::Usage(args::UsageCommand::Record(args))) => money::record_usage(&ctx, args).await?,
-        Some(Command::Stats { key, days }) => money::stats(&ctx, &key, days).await?,
+        Some(Command::Stats(args)) => fleet::stats(&ctx, args).await?,
+        Some(Command::Top(args)) => fleet::top(&ctx, args).await?,
         Some(Command::Verify(args)) => return money::verify(&ctx, args).await,
         Some(Command::Sweep(args)) => admin::sweep(&ctx, args).await?,
-        Some(Command::Audit { key, limit }) => admin::audit(&ctx, key.as_deref(), limit).await?,
+        Some(Command::Audit(args)) => fleet::audit(&ctx, cli.actor, args).await?,
         Some(Command::Migrate) => admin::migrate(&ctx).await?,
         Some(Command::Rekey { new_key_file }) => admin::rekey(&ctx, &new_key_file).await?,
         Some(Command::Demo(args)) => {
@@ -179,10 +181,11 @@ pub fn load_master_key(cli: &Cli) -> MasterKeySource {
     master_key::load(MasterKeyOrigin::File { path: &path, create_if_missing })
 }
 
-/// `--actor`, else the login name.
+/// `--actor`, else `KEYTOP_ACTOR`, else the login name.
 pub fn actor(cli: &Cli) -> String {
     cli.actor
         .clone()
+        .or_else(|| std::env::var("KEYTOP_ACTOR").ok())
         .or_else(|| std::env::var("USER").ok())
         .or_else(|| std::env::var("LOGNAME").ok())
         .filter(|name| !name.trim().is_empty())

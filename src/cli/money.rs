@@ -4,10 +4,12 @@ use super::output::out;
 use serde_json::json;
 
 use super::args::{RecordArgs, TopupArgs, VerifyArgs};
-use super::output::{money_or_unlimited, print_fields, print_json, print_records, print_table, timestamp};
+use super::output::{
+    money_or_unlimited, print_fields, print_json, print_records, print_series, series_json, timestamp,
+};
 use super::{Context, Outcome, parse};
 use crate::domain::text::sanitize;
-use crate::service::{UsageInput, VerifyDecision, VerifyRequest};
+use crate::service::{UsageInput, UsageSeries, VerifyDecision, VerifyRequest};
 use crate::store::UsageOutcome;
 
 pub async fn topup(ctx: &Context, args: TopupArgs) -> anyhow::Result<()> {
@@ -84,37 +86,15 @@ pub async fn record_usage(ctx: &Context, args: RecordArgs) -> anyhow::Result<()>
 pub async fn stats(ctx: &Context, reference: &str, days: u32) -> anyhow::Result<()> {
     let key = ctx.service.resolve_key(reference).await?;
     let stats = ctx.service.stats(key.id, days).await?;
+    let key_id = stats.key_id;
+    let series = UsageSeries::from(stats);
     if ctx.json {
-        let daily: Vec<_> = stats
-            .daily
-            .iter()
-            .map(|d| json!({ "date": d.day.to_string(), "requests": d.requests, "tokens": d.tokens, "cost": d.cost }))
-            .collect();
-        print_json(&json!({
-            "key_id": stats.key_id,
-            "days": stats.days,
-            "total_requests": stats.total_requests,
-            "total_tokens": stats.total_tokens,
-            "total_cost": stats.total_cost,
-            "avg_response_ms": stats.avg_response_ms,
-            "daily": daily,
-        }));
-        return Ok(());
+        let mut fields = serde_json::Map::from_iter([("key_id".to_string(), json!(key_id))]);
+        fields.extend(series_json(&series));
+        print_json(&fields);
+    } else {
+        print_series(&sanitize(&key.name), &series, Vec::new());
     }
-    out!("{} — last {} days (UTC), {} to {}", sanitize(&key.name), stats.days, stats.first_day, stats.last_day);
-    print_fields(&[
-        ("requests", stats.total_requests.to_string()),
-        ("tokens", stats.total_tokens.to_string()),
-        ("cost", stats.total_cost.to_string()),
-        ("avg response", stats.avg_response_ms.map_or_else(|| "—".into(), |ms| format!("{ms:.0} ms"))),
-    ]);
-    out!("");
-    let rows: Vec<Vec<String>> = stats
-        .daily
-        .iter()
-        .map(|d| vec![d.day.to_string(), d.requests.to_string(), d.tokens.to_string(), d.cost.to_string()])
-        .collect();
-    print_table(&["DATE", "REQUESTS", "TOKENS", "COST"], &rows);
     Ok(())
 }
 

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use crate::domain::text::{fit, sanitize};
 use crate::domain::{ApiKey, KeyStatus, Money, duration::format_compact};
+use crate::service::UsageSeries;
 
 /// `println!` that ends the process quietly once stdout is closed (`keytop keys list | head`),
 /// where `println!` would panic.
@@ -250,4 +251,48 @@ pub fn print_fields(fields: &[(&str, String)]) {
 
 pub fn money_or_unlimited(amount: Option<Money>) -> String {
     amount.map_or_else(|| "unlimited".into(), |a| a.to_string())
+}
+
+/// A usage series as `stats --json` prints it: totals, then one entry per UTC day, oldest first.
+pub fn series_json(series: &UsageSeries) -> serde_json::Map<String, serde_json::Value> {
+    let daily: Vec<_> = series
+        .daily
+        .iter()
+        .map(|d| serde_json::json!({ "date": d.day.to_string(), "requests": d.requests, "tokens": d.tokens, "cost": d.cost }))
+        .collect();
+    let value = serde_json::json!({
+        "days": series.days,
+        "first_day": series.first_day.to_string(),
+        "last_day": series.last_day.to_string(),
+        "total_requests": series.total_requests,
+        "total_tokens": series.total_tokens,
+        "total_cost": series.total_cost,
+        "avg_response_ms": series.avg_response_ms,
+        "daily": daily,
+    });
+    match value {
+        serde_json::Value::Object(map) => map,
+        _ => unreachable!("json! of an object literal is an object"),
+    }
+}
+
+/// A usage series as `stats` prints it: a title line, the totals with `extra` lines after them,
+/// and a table of the days.
+pub fn print_series(title: &str, series: &UsageSeries, extra: Vec<(&str, String)>) {
+    out!("{title} — last {} days (UTC), {} to {}", series.days, series.first_day, series.last_day);
+    let mut fields = vec![
+        ("requests", series.total_requests.to_string()),
+        ("tokens", series.total_tokens.to_string()),
+        ("cost", series.total_cost.to_string()),
+        ("avg response", series.avg_response_ms.map_or_else(|| "—".into(), |ms| format!("{ms:.0} ms"))),
+    ];
+    fields.extend(extra);
+    print_fields(&fields);
+    out!("");
+    let rows: Vec<Vec<String>> = series
+        .daily
+        .iter()
+        .map(|d| vec![d.day.to_string(), d.requests.to_string(), d.tokens.to_string(), d.cost.to_string()])
+        .collect();
+    print_table(&["DATE", "REQUESTS", "TOKENS", "COST"], &rows);
 }

@@ -1,11 +1,13 @@
 //! Pure types and rules of keytop, with no IO.
 
 pub mod duration;
+pub mod fleet;
 pub mod key;
 pub mod money;
 pub mod text;
 pub mod validate;
 
+pub use fleet::{AuditQuery, Spender, SpenderKind, UsageTotals, UserOverview, UserQuery};
 pub use key::*;
 pub use money::{Money, MoneyError};
 pub use validate::ValidationError;

@@ -5,6 +5,7 @@
 
 mod balance;
 mod error;
+mod fleet;
 mod import;
 mod keys;
 mod rekey;
@@ -22,8 +23,9 @@ use crate::store::{AuditRecord, BulkLoad, Store, SweepReport};
 
 pub use balance::TopUp;
 pub use error::{ServiceError, ServiceResult};
+pub use fleet::{FleetStats, MAX_PAGE, Ranked, TopSpenders, USER_KEYS_SHOWN, UserDetail, UserStats};
 pub use keys::{CreatedKey, KeyMaterial, NewKeySpec};
-pub use usage::{DenyReason, KeyStats, UsageInput, VerifyDecision, VerifyRequest};
+pub use usage::{DenyReason, KeyStats, UsageInput, UsageSeries, VerifyDecision, VerifyRequest};
 
 /// Settings of the service that come from the config file.
 #[derive(Debug, Clone, PartialEq, Eq)]

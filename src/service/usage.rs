@@ -31,6 +31,22 @@ pub struct UsageInput {
     pub at: Option<DateTime<Utc>>,
 }
 
+/// Totals and a zero-filled daily series over the days `first_day..=last_day` (UTC days), of a
+/// key, a user or the fleet.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UsageSeries {
+    pub days: u32,
+    pub first_day: NaiveDate,
+    pub last_day: NaiveDate,
+    pub total_requests: i64,
+    pub total_tokens: i64,
+    pub total_cost: Money,
+    /// Mean over the range's requests that reported a response time; `None` without any.
+    pub avg_response_ms: Option<f64>,
+    /// One entry per day, oldest first.
+    pub daily: Vec<DailyUsage>,
+}
+
 /// Totals and a zero-filled daily series over the last `days` UTC days, today included.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct KeyStats {
@@ -227,13 +243,18 @@ impl KeyService {
 
     /// Totals and the zero-filled daily series of the last `days` UTC days, read from the rollup.
     pub async fn stats(&self, key_id: Uuid, days: u32) -> ServiceResult<KeyStats> {
+        let (first_day, last_day) = self.last_days(days)?;
+        let rows = self.store.daily_usage(key_id, first_day, last_day).await?;
+        Ok(KeyStats::summarise(key_id, days, first_day, last_day, &rows))
+    }
+
+    /// The first and last of the last `days` UTC days, today included.
+    pub(super) fn last_days(&self, days: u32) -> ServiceResult<(NaiveDate, NaiveDate)> {
         if !(1..=MAX_STATS_DAYS).contains(&days) {
             return Err(ServiceError::invalid("days", format!("must be between 1 and {MAX_STATS_DAYS} (got {days})")));
         }
         let last_day = self.now().date_naive();
-        let first_day = last_day - Duration::days(i64::from(days) - 1);
-        let rows = self.store.daily_usage(key_id, first_day, last_day).await?;
-        Ok(KeyStats::summarise(key_id, days, first_day, last_day, &rows))
+        Ok((last_day - Duration::days(i64::from(days) - 1), last_day))
     }
 }
 
@@ -241,6 +262,33 @@ impl KeyStats {
     /// The totals and the daily series of the days `first_day..=last_day`, from the rollup rows
     /// of those days (in day order); days without a row count as days without requests.
     pub fn summarise(key_id: Uuid, days: u32, first_day: NaiveDate, last_day: NaiveDate, rows: &[DailyUsage]) -> Self {
+        let UsageSeries { days, first_day, last_day, total_requests, total_tokens, total_cost, avg_response_ms, daily } =
+            UsageSeries::summarise(days, first_day, last_day, rows);
+        KeyStats { key_id, days, first_day, last_day, total_requests, total_tokens, total_cost, avg_response_ms, daily }
+    }
+}
+
+impl From<KeyStats> for UsageSeries {
+    fn from(stats: KeyStats) -> Self {
+        let KeyStats {
+            days,
+            first_day,
+            last_day,
+            total_requests,
+            total_tokens,
+            total_cost,
+            avg_response_ms,
+            daily,
+            ..
+        } = stats;
+        UsageSeries { days, first_day, last_day, total_requests, total_tokens, total_cost, avg_response_ms, daily }
+    }
+}
+
+impl UsageSeries {
+    /// The totals and the daily series of the days `first_day..=last_day`, from the rollup rows
+    /// of those days (in day order); days without a row count as days without requests.
+    pub fn summarise(days: u32, first_day: NaiveDate, last_day: NaiveDate, rows: &[DailyUsage]) -> Self {
         let mut daily = Vec::with_capacity(days as usize);
         let mut rows = rows.iter().peekable();
         for day in first_day.iter_days().take_while(|d| *d <= last_day) {
@@ -253,8 +301,7 @@ impl KeyStats {
         let total_requests: i64 = daily.iter().map(|d| d.requests).sum();
         let response_ms_sum: i64 = daily.iter().map(|d| d.response_ms_sum).sum();
         let timed_requests: i64 = daily.iter().map(|d| d.timed_requests).sum();
-        KeyStats {
-            key_id,
+        UsageSeries {
             days,
             first_day,
             last_day,

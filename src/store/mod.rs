@@ -26,7 +26,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
 use crate::domain::{
-    ApiKey, AuditEntry, Balance, DailyUsage, KeyCounts, KeyPatch, KeyQuery, LedgerEntry, User, UserSummary,
+    ApiKey, AuditEntry, AuditQuery, Balance, DailyUsage, KeyCounts, KeyPatch, KeyQuery, LedgerEntry, Spender,
+    SpenderKind, User, UserOverview, UserQuery, UserSummary,
 };
 
 pub use records::{
@@ -65,6 +66,8 @@ pub trait Store: Send + Sync {
     async fn user_by_name(&self, name: &str) -> StoreResult<Option<User>>;
     /// Returns false when the user does not exist.
     async fn set_user_active(&self, id: Uuid, active: bool, audit: &AuditRecord) -> StoreResult<bool>;
+    /// One page of users by name, with their key counts, spend and last use.
+    async fn user_overviews(&self, query: &UserQuery) -> StoreResult<Vec<UserOverview>>;
 
     /// Inserts a key; `initial_credit` writes its first ledger row in the same transaction.
     async fn insert_key(
@@ -118,6 +121,23 @@ pub trait Store: Send + Sync {
     async fn record_usage(&self, usage: &UsageRecord) -> StoreResult<UsageOutcome>;
     /// Rollup rows of a key for `first..=last` (UTC days); days without usage are absent.
     async fn daily_usage(&self, key_id: Uuid, first: NaiveDate, last: NaiveDate) -> StoreResult<Vec<DailyUsage>>;
+    /// The fleet's rollup rows for `first..=last`: every usage row ever recorded, those of purged
+    /// keys included; days without usage are absent.
+    async fn fleet_daily_usage(&self, first: NaiveDate, last: NaiveDate) -> StoreResult<Vec<DailyUsage>>;
+    /// The part of the fleet's rollup whose keys are gone (purged or deleted by the sweep).
+    async fn purged_daily_usage(&self, first: NaiveDate, last: NaiveDate) -> StoreResult<Vec<DailyUsage>>;
+    /// A user's rollup rows: every key they own or owned, purged ones included.
+    async fn user_daily_usage(&self, user_id: Uuid, first: NaiveDate, last: NaiveDate) -> StoreResult<Vec<DailyUsage>>;
+    /// The `limit` keys or users that spent most over `first..=last` (those that spent nothing
+    /// left out), biggest first, equal spend by id. Exact, without summing every rollup row of
+    /// the range when spending is concentrated.
+    async fn top_spenders(
+        &self,
+        kind: SpenderKind,
+        first: NaiveDate,
+        last: NaiveDate,
+        limit: u32,
+    ) -> StoreResult<Vec<Spender>>;
 
     // ---- Sweep ------------------------------------------------------------------------------
 
@@ -136,6 +156,8 @@ pub trait Store: Send + Sync {
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()>;
     /// Audit rows, newest first, optionally for one key.
     async fn audit(&self, key_id: Option<Uuid>, limit: u32) -> StoreResult<Vec<AuditEntry>>;
+    /// One page of the audit log, newest first.
+    async fn audit_page(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEntry>>;
 
     // ---- Maintenance: the database, migrations, re-sealing, bulk loads ----------------------
 

@@ -31,9 +31,59 @@ macro_rules! select_keys {
     };
 }
 
+/// The `SET` list of an upsert into a daily rollup aliased `$alias`: the inserted row's sums
+/// (`EXCLUDED`) added to the stored ones.
+macro_rules! add_to_rollup {
+    ($alias:literal) => {
+        concat!(
+            "requests = ",
+            $alias,
+            ".requests + EXCLUDED.requests, tokens = ",
+            $alias,
+            ".tokens + EXCLUDED.tokens, \
+             cost_micros = ",
+            $alias,
+            ".cost_micros + EXCLUDED.cost_micros, \
+             response_ms_sum = ",
+            $alias,
+            ".response_ms_sum + EXCLUDED.response_ms_sum, \
+             timed_requests = ",
+            $alias,
+            ".timed_requests + EXCLUDED.timed_requests"
+        )
+    };
+}
+
+/// The fleet rollup's shard of a usage row of the key `$key_id` (migration 0011): a byte of
+/// the key's id, so that one key's rows always go to the same shard.
+macro_rules! fleet_shard {
+    ($key_id:literal) => {
+        concat!("(get_byte(uuid_send(", $key_id, "), 15) % 16)::smallint")
+    };
+}
+
+/// Moves the daily rollups of the keys matching `$keys` (a condition on `api_key_id`) into the
+/// purged keys' rollup (migration 0011), before those keys are deleted: their usage stays the
+/// fleet's, as "purged keys".
+macro_rules! add_to_purged {
+    ($keys:literal) => {
+        concat!(
+            "INSERT INTO usage_daily_purged AS p (day, requests, tokens, cost_micros, response_ms_sum, timed_requests) \
+             SELECT day, SUM(requests)::bigint, SUM(tokens)::bigint, SUM(cost_micros)::bigint, \
+                    SUM(response_ms_sum)::bigint, SUM(timed_requests)::bigint \
+             FROM usage_daily WHERE ",
+            $keys,
+            " GROUP BY day \
+             ON CONFLICT (day) DO UPDATE SET ",
+            add_to_rollup!("p")
+        )
+    };
+}
+
 mod audit;
 mod balance;
 mod bulk;
+mod fleet;
 mod keys;
 mod list;
 mod reseal;
@@ -61,7 +111,8 @@ use super::{
     SweepReport, UsageOutcome, UsageRecord, VerifyLookup, latest_version, redact_url,
 };
 use crate::domain::{
-    ApiKey, AuditEntry, Balance, DailyUsage, KeyCounts, KeyPatch, KeyQuery, LedgerEntry, Money, User, UserSummary,
+    ApiKey, AuditEntry, AuditQuery, Balance, DailyUsage, KeyCounts, KeyPatch, KeyQuery, LedgerEntry, Money, Spender,
+    SpenderKind, User, UserOverview, UserQuery, UserSummary,
 };
 use audit::insert_audit;
 pub use sweep::SWEEP_LOCK;
@@ -203,6 +254,10 @@ impl Store for PgStore {
         self.retrying(|| users::set_user_active(&self.pool, id, active, audit)).await
     }
 
+    async fn user_overviews(&self, query: &UserQuery) -> StoreResult<Vec<UserOverview>> {
+        fleet::user_overviews(&self.pool, query).await.map_err(|error| self.store_error(error))
+    }
+
     async fn insert_key(
         &self,
         key: &ApiKey,
@@ -281,6 +336,28 @@ impl Store for PgStore {
         usage::daily_usage(&self.pool, key_id, first, last).await.map_err(|error| self.store_error(error))
     }
 
+    async fn fleet_daily_usage(&self, first: NaiveDate, last: NaiveDate) -> StoreResult<Vec<DailyUsage>> {
+        fleet::fleet_rollup(&self.pool, first, last).await.map_err(|error| self.store_error(error))
+    }
+
+    async fn purged_daily_usage(&self, first: NaiveDate, last: NaiveDate) -> StoreResult<Vec<DailyUsage>> {
+        fleet::purged_rollup(&self.pool, first, last).await.map_err(|error| self.store_error(error))
+    }
+
+    async fn user_daily_usage(&self, user_id: Uuid, first: NaiveDate, last: NaiveDate) -> StoreResult<Vec<DailyUsage>> {
+        fleet::user_rollup(&self.pool, user_id, first, last).await.map_err(|error| self.store_error(error))
+    }
+
+    async fn top_spenders(
+        &self,
+        kind: SpenderKind,
+        first: NaiveDate,
+        last: NaiveDate,
+        limit: u32,
+    ) -> StoreResult<Vec<Spender>> {
+        fleet::top_spenders(&self.pool, kind, first, last, limit).await.map_err(|error| self.store_error(error))
+    }
+
     async fn sweep(
         &self,
         now: DateTime<Utc>,
@@ -302,6 +379,10 @@ impl Store for PgStore {
 
     async fn audit(&self, key_id: Option<Uuid>, limit: u32) -> StoreResult<Vec<AuditEntry>> {
         audit::audit(&self.pool, key_id, limit).await.map_err(|error| self.store_error(error))
+    }
+
+    async fn audit_page(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEntry>> {
+        fleet::audit_page(&self.pool, query).await.map_err(|error| self.store_error(error))
     }
 
     async fn reseal_all_keys(&self, reseal: &Resealer<'_>, audit: &AuditRecord) -> StoreResult<ResealOutcome> {

@@ -23,7 +23,8 @@ use super::{
     SweepReport, UsageOutcome, UsageRecord, VerifyLookup, latest_version, redact_url,
 };
 use crate::domain::{
-    ApiKey, AuditEntry, Balance, DailyUsage, KeyCounts, KeyPatch, KeyQuery, LedgerEntry, User, UserSummary,
+    ApiKey, AuditEntry, AuditQuery, Balance, DailyUsage, KeyCounts, KeyPatch, KeyQuery, LedgerEntry, Spender,
+    SpenderKind, User, UserOverview, UserQuery, UserSummary,
 };
 
 type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>;
@@ -61,9 +62,29 @@ macro_rules! expiry_order {
     };
 }
 
+/// Moves the daily rollups of the keys matching `$keys` (a condition on `api_key_id`) into the
+/// purged keys' rollup (migration 0011), before those keys are deleted: their usage stays the
+/// fleet's, as "purged keys".
+macro_rules! add_to_purged {
+    ($keys:literal) => {
+        concat!(
+            "INSERT INTO usage_daily_purged (day, requests, tokens, cost_micros, response_ms_sum, timed_requests) \
+             SELECT day, SUM(requests), SUM(tokens), SUM(cost_micros), SUM(response_ms_sum), SUM(timed_requests) \
+             FROM usage_daily WHERE ",
+            $keys,
+            " GROUP BY day \
+             ON CONFLICT (day) DO UPDATE SET requests = requests + excluded.requests, \
+             tokens = tokens + excluded.tokens, cost_micros = cost_micros + excluded.cost_micros, \
+             response_ms_sum = response_ms_sum + excluded.response_ms_sum, \
+             timed_requests = timed_requests + excluded.timed_requests"
+        )
+    };
+}
+
 mod audit;
 mod balance;
 mod bulk;
+mod fleet;
 mod keys;
 mod list;
 mod reseal;
@@ -265,6 +286,10 @@ impl Store for SqliteStore {
         users::set_user_active(self, id, active, audit).await
     }
 
+    async fn user_overviews(&self, query: &UserQuery) -> StoreResult<Vec<UserOverview>> {
+        fleet::user_overviews(&self.pool, query).await
+    }
+
     async fn insert_key(
         &self,
         key: &ApiKey,
@@ -343,6 +368,28 @@ impl Store for SqliteStore {
         usage::daily_usage(self, key_id, first, last).await
     }
 
+    async fn fleet_daily_usage(&self, first: NaiveDate, last: NaiveDate) -> StoreResult<Vec<DailyUsage>> {
+        fleet::day_rollup(&self.pool, fleet::DayRollup::Fleet, first, last).await
+    }
+
+    async fn purged_daily_usage(&self, first: NaiveDate, last: NaiveDate) -> StoreResult<Vec<DailyUsage>> {
+        fleet::day_rollup(&self.pool, fleet::DayRollup::Purged, first, last).await
+    }
+
+    async fn user_daily_usage(&self, user_id: Uuid, first: NaiveDate, last: NaiveDate) -> StoreResult<Vec<DailyUsage>> {
+        fleet::user_rollup(&self.pool, user_id, first, last).await
+    }
+
+    async fn top_spenders(
+        &self,
+        kind: SpenderKind,
+        first: NaiveDate,
+        last: NaiveDate,
+        limit: u32,
+    ) -> StoreResult<Vec<Spender>> {
+        fleet::top_spenders(&self.pool, kind, first, last, limit).await
+    }
+
     async fn sweep(
         &self,
         now: DateTime<Utc>,
@@ -359,6 +406,10 @@ impl Store for SqliteStore {
 
     async fn audit(&self, key_id: Option<Uuid>, limit: u32) -> StoreResult<Vec<AuditEntry>> {
         audit::audit(self, key_id, limit).await
+    }
+
+    async fn audit_page(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEntry>> {
+        fleet::audit_page(&self.pool, query).await
     }
 
     async fn reseal_all_keys(&self, reseal: &Resealer<'_>, audit: &AuditRecord) -> StoreResult<ResealOutcome> {

@@ -170,9 +170,23 @@ pub(super) async fn set_key_active(
 
 pub(super) async fn purge_key(pool: &PgPool, id: Uuid, audit: &AuditRecord) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    // usage_daily rows go by their foreign key; usage rows stay, with the purged key's id.
-    let found = sqlx::query("DELETE FROM api_keys WHERE id = $1").bind(id).execute(&mut *tx).await?.rows_affected() > 0;
+    // Locked first: no usage record of the key can land after its rollup is read below.
+    let found = sqlx::query("SELECT 1 FROM api_keys WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .is_some();
     if found {
+        // usage_daily rows go by their foreign key, into the purged keys' rollup first; usage
+        // rows stay, with the purged key's id.
+        sqlx::query(concat!(
+            "WITH purged AS (",
+            add_to_purged!("api_key_id = $1"),
+            ") DELETE FROM api_keys WHERE id = $1"
+        ))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
         insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
     }

@@ -111,7 +111,7 @@ pub(super) async fn list_keys(pool: &PgPool, query: &KeyQuery) -> Result<Vec<Api
 }
 
 /// Escapes the LIKE wildcards (and the escape character) so `text` matches literally.
-fn escape_like(text: &str) -> String {
+pub(super) fn escape_like(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
     for ch in text.chars() {
         if matches!(ch, '\\' | '%' | '_') {

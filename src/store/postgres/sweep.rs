@@ -59,7 +59,7 @@ macro_rules! to_disable {
 // version a disable moves to a later page is no longer due there; a key inserted during the
 // sweep lands in the last chunk, which has no end.
 macro_rules! chunk_statement {
-    ($write:expr, $action:literal) => {
+    ($write:expr, $action:literal, $also:expr) => {
         concat!(
             "WITH changed AS (",
             $write,
@@ -69,19 +69,29 @@ macro_rules! chunk_statement {
              audit AS (INSERT INTO audit_log (at, actor, action, api_key_id, details) \
                        SELECT $1, $5, '",
             $action,
-            "', id, jsonb_build_object('name', name) FROM changed) \
-             SELECT id, name, expiry FROM changed"
+            "', id, jsonb_build_object('name', name) FROM changed)",
+            $also,
+            " SELECT id, name, expiry FROM changed"
         )
     };
 }
 
-/// Deletes the due keys of a chunk with their audit rows; their rollups go by the foreign key's
-/// cascade, their usage rows stay as they are, as history.
-const DELETE_CHUNK: &str = chunk_statement!(concat!("DELETE FROM api_keys WHERE ", to_delete!()), "sweep_delete");
+/// Deletes the due keys of a chunk with their audit rows; their rollups go into the purged keys'
+/// rollup, then by the foreign key's cascade, their usage rows stay as they are, as history.
+///
+/// The rollups are read in the statement's snapshot: a usage record of a due key that commits
+/// while the statement waits for that key's lock is counted by the fleet and not as purged.
+/// Usage of an expired key arrives only from a request admitted before it expired.
+const DELETE_CHUNK: &str = chunk_statement!(
+    concat!("DELETE FROM api_keys WHERE ", to_delete!()),
+    "sweep_delete",
+    concat!(", purged AS (", add_to_purged!("api_key_id IN (SELECT id FROM changed)"), ")")
+);
 /// Disables the due keys of a chunk with their audit rows.
 const DISABLE_CHUNK: &str = chunk_statement!(
     concat!("UPDATE api_keys SET is_active = FALSE, updated_at = $1 WHERE ", to_disable!()),
-    "sweep_disable"
+    "sweep_disable",
+    ""
 );
 /// Pages per chunk: 64 MB of the table at the default page size, some ten thousand keys.
 const CHUNK_PAGES: u32 = 8_192;

@@ -12,34 +12,50 @@ pub(super) async fn record_usage(pool: &PgPool, usage: &UsageRecord) -> Result<U
     // One statement, so one round trip and atomic: the usage row, its daily rollup and the
     // charge happen only when the row is new; nothing is written for an unknown key. The key
     // row is share-locked (what a foreign key check would do), so a purge cannot slip in
-    // between and leave a usage row written for a key already gone.
-    let (known, charged): (bool, Option<bool>) = sqlx::query_as(
-        "WITH key AS (SELECT id FROM api_keys WHERE id = $2 FOR KEY SHARE), \
+    // between and leave a usage row written for a key already gone. The row goes into its owner's
+    // and the fleet's rollups (0011) in the same statement.
+    let (known, charged): (bool, Option<bool>) = sqlx::query_as(concat!(
+        "WITH key AS (SELECT id, user_id FROM api_keys WHERE id = $2 FOR KEY SHARE), \
          inserted AS ( \
            INSERT INTO usage (request_id, api_key_id, provider, model, api_format, total_tokens, \
                               cost_micros, response_time_ms, created_at) \
            SELECT $1, key.id, $3, $4, $5, $6, $7, $8, $9 FROM key \
            ON CONFLICT (request_id) DO NOTHING \
            RETURNING api_key_id), \
+         sums AS (SELECT 1 AS requests, $6::bigint AS tokens, $7::bigint AS cost_micros, \
+                  COALESCE($8, 0)::bigint AS response_ms_sum, \
+                  CASE WHEN $8 IS NULL THEN 0 ELSE 1 END AS timed_requests), \
          daily AS ( \
            INSERT INTO usage_daily AS d (api_key_id, day, requests, tokens, cost_micros, response_ms_sum, \
                                          timed_requests) \
-           SELECT api_key_id, $10, 1, $6, $7, COALESCE($8, 0), CASE WHEN $8 IS NULL THEN 0 ELSE 1 END \
-           FROM inserted \
-           ON CONFLICT (api_key_id, day) DO UPDATE SET \
-             requests = d.requests + 1, \
-             tokens = d.tokens + EXCLUDED.tokens, \
-             cost_micros = d.cost_micros + EXCLUDED.cost_micros, \
-             response_ms_sum = d.response_ms_sum + EXCLUDED.response_ms_sum, \
-             timed_requests = d.timed_requests + EXCLUDED.timed_requests), \
+           SELECT api_key_id, $10, sums.* FROM inserted, sums \
+           ON CONFLICT (api_key_id, day) DO UPDATE SET ",
+        add_to_rollup!("d"),
+        "), \
+         owner AS ( \
+           INSERT INTO usage_daily_user AS o (user_id, day, requests, tokens, cost_micros, response_ms_sum, \
+                                              timed_requests) \
+           SELECT key.user_id, $10, sums.* FROM inserted, key, sums \
+           ON CONFLICT (user_id, day) DO UPDATE SET ",
+        add_to_rollup!("o"),
+        "), \
+         fleet AS ( \
+           INSERT INTO usage_daily_fleet AS f (day, shard, requests, tokens, cost_micros, response_ms_sum, \
+                                               timed_requests) \
+           SELECT $10, ",
+        fleet_shard!("api_key_id"),
+        ", sums.* FROM inserted, sums \
+           ON CONFLICT (day, shard) DO UPDATE SET ",
+        add_to_rollup!("f"),
+        "), \
          charged AS ( \
            UPDATE api_keys k SET \
              used_micros = k.used_micros + CASE WHEN k.is_standalone THEN $7 ELSE 0 END, \
              last_used_at = GREATEST(k.last_used_at, $9) \
            FROM inserted WHERE k.id = inserted.api_key_id \
            RETURNING k.is_standalone) \
-         SELECT EXISTS (SELECT 1 FROM key), (SELECT is_standalone FROM charged)",
-    )
+         SELECT EXISTS (SELECT 1 FROM key), (SELECT is_standalone FROM charged)"
+    ))
     .bind(&usage.request_id)
     .bind(usage.api_key_id)
     .bind(&usage.provider)

@@ -2,9 +2,8 @@
 
 use sqlx::sqlite::SqliteConnection;
 use uuid::Uuid;
-use uuid::fmt::Hyphenated;
 
-use super::rows::{from_millis, get, millis};
+use super::rows::{audit_from_row, millis};
 use super::{SqliteStore, store_error};
 use crate::domain::AuditEntry;
 use crate::store::{AuditRecord, StoreResult};
@@ -26,18 +25,7 @@ pub(super) async fn audit(store: &SqliteStore, key_id: Option<Uuid>, limit: u32)
         }
     };
     let rows = query.bind(i64::from(limit)).fetch_all(&store.pool).await.map_err(store_error)?;
-    rows.iter()
-        .map(|row| {
-            Ok(AuditEntry {
-                id: get(row, "id")?,
-                at: from_millis(get(row, "at")?)?,
-                actor: get(row, "actor")?,
-                action: get(row, "action")?,
-                api_key_id: get::<Option<Hyphenated>>(row, "api_key_id")?.map(Hyphenated::into_uuid),
-                details: get(row, "details")?,
-            })
-        })
-        .collect()
+    rows.iter().map(audit_from_row).collect()
 }
 
 pub(super) async fn insert_audit(conn: &mut SqliteConnection, record: &AuditRecord) -> StoreResult<()> {

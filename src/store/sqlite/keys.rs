@@ -108,9 +108,21 @@ pub(super) async fn set_key_active(
 }
 
 pub(super) async fn purge_key(store: &SqliteStore, id: Uuid, audit: &AuditRecord) -> StoreResult<bool> {
-    // The foreign key drops the daily rollup; usage rows stay, with the purged key's id.
+    // The daily rollup goes into the purged keys' first, then by the foreign key; usage rows
+    // stay, with the purged key's id.
+    let mut tx = store.begin_write().await?;
+    sqlx::query(add_to_purged!("api_key_id = ?1"))
+        .bind(id.hyphenated())
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
     let delete = sqlx::query("DELETE FROM api_keys WHERE id = ?").bind(id.hyphenated());
-    store.write_audited(delete, audit).await
+    let found = delete.execute(&mut *tx).await.map_err(store_error)?.rows_affected() > 0;
+    if found {
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(store_error)?;
+    }
+    Ok(found)
 }
 
 pub(super) async fn verify_lookup(

@@ -171,7 +171,7 @@ fn push_filter(builder: &mut QueryBuilder<Sqlite>, filter: &str, matching: Match
 }
 
 /// Makes `%`, `_` and `\` match themselves in a `LIKE … ESCAPE '\'` pattern.
-fn escape_like(text: &str) -> String {
+pub(super) fn escape_like(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
     for ch in text.chars() {
         if matches!(ch, '%' | '_' | '\\') {

@@ -6,7 +6,7 @@ use sqlx::{Decode, Row, Sqlite, Type};
 use uuid::fmt::Hyphenated;
 
 use super::store_error;
-use crate::domain::{ApiKey, Balance, KeyAdmission, LedgerEntry, Money, User};
+use crate::domain::{ApiKey, AuditEntry, Balance, DailyUsage, KeyAdmission, LedgerEntry, Money, User};
 use crate::store::{StoreError, StoreResult};
 
 pub(super) fn get<'r, T>(row: &'r SqliteRow, column: &str) -> StoreResult<T>
@@ -105,4 +105,26 @@ pub(super) fn millis(at: DateTime<Utc>) -> i64 {
 pub(super) fn from_millis(millis: i64) -> StoreResult<DateTime<Utc>> {
     DateTime::from_timestamp_millis(millis)
         .ok_or_else(|| StoreError::Database(format!("the stored time {millis} ms is out of range")))
+}
+
+pub(super) fn audit_from_row(row: &SqliteRow) -> StoreResult<AuditEntry> {
+    Ok(AuditEntry {
+        id: get(row, "id")?,
+        at: from_millis(get(row, "at")?)?,
+        actor: get(row, "actor")?,
+        action: get(row, "action")?,
+        api_key_id: get::<Option<Hyphenated>>(row, "api_key_id")?.map(Hyphenated::into_uuid),
+        details: get(row, "details")?,
+    })
+}
+
+pub(super) fn daily_from_row(row: &SqliteRow) -> StoreResult<DailyUsage> {
+    Ok(DailyUsage {
+        day: get(row, "day")?,
+        requests: get(row, "requests")?,
+        tokens: get(row, "tokens")?,
+        cost: Money::from_micros(get(row, "cost_micros")?),
+        response_ms_sum: get(row, "response_ms_sum")?,
+        timed_requests: get(row, "timed_requests")?,
+    })
 }

@@ -3,9 +3,9 @@
 use chrono::NaiveDate;
 use uuid::Uuid;
 
-use super::rows::{get, millis};
+use super::rows::{daily_from_row, millis};
 use super::{SqliteStore, store_error};
-use crate::domain::{DailyUsage, Money};
+use crate::domain::DailyUsage;
 use crate::store::{StoreResult, UsageOutcome, UsageRecord};
 
 pub(super) async fn record_usage(store: &SqliteStore, usage: &UsageRecord) -> StoreResult<UsageOutcome> {
@@ -60,16 +60,5 @@ pub(super) async fn daily_usage(
     .fetch_all(&store.pool)
     .await
     .map_err(store_error)?;
-    rows.iter()
-        .map(|row| {
-            Ok(DailyUsage {
-                day: get(row, "day")?,
-                requests: get(row, "requests")?,
-                tokens: get(row, "tokens")?,
-                cost: Money::from_micros(get(row, "cost_micros")?),
-                response_ms_sum: get(row, "response_ms_sum")?,
-                timed_requests: get(row, "timed_requests")?,
-            })
-        })
-        .collect()
+    rows.iter().map(daily_from_row).collect()
 }

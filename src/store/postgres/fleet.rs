@@ -1,0 +1,271 @@
+//! The fleet's questions on PostgreSQL: the fleet's, the purged keys' and each owner's daily
+//! rollups (migration 0011), the biggest spenders, pages of users and pages of the audit log.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::{PgPool, Postgres, QueryBuilder};
+use uuid::Uuid;
+
+use super::list::escape_like;
+use super::rows::{AuditRow, DailyRow, UserRow};
+use crate::domain::fleet::AUDIT_CLOCK_SKEW;
+use crate::domain::{
+    AuditEntry, AuditQuery, DailyUsage, Money, Spender, SpenderKind, UsageTotals, UserOverview, UserQuery,
+};
+
+/// The sums of a daily rollup's columns, as `DailyRow` reads them.
+macro_rules! daily_sums {
+    () => {
+        "SELECT day, SUM(requests)::bigint AS requests, SUM(tokens)::bigint AS tokens, \
+         SUM(cost_micros)::bigint AS cost_micros, SUM(response_ms_sum)::bigint AS response_ms_sum, \
+         SUM(timed_requests)::bigint AS timed_requests"
+    };
+}
+
+/// The fleet's rollup rows for `first..=last`, its shards summed.
+pub(super) async fn fleet_rollup(pool: &PgPool, first: NaiveDate, last: NaiveDate) -> sqlx::Result<Vec<DailyUsage>> {
+    let rows: Vec<DailyRow> = sqlx::query_as(concat!(
+        daily_sums!(),
+        " FROM usage_daily_fleet WHERE day BETWEEN $1 AND $2 GROUP BY day ORDER BY day"
+    ))
+    .bind(first)
+    .bind(last)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(DailyUsage::from).collect())
+}
+
+/// The purged keys' rollup rows for `first..=last`.
+pub(super) async fn purged_rollup(pool: &PgPool, first: NaiveDate, last: NaiveDate) -> sqlx::Result<Vec<DailyUsage>> {
+    let rows: Vec<DailyRow> = sqlx::query_as(
+        "SELECT day, requests, tokens, cost_micros, response_ms_sum, timed_requests FROM usage_daily_purged \
+         WHERE day BETWEEN $1 AND $2 ORDER BY day",
+    )
+    .bind(first)
+    .bind(last)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(DailyUsage::from).collect())
+}
+
+/// A user's rollup rows for `first..=last`.
+pub(super) async fn user_rollup(
+    pool: &PgPool,
+    user_id: Uuid,
+    first: NaiveDate,
+    last: NaiveDate,
+) -> sqlx::Result<Vec<DailyUsage>> {
+    let rows: Vec<DailyRow> = sqlx::query_as(
+        "SELECT day, requests, tokens, cost_micros, response_ms_sum, timed_requests FROM usage_daily_user \
+         WHERE user_id = $1 AND day BETWEEN $2 AND $3 ORDER BY day",
+    )
+    .bind(user_id)
+    .bind(first)
+    .bind(last)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(DailyUsage::from).collect())
+}
+
+/// The top spenders of a range, from a per-day rollup (`$table`, its spender column `$id`)
+/// indexed by (day, cost), without summing every row of the range:
+///  1. leaders: each day's `$3` biggest, from the top of that day in the index;
+///  2. bar: the `$3`-th biggest range total among the leaders. The true top `$3` spend at least
+///     that much, and a spender whose range total reaches it spent at least bar / days (`$4`)
+///     on one of the days;
+///  3. candidates: the leaders and every spender with such a day, again read from the top of
+///     each day in the index; their exact totals, biggest first.
+///
+/// Exact, ties included; fast when spending is concentrated (a few spenders account for most
+/// of it, as on a gateway), and never worse than one pass over the range's rollup rows.
+/// `$1`..`$2` is the range. `$names` joins the totals `t` to the columns `name` and `owner`.
+macro_rules! top_spenders_sql {
+    ($table:literal, $id:literal, $names:literal) => {
+        concat!(
+            "WITH days AS (SELECT generate_series($1::date, $2::date, interval '1 day')::date AS day), \
+             leaders AS ( \
+               SELECT DISTINCT l.id FROM days CROSS JOIN LATERAL ( \
+                 SELECT r.",
+            $id,
+            " AS id FROM ",
+            $table,
+            " r WHERE r.day = days.day AND r.cost_micros > 0 \
+                 ORDER BY r.cost_micros DESC LIMIT $3) l), \
+             leader_totals AS ( \
+               SELECT SUM(cost_micros)::bigint AS cost FROM ",
+            $table,
+            " \
+               WHERE ",
+            $id,
+            " IN (SELECT id FROM leaders) AND day BETWEEN $1 AND $2 GROUP BY ",
+            $id,
+            "), \
+             bar AS (SELECT GREATEST(1, (COALESCE((SELECT cost FROM leader_totals ORDER BY cost DESC \
+               LIMIT 1 OFFSET $3 - 1), 0) + $4 - 1) / $4) AS day_cost), \
+             candidates AS ( \
+               SELECT id FROM leaders \
+               UNION SELECT c.id FROM days CROSS JOIN LATERAL ( \
+                 SELECT r.",
+            $id,
+            " AS id FROM ",
+            $table,
+            " r \
+                 WHERE r.day = days.day AND r.cost_micros >= (SELECT day_cost FROM bar)) c), \
+             t AS ( \
+               SELECT ",
+            $id,
+            " AS id, SUM(requests)::bigint AS requests, SUM(tokens)::bigint AS tokens, \
+                 SUM(cost_micros)::bigint AS cost \
+               FROM ",
+            $table,
+            " WHERE ",
+            $id,
+            " IN (SELECT id FROM candidates) AND day BETWEEN $1 AND $2 \
+               GROUP BY ",
+            $id,
+            ") \
+             SELECT t.id, t.requests, t.tokens, t.cost, ",
+            $names,
+            " \
+             WHERE t.cost > 0 ORDER BY t.cost DESC, t.id LIMIT $3"
+        )
+    };
+}
+
+#[derive(sqlx::FromRow)]
+struct SpenderRow {
+    id: Uuid,
+    name: String,
+    owner: Option<String>,
+    requests: i64,
+    tokens: i64,
+    cost: i64,
+}
+
+pub(super) async fn top_spenders(
+    pool: &PgPool,
+    kind: SpenderKind,
+    first: NaiveDate,
+    last: NaiveDate,
+    limit: u32,
+) -> sqlx::Result<Vec<Spender>> {
+    if limit == 0 || first > last {
+        return Ok(Vec::new());
+    }
+    let sql = match kind {
+        SpenderKind::Key => top_spenders_sql!(
+            "usage_daily",
+            "api_key_id",
+            "k.name, u.name AS owner FROM t JOIN api_keys k ON k.id = t.id JOIN users u ON u.id = k.user_id"
+        ),
+        SpenderKind::User => top_spenders_sql!(
+            "usage_daily_user",
+            "user_id",
+            "u.name, NULL::text AS owner FROM t JOIN users u ON u.id = t.id"
+        ),
+    };
+    let rows: Vec<SpenderRow> = sqlx::query_as(sql)
+        .bind(first)
+        .bind(last)
+        .bind(i64::from(limit))
+        .bind((last - first).num_days() + 1)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| Spender {
+            id: row.id,
+            name: row.name,
+            owner: row.owner,
+            totals: UsageTotals { requests: row.requests, tokens: row.tokens, cost: Money::from_micros(row.cost) },
+        })
+        .collect())
+}
+
+#[derive(sqlx::FromRow)]
+struct OverviewRow {
+    #[sqlx(flatten)]
+    user: UserRow,
+    keys: i64,
+    active_keys: i64,
+    spend: i64,
+    last_used_at: Option<DateTime<Utc>>,
+}
+
+/// A page of users by name, each with counts of their keys, their spend and their last use: a
+/// page of `users`, then for each user on it their keys through `api_keys_user` and their
+/// rollup rows of the range.
+pub(super) async fn user_overviews(pool: &PgPool, query: &UserQuery) -> sqlx::Result<Vec<UserOverview>> {
+    let contains = query.filter.as_deref().map(str::trim).filter(|text| !text.is_empty());
+    let rows: Vec<OverviewRow> = sqlx::query_as(
+        r"WITH page AS (
+            SELECT id, name, is_active, created_at FROM users
+            WHERE ($1::text IS NULL OR name > $1) AND ($2::text IS NULL OR name ILIKE $2 ESCAPE '\')
+              AND ($7::text IS NULL OR name = $7)
+            ORDER BY name LIMIT $3)
+          SELECT p.id, p.name, p.is_active, p.created_at, k.keys, k.active_keys, k.last_used_at, s.spend
+          FROM page p
+          CROSS JOIN LATERAL (
+            SELECT COUNT(*) AS keys,
+                   COUNT(*) FILTER (WHERE is_active AND COALESCE(expires_at, 'infinity') > $4) AS active_keys,
+                   MAX(last_used_at) AS last_used_at
+            FROM api_keys WHERE user_id = p.id) k
+          CROSS JOIN LATERAL (
+            SELECT COALESCE(SUM(cost_micros), 0)::bigint AS spend FROM usage_daily_user
+            WHERE user_id = p.id AND day BETWEEN $5 AND $6) s
+          ORDER BY p.name",
+    )
+    .bind(&query.after)
+    .bind(contains.map(|text| format!("%{}%", escape_like(text))))
+    .bind(i64::from(query.limit))
+    .bind(query.now)
+    .bind(query.first_day)
+    .bind(query.last_day)
+    .bind(&query.name)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| UserOverview {
+            user: row.user.into(),
+            keys: row.keys,
+            active_keys: row.active_keys,
+            spend: Money::from_micros(row.spend),
+            last_used_at: row.last_used_at,
+        })
+        .collect())
+}
+
+/// One page of the audit log, newest first. Each filter is served by an index of migration
+/// 0011 (or `audit_log_key`), walked by id from the page's start; a start time becomes a lower
+/// bound on the id (see [`AUDIT_CLOCK_SKEW`]), so a filter that matches few rows does not walk
+/// the whole log.
+pub(super) async fn audit_page(pool: &PgPool, query: &AuditQuery) -> sqlx::Result<Vec<AuditEntry>> {
+    if query.key_ids.as_ref().is_some_and(Vec::is_empty) {
+        return Ok(Vec::new());
+    }
+    let mut builder = QueryBuilder::<Postgres>::new(
+        "SELECT id, at, actor, action, api_key_id, details::text AS details FROM audit_log WHERE TRUE",
+    );
+    if let Some(actor) = &query.actor {
+        builder.push(" AND actor = ").push_bind(actor.clone());
+    }
+    if let Some(action) = &query.action {
+        builder.push(" AND action = ").push_bind(action.clone());
+    }
+    if let Some(ids) = &query.key_ids {
+        builder.push(" AND api_key_id = ANY(").push_bind(ids.clone()).push(")");
+    }
+    if let Some(since) = query.since {
+        builder.push(" AND at >= ").push_bind(since);
+        builder
+            .push(" AND id >= COALESCE((SELECT id FROM audit_log WHERE at < ")
+            .push_bind(since - AUDIT_CLOCK_SKEW)
+            .push(" ORDER BY at DESC LIMIT 1), 0)");
+    }
+    if let Some(before) = query.before_id {
+        builder.push(" AND id < ").push_bind(before);
+    }
+    builder.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(query.limit));
+    let rows: Vec<AuditRow> = builder.build_query_as().fetch_all(pool).await?;
+    Ok(rows.into_iter().map(AuditEntry::from).collect())
+}
