@@ -15,6 +15,7 @@ macro_rules! admission_columns {
 
 mod url;
 
+pub mod changes;
 pub mod postgres;
 pub mod sqlite;
 

@@ -55,6 +55,12 @@ pub fn update(state: &mut State, event: Event) -> Vec<Effect> {
         // While the database is away the retry timer refreshes instead.
         Event::RefreshDue if state.auto_refresh && state.outage.is_none() => refresh(state),
         Event::RefreshDue => Vec::new(),
+        Event::DataChanged if state.outage.is_none() => refresh(state),
+        Event::DataChanged => Vec::new(),
+        Event::Presence(names) => {
+            state.connected = names;
+            Vec::new()
+        }
         Event::SweepDue => vec![call(state, Call::Sweep { dry_run: false })],
         Event::Terminated => {
             state.quit = true;
