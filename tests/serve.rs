@@ -293,6 +293,21 @@ fn a_top_up_in_one_session_shows_in_the_other_within_a_second() {
 }
 
 #[test]
+fn a_revoked_admin_is_let_go_on_sighup_and_refused_afterwards() {
+    let Some(setup) = setup() else { return };
+    let mut alice = setup.server.connect(&setup.alice);
+    open_list(&alice);
+    setup.keys.authorize(&[setup.keys.public(&setup.bob)]);
+    setup.server.signal("HUP");
+    assert!(!alice.wait_for_exit().success());
+    let raw = String::from_utf8_lossy(&alice.raw()).into_owned();
+    assert!(raw.contains("your key is no longer authorized"), "{raw:?}");
+    setup.server.wait_for_log("session end admin=\"alice\"");
+    let again = setup.server.ssh(&setup.alice, &["-T"]);
+    assert_eq!(again.status.code(), Some(255));
+}
+
+#[test]
 fn sigterm_closes_every_session_cleanly_and_exits_0() {
     let Some(mut setup) = setup() else { return };
     let mut alice = setup.server.connect(&setup.alice);

@@ -80,6 +80,11 @@ impl AdminKeys {
         self.admins.len()
     }
 
+    /// Whether `admin` may still connect as they did: their key is listed, with the same role.
+    pub fn allows(&self, admin: &Admin) -> bool {
+        self.admins.iter().any(|(_, listed)| listed.fingerprint == admin.fingerprint && listed.role == admin.role)
+    }
+
     /// The admin whose key this is. Compares the key material only: an offered key has no comment.
     pub fn find(&self, key: &PublicKey) -> Option<&Admin> {
         self.admins.iter().find(|(data, _)| data == key.key_data()).map(|(_, admin)| admin)
@@ -167,6 +172,17 @@ mod tests {
         assert!(problems[1].1.contains("\"root\""), "{problems:?}");
         assert!(problems[2].1.contains("unsupported option"), "{problems:?}");
         assert!(problems[3].1.contains("no comment"), "{problems:?}");
+    }
+
+    #[test]
+    fn an_admin_is_allowed_while_their_key_is_listed_with_the_same_role() {
+        let (before, _) = AdminKeys::parse(&format!("{ALICE}\n{BOB}"), &BTreeMap::new());
+        let alice = before.find(&key_of(ALICE)).unwrap().clone();
+        let bob = before.find(&key_of(BOB)).unwrap().clone();
+        let (after, _) = AdminKeys::parse(&format!("keytop-role=\"read-only\" {BOB}"), &BTreeMap::new());
+        assert!(before.allows(&alice) && before.allows(&bob));
+        assert!(!after.allows(&alice), "revoked");
+        assert!(!after.allows(&bob), "demoted to read-only");
     }
 
     #[test]

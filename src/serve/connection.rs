@@ -29,7 +29,7 @@ pub struct Connection {
     shared: Arc<Shared>,
     peer: SocketAddr,
     /// Read on the first authentication attempt, so that every connection sees the file as it is.
-    admin_keys: Option<AdminKeys>,
+    admin_keys: Option<Arc<AdminKeys>>,
     admin: Option<Admin>,
     /// Set once authenticated: the login grace timer looks at it.
     pub authenticated: Arc<AtomicBool>,

@@ -34,6 +34,8 @@ use crate::service::KeyService;
 use crate::tui::TuiOptions;
 use connection::Connection;
 
+/// How often the admins' keys are read again, so a revoked admin's open sessions close.
+const REREAD_KEYS: Duration = Duration::from_secs(30);
 /// How long sessions get to restore their terminals when the server stops.
 const STOP_GRACE: Duration = Duration::from_secs(3);
 /// Dead clients are noticed by keepalives: one every this long, three unanswered and it is closed.
@@ -55,13 +57,16 @@ pub struct Shared {
     authorized_keys: PathBuf,
     /// Turns true on SIGTERM: every session quits.
     stopping: watch::Receiver<bool>,
+    /// The admins' keys as last read: a session whose admin is no longer allowed ends.
+    admin_keys: watch::Sender<Arc<AdminKeys>>,
     presence: Presence,
 }
 
 impl Shared {
     /// The admins as the file says now; an unreadable file lets nobody in (and says why in the log).
-    fn load_admin_keys(&self) -> AdminKeys {
-        match AdminKeys::load(&self.authorized_keys, &self.settings.admins) {
+    /// Open sessions of admins no longer allowed are closed.
+    fn load_admin_keys(&self) -> Arc<AdminKeys> {
+        let keys = match AdminKeys::load(&self.authorized_keys, &self.settings.admins) {
             Ok((keys, warnings)) => {
                 warnings.into_iter().for_each(log);
                 keys
@@ -70,7 +75,10 @@ impl Shared {
                 log(format!("cannot read {}: {error}; nobody can log in", self.authorized_keys.display()));
                 AdminKeys::default()
             }
-        }
+        };
+        let keys = Arc::new(keys);
+        self.admin_keys.send_replace(keys.clone());
+        keys
     }
 }
 
@@ -125,13 +133,31 @@ pub async fn run(
     let ssh_config = Arc::new(ssh_config(&settings, host_key));
     let (stop, stopping) = watch::channel(false);
     let sessions = Arc::new(Semaphore::new(settings.max_sessions));
-    let shared = Arc::new(Shared { service, options, settings, authorized_keys, stopping, presence: Presence::new() });
+    let (admin_keys, _) = watch::channel(Arc::new(admin_keys));
+    let shared = Arc::new(Shared {
+        service,
+        options,
+        settings,
+        authorized_keys,
+        stopping,
+        admin_keys,
+        presence: Presence::new(),
+    });
     let mut connections = JoinSet::new();
     let shutdown = crate::cli::shutdown_signal();
     tokio::pin!(shutdown);
+    let mut reread = tokio::time::interval_at(tokio::time::Instant::now() + REREAD_KEYS, REREAD_KEYS);
+    let mut hangup = hangup_signal()?;
     loop {
         tokio::select! {
             () = &mut shutdown => break,
+            _ = reread.tick() => {
+                shared.load_admin_keys();
+            }
+            Some(()) = hangup.recv() => {
+                log("SIGHUP: reading the admins' keys again".into());
+                shared.load_admin_keys();
+            }
             accepted = listener.accept() => match accepted {
                 Ok((socket, peer)) => match sessions.clone().try_acquire_owned() {
                     Ok(permit) => {
@@ -221,6 +247,28 @@ async fn serve_connection(
         }
     };
     log(format!("connection from {peer} {reason} after {}s", started.elapsed().as_secs()));
+}
+
+/// SIGHUP, which re-reads the admins' keys (instead of ending the process).
+#[cfg(unix)]
+fn hangup_signal() -> std::io::Result<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+}
+
+/// Elsewhere there is no SIGHUP: the keys are read again on their timer only.
+#[cfg(not(unix))]
+fn hangup_signal() -> std::io::Result<NoHangup> {
+    Ok(NoHangup)
+}
+
+#[cfg(not(unix))]
+struct NoHangup;
+
+#[cfg(not(unix))]
+impl NoHangup {
+    async fn recv(&mut self) -> Option<()> {
+        std::future::pending().await
+    }
 }
 
 /// Resolves once the server is stopping.

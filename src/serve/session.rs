@@ -39,8 +39,14 @@ pub fn spawn_session(shared: Arc<Shared>, spec: SessionSpec) {
             admin.name, spec.term, spec.size.0, spec.size.1
         ));
         let ended = tokio::spawn(run_tui(shared.clone(), spec)).await;
-        let stopping = *shared.stopping.borrow();
-        let ending = Ending::of(ended, stopping);
+        let stopped_by = if *shared.stopping.borrow() {
+            Some(StoppedBy::Server)
+        } else if !shared.admin_keys.borrow().allows(&admin) {
+            Some(StoppedBy::Revocation)
+        } else {
+            None
+        };
+        let ending = Ending::of(ended, stopped_by);
         finish(&handle, channel, &ending).await;
         super::log(format!(
             "session end admin={:?} peer={peer} after {}s: {}",
@@ -60,7 +66,14 @@ async fn run_tui(shared: Arc<Shared>, spec: SessionSpec) -> anyhow::Result<()> {
     // One process sweeps for everyone (keytop-sweep.service), not every session on its own timer.
     options.sweep.enabled = false;
     let mut stopping = shared.stopping.clone();
-    let stop = async move { super::until_stopping(&mut stopping).await };
+    let mut admin_keys = shared.admin_keys.subscribe();
+    let admin = spec.admin.clone();
+    let stop = async move {
+        tokio::select! {
+            () = super::until_stopping(&mut stopping) => {}
+            _ = admin_keys.wait_for(|keys| !keys.allows(&admin)) => {}
+        }
+    };
     let mut presence = shared.presence.watch();
     presence.mark_changed(); // so the session starts with the list as it is
     let terminal = RemoteTerminal { screen, input, size: spec.size, no_color: spec.no_color, presence: Some(presence) };
@@ -75,12 +88,25 @@ struct Ending {
     reason: String,
 }
 
+/// Why a session was told to quit, when it was not the admin's choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StoppedBy {
+    Server,
+    /// The admin's key left authorized_keys, or their role changed.
+    Revocation,
+}
+
 impl Ending {
-    fn of(ended: Result<anyhow::Result<()>, JoinError>, server_stopping: bool) -> Ending {
+    fn of(ended: Result<anyhow::Result<()>, JoinError>, stopped_by: Option<StoppedBy>) -> Ending {
         match ended {
-            Ok(Ok(())) if server_stopping => {
+            Ok(Ok(())) if stopped_by == Some(StoppedBy::Server) => {
                 Ending { status: 0, message: Some("the server is stopping".into()), reason: "server stopping".into() }
             }
+            Ok(Ok(())) if stopped_by == Some(StoppedBy::Revocation) => Ending {
+                status: 1,
+                message: Some("your key is no longer authorized as it was; connect again".into()),
+                reason: "key revoked or role changed".into(),
+            },
             Ok(Ok(())) => Ending { status: 0, message: None, reason: "quit".into() },
             Ok(Err(error)) => {
                 let reason = format!("{error:#}");
@@ -125,7 +151,7 @@ mod tests {
     #[tokio::test]
     async fn a_panic_becomes_an_ending_with_its_message() {
         let ended = tokio::spawn(async { panic!("boom in the view") }).await;
-        let ending = Ending::of(ended, false);
+        let ending = Ending::of(ended, None);
         assert_eq!(ending.status, 1);
         assert_eq!(ending.reason, "panic: boom in the view");
         assert!(ending.message.unwrap().contains("the server goes on"));
@@ -133,9 +159,9 @@ mod tests {
 
     #[test]
     fn a_quit_ends_quietly_and_a_stop_says_so() {
-        assert_eq!(Ending::of(Ok(Ok(())), false), Ending { status: 0, message: None, reason: "quit".into() });
-        assert_eq!(Ending::of(Ok(Ok(())), true).message.as_deref(), Some("the server is stopping"));
-        let idle = Ending::of(Ok(Err(anyhow::anyhow!("closed after the idle timeout"))), false);
+        assert_eq!(Ending::of(Ok(Ok(())), None), Ending { status: 0, message: None, reason: "quit".into() });
+        assert_eq!(Ending::of(Ok(Ok(())), Some(StoppedBy::Server)).message.as_deref(), Some("the server is stopping"));
+        let idle = Ending::of(Ok(Err(anyhow::anyhow!("closed after the idle timeout"))), None);
         assert_eq!((idle.status, idle.reason.as_str()), (1, "closed after the idle timeout"));
     }
 }
