@@ -12,6 +12,7 @@ mod effect;
 mod event;
 mod forms;
 mod keymap;
+mod live;
 mod paging;
 mod state;
 mod terminal;
