@@ -13,6 +13,7 @@ macro_rules! admission_columns {
     };
 }
 
+mod records;
 mod url;
 
 pub mod changes;
@@ -23,14 +24,16 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
-use serde::Serialize;
 use uuid::Uuid;
 
 use crate::domain::{
-    ApiKey, AuditEntry, Balance, DailyUsage, KeyAdmission, KeyCounts, KeyPatch, KeyQuery, LedgerEntry, Money, SweptKey,
-    User, UserSummary, remaining,
+    ApiKey, AuditEntry, Balance, DailyUsage, KeyCounts, KeyPatch, KeyQuery, LedgerEntry, User, UserSummary,
 };
 
+pub use records::{
+    AdjustOutcome, AuditRecord, BalanceAdjustment, BalanceChange, BulkLoad, ResealOutcome, Resealer, SWEEP_SAMPLE,
+    SweepReport, UsageOutcome, UsageRecord, VerifyLookup,
+};
 pub use url::{redact_url, with_database};
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -50,212 +53,20 @@ pub enum StoreError {
     Database(String),
 }
 
-/// An audit row to write together with a change.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AuditRecord {
-    pub at: DateTime<Utc>,
-    pub actor: String,
-    pub action: String,
-    pub api_key_id: Option<Uuid>,
-    pub details: serde_json::Value,
-}
-
-impl AuditRecord {
-    /// The audit row of an applied balance adjustment. The one-statement writes (PostgreSQL's
-    /// `ADD_IN_ONE_STATEMENT`, SQLite's `balance_addition` trigger) build the same row in SQL.
-    pub fn for_adjustment(entry: &LedgerEntry, change: BalanceChange) -> AuditRecord {
-        AuditRecord {
-            at: entry.at,
-            actor: entry.actor.clone(),
-            action: change.audit_action().into(),
-            api_key_id: Some(entry.api_key_id),
-            details: serde_json::json!({
-                "delta": entry.delta,
-                "credited_after": entry.credited_after,
-                "note": entry.note,
-            }),
-        }
-    }
-}
-
-/// How a balance adjustment changes the credited total of a prepaid key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BalanceChange {
-    /// A top-up (positive) or deduction (negative, at most the remaining balance).
-    Add(Money),
-    /// Set the credited total outright (`None` = unlimited); the ledger records the difference.
-    SetCredited(Option<Money>),
-}
-
-impl BalanceChange {
-    /// The action an applied change of this kind is audited as.
-    pub fn audit_action(self) -> &'static str {
-        match self {
-            BalanceChange::Add(delta) if delta.is_negative() => "deduct",
-            BalanceChange::Add(_) => "topup",
-            BalanceChange::SetCredited(_) => "set_credit",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BalanceAdjustment {
-    pub key_id: Uuid,
-    pub change: BalanceChange,
-    pub at: DateTime<Utc>,
-    pub actor: String,
-    pub note: Option<String>,
-    /// A second adjustment with the same idempotency key applies nothing and reports the first.
-    pub idempotency_key: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AdjustOutcome {
-    Applied(LedgerEntry),
-    /// The idempotency key was used before, for the same key and change: nothing was applied.
-    Replayed(LedgerEntry),
-    /// The idempotency key was used before for a different key or amount.
-    IdempotencyConflict(LedgerEntry),
-    NotFound,
-    NotPrepaid,
-    /// `Add` on a prepaid key whose balance is unlimited.
-    Unlimited,
-    /// A deduction larger than what remains.
-    InsufficientBalance {
-        remaining: Money,
-    },
-    /// The credited total would leave the accepted range.
-    OutOfRange,
-}
-
-impl AdjustOutcome {
-    /// The key's balance right after this outcome, when it is an applied change and the writer
-    /// read the key's used total (`used`) in the same statement.
-    pub fn balance_after(&self, used: Option<Money>) -> Option<Balance> {
-        match (self, used) {
-            (AdjustOutcome::Applied(entry), Some(used)) => Some(Balance {
-                credited: entry.credited_after,
-                used,
-                remaining: entry.credited_after.map(|credited| remaining(credited, used)),
-            }),
-            _ => None,
-        }
-    }
-}
-
-/// One request as the gateway reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UsageRecord {
-    pub request_id: String,
-    pub api_key_id: Uuid,
-    pub provider: Option<String>,
-    pub model: Option<String>,
-    pub api_format: Option<String>,
-    pub total_tokens: i64,
-    pub cost: Money,
-    pub response_time_ms: Option<i64>,
-    pub created_at: DateTime<Utc>,
-}
-
-impl UsageRecord {
-    /// The keys a batch of usage rows refers to, each once.
-    pub fn distinct_key_ids(usage: &[UsageRecord]) -> Vec<Uuid> {
-        let ids: std::collections::HashSet<Uuid> = usage.iter().map(|row| row.api_key_id).collect();
-        ids.into_iter().collect()
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum UsageOutcome {
-    /// Recorded; `charged` is true when the cost was charged to a prepaid balance.
-    Recorded {
-        charged: bool,
-    },
-    /// A row with this request id exists: nothing was written, nothing charged.
-    Duplicate,
-    UnknownKey,
-}
-
-/// How many swept keys a [`SweepReport`] lists by name, per list: a sweep of 500,000 keys must
-/// not hold them all in memory.
-pub const SWEEP_SAMPLE: usize = 1_000;
-
-/// What a sweep did (or, in a dry run, would do).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct SweepReport {
-    /// How many keys were (or would be) disabled: exact, however many.
-    pub disabled_count: u64,
-    /// How many keys were (or would be) deleted: exact, however many.
-    pub deleted_count: u64,
-    /// The first [`SWEEP_SAMPLE`] disabled keys, in expiry order.
-    pub disabled: Vec<SweptKey>,
-    /// The first [`SWEEP_SAMPLE`] deleted keys, in expiry order.
-    pub deleted: Vec<SweptKey>,
-    /// True when a list holds fewer keys than its count.
-    pub truncated: bool,
-    /// Another process held the sweep lock, so this one did nothing.
-    pub skipped: bool,
-}
-
-impl SweepReport {
-    /// Counts one swept key, listing it while its list has room.
-    pub fn push(&mut self, deleted: bool, key: SweptKey) {
-        let (count, list) = if deleted {
-            (&mut self.deleted_count, &mut self.deleted)
-        } else {
-            (&mut self.disabled_count, &mut self.disabled)
-        };
-        *count += 1;
-        if list.len() < SWEEP_SAMPLE {
-            list.push(key);
-        } else {
-            self.truncated = true;
-        }
-    }
-
-    /// Counts `n` swept keys that are not listed (the lists are full, or they were counted
-    /// set-based).
-    pub fn add_unlisted(&mut self, deleted: bool, n: u64) {
-        if n > 0 {
-            if deleted {
-                self.deleted_count += n
-            } else {
-                self.disabled_count += n
-            }
-            self.truncated = true;
-        }
-    }
-}
-
-/// A key looked up for admission, with its recent request count (for the rate limit).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VerifyLookup {
-    pub key: KeyAdmission,
-    /// Usage rows of this key since the start of the rate window (0 when it has no rate limit).
-    pub recent_requests: i64,
-}
-
+/// The one persistence interface, in sections by concern: keys and their owners; balance and
+/// ledger; usage and statistics; sweep; audit; maintenance. A new operation goes at the end of
+/// its section. Sections of one trait rather than sub-traits: every caller holds an
+/// `Arc<dyn Store>` and reaches any operation without importing or upcasting to a sub-trait.
 #[async_trait]
 pub trait Store: Send + Sync {
-    /// The database as shown to admins: backend and URL without password.
-    fn describe(&self) -> String;
+    // ---- Keys and their owners --------------------------------------------------------------
 
-    /// Runs pending migrations (idempotent) and returns the schema version.
-    async fn migrate(&self) -> StoreResult<i64>;
-    /// The schema version the database is at: the last migration applied, 0 for a new database.
-    async fn schema_version(&self) -> StoreResult<i64>;
-    /// The schema version this build brings a database to.
-    fn latest_schema_version(&self) -> i64;
-
-    // Users
     async fn insert_user(&self, user: &User, audit: &AuditRecord) -> StoreResult<()>;
     async fn users(&self) -> StoreResult<Vec<UserSummary>>;
     async fn user_by_name(&self, name: &str) -> StoreResult<Option<User>>;
     /// Returns false when the user does not exist.
     async fn set_user_active(&self, id: Uuid, active: bool, audit: &AuditRecord) -> StoreResult<bool>;
 
-    // Keys
     /// Inserts a key; `initial_credit` writes its first ledger row in the same transaction.
     async fn insert_key(
         &self,
@@ -277,7 +88,6 @@ pub trait Store: Send + Sync {
     /// Deletes the key row; its usage rows stay with `api_key_id` set to NULL. False if absent.
     async fn purge_key(&self, id: Uuid, audit: &AuditRecord) -> StoreResult<bool>;
 
-    // Admission
     /// The key with this hash, its owner's state and its request count since `rate_window_start`,
     /// in one round trip.
     async fn verify_lookup(
@@ -288,7 +98,8 @@ pub trait Store: Send + Sync {
     /// Sets `last_used_at = at` unless it is already later than `stale_before`.
     async fn touch_last_used(&self, id: Uuid, at: DateTime<Utc>, stale_before: DateTime<Utc>) -> StoreResult<()>;
 
-    // Money
+    // ---- Balance and ledger -----------------------------------------------------------------
+
     /// One atomic adjustment: the key row, a ledger row and an audit row, or nothing.
     async fn adjust_balance(&self, adjustment: &BalanceAdjustment) -> StoreResult<AdjustOutcome>;
     /// [`Store::adjust_balance`], and the key's balance right after an applied change when the
@@ -302,13 +113,15 @@ pub trait Store: Send + Sync {
     /// Ledger rows of a key, oldest first; with a limit, the most recent `limit` rows.
     async fn ledger(&self, key_id: Uuid, limit: Option<u32>) -> StoreResult<Vec<LedgerEntry>>;
 
-    // Usage
+    // ---- Usage and statistics ---------------------------------------------------------------
+
     /// One transaction: usage row, daily rollup, charge of a prepaid key, `last_used_at`.
     async fn record_usage(&self, usage: &UsageRecord) -> StoreResult<UsageOutcome>;
     /// Rollup rows of a key for `first..=last` (UTC days); days without usage are absent.
     async fn daily_usage(&self, key_id: Uuid, first: NaiveDate, last: NaiveDate) -> StoreResult<Vec<DailyUsage>>;
 
-    // Sweep and audit
+    // ---- Sweep ------------------------------------------------------------------------------
+
     /// Disables or deletes every key expired at `now`: per key `auto_delete_on_expiry`, else
     /// `global_auto_delete`. Set-based; harmless when several processes sweep at once.
     async fn sweep(
@@ -318,16 +131,30 @@ pub trait Store: Send + Sync {
         dry_run: bool,
         actor: &str,
     ) -> StoreResult<SweepReport>;
+
+    // ---- Audit ------------------------------------------------------------------------------
+
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()>;
     /// Audit rows, newest first, optionally for one key.
     async fn audit(&self, key_id: Option<Uuid>, limit: u32) -> StoreResult<Vec<AuditEntry>>;
+
+    // ---- Maintenance: the database, migrations, re-sealing, bulk loads ----------------------
+
+    /// The database as shown to admins: backend and URL without password.
+    fn describe(&self) -> String;
+
+    /// Runs pending migrations (idempotent) and returns the schema version.
+    async fn migrate(&self) -> StoreResult<i64>;
+    /// The schema version the database is at: the last migration applied, 0 for a new database.
+    async fn schema_version(&self) -> StoreResult<i64>;
+    /// The schema version this build brings a database to.
+    fn latest_schema_version(&self) -> i64;
 
     /// Re-seals every stored key in one transaction: `reseal(id, ciphertext)` returns the new
     /// ciphertext. The first failure rolls everything back and is reported; `audit` is written
     /// on success.
     async fn reseal_all_keys(&self, reseal: &Resealer<'_>, audit: &AuditRecord) -> StoreResult<ResealOutcome>;
 
-    // Bulk loading
     /// Loads generated or imported rows with the same effects as the one-by-one operations
     /// (initial ledger rows, rollups, charges of prepaid keys). `audit` describes the load.
     /// Usage rows whose request id exists are skipped.
@@ -362,27 +189,6 @@ pub trait Store: Send + Sync {
     async fn refresh_statistics(&self) -> StoreResult<()> {
         Ok(())
     }
-}
-
-/// Turns a key's stored ciphertext into a new one (see [`Store::reseal_all_keys`]).
-pub type Resealer<'a> = dyn Fn(Uuid, &str) -> Result<String, String> + Send + Sync + 'a;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ResealOutcome {
-    /// Every key was re-sealed; the count of keys.
-    Resealed(u64),
-    /// Nothing was changed: this key could not be re-sealed.
-    Failed { key_id: Uuid, reason: String },
-}
-
-/// Rows for [`Store::bulk_load`]: users, then keys (with their initial credits), then usage.
-#[derive(Debug, Clone, Default)]
-pub struct BulkLoad {
-    pub users: Vec<User>,
-    pub keys: Vec<ApiKey>,
-    /// At most one per key: the first ledger row of a prepaid key with a starting balance.
-    pub initial_credits: Vec<LedgerEntry>,
-    pub usage: Vec<UsageRecord>,
 }
 
 /// Which backend a database URL selects.

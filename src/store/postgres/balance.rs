@@ -4,6 +4,7 @@
 use sqlx::postgres::PgArguments;
 use sqlx::query::QueryAs;
 use sqlx::{PgConnection, PgPool, Postgres};
+use uuid::Uuid;
 
 use super::insert_audit;
 use super::rows::LedgerRow;
@@ -266,6 +267,22 @@ fn refusal(change: BalanceChange, state: Option<(bool, Option<i64>, i64)>) -> Op
             credited.filter(|total| !in_range(i128::from(total.micros()))).map(|_| AdjustOutcome::OutOfRange)
         }
     }
+}
+
+/// Ledger rows of a key, oldest first; with a limit, the most recent `limit` rows.
+pub(super) async fn ledger(pool: &PgPool, key_id: Uuid, limit: Option<u32>) -> Result<Vec<LedgerEntry>, sqlx::Error> {
+    // The most recent `limit` rows (all when NULL), handed back oldest first.
+    let rows: Vec<LedgerRow> = sqlx::query_as(
+        "SELECT * FROM ( \
+           SELECT id, api_key_id, at, actor, delta_micros, credited_after, note, idempotency_key \
+           FROM balance_ledger WHERE api_key_id = $1 ORDER BY id DESC LIMIT $2) recent \
+         ORDER BY id",
+    )
+    .bind(key_id)
+    .bind(limit.map(i64::from))
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(LedgerEntry::from).collect())
 }
 
 #[cfg(test)]

@@ -1,0 +1,75 @@
+//! Usage records of the gateway and their daily rollup.
+
+use chrono::NaiveDate;
+use uuid::Uuid;
+
+use super::rows::{get, millis};
+use super::{SqliteStore, store_error};
+use crate::domain::{DailyUsage, Money};
+use crate::store::{StoreResult, UsageOutcome, UsageRecord};
+
+pub(super) async fn record_usage(store: &SqliteStore, usage: &UsageRecord) -> StoreResult<UsageOutcome> {
+    let key_id = usage.api_key_id.hyphenated();
+    // One statement through the `usage_records` trigger (migration 0005). The row is
+    // selected from the key only when the request id is new.
+    let recorded: Option<bool> = sqlx::query_scalar(
+        "INSERT INTO usage_records (request_id, api_key_id, is_standalone, provider, model, api_format, \
+         total_tokens, cost_micros, response_time_ms, created_at, day) \
+         SELECT ?1, ?2, is_standalone, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 FROM api_keys \
+         WHERE id = ?2 AND NOT EXISTS (SELECT 1 FROM usage WHERE request_id = ?1) \
+         RETURNING is_standalone",
+    )
+    .bind(&usage.request_id)
+    .bind(key_id)
+    .bind(&usage.provider)
+    .bind(&usage.model)
+    .bind(&usage.api_format)
+    .bind(usage.total_tokens)
+    .bind(usage.cost.micros())
+    .bind(usage.response_time_ms)
+    .bind(millis(usage.created_at))
+    .bind(usage.created_at.date_naive())
+    .fetch_optional(&store.pool)
+    .await
+    .map_err(store_error)?;
+    if let Some(is_standalone) = recorded {
+        return Ok(UsageOutcome::Recorded { charged: is_standalone });
+    }
+    // Nothing written: the key is unknown, or the request was recorded before.
+    let key_exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM api_keys WHERE id = ?)")
+        .bind(key_id)
+        .fetch_one(&store.pool)
+        .await
+        .map_err(store_error)?;
+    Ok(if key_exists { UsageOutcome::Duplicate } else { UsageOutcome::UnknownKey })
+}
+
+pub(super) async fn daily_usage(
+    store: &SqliteStore,
+    key_id: Uuid,
+    first: NaiveDate,
+    last: NaiveDate,
+) -> StoreResult<Vec<DailyUsage>> {
+    let rows = sqlx::query(
+        "SELECT day, requests, tokens, cost_micros, response_ms_sum, timed_requests FROM usage_daily \
+         WHERE api_key_id = ? AND day >= ? AND day <= ? ORDER BY day",
+    )
+    .bind(key_id.hyphenated())
+    .bind(first)
+    .bind(last)
+    .fetch_all(&store.pool)
+    .await
+    .map_err(store_error)?;
+    rows.iter()
+        .map(|row| {
+            Ok(DailyUsage {
+                day: get(row, "day")?,
+                requests: get(row, "requests")?,
+                tokens: get(row, "tokens")?,
+                cost: Money::from_micros(get(row, "cost_micros")?),
+                response_ms_sum: get(row, "response_ms_sum")?,
+                timed_requests: get(row, "timed_requests")?,
+            })
+        })
+        .collect()
+}
