@@ -391,6 +391,8 @@ fn fifty_sessions_in_a_row_leave_nothing_behind() {
     }
     wait_closed(55);
     let (fds_after, threads_after, rss_after) = resources(setup.server.pid());
+    let last_end = setup.server.log().lines().rfind(|line| line.contains("session end")).unwrap().to_string();
+    assert!(last_end.ends_with("(0 sessions left)"), "{last_end}");
     assert_eq!(fds_after, fds, "file descriptors left open");
     assert!(threads_after <= threads + 2, "threads: {threads} → {threads_after}");
     assert!(rss_after < rss + 8 * 1024, "memory grew from {rss} KiB to {rss_after} KiB");

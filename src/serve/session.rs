@@ -33,7 +33,7 @@ pub fn spawn_session(shared: Arc<Shared>, spec: SessionSpec) {
     tokio::spawn(async move {
         let started = Instant::now();
         let (admin, peer, handle, channel) = (spec.admin.clone(), spec.peer, spec.handle.clone(), spec.channel);
-        let _present = shared.presence.join(&admin.name);
+        let present = shared.presence.join(&admin.name);
         super::log(format!(
             "session start admin={:?} peer={peer} term={} size={}x{}",
             admin.name, spec.term, spec.size.0, spec.size.1
@@ -48,11 +48,13 @@ pub fn spawn_session(shared: Arc<Shared>, spec: SessionSpec) {
         };
         let ending = Ending::of(ended, stopped_by);
         finish(&handle, channel, &ending).await;
+        drop(present);
         super::log(format!(
-            "session end admin={:?} peer={peer} after {}s: {}",
+            "session end admin={:?} peer={peer} after {}s: {} ({} sessions left)",
             admin.name,
             started.elapsed().as_secs(),
-            ending.reason
+            ending.reason,
+            shared.presence.count()
         ));
     });
 }
