@@ -178,10 +178,17 @@ struct Setup {
 }
 
 fn setup() -> Option<Setup> {
+    setup_with_config("")
+}
+
+/// [`setup`] with this text as the config file.
+fn setup_with_config(config: &str) -> Option<Setup> {
     if !have_ssh() {
         return None;
     }
     let sandbox = Sandbox::sqlite();
+    std::fs::create_dir_all(sandbox.dir.path().join("config/keytop")).unwrap();
+    std::fs::write(sandbox.dir.path().join("config/keytop/config.toml"), config).unwrap();
     sandbox.with_prepaid_key("10");
     let keys = Keys::new();
     let alice = keys.generate("alice", "alice");
@@ -290,6 +297,27 @@ fn a_top_up_in_one_session_shows_in_the_other_within_a_second() {
     // The ledger names the admin; the audit log also keeps their key's fingerprint.
     let actors = setup.sandbox.sql("SELECT actor FROM balance_ledger ORDER BY at");
     assert_eq!(actors.last().map(String::as_str), Some("alice"));
+}
+
+#[test]
+fn connections_past_the_cap_or_the_login_grace_are_dropped() {
+    let Some(setup) = setup_with_config("[serve]\nmax_sessions = 1\nlogin_grace = \"1s\"\n") else { return };
+    let alice = setup.server.connect(&setup.alice);
+    open_list(&alice);
+    let second = setup.server.ssh(&setup.bob, &["-T"]);
+    assert_eq!(second.status.code(), Some(255), "{second:?}");
+    setup.server.wait_for_log("1 sessions already open");
+    drop(alice);
+    setup.server.wait_for_log("session end admin=\"alice\"");
+
+    // A client that connects and says nothing is cut off after the grace time.
+    let mut silent = std::net::TcpStream::connect(("127.0.0.1", setup.server.port)).unwrap();
+    silent.set_read_timeout(Some(PATIENCE)).unwrap();
+    let started = Instant::now();
+    let mut sink = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut silent, &mut sink);
+    assert!(started.elapsed() < Duration::from_secs(5), "still open after {:?}", started.elapsed());
+    setup.server.wait_for_log("no SSH handshake within the login grace time");
 }
 
 #[test]
