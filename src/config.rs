@@ -19,6 +19,7 @@ pub struct Config {
     pub ui: UiConfig,
     /// Action name → key, e.g. `top_up = "t"`; parsed and checked by the TUI's keymap.
     pub keybindings: BTreeMap<String, String>,
+    pub serve: ServeConfig,
 }
 
 impl std::fmt::Debug for Config {
@@ -29,6 +30,7 @@ impl std::fmt::Debug for Config {
             .field("sweep", &self.sweep)
             .field("ui", &self.ui)
             .field("keybindings", &self.keybindings)
+            .field("serve", &self.serve)
             .finish()
     }
 }
@@ -48,6 +50,41 @@ pub struct UiConfig {
     /// Top-ups at or above this amount ask for a second confirmation.
     pub confirm_topup_at: Money,
     pub theme: ThemeChoice,
+}
+
+/// `keytop serve`: the TUI over SSH. Paths left unset take their defaults under the XDG dirs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeConfig {
+    pub listen: String,
+    pub host_key: Option<std::path::PathBuf>,
+    pub authorized_keys: Option<std::path::PathBuf>,
+    pub max_sessions: usize,
+    /// A session with no input for this long is closed.
+    pub idle_timeout: Duration,
+    /// A connection that has not authenticated within this time is dropped.
+    pub login_grace: Duration,
+    /// Failed authentications allowed on one connection.
+    pub auth_attempts: usize,
+    /// How long every rejected authentication takes, so failures are slow to repeat.
+    pub auth_failure_delay: Duration,
+    /// Key fingerprint (`SHA256:…`) → admin name, for keys whose comment is not the name wanted.
+    pub admins: BTreeMap<String, String>,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            listen: "0.0.0.0:2222".into(),
+            host_key: None,
+            authorized_keys: None,
+            max_sessions: 32,
+            idle_timeout: Duration::from_secs(30 * 60),
+            login_grace: Duration::from_secs(30),
+            auth_attempts: 6,
+            auth_failure_delay: Duration::from_secs(1),
+            admins: BTreeMap::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -72,6 +109,7 @@ impl Default for Config {
                 theme: ThemeChoice::Auto,
             },
             keybindings: BTreeMap::new(),
+            serve: ServeConfig::default(),
         }
     }
 }
@@ -99,6 +137,8 @@ struct RawConfig {
     ui: RawUi,
     #[serde(default)]
     keybindings: BTreeMap<String, String>,
+    #[serde(default)]
+    serve: RawServe,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -127,6 +167,21 @@ struct RawUi {
     refresh_interval: Option<String>,
     confirm_topup_at: Option<String>,
     theme: Option<ThemeChoice>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServe {
+    listen: Option<String>,
+    host_key: Option<std::path::PathBuf>,
+    authorized_keys: Option<std::path::PathBuf>,
+    max_sessions: Option<usize>,
+    idle_timeout: Option<String>,
+    login_grace: Option<String>,
+    auth_attempts: Option<usize>,
+    auth_failure_delay: Option<String>,
+    #[serde(default)]
+    admins: BTreeMap<String, String>,
 }
 
 impl Config {
@@ -180,7 +235,34 @@ impl Config {
                 theme: raw.ui.theme.unwrap_or_default(),
             },
             keybindings: raw.keybindings,
+            serve: ServeConfig {
+                listen: raw.serve.listen.unwrap_or(defaults.serve.listen),
+                host_key: raw.serve.host_key,
+                authorized_keys: raw.serve.authorized_keys,
+                max_sessions: at_least_one("serve.max_sessions", raw.serve.max_sessions, defaults.serve.max_sessions)?,
+                idle_timeout: duration("serve.idle_timeout", raw.serve.idle_timeout, defaults.serve.idle_timeout)?,
+                login_grace: duration("serve.login_grace", raw.serve.login_grace, defaults.serve.login_grace)?,
+                auth_attempts: at_least_one(
+                    "serve.auth_attempts",
+                    raw.serve.auth_attempts,
+                    defaults.serve.auth_attempts,
+                )?,
+                auth_failure_delay: duration(
+                    "serve.auth_failure_delay",
+                    raw.serve.auth_failure_delay,
+                    defaults.serve.auth_failure_delay,
+                )?,
+                admins: raw.serve.admins,
+            },
         })
+    }
+}
+
+fn at_least_one(setting: &str, value: Option<usize>, default: usize) -> Result<usize, String> {
+    match value {
+        None => Ok(default),
+        Some(0) => Err(format!("{setting} must be at least 1")),
+        Some(n) => Ok(n),
     }
 }
 
@@ -195,6 +277,20 @@ mod tests {
         assert_eq!(config.sweep.interval, Duration::from_secs(60));
         assert_eq!(config.ui.confirm_topup_at, Money::from_usd(1000));
         assert_eq!(config.key_prefix, "sk");
+        assert_eq!(config.serve, ServeConfig::default());
+    }
+
+    #[test]
+    fn the_serve_section_is_read() {
+        let text = "[serve]\nlisten = \"127.0.0.1:2200\"\nmax_sessions = 4\nidle_timeout = \"5m\"\n\
+                    [serve.admins]\n\"SHA256:abc\" = \"alice\"\n";
+        let serve = Config::parse(text).unwrap().serve;
+        assert_eq!(serve.listen, "127.0.0.1:2200");
+        assert_eq!(serve.max_sessions, 4);
+        assert_eq!(serve.idle_timeout, Duration::from_secs(300));
+        assert_eq!(serve.admins.get("SHA256:abc").map(String::as_str), Some("alice"));
+        let error = Config::parse("[serve]\nmax_sessions = 0\n").unwrap_err();
+        assert!(error.contains("serve.max_sessions"), "{error}");
     }
 
     #[test]

@@ -126,6 +126,21 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+    /// Serve the TUI over SSH: each admin connects with their own key and gets their own session
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on [default: serve.listen, else 0.0.0.0:2222]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Host key, created on first start [default: $XDG_DATA_HOME/keytop/ssh_host_ed25519_key]
+    #[arg(long, value_name = "PATH")]
+    pub host_key: Option<PathBuf>,
+    /// Who may connect, in OpenSSH's format [default: $XDG_CONFIG_HOME/keytop/authorized_keys]
+    #[arg(long, value_name = "PATH")]
+    pub authorized_keys: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

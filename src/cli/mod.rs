@@ -24,6 +24,7 @@ use args::Command;
 use crate::config::Config;
 use crate::master_key::{self, MasterKeyOrigin};
 use crate::service::{KeyService, MasterKeySource, ServiceError, ServiceSettings};
+use crate::store::changes::ChangeFeed;
 use crate::store::{self, StoreError};
 
 /// Exit status for bad usage or bad input (nothing was written).
@@ -42,6 +43,8 @@ pub enum Outcome {
 /// Everything a command needs.
 pub struct Context {
     pub service: KeyService,
+    /// Where the database is (with its password, if any: never shown).
+    pub database_url: String,
     pub config: Config,
     pub json: bool,
 }
@@ -95,7 +98,8 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
 async fn dispatch(ctx: Context, cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         None | Some(Command::Tui) => {
-            crate::tui::run(ctx.service, tui_options(&ctx.config, cli.read_only)).await?;
+            let (_feed, options) = live_tui_options(&ctx, cli.read_only).await;
+            crate::tui::run(ctx.service, options).await?;
         }
         Some(Command::Users(command)) => admin::users(&ctx, command).await?,
         Some(Command::Keys(command)) => keys::run(&ctx, command).await?,
@@ -115,12 +119,42 @@ async fn dispatch(ctx: Context, cli: Cli) -> anyhow::Result<Outcome> {
         }
         Some(Command::Import(args::ImportCommand::Aether(args))) => import::aether(&ctx, args).await?,
         Some(Command::Completions { .. } | Command::Man { .. }) => unreachable!("run answers these without a database"),
+        Some(Command::Serve(args)) => {
+            let overrides = crate::serve::ServeOverrides {
+                listen: args.listen,
+                host_key: args.host_key,
+                authorized_keys: args.authorized_keys,
+            };
+            let (_feed, options) = live_tui_options(&ctx, cli.read_only).await;
+            crate::serve::run(ctx.service, options, ctx.config.serve.clone(), overrides).await?;
+        }
     }
     Ok(Outcome::Success)
 }
 
 pub fn tui_options(config: &Config, read_only: bool) -> crate::tui::TuiOptions {
-    crate::tui::TuiOptions { read_only, ui: config.ui, sweep: config.sweep, keybindings: config.keybindings.clone() }
+    crate::tui::TuiOptions {
+        read_only,
+        ui: config.ui,
+        sweep: config.sweep,
+        keybindings: config.keybindings.clone(),
+        changes: None,
+    }
+}
+
+/// The TUI's options with live updates: the change feed (kept by the caller while the TUI runs)
+/// and the options watching it. Without a feed the TUI still works, refreshing on demand or on
+/// its timer, so a feed that does not start is only logged.
+async fn live_tui_options(ctx: &Context, read_only: bool) -> (Option<ChangeFeed>, crate::tui::TuiOptions) {
+    let feed = match ChangeFeed::start(&ctx.database_url).await {
+        Ok(feed) => Some(feed),
+        Err(error) => {
+            tracing::warn!(%error, "no live updates: the change feed did not start");
+            None
+        }
+    };
+    let changes = feed.as_ref().map(ChangeFeed::subscribe);
+    (feed, crate::tui::TuiOptions { changes, ..tui_options(&ctx.config, read_only) })
 }
 
 /// Reads the config, opens the database, loads the master key and builds the service.
@@ -155,7 +189,7 @@ pub async fn setup(cli: &Cli) -> anyhow::Result<Context> {
         );
     }
     let service = KeyService::new(store, load_master_key(cli), service_settings(&config), actor);
-    Ok(Context { service, config, json: cli.json })
+    Ok(Context { service, database_url: url, config, json: cli.json })
 }
 
 pub fn load_config(cli: &Cli) -> anyhow::Result<Config> {

@@ -53,11 +53,26 @@ pub struct KeyService {
     clock: Arc<dyn Clock>,
     settings: ServiceSettings,
     actor: String,
+    /// What proves who the actor is (an SSH key's fingerprint), kept in every audit row because
+    /// the name can be edited and this cannot.
+    credential: Option<String>,
 }
 
 impl KeyService {
     pub fn new(store: Arc<dyn Store>, master_key: MasterKeySource, settings: ServiceSettings, actor: String) -> Self {
-        KeyService { store, master_key: Arc::new(master_key), clock: Arc::new(SystemClock), settings, actor }
+        KeyService {
+            store,
+            master_key: Arc::new(master_key),
+            clock: Arc::new(SystemClock),
+            settings,
+            actor,
+            credential: None,
+        }
+    }
+
+    /// The same service acting for someone else: each admin of `keytop serve`, named by their key.
+    pub fn acting_for(&self, actor: String, credential: String) -> KeyService {
+        KeyService { actor, credential: Some(credential), ..self.clone() }
     }
 
     /// Replaces the clock (tests move time with it).
@@ -91,7 +106,10 @@ impl KeyService {
         self.master_key.as_ref().as_ref().map_err(|reason| ServiceError::MasterKey(reason.clone()))
     }
 
-    fn audit_record(&self, action: &str, api_key_id: Option<Uuid>, details: Value) -> AuditRecord {
+    fn audit_record(&self, action: &str, api_key_id: Option<Uuid>, mut details: Value) -> AuditRecord {
+        if let (Some(credential), Value::Object(fields)) = (&self.credential, &mut details) {
+            fields.insert("actor_key".into(), Value::String(credential.clone()));
+        }
         AuditRecord { at: self.now(), actor: self.actor.clone(), action: action.into(), api_key_id, details }
     }
 
@@ -158,5 +176,26 @@ impl KeyService {
 
     pub async fn audit(&self, key_id: Option<Uuid>, limit: u32) -> ServiceResult<Vec<AuditEntry>> {
         Ok(self.store.audit(key_id, limit).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_service_acting_for_an_admin_names_them_and_keeps_their_key_in_the_audit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::open(&format!("sqlite://{}", dir.path().join("k.db").display())).await.unwrap();
+        let server = KeyService::new(store, Err("unused".into()), ServiceSettings::default(), "keytop-serve".into());
+        let alice = server.acting_for("alice".into(), "SHA256:abc".into());
+        alice.add_user("bob").await.unwrap();
+        server.add_user("carol").await.unwrap();
+        let audit = server.audit(None, 10).await.unwrap();
+        let row = |user: &str| audit.iter().find(|row| row.details.contains(user)).unwrap();
+        assert_eq!(row("bob").actor, "alice");
+        assert!(row("bob").details.contains(r#""actor_key":"SHA256:abc""#), "{}", row("bob").details);
+        assert_eq!(row("carol").actor, "keytop-serve");
+        assert!(!row("carol").details.contains("actor_key"));
     }
 }

@@ -16,6 +16,7 @@ macro_rules! admission_columns {
 mod records;
 mod url;
 
+pub mod changes;
 pub mod postgres;
 pub mod sqlite;
 

@@ -57,7 +57,7 @@ pub struct Bench {
 impl Bench {
     /// A session on `service` at `size`, with the first page, the counts and a first frame drawn.
     pub async fn new(service: KeyService, options: &TuiOptions, size: (u16, u16)) -> anyhow::Result<Bench> {
-        let session = session(&service, options)?;
+        let session = session(&service, options, false)?;
         let (events_tx, events) = unbounded_channel();
         let runner = Runner::new(service.clone(), events_tx);
         let state = State::new(session, service.now(), size);

@@ -19,6 +19,10 @@ pub enum Event {
     /// A second passed: relative times and toasts move on.
     Tick(DateTime<Utc>),
     RefreshDue,
+    /// The database changed (here or in another process): what is on screen is queried again.
+    DataChanged,
+    /// Who is connected to the same `keytop serve` now, this session included.
+    Presence(Vec<String>),
     SweepDue,
     /// SIGTERM or SIGHUP: the terminal or the session is going away; quit like `q`.
     Terminated,

@@ -105,6 +105,7 @@ pub fn session(read_only: bool, theme: Theme) -> Session {
         theme,
         confirm_topup_at: Money::from_usd(1000),
         refresh_every: Duration::from_secs(5),
+        live_updates: false,
         sweep_every: Some(Duration::from_secs(60)),
         instance: uuid::Uuid::nil(),
     }

@@ -33,6 +33,8 @@ pub struct Session {
     pub theme: Theme,
     pub confirm_topup_at: Money,
     pub refresh_every: std::time::Duration,
+    /// Database changes reach the screen as they happen; auto-refresh is then only a fallback.
+    pub live_updates: bool,
     /// `None` when the sweep timer is off (disabled in the config, or read-only).
     pub sweep_every: Option<std::time::Duration>,
     /// Unique to this run of the TUI: with a counter, it names each top-up dialog's submission.
@@ -61,6 +63,8 @@ pub struct State {
     pub writes_in_flight: usize,
     /// The database cannot be reached: a banner says so and when the next retry runs.
     pub outage: Option<Outage>,
+    /// The admins connected to the same `keytop serve` (empty for a local TUI).
+    pub connected: Vec<String>,
     pub quit: bool,
     next_request: u64,
 }
@@ -82,6 +86,7 @@ impl State {
             toast: None,
             writes_in_flight: 0,
             outage: None,
+            connected: Vec::new(),
             quit: false,
             next_request: 0,
         }

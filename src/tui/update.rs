@@ -13,6 +13,7 @@ use super::effect::{Call, Effect};
 use super::event::{Event, Outcome};
 use super::forms::{FieldValue, Form, FormKind, top_up_preview};
 use super::keymap::{Action, Context, KeyChord};
+use super::live;
 use super::paging::{PageRequest, Placement};
 use super::state::{
     Confirm, Confirmed, DetailData, Focus, Modal, Outage, RANGES, RequestId, Screen, Secret, State, SweepResult,
@@ -55,6 +56,12 @@ pub fn update(state: &mut State, event: Event) -> Vec<Effect> {
         // While the database is away the retry timer refreshes instead.
         Event::RefreshDue if state.auto_refresh && state.outage.is_none() => refresh(state),
         Event::RefreshDue => Vec::new(),
+        Event::DataChanged if state.outage.is_none() => refresh(state),
+        Event::DataChanged => Vec::new(),
+        Event::Presence(names) => {
+            state.connected = names;
+            Vec::new()
+        }
         Event::SweepDue => vec![call(state, Call::Sweep { dry_run: false })],
         Event::Terminated => {
             state.quit = true;
@@ -542,7 +549,16 @@ fn on_outcome(state: &mut State, request: RequestId, outcome: Outcome) -> Vec<Ef
         state.outage = None;
     }
     match outcome {
-        Outcome::Page(result) => on_page(state, request, result),
+        Outcome::Page(result) => {
+            let dialog_key = live::dialog_key(state);
+            let fresh =
+                result.as_ref().ok().and_then(|rows| rows.iter().find(|key| Some(key.id) == dialog_key)).cloned();
+            let effects = on_page(state, request, result);
+            if let Some(key) = fresh {
+                live::on_dialog_key_seen(state, key);
+            }
+            effects
+        }
         Outcome::Counts(Ok(counts)) => {
             state.counts = Some(counts);
             Vec::new()

@@ -19,16 +19,13 @@ pub struct Tui {
     writer: Box<dyn Write + Send>,
     child: Box<dyn portable_pty::Child + Send + Sync>,
     /// Kept so the pty stays open for the child's whole life.
-    _master: Box<dyn portable_pty::MasterPty + Send>,
+    master: Box<dyn portable_pty::MasterPty + Send>,
 }
 
 impl Tui {
     /// Starts `keytop [args]` (the TUI unless args name a command) in the sandbox's environment,
     /// with `db_url` as its database.
     pub fn start_with(sandbox: &Sandbox, db_url: &str, args: &[&str]) -> Tui {
-        let pair = native_pty_system()
-            .openpty(PtySize { rows: ROWS, cols: COLUMNS, pixel_width: 0, pixel_height: 0 })
-            .unwrap();
         let mut command = CommandBuilder::new(Sandbox::binary());
         command.args(args);
         command.env_clear();
@@ -38,9 +35,16 @@ impl Tui {
         command.env("KEYTOP_DB", db_url);
         command.env("TERM", "xterm-256color");
         command.cwd(sandbox.dir.path());
+        Tui::spawn(command, ROWS, COLUMNS)
+    }
+
+    /// Runs any program (an SSH client, say) in a pseudo-terminal of `rows` × `columns`.
+    pub fn spawn(command: CommandBuilder, rows: u16, columns: u16) -> Tui {
+        let pair =
+            native_pty_system().openpty(PtySize { rows, cols: columns, pixel_width: 0, pixel_height: 0 }).unwrap();
         let child = pair.slave.spawn_command(command).unwrap();
         drop(pair.slave);
-        let screen = Arc::new(Mutex::new(vt100::Parser::new(ROWS, COLUMNS, 0)));
+        let screen = Arc::new(Mutex::new(vt100::Parser::new(rows, columns, 0)));
         let raw = Arc::new(Mutex::new(Vec::new()));
         let mut reader = pair.master.try_clone_reader().unwrap();
         let (parser, bytes) = (Arc::clone(&screen), Arc::clone(&raw));
@@ -55,7 +59,7 @@ impl Tui {
             }
         });
         let writer = pair.master.take_writer().unwrap();
-        Tui { screen, raw, writer, child, _master: pair.master }
+        Tui { screen, raw, writer, child, master: pair.master }
     }
 
     pub fn start(sandbox: &Sandbox) -> Tui {
@@ -64,6 +68,24 @@ impl Tui {
 
     pub fn contents(&self) -> String {
         self.screen.lock().unwrap().screen().contents()
+    }
+
+    /// Resizes the terminal, as a window manager would (the program gets SIGWINCH).
+    pub fn resize(&self, rows: u16, columns: u16) {
+        self.screen.lock().unwrap().set_size(rows, columns);
+        self.master.resize(PtySize { rows, cols: columns, pixel_width: 0, pixel_height: 0 }).unwrap();
+    }
+
+    /// The row of the screen on which `text` appears first.
+    pub fn row_of(&self, text: &str) -> Option<usize> {
+        let parser = self.screen.lock().unwrap();
+        let columns = parser.screen().size().1;
+        parser.screen().rows(0, columns).position(|row| row.contains(text))
+    }
+
+    /// The process id of the program.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.process_id()
     }
 
     /// Every byte keytop wrote so far.

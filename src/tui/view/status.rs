@@ -83,12 +83,21 @@ pub fn render_status(frame: &mut Frame, state: &State, area: Rect) {
     spans.push(separator.clone());
     let refresh = if state.auto_refresh {
         format!("auto-refresh {}s", state.session.refresh_every.as_secs())
+    } else if state.session.live_updates {
+        "live".into()
     } else {
         "auto-refresh off".into()
     };
     spans.push(Span::styled(refresh, theme.text));
-    spans.push(separator);
+    spans.push(separator.clone());
     spans.push(sweep_span(state));
+    if !state.connected.is_empty() {
+        spans.push(separator);
+        spans.push(Span::styled(
+            format!("{} connected: {}", state.connected.len(), safe(&state.connected.join(", "))),
+            theme.text,
+        ));
+    }
     frame.render_widget(Line::from(spans), area);
 }
 
