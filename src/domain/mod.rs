@@ -3,11 +3,15 @@
 pub mod duration;
 pub mod key;
 pub mod money;
+pub mod period;
+pub mod plan;
 pub mod text;
 pub mod validate;
 
 pub use key::*;
 pub use money::{Money, MoneyError};
+pub use period::{Period, PeriodSpan};
+pub use plan::{Budget, BudgetUse, MoneyPlan, Refill, RefillMode};
 pub use validate::ValidationError;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
