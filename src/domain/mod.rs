@@ -10,8 +10,8 @@ pub mod validate;
 
 pub use key::*;
 pub use money::{Money, MoneyError};
-pub use period::{Period, PeriodSpan};
-pub use plan::{Budget, BudgetUse, MoneyPlan, Refill, RefillMode};
+pub use period::{CurrentPeriods, Period, PeriodSpan};
+pub use plan::{Budget, BudgetUse, MoneyPlan, PlanInput, PlanPatch, Refill, RefillMode};
 pub use validate::ValidationError;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};

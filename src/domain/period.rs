@@ -118,7 +118,28 @@ impl PeriodSpan {
     }
 }
 
-fn midnight(day: NaiveDate) -> DateTime<Utc> {
+/// The first days of the current day, week and month at one instant: what a SQL statement needs
+/// to find each key's current period, whichever kind it has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CurrentPeriods {
+    pub day: NaiveDate,
+    pub week: NaiveDate,
+    pub month: NaiveDate,
+}
+
+impl CurrentPeriods {
+    pub fn at(now: DateTime<Utc>) -> CurrentPeriods {
+        let today = now.date_naive();
+        CurrentPeriods { day: today, week: Period::Week.first_day(today), month: Period::Month.first_day(today) }
+    }
+
+    /// The start of each current period as an instant: (day, week, month).
+    pub fn starts(&self) -> [DateTime<Utc>; 3] {
+        [midnight(self.day), midnight(self.week), midnight(self.month)]
+    }
+}
+
+pub fn midnight(day: NaiveDate) -> DateTime<Utc> {
     Utc.from_utc_datetime(&day.and_time(chrono::NaiveTime::MIN))
 }
 

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::duration::format_compact;
-use super::key::remaining;
+use super::key::{Patch, remaining};
 use super::money::{MAX_AMOUNT, Money};
 use super::period::{Period, PeriodSpan};
 use super::validate::ValidationError;
@@ -134,6 +134,12 @@ impl Refill {
         format!("{verb} {} {when}, next {}", self.amount, self.next_span().first_day)
     }
 
+    /// The refill of a key as a sentence, or "no refill": a one-off credit must not look like a
+    /// monthly grant.
+    pub fn describe_or_none(refill: Option<&Refill>) -> String {
+        refill.map_or_else(|| "no refill".into(), Refill::describe)
+    }
+
     /// Settings compared without the refill state, to tell an edit from a no-op.
     pub fn same_terms(&self, other: &Refill) -> bool {
         (self.amount, self.period, self.mode) == (other.amount, other.period, other.mode)
@@ -157,6 +163,17 @@ impl MoneyPlan {
     /// The line under which this key's remaining balance is low (`None` = no line).
     pub fn low_balance_line(&self, default: Money) -> Option<Money> {
         Some(self.low_balance.unwrap_or(default)).filter(|line| !line.is_zero())
+    }
+}
+
+impl MoneyPlan {
+    /// The low-balance line as shown: "$20.00", "$5.00 (default)" or "none".
+    pub fn describe_low_balance(&self, default: Money) -> String {
+        match (self.low_balance, self.low_balance_line(default)) {
+            (_, None) => "none".into(),
+            (None, Some(line)) => format!("{line} (default)"),
+            (Some(_), Some(line)) => line.to_string(),
+        }
     }
 }
 
@@ -185,6 +202,107 @@ pub fn low_balance_line(amount: Money) -> Result<Money, ValidationError> {
         ))
     } else {
         Ok(amount)
+    }
+}
+
+/// Budget, refill and low-balance settings as typed (command-line flags or dialog fields), each
+/// `None` when not given.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlanInput<'a> {
+    /// Dollars or `none`.
+    pub budget: Option<&'a str>,
+    pub budget_period: Option<&'a str>,
+    /// Dollars or `none`.
+    pub refill: Option<&'a str>,
+    pub refill_period: Option<&'a str>,
+    pub refill_mode: Option<&'a str>,
+    /// Dollars, `none` (no line) or `default` (the config's line).
+    pub low_balance: Option<&'a str>,
+}
+
+/// The changes a [`PlanInput`] makes to a key's [`MoneyPlan`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PlanPatch {
+    pub budget: Patch<Budget>,
+    pub refill: Patch<Refill>,
+    pub low_balance: Patch<Money>,
+}
+
+impl PlanInput<'_> {
+    /// The changes to `current` (a new key's is the default plan): a period or mode alone
+    /// changes the existing budget or refill; an amount without a period keeps the current one,
+    /// or takes a month.
+    pub fn parse(&self, current: &MoneyPlan, now: DateTime<Utc>) -> Result<PlanPatch, ValidationError> {
+        let budget_period = self.budget_period.map(|text| Period::parse("budget period", text)).transpose()?;
+        let budget = match (amount_or_none("budget", self.budget)?, current.budget) {
+            (Some(None), _) => Patch::Clear,
+            (Some(Some(amount)), old) => {
+                Patch::Set(Budget::new(amount, budget_period.or(old.map(|b| b.period)).unwrap_or(Period::Month))?)
+            }
+            (None, Some(old)) => budget_period.map_or(Patch::Keep, |period| Patch::Set(Budget { period, ..old })),
+            (None, None) if budget_period.is_some() => return Err(needs("budget period", "budget")),
+            (None, None) => Patch::Keep,
+        };
+        let refill_period = self.refill_period.map(|text| Period::parse("refill period", text)).transpose()?;
+        let refill_mode = self.refill_mode.map(RefillMode::parse).transpose()?;
+        let refill = match (amount_or_none("refill", self.refill)?, current.refill) {
+            (Some(None), _) => Patch::Clear,
+            (amount, old)
+                if amount.is_some() || (old.is_some() && (refill_period.is_some() || refill_mode.is_some())) =>
+            {
+                let amount = amount.flatten().or(old.map(|r| r.amount)).unwrap_or(Money::ZERO);
+                let period = refill_period.or(old.map(|r| r.period)).unwrap_or(Period::Month);
+                let mode = refill_mode.or(old.map(|r| r.mode)).unwrap_or(RefillMode::Add);
+                Patch::Set(Refill::new(amount, period, mode, now)?)
+            }
+            (None, None) if refill_period.is_some() => return Err(needs("refill period", "refill")),
+            (None, None) if refill_mode.is_some() => return Err(needs("refill mode", "refill")),
+            _ => Patch::Keep,
+        };
+        let low_balance = match self.low_balance.map(str::trim) {
+            None => Patch::Keep,
+            Some(word) if word.eq_ignore_ascii_case("default") => Patch::Clear,
+            Some(word) if word.eq_ignore_ascii_case("none") => Patch::Set(Money::ZERO),
+            Some(text) => Patch::Set(low_balance_line(parse_amount("low-balance line", text)?)?),
+        };
+        Ok(PlanPatch { budget, refill, low_balance })
+    }
+}
+
+impl PlanPatch {
+    /// The patch that writes every part of `plan` (a new key's).
+    pub fn writing(plan: MoneyPlan) -> PlanPatch {
+        PlanPatch {
+            budget: Patch::from(plan.budget),
+            refill: Patch::from(plan.refill),
+            low_balance: Patch::from(plan.low_balance),
+        }
+    }
+
+    /// The plan as it will be after this patch.
+    pub fn applied_to(&self, plan: MoneyPlan) -> MoneyPlan {
+        MoneyPlan {
+            budget: self.budget.clone().apply(plan.budget),
+            refill: self.refill.clone().apply(plan.refill),
+            low_balance: self.low_balance.clone().apply(plan.low_balance),
+        }
+    }
+}
+
+fn needs(field: &str, other: &str) -> ValidationError {
+    ValidationError::new(field, format!("needs a {other} amount: this key has no {other} yet"))
+}
+
+fn parse_amount(field: &str, text: &str) -> Result<Money, ValidationError> {
+    Money::parse(text).map_err(|error| ValidationError::new(field, format!("{text:?} {error}")))
+}
+
+/// `Some(None)` for `none`, `Some(Some(amount))` for an amount, `None` when not given.
+fn amount_or_none(field: &str, text: Option<&str>) -> Result<Option<Option<Money>>, ValidationError> {
+    match text.map(str::trim) {
+        None => Ok(None),
+        Some(word) if word.eq_ignore_ascii_case("none") => Ok(Some(None)),
+        Some(text) => parse_amount(field, text).map(|amount| Some(Some(amount))),
     }
 }
 
@@ -273,5 +391,61 @@ mod tests {
         assert!(!is_under_line(None, Some(usd(5))));
         assert!(!is_under_line(Some(Money::ZERO), None));
         assert!(low_balance_line(usd(-1)).is_err());
+        assert_eq!(MoneyPlan::default().describe_low_balance(default), "$5.00 (default)");
+        assert_eq!(own.describe_low_balance(default), "$20.00");
+        assert_eq!(none.describe_low_balance(default), "none");
+        assert_eq!(Refill::describe_or_none(None), "no refill");
+    }
+
+    #[test]
+    fn typed_settings_become_patches() {
+        let now = at("2026-12-07T10:00:00Z");
+        let none = MoneyPlan::default();
+        let input =
+            PlanInput { budget: Some("50"), refill: Some("$20"), refill_mode: Some("reset"), ..PlanInput::default() };
+        let patch = input.parse(&none, now).unwrap();
+        assert_eq!(patch.budget, Patch::Set(Budget { amount: usd(50), period: Period::Month }));
+        let refill = Refill::new(usd(20), Period::Month, RefillMode::Reset, now).unwrap();
+        assert_eq!(patch.refill, Patch::Set(refill));
+        assert_eq!(patch.low_balance, Patch::Keep);
+
+        let current = patch.applied_to(none);
+        let period_only = PlanInput { budget_period: Some("week"), refill_period: Some("day"), ..PlanInput::default() };
+        let patch = period_only.parse(&current, now).unwrap();
+        assert_eq!(patch.budget, Patch::Set(Budget { amount: usd(50), period: Period::Week }));
+        assert_eq!(
+            patch.refill,
+            Patch::Set(Refill { period: Period::Day, last_period_start: at("2026-12-07T00:00:00Z"), ..refill })
+        );
+
+        let clear =
+            PlanInput { budget: Some("none"), refill: Some("NONE"), low_balance: Some("none"), ..PlanInput::default() };
+        let patch = clear.parse(&current, now).unwrap();
+        assert_eq!(
+            (patch.budget, patch.refill, patch.low_balance),
+            (Patch::Clear, Patch::Clear, Patch::Set(Money::ZERO))
+        );
+        let back_to_default = PlanInput { low_balance: Some("default"), ..PlanInput::default() };
+        assert_eq!(back_to_default.parse(&current, now).unwrap().low_balance, Patch::Clear);
+    }
+
+    #[test]
+    fn bad_typed_settings_name_their_field() {
+        let now = at("2026-12-07T10:00:00Z");
+        let none = MoneyPlan::default();
+        for (input, field) in [
+            (PlanInput { budget: Some("0"), ..PlanInput::default() }, "budget"),
+            (PlanInput { budget: Some("-5"), ..PlanInput::default() }, "budget"),
+            (PlanInput { budget: Some("ten"), ..PlanInput::default() }, "budget"),
+            (PlanInput { budget: Some("5"), budget_period: Some("year"), ..PlanInput::default() }, "budget period"),
+            (PlanInput { budget_period: Some("week"), ..PlanInput::default() }, "budget period"),
+            (PlanInput { refill: Some("1e3"), ..PlanInput::default() }, "refill"),
+            (PlanInput { refill: Some("5"), refill_mode: Some("double"), ..PlanInput::default() }, "refill mode"),
+            (PlanInput { refill_mode: Some("add"), ..PlanInput::default() }, "refill mode"),
+            (PlanInput { low_balance: Some("-1"), ..PlanInput::default() }, "low-balance line"),
+        ] {
+            let error = input.parse(&none, now).unwrap_err();
+            assert_eq!(error.field, field, "{input:?}: {error}");
+        }
     }
 }

@@ -10,7 +10,8 @@ macro_rules! key_columns {
          k.key_ciphertext, k.key_hint, k.name, k.allowed_providers, k.allowed_api_formats, \
          k.allowed_models, k.rate_limit, k.concurrent_limit, k.expires_at, k.is_standalone, \
          k.credited_micros, k.used_micros, k.auto_delete_on_expiry, k.is_active, k.last_used_at, \
-         k.created_at, k.updated_at"
+         k.created_at, k.updated_at, k.budget_micros, k.budget_period, k.refill_micros, k.refill_period, \
+         k.refill_mode, k.refill_last_period_start, k.low_balance_micros"
     };
 }
 
@@ -36,6 +37,7 @@ mod balance;
 mod bulk;
 mod keys;
 mod list;
+mod plan;
 mod reseal;
 mod rows;
 mod sweep;
@@ -56,12 +58,14 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
+use super::plan::{RefillPeriods, RefillReport};
 use super::{
     AdjustOutcome, AuditRecord, BalanceAdjustment, BulkLoad, ResealOutcome, Resealer, Store, StoreError, StoreResult,
     SweepReport, UsageOutcome, UsageRecord, VerifyLookup, latest_version, redact_url,
 };
 use crate::domain::{
-    ApiKey, AuditEntry, Balance, DailyUsage, KeyCounts, KeyPatch, KeyQuery, LedgerEntry, Money, User, UserSummary,
+    ApiKey, AuditEntry, Balance, CurrentPeriods, DailyUsage, KeyCounts, KeyPatch, KeyQuery, LedgerEntry, Money, User,
+    UserSummary,
 };
 use audit::insert_audit;
 pub use sweep::SWEEP_LOCK;
@@ -248,8 +252,11 @@ impl Store for PgStore {
         &self,
         key_hash: &str,
         rate_window_start: DateTime<Utc>,
+        periods: CurrentPeriods,
     ) -> StoreResult<Option<VerifyLookup>> {
-        keys::verify_lookup(&self.pool, key_hash, rate_window_start).await.map_err(|error| self.store_error(error))
+        keys::verify_lookup(&self.pool, key_hash, rate_window_start, periods)
+            .await
+            .map_err(|error| self.store_error(error))
     }
 
     async fn touch_last_used(&self, id: Uuid, at: DateTime<Utc>, stale_before: DateTime<Utc>) -> StoreResult<()> {
@@ -294,6 +301,10 @@ impl Store for PgStore {
         } else {
             self.retrying(|| sweep::run(&self.pool, &plan)).await
         }
+    }
+
+    async fn refill_due(&self, periods: &RefillPeriods, actor: &str, dry_run: bool) -> StoreResult<RefillReport> {
+        self.retrying(|| plan::refill_due(&self.pool, periods, actor, dry_run)).await
     }
 
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()> {

@@ -152,8 +152,12 @@ pub struct SweepReport {
     pub deleted: Vec<SweptKey>,
     /// True when a list holds fewer keys than its count.
     pub truncated: bool,
-    /// Another process held the sweep lock, so this one did nothing.
+    /// Another process held the sweep lock, so its expiry step did nothing.
     pub skipped: bool,
+    /// How many keys were (or would be) refilled: exact, however many.
+    pub refilled: u64,
+    /// The first [`SWEEP_SAMPLE`] refilled keys, by id.
+    pub refilled_keys: Vec<super::plan::RefilledKey>,
 }
 
 impl SweepReport {

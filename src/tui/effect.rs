@@ -42,12 +42,12 @@ pub enum Call {
         days: u32,
     },
     TopUp(TopUpRequest),
-    Create(NewKeySpec),
+    Create(Box<NewKeySpec>),
     /// An edit: the patch, and `Some(credited)` when the credited total of a prepaid key changes
     /// (`Some(None)` = unlimited), which goes through the ledger.
     Update {
         key_id: Uuid,
-        patch: KeyPatch,
+        patch: Box<KeyPatch>,
         credit: Option<Option<Money>>,
     },
     SetActive {
@@ -154,7 +154,8 @@ impl Runner {
             self.service.ledger(key_id, Some(DETAIL_LEDGER_ROWS)),
         )?;
         ledger.reverse();
-        Ok(DetailData { key, stats, ledger })
+        let money = self.service.money_view(&key).await?;
+        Ok(DetailData { key, stats, ledger, money })
     }
 
     /// Saves an edit: the fields, then a changed credit as a ledger entry. Both are idempotent, so

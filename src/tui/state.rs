@@ -5,7 +5,7 @@ use tui_input::Input;
 use uuid::Uuid;
 
 use crate::domain::{ApiKey, KeyCounts, KeyQuery, KeyScope, LedgerEntry, Money, SortKey};
-use crate::service::KeyStats;
+use crate::service::{KeyStats, MoneyView};
 use crate::store::SweepReport;
 
 use super::forms::Form;
@@ -255,6 +255,8 @@ pub struct DetailData {
     pub stats: KeyStats,
     /// The most recent balance changes, newest first.
     pub ledger: Vec<LedgerEntry>,
+    /// The budget's use and the low-balance line.
+    pub money: MoneyView,
 }
 
 #[derive(Debug, Clone)]

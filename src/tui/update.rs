@@ -387,10 +387,10 @@ fn submit_form(state: &mut State) -> Vec<Effect> {
         FormKind::TopUp(key, idempotency_key) => form.top_up_request().map(|(amount, note)| {
             Call::TopUp(TopUpRequest { key_id: key.id, amount, note, idempotency_key: idempotency_key.clone() })
         }),
-        FormKind::Create => form.new_key_spec(now).map(Call::Create),
-        FormKind::Edit(key) => form
-            .key_patch(now)
-            .and_then(|patch| Ok(Call::Update { key_id: key.id, patch, credit: form.credit_change()? })),
+        FormKind::Create => form.new_key_spec(now).map(|spec| Call::Create(Box::new(spec))),
+        FormKind::Edit(key) => form.key_patch(now).and_then(|patch| {
+            Ok(Call::Update { key_id: key.id, patch: Box::new(patch), credit: form.credit_change()? })
+        }),
     };
     match call {
         // Large amounts ask again, above the form, which stays open underneath.

@@ -6,8 +6,8 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::rows::{KeyRow, VerifyRow, allow_list};
-use super::{balance, insert_audit, list};
-use crate::domain::{ApiKey, KeyCounts, KeyPatch, LedgerEntry, Patch};
+use super::{balance, insert_audit, list, plan};
+use crate::domain::{ApiKey, CurrentPeriods, KeyCounts, KeyPatch, LedgerEntry, Patch};
 use crate::store::{AuditRecord, VerifyLookup};
 
 pub(super) async fn insert_key(
@@ -45,6 +45,7 @@ pub(super) async fn insert_key(
     .bind(key.updated_at)
     .execute(&mut *tx)
     .await?;
+    plan::write_plans(&mut tx, std::slice::from_ref(key)).await?;
     if let Some(entry) = initial_credit {
         balance::insert_ledger_entry(&mut tx, entry).await?;
     }
@@ -103,6 +104,7 @@ pub(super) async fn update_key(
     // One static statement for every patch: each field comes with a flag "change it", so
     // absent fields keep their value and a cleared field becomes NULL.
     let mut tx = pool.begin().await?;
+    plan::apply_plan_patch(&mut tx, id, &patch.money).await?;
     let (providers_change, providers) = list_patch(&patch.allowed_providers);
     let (formats_change, formats) = list_patch(&patch.allowed_api_formats);
     let (models_change, models) = list_patch(&patch.allowed_models);
@@ -183,6 +185,7 @@ pub(super) async fn verify_lookup(
     pool: &PgPool,
     key_hash: &str,
     rate_window_start: DateTime<Utc>,
+    periods: CurrentPeriods,
 ) -> Result<Option<VerifyLookup>, sqlx::Error> {
     // The count runs only for a key with a rate limit (a CASE branch is evaluated lazily).
     // Its window is written as a range (`< 'infinity'` excludes no row) because the server
@@ -195,12 +198,21 @@ pub(super) async fn verify_lookup(
         ", CASE WHEN k.rate_limit IS NULL THEN 0 ELSE \
              (SELECT COUNT(*) FROM usage r \
               WHERE r.api_key_id = k.id AND r.created_at > $2 AND r.created_at < 'infinity') END \
-           AS recent_requests",
+           AS recent_requests, \
+         CASE WHEN k.budget_micros IS NULL THEN 0 ELSE \
+             (SELECT CAST(COALESCE(SUM(d.cost_micros), 0) AS BIGINT) FROM usage_daily d \
+              WHERE d.api_key_id = k.id \
+                AND d.day >= CASE k.budget_period WHEN 'day' THEN $3 WHEN 'week' THEN $4 ELSE $5 END \
+                AND d.day <= $3) END \
+           AS budget_spent",
         keys_with_owners!(),
         " WHERE k.key_hash = $1"
     ))
     .bind(key_hash)
     .bind(rate_window_start)
+    .bind(periods.day)
+    .bind(periods.week)
+    .bind(periods.month)
     .fetch_optional(pool)
     .await?;
     Ok(row.map(VerifyLookup::from))

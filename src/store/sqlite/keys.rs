@@ -5,8 +5,8 @@ use sqlx::{QueryBuilder, Sqlite, Type};
 use uuid::Uuid;
 
 use super::rows::{admission_from_row, allow_list_json, get, key_from_row, millis};
-use super::{SqliteStore, balance, bulk, insert_audit, store_error};
-use crate::domain::{ApiKey, KeyCounts, KeyPatch, LedgerEntry, Patch};
+use super::{SqliteStore, balance, bulk, insert_audit, plan, store_error};
+use crate::domain::{ApiKey, CurrentPeriods, KeyCounts, KeyPatch, LedgerEntry, Patch};
 use crate::store::{AuditRecord, StoreResult, VerifyLookup};
 
 pub(super) async fn insert_key(
@@ -91,6 +91,7 @@ pub(super) async fn update_key(
     push_patch(&mut builder, "concurrent_limit", &patch.concurrent_limit, |limit| Some(*limit));
     push_patch(&mut builder, "expires_at", &patch.expires_at, |at| Some(millis(*at)));
     push_patch(&mut builder, "auto_delete_on_expiry", &patch.auto_delete_on_expiry, |flag| Some(*flag));
+    plan::push_plan_patch(&mut builder, &patch.money);
     builder.push(" WHERE id = ").push_bind(id.hyphenated());
     change_key(store, id, builder, audit).await
 }
@@ -117,16 +118,24 @@ pub(super) async fn verify_lookup(
     store: &SqliteStore,
     key_hash: &str,
     rate_window_start: DateTime<Utc>,
+    periods: CurrentPeriods,
 ) -> StoreResult<Option<VerifyLookup>> {
+    let [day, week, month, today] = plan::budget_days(periods);
     let row = sqlx::query(concat!(
         "SELECT ",
         admission_columns!(),
         ", CASE WHEN k.rate_limit IS NULL THEN 0 ELSE \
-         (SELECT COUNT(*) FROM usage WHERE api_key_id = k.id AND created_at > ?) END AS recent_requests",
+         (SELECT COUNT(*) FROM usage WHERE api_key_id = k.id AND created_at > ?) END AS recent_requests, ",
+        budget_spent!(),
+        " AS budget_spent",
         key_from!(),
         " WHERE k.key_hash = ?"
     ))
     .bind(millis(rate_window_start))
+    .bind(day)
+    .bind(week)
+    .bind(month)
+    .bind(today)
     .bind(key_hash)
     .fetch_optional(&store.pool)
     .await
