@@ -55,7 +55,7 @@ fn old_rows(time: &str) -> Vec<String> {
 /// by the caller, on its own connection).
 async fn upgrade_and_purge(url: &str) {
     let store = store::open(url).await.expect("open and migrate");
-    assert_eq!(store.migrate().await.unwrap(), 9);
+    assert_eq!(store.migrate().await.unwrap(), 10);
     let key: Uuid = KEY.parse().unwrap();
     assert_eq!(store.key(key).await.unwrap().map(|k| k.name), Some("old key".to_string()));
     // The old rollup learnt from its usage rows how many of its requests were timed.
