@@ -174,6 +174,7 @@ impl KeyGenerator {
             created_at,
             updated_at: created_at,
             money: MoneyPlan::default(),
+            previous_secret_until: None,
         };
         Ok((key, credit))
     }

@@ -78,6 +78,7 @@ async fn add_key(
         created_at: now(),
         updated_at: now(),
         money: MoneyPlan::default(),
+        previous_secret_until: None,
     };
     store.insert_key(&key, None, &audit("key_create", Some(id))).await.unwrap();
     key

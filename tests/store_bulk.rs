@@ -58,6 +58,7 @@ fn key(owner: &User, name: &str, credited: Option<Option<i64>>) -> ApiKey {
         created_at: at(-86_400 * 30),
         updated_at: at(-86_400 * 30),
         money: MoneyPlan::default(),
+        previous_secret_until: None,
     }
 }
 

@@ -71,6 +71,7 @@ fn new_key(owner: &User, name: &str, created_at: DateTime<Utc>) -> ApiKey {
         created_at,
         updated_at: created_at,
         money: MoneyPlan::default(),
+        previous_secret_until: None,
     }
 }
 

@@ -9,7 +9,7 @@ use keytop::domain::{
     ApiKey, Budget, CurrentPeriods, KeyPatch, Money, MoneyPlan, Patch, Period, PlanPatch, Refill, RefillMode, User,
 };
 use keytop::store::plan::RefillPeriods;
-use keytop::store::{AuditRecord, Store, UsageRecord};
+use keytop::store::{AuditRecord, SecretRoll, Store, UsageRecord};
 use uuid::Uuid;
 
 use common::TestDb;
@@ -68,6 +68,7 @@ async fn key_with(store: &dyn Store, owner: &User, name: &str, credited: Money, 
         created_at: created,
         updated_at: created,
         money,
+        previous_secret_until: None,
     };
     store.insert_key(&key, None, &audit("key_create", Some(id))).await.unwrap();
     key
@@ -309,5 +310,59 @@ async fn purges_during_refills_leave_every_book_balanced() {
                 assert_eq!(stored.credited, Some(usd(2)), "{}: credited matches its ledger", key.name);
             }
         }
+    });
+}
+
+async fn finds(store: &dyn Store, hash: &str, now: &str) -> Option<Uuid> {
+    let now = utc(now);
+    let found = store.verify_lookup(hash, now - Duration::minutes(1), CurrentPeriods::at(now)).await.unwrap();
+    found.map(|lookup| lookup.key.id)
+}
+
+fn roll(secret: &str, previous_until: Option<&str>) -> SecretRoll {
+    SecretRoll {
+        hash: hash_key(secret),
+        ciphertext: format!("v1:sealed-{secret}"),
+        hint: key_hint(secret),
+        previous_until: previous_until.map(utc),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rolled_secret_verifies_until_its_grace_ends_and_a_second_roll_ends_the_oldest() {
+    for_each_backend!(|db| {
+        let store = db.store.as_ref();
+        let owner = owner(store).await;
+        let key = key_with(store, &owner, "rolled", usd(10), MoneyPlan::default()).await;
+        let first = key.key_hash.clone();
+        let rolled = store
+            .roll_key(key.id, &roll("sk-second", Some("2026-12-08T12:00:00Z")), &audit("key_roll", Some(key.id)))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((rolled.id, rolled.name.as_str(), rolled.credited), (key.id, "rolled", key.credited));
+        assert_eq!(rolled.key_hash, hash_key("sk-second"));
+        assert_eq!(rolled.previous_secret_until, Some(utc("2026-12-08T12:00:00Z")));
+        assert_eq!(finds(store, &first, "2026-12-08T11:59:59.999Z").await, Some(key.id), "within the grace");
+        assert_eq!(finds(store, &first, "2026-12-08T12:00:00Z").await, None, "the grace has ended");
+        assert_eq!(finds(store, &hash_key("sk-second"), "2026-12-08T12:00:00Z").await, Some(key.id));
+
+        // A second roll within the grace: the first secret stops at once, the second follows
+        // the new grace.
+        store
+            .roll_key(key.id, &roll("sk-third", Some("2026-12-09T12:00:00Z")), &audit("key_roll", Some(key.id)))
+            .await
+            .unwrap();
+        assert_eq!(finds(store, &first, "2026-12-08T10:00:00Z").await, None, "the oldest secret ended at once");
+        assert_eq!(finds(store, &hash_key("sk-second"), "2026-12-09T11:00:00Z").await, Some(key.id));
+        assert_eq!(finds(store, &hash_key("sk-third"), "2026-12-09T11:00:00Z").await, Some(key.id));
+
+        // No grace: the replaced secret stops at once.
+        let now =
+            store.roll_key(key.id, &roll("sk-fourth", None), &audit("key_roll", Some(key.id))).await.unwrap().unwrap();
+        assert_eq!(now.previous_secret_until, None);
+        assert_eq!(finds(store, &hash_key("sk-third"), "2026-12-08T10:00:00Z").await, None);
+        assert_eq!(finds(store, &hash_key("sk-fourth"), "2026-12-08T10:00:00Z").await, Some(key.id));
+        assert!(store.roll_key(Uuid::new_v4(), &roll("sk-x", None), &audit("key_roll", None)).await.unwrap().is_none());
     });
 }

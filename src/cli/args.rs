@@ -153,6 +153,13 @@ pub enum KeysCommand {
     Purge { key: String },
     /// Print the plaintext of a key (audited)
     Reveal { key: String },
+    /// Give a key a new secret, printed this once; the old one verifies until the grace ends
+    Roll {
+        key: String,
+        /// How long the old secret keeps verifying: 0 (stops at once) up to 30d
+        #[arg(long, value_name = "DURATION", default_value = "24h", allow_hyphen_values = true)]
+        grace: String,
+    },
 }
 
 /// Flags shared by create and update.

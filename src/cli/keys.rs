@@ -23,6 +23,19 @@ pub async fn run(ctx: &Context, command: KeysCommand) -> anyhow::Result<()> {
             ctx.report(&json!({ "id": key.id, "purged": true }), &format!("purged key {}", key.id));
             Ok(())
         }
+        KeysCommand::Roll { key, grace } => {
+            let grace = crate::service::parse_grace(&grace)?;
+            let key = ctx.service.resolve_key(&key).await?;
+            let rolled = ctx.service.roll_key(key.id, grace).await?;
+            if ctx.json {
+                let mut view = serde_json::to_value(KeyView::new(&rolled.key, ctx.service.now()))?;
+                view["key"] = json!(rolled.plaintext);
+                print_json(&view);
+            } else {
+                out!("{}", rolled.plaintext);
+            }
+            Ok(())
+        }
         KeysCommand::Reveal { key } => {
             let key = ctx.service.resolve_key(&key).await?;
             let plaintext = ctx.service.reveal_key(key.id).await?;

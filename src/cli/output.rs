@@ -60,6 +60,8 @@ pub struct KeyView<'a> {
     pub refill: Option<Refill>,
     /// The key's own low-balance line; `null` follows the config's `alerts.low_balance`.
     pub low_balance: Option<Money>,
+    /// After a roll, until when the replaced secret still verifies; `null` when it does not.
+    pub previous_secret_valid_until: Option<DateTime<Utc>>,
 }
 
 impl<'a> KeyView<'a> {
@@ -90,6 +92,7 @@ impl<'a> KeyView<'a> {
             budget: key.money.budget,
             refill: key.money.refill,
             low_balance: key.money.low_balance,
+            previous_secret_valid_until: key.previous_secret_valid_until(now),
         }
     }
 }
@@ -220,6 +223,9 @@ pub fn print_key_detail(key: &ApiKey, money: &MoneyView, now: DateTime<Utc>) {
         fields.push(("low balance", money.low_balance.clone()));
     }
     fields.push(("budget", money.budget.map_or_else(|| "none".into(), |budget| budget.describe(now))));
+    if let Some(until) = view.previous_secret_valid_until {
+        fields.push(("previous secret", format!("valid until {}", timestamp(until))));
+    }
     fields.extend([
         ("rate limit", key.rate_limit.map_or_else(|| "none".into(), |l| format!("{l}/min"))),
         ("concurrency", limit_cell(key.concurrent_limit)),

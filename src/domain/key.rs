@@ -59,6 +59,9 @@ pub struct ApiKey {
     pub updated_at: DateTime<Utc>,
     /// Budget, refill and low-balance line.
     pub money: MoneyPlan,
+    /// After a roll: until when the replaced secret still verifies (`None` when no previous
+    /// secret is kept).
+    pub previous_secret_until: Option<DateTime<Utc>>,
 }
 
 impl std::fmt::Debug for ApiKey {
@@ -125,6 +128,11 @@ impl ApiKey {
 
     pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
         has_passed(self.expires_at, now)
+    }
+
+    /// Until when the secret replaced by the last roll still verifies, while it does.
+    pub fn previous_secret_valid_until(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.previous_secret_until.filter(|until| *until > now)
     }
 
     /// `None` for a key that is not prepaid.

@@ -122,6 +122,7 @@ impl PeriodSpan {
 /// to find each key's current period, whichever kind it has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CurrentPeriods {
+    pub now: DateTime<Utc>,
     pub day: NaiveDate,
     pub week: NaiveDate,
     pub month: NaiveDate,
@@ -130,7 +131,7 @@ pub struct CurrentPeriods {
 impl CurrentPeriods {
     pub fn at(now: DateTime<Utc>) -> CurrentPeriods {
         let today = now.date_naive();
-        CurrentPeriods { day: today, week: Period::Week.first_day(today), month: Period::Month.first_day(today) }
+        CurrentPeriods { now, day: today, week: Period::Week.first_day(today), month: Period::Month.first_day(today) }
     }
 
     /// The start of each current period as an instant: (day, week, month).

@@ -175,6 +175,7 @@ impl KeyService {
             created_at: now,
             updated_at: now,
             money: spec.money,
+            previous_secret_until: None,
         };
         let initial_credit =
             credited.filter(|c| !c.is_zero()).map(|amount| LedgerEntry::initial_credit(id, now, &self.actor, amount));

@@ -8,6 +8,7 @@ mod error;
 mod keys;
 mod plan;
 mod rekey;
+mod rotation;
 mod usage;
 
 use std::sync::Arc;
@@ -25,6 +26,7 @@ pub use balance::TopUp;
 pub use error::{ServiceError, ServiceResult};
 pub use keys::{CreatedKey, KeyMaterial, NewKeySpec};
 pub use plan::MoneyView;
+pub use rotation::{DEFAULT_GRACE, MAX_GRACE, parse_grace};
 pub use usage::{DenyReason, KeyStats, UsageInput, VerifyDecision, VerifyRequest};
 
 /// Settings of the service that come from the config file.

@@ -34,7 +34,7 @@ use crate::domain::{
 
 pub use records::{
     AdjustOutcome, AuditRecord, BalanceAdjustment, BalanceChange, BulkLoad, ResealOutcome, Resealer, SWEEP_SAMPLE,
-    SweepReport, UsageOutcome, UsageRecord, VerifyLookup,
+    SecretRoll, SweepReport, UsageOutcome, UsageRecord, VerifyLookup,
 };
 pub use url::{redact_url, with_database};
 
@@ -89,9 +89,13 @@ pub trait Store: Send + Sync {
     async fn set_key_active(&self, id: Uuid, active: bool, audit: &AuditRecord) -> StoreResult<Option<ApiKey>>;
     /// Deletes the key row; its usage rows stay with `api_key_id` set to NULL. False if absent.
     async fn purge_key(&self, id: Uuid, audit: &AuditRecord) -> StoreResult<bool>;
+    /// Gives a key a new secret. The replaced secret's hash becomes the previous one until
+    /// `roll.previous_until`, ending any earlier previous secret at once. `None` if absent.
+    async fn roll_key(&self, id: Uuid, roll: &SecretRoll, audit: &AuditRecord) -> StoreResult<Option<ApiKey>>;
 
-    /// The key with this hash, its owner's state, its request count since `rate_window_start`
-    /// and, with a budget, what it spent in the budget's period among `periods`, in one round trip.
+    /// The key with this hash, or whose previous secret has it and is still valid at
+    /// `periods.now`; its owner's state, its request count since `rate_window_start` and, with a
+    /// budget, what it spent in the budget's period among `periods`, in one round trip.
     async fn verify_lookup(
         &self,
         key_hash: &str,

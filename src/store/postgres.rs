@@ -11,7 +11,7 @@ macro_rules! key_columns {
          k.allowed_models, k.rate_limit, k.concurrent_limit, k.expires_at, k.is_standalone, \
          k.credited_micros, k.used_micros, k.auto_delete_on_expiry, k.is_active, k.last_used_at, \
          k.created_at, k.updated_at, k.budget_micros, k.budget_period, k.refill_micros, k.refill_period, \
-         k.refill_mode, k.refill_last_period_start, k.low_balance_micros"
+         k.refill_mode, k.refill_last_period_start, k.low_balance_micros, k.previous_key_expires_at"
     };
 }
 
@@ -60,8 +60,8 @@ use uuid::Uuid;
 
 use super::plan::{RefillPeriods, RefillReport};
 use super::{
-    AdjustOutcome, AuditRecord, BalanceAdjustment, BulkLoad, ResealOutcome, Resealer, Store, StoreError, StoreResult,
-    SweepReport, UsageOutcome, UsageRecord, VerifyLookup, latest_version, redact_url,
+    AdjustOutcome, AuditRecord, BalanceAdjustment, BulkLoad, ResealOutcome, Resealer, SecretRoll, Store, StoreError,
+    StoreResult, SweepReport, UsageOutcome, UsageRecord, VerifyLookup, latest_version, redact_url,
 };
 use crate::domain::{
     ApiKey, AuditEntry, Balance, CurrentPeriods, DailyUsage, KeyCounts, KeyPatch, KeyQuery, LedgerEntry, Money, User,
@@ -242,6 +242,10 @@ impl Store for PgStore {
 
     async fn set_key_active(&self, id: Uuid, active: bool, audit: &AuditRecord) -> StoreResult<Option<ApiKey>> {
         self.retrying(|| keys::set_key_active(&self.pool, id, active, audit)).await
+    }
+
+    async fn roll_key(&self, id: Uuid, roll: &SecretRoll, audit: &AuditRecord) -> StoreResult<Option<ApiKey>> {
+        self.retrying(|| keys::roll_key(&self.pool, id, roll, audit)).await
     }
 
     async fn purge_key(&self, id: Uuid, audit: &AuditRecord) -> StoreResult<bool> {

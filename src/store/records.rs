@@ -218,3 +218,22 @@ pub struct BulkLoad {
     pub initial_credits: Vec<LedgerEntry>,
     pub usage: Vec<UsageRecord>,
 }
+
+/// A key's new secret in the forms that are stored, and until when the secret it replaces still
+/// verifies (`None`: not at all).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretRoll {
+    pub hash: String,
+    pub ciphertext: String,
+    pub hint: String,
+    pub previous_until: Option<DateTime<Utc>>,
+}
+
+impl std::fmt::Debug for SecretRoll {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretRoll")
+            .field("hint", &self.hint)
+            .field("previous_until", &self.previous_until)
+            .finish_non_exhaustive()
+    }
+}

@@ -49,6 +49,7 @@ pub fn key_named(index: usize, name: &str) -> ApiKey {
         created_at: NOW - TimeDelta::days(40),
         updated_at: NOW - TimeDelta::days(1),
         money: MoneyPlan::default(),
+        previous_secret_until: None,
     }
 }
 

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::rows::{KeyRow, VerifyRow, allow_list};
 use super::{balance, insert_audit, list, plan};
 use crate::domain::{ApiKey, CurrentPeriods, KeyCounts, KeyPatch, LedgerEntry, Patch};
-use crate::store::{AuditRecord, VerifyLookup};
+use crate::store::{AuditRecord, SecretRoll, VerifyLookup};
 
 pub(super) async fn insert_key(
     pool: &PgPool,
@@ -170,6 +170,33 @@ pub(super) async fn set_key_active(
     finish_key_change(tx, row, audit).await
 }
 
+pub(super) async fn roll_key(
+    pool: &PgPool,
+    id: Uuid,
+    roll: &SecretRoll,
+    audit: &AuditRecord,
+) -> Result<Option<ApiKey>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    // The right-hand sides read the row as it was: the old hash moves to the previous slot.
+    let row: Option<KeyRow> = sqlx::query_as(concat!(
+        "WITH k AS (UPDATE api_keys SET \
+           previous_key_hash = CASE WHEN $2::timestamptz IS NULL THEN NULL ELSE key_hash END, \
+           previous_key_expires_at = $2, key_hash = $3, key_ciphertext = $4, key_hint = $5, updated_at = $6 \
+         WHERE id = $1 RETURNING *) SELECT ",
+        key_columns!(),
+        " FROM k JOIN users u ON u.id = k.user_id"
+    ))
+    .bind(id)
+    .bind(roll.previous_until)
+    .bind(&roll.hash)
+    .bind(&roll.ciphertext)
+    .bind(&roll.hint)
+    .bind(audit.at)
+    .fetch_optional(&mut *tx)
+    .await?;
+    finish_key_change(tx, row, audit).await
+}
+
 pub(super) async fn purge_key(pool: &PgPool, id: Uuid, audit: &AuditRecord) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
     // usage_daily rows go by their foreign key; usage rows stay, with the purged key's id.
@@ -206,13 +233,14 @@ pub(super) async fn verify_lookup(
                 AND d.day <= $3) END \
            AS budget_spent",
         keys_with_owners!(),
-        " WHERE k.key_hash = $1"
+        " WHERE k.key_hash = $1 OR (k.previous_key_hash = $1 AND k.previous_key_expires_at > $6)"
     ))
     .bind(key_hash)
     .bind(rate_window_start)
     .bind(periods.day)
     .bind(periods.week)
     .bind(periods.month)
+    .bind(periods.now)
     .fetch_optional(pool)
     .await?;
     Ok(row.map(VerifyLookup::from))

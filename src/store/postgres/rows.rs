@@ -40,6 +40,7 @@ pub(super) struct KeyRow {
     updated_at: DateTime<Utc>,
     #[sqlx(flatten)]
     plan: PlanColumns,
+    previous_key_expires_at: Option<DateTime<Utc>>,
 }
 
 impl From<KeyRow> for ApiKey {
@@ -68,6 +69,7 @@ impl From<KeyRow> for ApiKey {
             created_at: row.created_at,
             updated_at: row.updated_at,
             money: row.plan.into_plan(),
+            previous_secret_until: row.previous_key_expires_at,
         }
     }
 }

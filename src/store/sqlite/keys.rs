@@ -7,7 +7,7 @@ use uuid::Uuid;
 use super::rows::{admission_from_row, allow_list_json, get, key_from_row, millis};
 use super::{SqliteStore, balance, bulk, insert_audit, plan, store_error};
 use crate::domain::{ApiKey, CurrentPeriods, KeyCounts, KeyPatch, LedgerEntry, Patch};
-use crate::store::{AuditRecord, StoreResult, VerifyLookup};
+use crate::store::{AuditRecord, SecretRoll, StoreResult, VerifyLookup};
 
 pub(super) async fn insert_key(
     store: &SqliteStore,
@@ -108,6 +108,24 @@ pub(super) async fn set_key_active(
     change_key(store, id, builder, audit).await
 }
 
+pub(super) async fn roll_key(
+    store: &SqliteStore,
+    id: Uuid,
+    roll: &SecretRoll,
+    audit: &AuditRecord,
+) -> StoreResult<Option<ApiKey>> {
+    // The right-hand sides read the row as it was: the old hash moves to the previous slot.
+    let mut builder = QueryBuilder::new("UPDATE api_keys SET previous_key_hash = CASE WHEN ");
+    builder.push_bind(roll.previous_until.map(millis)).push(" IS NULL THEN NULL ELSE key_hash END");
+    builder.push(", previous_key_expires_at = ").push_bind(roll.previous_until.map(millis));
+    builder.push(", key_hash = ").push_bind(roll.hash.clone());
+    builder.push(", key_ciphertext = ").push_bind(roll.ciphertext.clone());
+    builder.push(", key_hint = ").push_bind(roll.hint.clone());
+    builder.push(", updated_at = ").push_bind(millis(audit.at));
+    builder.push(" WHERE id = ").push_bind(id.hyphenated());
+    change_key(store, id, builder, audit).await
+}
+
 pub(super) async fn purge_key(store: &SqliteStore, id: Uuid, audit: &AuditRecord) -> StoreResult<bool> {
     // The foreign key drops the daily rollup; usage rows stay, with the purged key's id.
     let delete = sqlx::query("DELETE FROM api_keys WHERE id = ?").bind(id.hyphenated());
@@ -129,7 +147,7 @@ pub(super) async fn verify_lookup(
         budget_spent!(),
         " AS budget_spent",
         key_from!(),
-        " WHERE k.key_hash = ?"
+        " WHERE k.key_hash = ? OR (k.previous_key_hash = ? AND k.previous_key_expires_at > ?)"
     ))
     .bind(millis(rate_window_start))
     .bind(day)
@@ -137,6 +155,8 @@ pub(super) async fn verify_lookup(
     .bind(month)
     .bind(today)
     .bind(key_hash)
+    .bind(key_hash)
+    .bind(millis(periods.now))
     .fetch_optional(&store.pool)
     .await
     .map_err(store_error)?;

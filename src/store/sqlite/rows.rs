@@ -50,6 +50,7 @@ pub(super) fn key_from_row(row: &SqliteRow) -> StoreResult<ApiKey> {
         created_at: from_millis(get(row, "created_at")?)?,
         updated_at: from_millis(get(row, "updated_at")?)?,
         money: super::plan::plan_from_row(row)?,
+        previous_secret_until: get::<Option<i64>>(row, "previous_key_expires_at")?.map(from_millis).transpose()?,
     })
 }
 
