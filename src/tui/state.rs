@@ -296,6 +296,7 @@ pub enum Confirmed {
     SetActive { key_id: Uuid, active: bool },
     Purge { key_id: Uuid },
     Reveal { key_id: Uuid },
+    Roll { key_id: Uuid },
     Sweep,
 }
 
