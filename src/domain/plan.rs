@@ -39,17 +39,21 @@ pub struct BudgetUse {
 impl BudgetUse {
     /// "spent $12.00 of $50.00 this month (resets in 9d)", and "over budget" once reached.
     pub fn describe(&self, now: DateTime<Utc>) -> String {
-        let mut text = format!(
-            "spent {} of {} this {} (resets in {})",
-            self.spent,
-            self.budget.amount,
-            self.budget.period,
-            format_compact(self.span.end() - now)
-        );
+        let mut text = format!("{} ({})", self.spent_text(), self.resets_text(now));
         if self.budget.is_reached(self.spent) {
             text.push_str(" · over budget");
         }
         text
+    }
+
+    /// "spent $12.00 of $50.00 this month".
+    pub fn spent_text(&self) -> String {
+        format!("spent {} of {} this {}", self.spent, self.budget.amount, self.budget.period)
+    }
+
+    /// "resets in 9d".
+    pub fn resets_text(&self, now: DateTime<Utc>) -> String {
+        format!("resets in {}", format_compact(self.span.end() - now))
     }
 }
 

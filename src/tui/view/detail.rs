@@ -165,7 +165,7 @@ fn fields<'a>(data: &'a DetailData, state: &State) -> Vec<Field<'a>> {
         fields.push(field("Refill", [text(Refill::describe_or_none(key.money.refill.as_ref()))]));
         fields.push(field("Low balance", [text(format!("alert under {}", data.money.low_balance))]));
     }
-    fields.push(field("Budget", [budget(data, state)]));
+    fields.push(field("Budget", budget(data, state)));
     fields.extend([
         field(
             "Limits",
@@ -189,16 +189,19 @@ fn fields<'a>(data: &'a DetailData, state: &State) -> Vec<Field<'a>> {
     fields
 }
 
-/// "spent $3.00 of $50.00 this month (resets in 9d)", in the warning colour once reached.
-fn budget<'a>(data: &DetailData, state: &State) -> Span<'a> {
+/// "spent $3.00 of $50.00 this month · resets in 9d", and "over budget" in the warning colour
+/// once reached; parts, so a narrow panel wraps between them.
+fn budget<'a>(data: &DetailData, state: &State) -> Vec<Span<'a>> {
     let theme = &state.session.theme;
-    match data.money.budget {
-        None => Span::styled("none", theme.text),
-        Some(budget) if budget.budget.is_reached(budget.spent) => {
-            Span::styled(budget.describe(state.now), theme.warning)
-        }
-        Some(budget) => Span::styled(budget.describe(state.now), theme.text),
+    let Some(budget) = data.money.budget else {
+        return vec![Span::styled("none", theme.text)];
+    };
+    let mut parts =
+        vec![Span::styled(budget.spent_text(), theme.text), Span::styled(budget.resets_text(state.now), theme.text)];
+    if budget.budget.is_reached(budget.spent) {
+        parts.push(Span::styled("over budget", theme.warning));
     }
+    parts
 }
 
 /// The latest balance changes; `compact` (beside the chart) keeps the day, the change and the
