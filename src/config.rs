@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::domain::{Money, duration::parse_duration};
+use crate::domain::{Money, duration::parse_duration, plan::DEFAULT_LOW_BALANCE};
 
 /// `Debug` shows the database URL without its password.
 #[derive(Clone, PartialEq, Eq)]
@@ -17,6 +17,7 @@ pub struct Config {
     pub key_prefix: String,
     pub sweep: SweepConfig,
     pub ui: UiConfig,
+    pub alerts: AlertsConfig,
     /// Action name → key, e.g. `top_up = "t"`; parsed and checked by the TUI's keymap.
     pub keybindings: BTreeMap<String, String>,
     pub serve: ServeConfig,
@@ -29,6 +30,7 @@ impl std::fmt::Debug for Config {
             .field("key_prefix", &self.key_prefix)
             .field("sweep", &self.sweep)
             .field("ui", &self.ui)
+            .field("alerts", &self.alerts)
             .field("keybindings", &self.keybindings)
             .field("serve", &self.serve)
             .finish()
@@ -87,6 +89,14 @@ impl Default for ServeConfig {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertsConfig {
+    /// The low-balance line of keys without their own.
+    pub low_balance: Money,
+    /// The program run for each alert and its arguments (no shell); empty = no alerts run.
+    pub command: Vec<String>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ThemeChoice {
@@ -108,6 +118,7 @@ impl Default for Config {
                 confirm_topup_at: Money::from_usd(1000),
                 theme: ThemeChoice::Auto,
             },
+            alerts: AlertsConfig { low_balance: DEFAULT_LOW_BALANCE, command: Vec::new() },
             keybindings: BTreeMap::new(),
             serve: ServeConfig::default(),
         }
@@ -136,9 +147,18 @@ struct RawConfig {
     #[serde(default)]
     ui: RawUi,
     #[serde(default)]
+    alerts: RawAlerts,
+    #[serde(default)]
     keybindings: BTreeMap<String, String>,
     #[serde(default)]
     serve: RawServe,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlerts {
+    low_balance: Option<String>,
+    command: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -209,14 +229,19 @@ impl Config {
         if prefix.is_empty() || prefix.len() > 16 || !prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return Err(format!("keys.prefix = {prefix:?} must be 1 to 16 letters, digits or underscores"));
         }
-        let confirm_topup_at = match raw.ui.confirm_topup_at {
-            None => defaults.ui.confirm_topup_at,
+        let amount = |setting: &str, value: Option<String>, default: Money| match value {
+            None => Ok(default),
             Some(text) => match Money::parse(&text) {
-                Ok(amount) if !amount.is_negative() => amount,
-                Ok(_) => return Err(format!("ui.confirm_topup_at = {text:?} must not be negative")),
-                Err(e) => return Err(format!("ui.confirm_topup_at = {text:?} {e}")),
+                Ok(amount) if !amount.is_negative() => Ok(amount),
+                Ok(_) => Err(format!("{setting} = {text:?} must not be negative")),
+                Err(e) => Err(format!("{setting} = {text:?} {e}")),
             },
         };
+        let confirm_topup_at = amount("ui.confirm_topup_at", raw.ui.confirm_topup_at, defaults.ui.confirm_topup_at)?;
+        let alert_command = raw.alerts.command.unwrap_or_default();
+        if alert_command.first().is_some_and(|program| program.trim().is_empty()) {
+            return Err("alerts.command must start with the program to run, such as [\"/usr/local/bin/notify\"]".into());
+        }
         Ok(Config {
             database_url: raw.database.url.filter(|u| !u.trim().is_empty()),
             key_prefix: prefix,
@@ -233,6 +258,10 @@ impl Config {
                 )?,
                 confirm_topup_at,
                 theme: raw.ui.theme.unwrap_or_default(),
+            },
+            alerts: AlertsConfig {
+                low_balance: amount("alerts.low_balance", raw.alerts.low_balance, defaults.alerts.low_balance)?,
+                command: alert_command,
             },
             keybindings: raw.keybindings,
             serve: ServeConfig {
@@ -278,6 +307,8 @@ mod tests {
         assert_eq!(config.ui.confirm_topup_at, Money::from_usd(1000));
         assert_eq!(config.key_prefix, "sk");
         assert_eq!(config.serve, ServeConfig::default());
+        assert_eq!(config.alerts.low_balance, Money::from_usd(5));
+        assert!(config.alerts.command.is_empty());
     }
 
     #[test]
@@ -291,6 +322,20 @@ mod tests {
         assert_eq!(serve.admins.get("SHA256:abc").map(String::as_str), Some("alice"));
         let error = Config::parse("[serve]\nmax_sessions = 0\n").unwrap_err();
         assert!(error.contains("serve.max_sessions"), "{error}");
+    }
+
+    #[test]
+    fn alerts_take_a_line_and_a_program_with_its_arguments() {
+        let config =
+            Config::parse("[alerts]\nlow_balance = \"12.5\"\ncommand = [\"notify\", \"--to\", \"ops\"]\n").unwrap();
+        assert_eq!(config.alerts.low_balance, Money::from_micros(12_500_000));
+        assert_eq!(config.alerts.command, ["notify", "--to", "ops"]);
+        let error = Config::parse("[alerts]\nlow_balance = \"-1\"\n").unwrap_err();
+        assert!(error.contains("alerts.low_balance"), "{error}");
+        let error = Config::parse("[alerts]\ncommand = \"curl -d x\"\n").unwrap_err();
+        assert!(error.contains("command"), "{error}");
+        let error = Config::parse("[alerts]\ncommand = [\"\"]\n").unwrap_err();
+        assert!(error.contains("alerts.command"), "{error}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::domain::{ApiKey, LedgerEntry, Money, User};
+use crate::domain::{ApiKey, LedgerEntry, Money, MoneyPlan, User};
 use crate::service::{KeyService, ServiceResult};
 use crate::store::{BulkLoad, UsageRecord};
 
@@ -173,6 +173,8 @@ impl KeyGenerator {
             last_used_at: None,
             created_at,
             updated_at: created_at,
+            money: MoneyPlan::default(),
+            previous_secret_until: None,
         };
         Ok((key, credit))
     }

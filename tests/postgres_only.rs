@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use futures::future::join_all;
-use keytop::domain::{ApiKey, Money, User, truncate_to_millis};
+use keytop::domain::{ApiKey, Money, MoneyPlan, User, truncate_to_millis};
 use keytop::store::{
     self, AdjustOutcome, AuditRecord, BalanceAdjustment, BalanceChange, ResealOutcome, Store, StoreError, UsageOutcome,
     UsageRecord, postgres,
@@ -77,6 +77,8 @@ async fn add_key(
         last_used_at: None,
         created_at: now(),
         updated_at: now(),
+        money: MoneyPlan::default(),
+        previous_secret_until: None,
     };
     store.insert_key(&key, None, &audit("key_create", Some(id))).await.unwrap();
     key

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use keytop::crypto::{hash_key, key_hint};
-use keytop::domain::{ApiKey, KeyQuery, LedgerEntry, Money, User};
+use keytop::domain::{ApiKey, KeyQuery, LedgerEntry, Money, MoneyPlan, User};
 use keytop::store::{AuditRecord, BulkLoad, Store, UsageOutcome, UsageRecord};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -58,6 +58,8 @@ fn key(owner: &User, name: &str, credited: Option<Option<i64>>) -> ApiKey {
         last_used_at: None,
         created_at: at(-86_400 * 30),
         updated_at: at(-86_400 * 30),
+        money: MoneyPlan::default(),
+        previous_secret_until: None,
     }
 }
 

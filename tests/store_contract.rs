@@ -9,8 +9,8 @@ use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use keytop::crypto::{hash_key, key_hint};
 use keytop::domain::money::MAX_AMOUNT;
 use keytop::domain::{
-    ActiveFilter, ApiKey, AuditQuery, KeyAdmission, KeyCounts, KeyPatch, KeyQuery, KeyScope, LedgerEntry, Money,
-    PageFrom, Patch, SortKey, SpenderKind, User, UserQuery,
+    ActiveFilter, ApiKey, AuditQuery, Budget, CurrentPeriods, KeyAdmission, KeyCounts, KeyPatch, KeyQuery, KeyScope,
+    LedgerEntry, Money, MoneyPlan, PageFrom, Patch, Period, PlanPatch, SortKey, SpenderKind, User, UserQuery,
 };
 use keytop::store::{
     AdjustOutcome, AuditRecord, BalanceAdjustment, BalanceChange, Store, StoreError, UsageOutcome, UsageRecord,
@@ -70,6 +70,8 @@ fn new_key(owner: &User, name: &str, created_at: DateTime<Utc>) -> ApiKey {
         last_used_at: None,
         created_at,
         updated_at: created_at,
+        money: MoneyPlan::default(),
+        previous_secret_until: None,
     }
 }
 
@@ -426,6 +428,11 @@ async fn update_sets_and_clears_each_field() {
             concurrent_limit: Patch::Set(3),
             expires_at: Patch::Set(at(3_600)),
             auto_delete_on_expiry: Patch::Set(true),
+            money: PlanPatch {
+                budget: Patch::Set(Budget::new(Money::from_usd(9), Period::Day).unwrap()),
+                refill: Patch::Keep,
+                low_balance: Patch::Set(Money::ZERO),
+            },
         };
         let change = AuditRecord { at: at(10), ..audit("update", Some(key.id)) };
         let updated = store.update_key(key.id, &set, &change).await.unwrap().unwrap();
@@ -444,6 +451,7 @@ async fn update_sets_and_clears_each_field() {
             concurrent_limit: Patch::Clear,
             expires_at: Patch::Clear,
             auto_delete_on_expiry: Patch::Clear,
+            money: PlanPatch { budget: Patch::Clear, refill: Patch::Clear, low_balance: Patch::Clear },
             ..KeyPatch::default()
         };
         let cleared = store.update_key(key.id, &clear, &change).await.unwrap().unwrap();
@@ -455,6 +463,7 @@ async fn update_sets_and_clears_each_field() {
         );
         assert_eq!((cleared.rate_limit, cleared.concurrent_limit), (None, None));
         assert_eq!((cleared.expires_at, cleared.auto_delete_on_expiry), (None, None));
+        assert_eq!(cleared.money, MoneyPlan::default());
 
         assert_eq!(store.update_key(Uuid::new_v4(), &set, &change).await.unwrap(), None);
         assert_eq!(actions(store, Some(key.id)).await, ["update", "update", "update", "create"]);
@@ -837,13 +846,18 @@ async fn verify_lookup_counts_the_rate_window() {
             store.record_usage(&usage(&format!("l-{n}"), limited.id, 1, at(100 + offset))).await.unwrap();
             store.record_usage(&usage(&format!("u-{n}"), unlimited.id, 1, at(100 + offset))).await.unwrap();
         }
-        let found = store.verify_lookup(&limited.key_hash, window_start).await.unwrap().unwrap();
+        let found =
+            store.verify_lookup(&limited.key_hash, window_start, CurrentPeriods::at(at(100))).await.unwrap().unwrap();
         assert_eq!(found.recent_requests, 3, "strictly after the window start");
         let used_last = store.key(limited.id).await.unwrap().unwrap();
         assert_eq!(found.key, KeyAdmission::from(&used_last), "admission reads the key as stored");
-        let free = store.verify_lookup(&unlimited.key_hash, window_start).await.unwrap().unwrap();
+        let free =
+            store.verify_lookup(&unlimited.key_hash, window_start, CurrentPeriods::at(at(100))).await.unwrap().unwrap();
         assert_eq!(free.recent_requests, 0, "no rate limit, no count");
-        assert_eq!(store.verify_lookup(&hash_key("sk-unknown"), window_start).await.unwrap(), None);
+        assert_eq!(
+            store.verify_lookup(&hash_key("sk-unknown"), window_start, CurrentPeriods::at(at(100))).await.unwrap(),
+            None
+        );
     });
 }
 

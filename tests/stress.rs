@@ -343,3 +343,60 @@ async fn migrations_killed_midway_rerun_cleanly() {
     .await
     .unwrap();
 }
+
+/// Prepaid keys whose daily refill is three days overdue, then four `keytop sweep` processes
+/// started at once: every key is refilled exactly once, for today, and the four reports add up
+/// to one refill per key.
+fn refills_race(sandbox: &Sandbox) {
+    let label = sandbox.label;
+    const KEYS: usize = 12;
+    sandbox.ok(&["users", "add", "alice"]);
+    for i in 0..KEYS {
+        let name = format!("refill-{i}");
+        sandbox.ok(&["keys", "create", "--user", "alice", "--name", &name, "--standalone", "--balance", "1"]);
+        sandbox.ok(&["keys", "update", &name, "--refill", "2", "--refill-period", "day"]);
+    }
+    let three_days_ago = if sandbox.is_postgres() {
+        "UPDATE api_keys SET refill_last_period_start = refill_last_period_start - interval '3 days'"
+    } else {
+        "UPDATE api_keys SET refill_last_period_start = refill_last_period_start - 3 * 86400000"
+    };
+    sandbox.sql(three_days_ago);
+
+    let outputs: Vec<_> = std::thread::scope(|scope| {
+        let sweeps: Vec<_> = (0..4)
+            .map(|_| {
+                let child = sandbox.command(&["--json", "sweep"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn();
+                scope.spawn(move || child.unwrap().wait_with_output().unwrap())
+            })
+            .collect();
+        sweeps.into_iter().map(|handle| handle.join().unwrap()).collect()
+    });
+    let mut refilled = 0;
+    for (i, output) in outputs.iter().enumerate() {
+        assert_clean(label, &format!("sweep {i}"), output);
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        refilled += report["refilled"].as_u64().unwrap();
+    }
+    assert_eq!(refilled, KEYS as u64, "[{label}] the four sweeps refilled each key once between them");
+    let refill_rows = sandbox.sql_i64("SELECT COUNT(*) FROM balance_ledger WHERE note LIKE 'refill (day %)'");
+    assert_eq!(refill_rows, KEYS as i64, "[{label}] one refill ledger row per key");
+    let audits = sandbox.sql_i64("SELECT COUNT(*) FROM audit_log WHERE action = 'refill'");
+    assert_eq!(audits, KEYS as i64, "[{label}] one audit row per refill");
+    let credited = sandbox.sql_i64("SELECT CAST(SUM(credited_micros) AS BIGINT) FROM api_keys");
+    assert_eq!(credited, KEYS as i64 * 3_000_000, "[{label}] $1 initial + $2 refilled, once, per key");
+    let again = sandbox.json(&["sweep"]);
+    assert_eq!(again["refilled"], 0, "[{label}] a later sweep of the same day finds nothing due");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn four_sweeps_at_one_boundary_refill_each_key_once() {
+    let sandboxes = Sandbox::all().await;
+    tokio::task::spawn_blocking(move || {
+        for sandbox in sandboxes.iter() {
+            refills_race(sandbox);
+        }
+    })
+    .await
+    .unwrap();
+}

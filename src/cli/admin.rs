@@ -44,17 +44,27 @@ async fn set_user_active(ctx: &Context, name: &str, active: bool) -> anyhow::Res
 }
 
 fn sweep_summary(report: &SweepReport, dry_run: bool) -> String {
-    if report.skipped {
-        return "skipped: another keytop process is sweeping right now".into();
-    }
-    let (disable, delete) = if dry_run { ("would disable", "would delete") } else { ("disabled", "deleted") };
-    let mut text = format!("{disable} {}, {delete} {}", report.disabled_count, report.deleted_count);
+    let (disable, delete, refill) =
+        if dry_run { ("would disable", "would delete", "would refill") } else { ("disabled", "deleted", "refilled") };
+    let mut text = if report.skipped {
+        "expiry skipped: another keytop process is sweeping right now".to_string()
+    } else {
+        format!("{disable} {}, {delete} {}", report.disabled_count, report.deleted_count)
+    };
+    text.push_str(&format!(", {refill} {}", report.refilled));
     for (verb, keys) in [(disable, &report.disabled), (delete, &report.deleted)] {
         for key in keys {
             text.push_str(&format!("\n  {verb} {} {}", key.id, sanitize(&key.name)));
         }
     }
-    if report.truncated {
+    for key in &report.refilled_keys {
+        text.push_str(&format!("\n  {refill} {} {}: +{} for {}", key.id, sanitize(&key.name), key.added, key.period));
+        if key.missed_periods > 0 {
+            let periods = if key.missed_periods == 1 { "period" } else { "periods" };
+            text.push_str(&format!(" (late: {} earlier {periods} not refilled)", key.missed_periods));
+        }
+    }
+    if report.truncated || report.refilled > report.refilled_keys.len() as u64 {
         text.push_str(&format!("\n  (only the first {} of each are listed)", crate::store::SWEEP_SAMPLE));
     }
     text
@@ -68,7 +78,9 @@ fn sweep_json(report: &SweepReport, dry_run: bool) -> serde_json::Value {
         "deleted": report.deleted_count,
         "disabled_keys": report.disabled,
         "deleted_keys": report.deleted,
-        "truncated": report.truncated,
+        "truncated": report.truncated || report.refilled > report.refilled_keys.len() as u64,
+        "refilled": report.refilled,
+        "refilled_keys": report.refilled_keys,
     })
 }
 

@@ -67,6 +67,8 @@ impl std::fmt::Debug for Cli {
     }
 }
 
+// Parsed once per process: the size of its largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Open the TUI (the default)
@@ -180,6 +182,13 @@ pub enum KeysCommand {
     Purge { key: String },
     /// Print the plaintext of a key (audited)
     Reveal { key: String },
+    /// Give a key a new secret, printed this once; the old one verifies until the grace ends
+    Roll {
+        key: String,
+        /// How long the old secret keeps verifying: 0 (stops at once) up to 30d
+        #[arg(long, value_name = "DURATION", default_value = "24h", allow_hyphen_values = true)]
+        grace: String,
+    },
 }
 
 /// Flags shared by create and update.
@@ -215,6 +224,8 @@ pub struct KeyFields {
     /// Delete (yes) or disable (no) the key when it expires; default follows sweep.auto_delete
     #[arg(long, value_name = "yes|no|default")]
     pub auto_delete: Option<String>,
+    #[command(flatten)]
+    pub money: MoneyFields,
 }
 
 #[derive(Debug, Args)]
@@ -442,4 +453,27 @@ pub struct AuditArgs {
     pub before: Option<i64>,
     #[arg(long, default_value_t = 50)]
     pub limit: u32,
+}
+
+/// Budget, refill and low-balance flags of create and update.
+#[derive(Debug, Args, Default)]
+pub struct MoneyFields {
+    /// Spending budget per period in dollars; "none" removes it. Reached: verify says budget_exceeded
+    #[arg(long, value_name = "USD|none", allow_hyphen_values = true)]
+    pub budget: Option<String>,
+    /// Period of the budget, calendar-aligned in UTC (weeks start Monday) [default: month]
+    #[arg(long, value_name = "day|week|month")]
+    pub budget_period: Option<String>,
+    /// Refill of a prepaid balance each period, applied by the sweep; "none" removes it
+    #[arg(long, value_name = "USD|none", allow_hyphen_values = true)]
+    pub refill: Option<String>,
+    /// Period of the refill [default: month]
+    #[arg(long, value_name = "day|week|month")]
+    pub refill_period: Option<String>,
+    /// add: add the amount; reset: top the remaining balance back up to it [default: add]
+    #[arg(long, value_name = "add|reset")]
+    pub refill_mode: Option<String>,
+    /// Alert under this remaining balance; "none" for no line, "default" for alerts.low_balance
+    #[arg(long, value_name = "USD|none|default", allow_hyphen_values = true)]
+    pub low_balance: Option<String>,
 }

@@ -3,20 +3,17 @@
 use super::output::out;
 use serde_json::json;
 
-use super::args::{CreateArgs, KeyFields, KeysCommand, ListArgs, UpdateArgs};
+use super::args::{CreateArgs, KeyFields, KeysCommand, ListArgs, MoneyFields, UpdateArgs};
 use super::output::{KeyView, print_json, print_key_detail, print_key_table};
 use super::{Context, parse};
-use crate::domain::{ActiveFilter, KeyPatch, KeyQuery, KeyScope, Patch, validate};
+use crate::domain::{ActiveFilter, KeyPatch, KeyQuery, KeyScope, MoneyPlan, Patch, PlanInput, validate};
 use crate::service::NewKeySpec;
 
 pub async fn run(ctx: &Context, command: KeysCommand) -> anyhow::Result<()> {
     match command {
         KeysCommand::Create(args) => create(ctx, args).await,
         KeysCommand::List(args) => list(ctx, args).await,
-        KeysCommand::Show { key } => {
-            print_key(ctx, &ctx.service.resolve_key(&key).await?);
-            Ok(())
-        }
+        KeysCommand::Show { key } => print_key(ctx, &ctx.service.resolve_key(&key).await?).await,
         KeysCommand::Update(args) => update(ctx, args).await,
         KeysCommand::Disable { key } => set_active(ctx, &key, false).await,
         KeysCommand::Enable { key } => set_active(ctx, &key, true).await,
@@ -24,6 +21,19 @@ pub async fn run(ctx: &Context, command: KeysCommand) -> anyhow::Result<()> {
             let key = ctx.service.resolve_key(&key).await?;
             ctx.service.purge_key(key.id).await?;
             ctx.report(&json!({ "id": key.id, "purged": true }), &format!("purged key {}", key.id));
+            Ok(())
+        }
+        KeysCommand::Roll { key, grace } => {
+            let grace = crate::service::parse_grace(&grace)?;
+            let key = ctx.service.resolve_key(&key).await?;
+            let rolled = ctx.service.roll_key(key.id, grace).await?;
+            if ctx.json {
+                let mut view = serde_json::to_value(KeyView::new(&rolled.key, ctx.service.now()))?;
+                view["key"] = json!(rolled.plaintext);
+                print_json(&view);
+            } else {
+                out!("{}", rolled.plaintext);
+            }
             Ok(())
         }
         KeysCommand::Reveal { key } => {
@@ -61,6 +71,7 @@ async fn create(ctx: &Context, args: CreateArgs) -> anyhow::Result<()> {
     if let Some(text) = &fields.auto_delete {
         spec.auto_delete_on_expiry = parse::auto_delete(text)?;
     }
+    spec.money = plan_input(&fields.money).parse(&spec.money, ctx.service.now())?.applied_to(spec.money);
     let created = ctx.service.create_key(&spec).await?;
     if ctx.json {
         let mut view = serde_json::to_value(KeyView::new(&created.key, ctx.service.now()))?;
@@ -110,7 +121,23 @@ async fn list(ctx: &Context, args: ListArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn patch_from(fields: &KeyFields, no_expiry: bool, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<KeyPatch> {
+fn plan_input(fields: &MoneyFields) -> PlanInput<'_> {
+    PlanInput {
+        budget: fields.budget.as_deref(),
+        budget_period: fields.budget_period.as_deref(),
+        refill: fields.refill.as_deref(),
+        refill_period: fields.refill_period.as_deref(),
+        refill_mode: fields.refill_mode.as_deref(),
+        low_balance: fields.low_balance.as_deref(),
+    }
+}
+
+fn patch_from(
+    fields: &KeyFields,
+    no_expiry: bool,
+    plan: &MoneyPlan,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<KeyPatch> {
     let expires_at = if no_expiry {
         Patch::Clear
     } else {
@@ -131,13 +158,14 @@ fn patch_from(fields: &KeyFields, no_expiry: bool, now: chrono::DateTime<chrono:
             None => Patch::Keep,
             Some(text) => parse::auto_delete(text)?.map_or(Patch::Clear, Patch::Set),
         },
+        money: plan_input(&fields.money).parse(plan, now)?,
     })
 }
 
 async fn update(ctx: &Context, args: UpdateArgs) -> anyhow::Result<()> {
     let key = ctx.service.resolve_key(&args.key).await?;
     // Parse every flag before writing anything, so bad input leaves the key unchanged.
-    let patch = patch_from(&args.fields, args.no_expiry, ctx.service.now())?;
+    let patch = patch_from(&args.fields, args.no_expiry, &key.money, ctx.service.now())?;
     let credit = args.fields.balance.as_deref().map(|text| parse::optional_money("--balance", text)).transpose()?;
     if credit.is_some() && !key.is_standalone {
         anyhow::bail!(crate::domain::ValidationError::new(
@@ -150,18 +178,22 @@ async fn update(ctx: &Context, args: UpdateArgs) -> anyhow::Result<()> {
         ctx.service.set_credit(key.id, credited, Some("credit set by keys update")).await?;
         updated = ctx.service.key(key.id).await?;
     }
-    print_key(ctx, &updated);
-    Ok(())
+    print_key(ctx, &updated).await
 }
 
-/// Every field of a key: JSON, or one `field  value` line each.
-fn print_key(ctx: &Context, key: &crate::domain::ApiKey) {
+/// Every field of a key, with what its budget's period has spent: JSON, or one `field  value`
+/// line each.
+async fn print_key(ctx: &Context, key: &crate::domain::ApiKey) -> anyhow::Result<()> {
     let now = ctx.service.now();
+    let money = ctx.service.money_view(key).await?;
     if ctx.json {
-        print_json(&KeyView::new(key, now));
+        let mut view = serde_json::to_value(KeyView::new(key, now))?;
+        view["budget_spent"] = json!(money.budget.map(|budget| budget.spent));
+        print_json(&view);
     } else {
-        print_key_detail(key, now);
+        print_key_detail(key, &money, now);
     }
+    Ok(())
 }
 
 async fn set_active(ctx: &Context, reference: &str, active: bool) -> anyhow::Result<()> {

@@ -201,7 +201,11 @@ pub fn load_config(cli: &Cli) -> anyhow::Result<Config> {
 }
 
 pub fn service_settings(config: &Config) -> ServiceSettings {
-    ServiceSettings { key_prefix: config.key_prefix.clone(), global_auto_delete: config.sweep.auto_delete }
+    ServiceSettings {
+        key_prefix: config.key_prefix.clone(),
+        global_auto_delete: config.sweep.auto_delete,
+        low_balance: config.alerts.low_balance,
+    }
 }
 
 pub fn load_master_key(cli: &Cli) -> MasterKeySource {

@@ -7,8 +7,8 @@ use unicode_width::UnicodeWidthStr;
 use uuid::Uuid;
 
 use crate::domain::text::{fit, sanitize};
-use crate::domain::{ApiKey, KeyStatus, Money, duration::format_compact};
-use crate::service::UsageSeries;
+use crate::domain::{ApiKey, Budget, KeyStatus, Money, Refill, duration::format_compact};
+use crate::service::{MoneyView, UsageSeries};
 
 /// `println!` that ends the process quietly once stdout is closed (`keytop keys list | head`),
 /// where `println!` would panic.
@@ -67,6 +67,12 @@ pub struct KeyView<'a> {
     pub last_used_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub budget: Option<Budget>,
+    pub refill: Option<Refill>,
+    /// The key's own low-balance line; `null` follows the config's `alerts.low_balance`.
+    pub low_balance: Option<Money>,
+    /// After a roll, until when the replaced secret still verifies; `null` when it does not.
+    pub previous_secret_valid_until: Option<DateTime<Utc>>,
 }
 
 impl<'a> KeyView<'a> {
@@ -94,6 +100,10 @@ impl<'a> KeyView<'a> {
             last_used_at: key.last_used_at,
             created_at: key.created_at,
             updated_at: key.updated_at,
+            budget: key.money.budget,
+            refill: key.money.refill,
+            low_balance: key.money.low_balance,
+            previous_secret_valid_until: key.previous_secret_valid_until(now),
         }
     }
 }
@@ -201,7 +211,7 @@ fn time_cell(at: Option<DateTime<Utc>>) -> String {
     at.map_or_else(|| "never".into(), timestamp)
 }
 
-pub fn print_key_detail(key: &ApiKey, now: DateTime<Utc>) {
+pub fn print_key_detail(key: &ApiKey, money: &MoneyView, now: DateTime<Utc>) {
     let view = KeyView::new(key, now);
     let auto_delete = match key.auto_delete_on_expiry {
         None => "default (global policy)",
@@ -220,6 +230,12 @@ pub fn print_key_detail(key: &ApiKey, now: DateTime<Utc>) {
         fields.push(("credited", balance.credited.map_or_else(|| "unlimited".into(), |c| c.to_string())));
         fields.push(("used", balance.used.to_string()));
         fields.push(("remaining", balance.remaining.map_or_else(|| "unlimited".into(), |r| r.to_string())));
+        fields.push(("refill", Refill::describe_or_none(key.money.refill.as_ref())));
+        fields.push(("low balance", money.low_balance.clone()));
+    }
+    fields.push(("budget", money.budget.map_or_else(|| "none".into(), |budget| budget.describe(now))));
+    if let Some(until) = view.previous_secret_valid_until {
+        fields.push(("previous secret", format!("valid until {}", timestamp(until))));
     }
     fields.extend([
         ("rate limit", key.rate_limit.map_or_else(|| "none".into(), |l| format!("{l}/min"))),

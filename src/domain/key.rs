@@ -5,6 +5,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::money::Money;
+use super::plan::{Budget, MoneyPlan, PlanPatch};
 
 /// Default requests per minute of a new key (as the original service).
 pub const DEFAULT_RATE_LIMIT: i64 = 100;
@@ -56,6 +57,11 @@ pub struct ApiKey {
     pub last_used_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Budget, refill and low-balance line.
+    pub money: MoneyPlan,
+    /// After a roll: until when the replaced secret still verifies (`None` when no previous
+    /// secret is kept).
+    pub previous_secret_until: Option<DateTime<Utc>>,
 }
 
 impl std::fmt::Debug for ApiKey {
@@ -124,6 +130,11 @@ impl ApiKey {
         has_passed(self.expires_at, now)
     }
 
+    /// Until when the secret replaced by the last roll still verifies, while it does.
+    pub fn previous_secret_valid_until(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.previous_secret_until.filter(|until| *until > now)
+    }
+
     /// `None` for a key that is not prepaid.
     pub fn balance(&self) -> Option<Balance> {
         Balance::of(self.is_standalone, self.credited, self.used)
@@ -162,6 +173,9 @@ pub struct KeyAdmission {
     pub allowed_models: Option<Vec<String>>,
     pub rate_limit: Option<i64>,
     pub last_used_at: Option<DateTime<Utc>>,
+    pub budget: Option<Budget>,
+    /// What the key spent in its budget's current period (zero without a budget).
+    pub budget_spent: Money,
 }
 
 impl KeyAdmission {
@@ -183,6 +197,8 @@ impl From<&ApiKey> for KeyAdmission {
             allowed_models: key.allowed_models.clone(),
             rate_limit: key.rate_limit,
             last_used_at: key.last_used_at,
+            budget: key.money.budget,
+            budget_spent: Money::ZERO,
         }
     }
 }
@@ -309,6 +325,13 @@ pub enum Patch<T> {
     Set(T),
 }
 
+/// `None` clears, `Some` sets: a field written whole, as when a key is created.
+impl<T> From<Option<T>> for Patch<T> {
+    fn from(value: Option<T>) -> Self {
+        value.map_or(Patch::Clear, Patch::Set)
+    }
+}
+
 impl<T> Patch<T> {
     pub fn is_keep(&self) -> bool {
         matches!(self, Patch::Keep)
@@ -335,6 +358,8 @@ pub struct KeyPatch {
     pub concurrent_limit: Patch<i64>,
     pub expires_at: Patch<DateTime<Utc>>,
     pub auto_delete_on_expiry: Patch<bool>,
+    /// Budget, refill (prepaid keys only) and low-balance line.
+    pub money: PlanPatch,
 }
 
 impl KeyPatch {
@@ -347,6 +372,7 @@ impl KeyPatch {
             && self.concurrent_limit.is_keep()
             && self.expires_at.is_keep()
             && self.auto_delete_on_expiry.is_keep()
+            && self.money == PlanPatch::default()
     }
 
     /// The key as it will be after this patch.
@@ -362,6 +388,7 @@ impl KeyPatch {
         next.concurrent_limit = self.concurrent_limit.clone().apply(next.concurrent_limit);
         next.expires_at = self.expires_at.clone().apply(next.expires_at);
         next.auto_delete_on_expiry = self.auto_delete_on_expiry.clone().apply(next.auto_delete_on_expiry);
+        next.money = self.money.applied_to(next.money);
         next
     }
 }

@@ -4,12 +4,16 @@ pub mod duration;
 pub mod fleet;
 pub mod key;
 pub mod money;
+pub mod period;
+pub mod plan;
 pub mod text;
 pub mod validate;
 
 pub use fleet::{AuditQuery, Spender, SpenderKind, UsageTotals, UserOverview, UserQuery};
 pub use key::*;
 pub use money::{Money, MoneyError};
+pub use period::{CurrentPeriods, Period, PeriodSpan};
+pub use plan::{Budget, BudgetUse, MoneyPlan, PlanInput, PlanPatch, Refill, RefillMode};
 pub use validate::ValidationError;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};

@@ -6,6 +6,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::{KeyService, ServiceResult};
+use crate::domain::CurrentPeriods;
 use crate::store::BulkLoad;
 
 impl KeyService {
@@ -20,7 +21,8 @@ impl KeyService {
 
     /// The id of the key whose lookup hash is `hash`, if keytop has one.
     pub async fn key_id_by_hash(&self, hash: &str) -> ServiceResult<Option<Uuid>> {
-        Ok(self.store.verify_lookup(hash, self.now()).await?.map(|found| found.key.id))
+        let now = self.now();
+        Ok(self.store.verify_lookup(hash, now, CurrentPeriods::at(now)).await?.map(|found| found.key.id))
     }
 
     /// The requests the rollup of key `id` holds from the UTC day `first` to today.

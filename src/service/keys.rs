@@ -7,8 +7,8 @@ use uuid::Uuid;
 use super::{KeyService, ServiceError, ServiceResult};
 use crate::crypto;
 use crate::domain::{
-    ApiKey, DEFAULT_CONCURRENT_LIMIT, DEFAULT_RATE_LIMIT, KeyCounts, KeyPatch, KeyQuery, LedgerEntry, Money, Patch,
-    money::MAX_AMOUNT, validate,
+    ApiKey, DEFAULT_CONCURRENT_LIMIT, DEFAULT_RATE_LIMIT, KeyCounts, KeyPatch, KeyQuery, LedgerEntry, Money, MoneyPlan,
+    Patch, money::MAX_AMOUNT, validate,
 };
 
 /// The shortest id prefix accepted as a key reference.
@@ -31,6 +31,8 @@ pub struct NewKeySpec {
     pub allowed_api_formats: Vec<String>,
     pub allowed_models: Vec<String>,
     pub auto_delete_on_expiry: Option<bool>,
+    /// Budget, refill (prepaid keys with a limited balance only) and low-balance line.
+    pub money: MoneyPlan,
 }
 
 impl NewKeySpec {
@@ -47,6 +49,7 @@ impl NewKeySpec {
             allowed_api_formats: Vec::new(),
             allowed_models: Vec::new(),
             auto_delete_on_expiry: None,
+            money: MoneyPlan::default(),
         }
     }
 }
@@ -85,6 +88,22 @@ fn check_money_range(field: &str, amount: Money) -> ServiceResult<Money> {
         return Err(ServiceError::invalid(field, format!("must be at most {MAX_AMOUNT}")));
     }
     Ok(amount)
+}
+
+/// A refill needs a prepaid key whose balance is limited: there is nothing to refill otherwise.
+fn check_refillable(plan: &MoneyPlan, standalone: bool, credited: Option<Money>) -> ServiceResult<()> {
+    if plan.refill.is_none() {
+        Ok(())
+    } else if !standalone {
+        Err(ServiceError::invalid(
+            "refill",
+            "applies only to standalone (prepaid) keys; this key is billed to its owner",
+        ))
+    } else if credited.is_none() {
+        Err(ServiceError::invalid("refill", "needs a limited balance; this key's balance is unlimited"))
+    } else {
+        Ok(())
+    }
 }
 
 fn check_limit(field: &str, value: Option<i64>) -> ServiceResult<Option<i64>> {
@@ -128,6 +147,8 @@ impl KeyService {
         let allowed_providers = validate::allow_list("providers", &spec.allowed_providers)?;
         let allowed_api_formats = validate::allow_list("api formats", &spec.allowed_api_formats)?;
         let allowed_models = validate::allow_list("models", &spec.allowed_models)?;
+        let credited = if spec.standalone { credited } else { None };
+        check_refillable(&spec.money, spec.standalone, credited)?;
         let id = Uuid::new_v4();
         let material = self.new_key_material(id)?;
         let key = ApiKey {
@@ -146,13 +167,15 @@ impl KeyService {
             concurrent_limit,
             expires_at: spec.expires_at,
             is_standalone: spec.standalone,
-            credited: if spec.standalone { credited } else { None },
+            credited,
             used: Money::ZERO,
             auto_delete_on_expiry: spec.auto_delete_on_expiry,
             is_active: true,
             last_used_at: None,
             created_at: now,
             updated_at: now,
+            money: spec.money,
+            previous_secret_until: None,
         };
         let initial_credit =
             credited.filter(|c| !c.is_zero()).map(|amount| LedgerEntry::initial_credit(id, now, &self.actor, amount));
@@ -253,6 +276,16 @@ impl KeyService {
         patch.allowed_providers = normalise_list_patch("providers", &patch.allowed_providers)?;
         patch.allowed_api_formats = normalise_list_patch("api formats", &patch.allowed_api_formats)?;
         patch.allowed_models = normalise_list_patch("models", &patch.allowed_models)?;
+        if let (Patch::Set(new), Some(old)) = (&patch.money.refill, &before.money.refill)
+            && new.same_terms(old)
+        {
+            // The same refill again keeps its place in the period, so it is not refilled twice.
+            patch.money.refill = Patch::Keep;
+        }
+        if matches!(patch.money.refill, Patch::Set(_)) {
+            let after = patch.applied_to(&before);
+            check_refillable(&after.money, after.is_standalone, after.credited)?;
+        }
         if patch.is_empty() {
             return Ok(before);
         }
@@ -317,5 +350,8 @@ fn changed_fields(before: &ApiKey, after: &ApiKey) -> serde_json::Value {
     note("concurrent_limit", json!(before.concurrent_limit), json!(after.concurrent_limit));
     note("expires_at", json!(before.expires_at), json!(after.expires_at));
     note("auto_delete_on_expiry", json!(before.auto_delete_on_expiry), json!(after.auto_delete_on_expiry));
+    note("budget", json!(before.money.budget), json!(after.money.budget));
+    note("refill", json!(before.money.refill), json!(after.money.refill));
+    note("low_balance", json!(before.money.low_balance), json!(after.money.low_balance));
     serde_json::Value::Object(changes)
 }

@@ -8,7 +8,9 @@ mod error;
 mod fleet;
 mod import;
 mod keys;
+mod plan;
 mod rekey;
+mod rotation;
 mod usage;
 
 use std::sync::Arc;
@@ -18,13 +20,16 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::crypto::MasterKey;
-use crate::domain::{AuditEntry, Clock, SystemClock, User, UserSummary, validate};
+use crate::domain::{AuditEntry, Clock, Money, SystemClock, User, UserSummary, plan::DEFAULT_LOW_BALANCE, validate};
+use crate::store::plan::RefillPeriods;
 use crate::store::{AuditRecord, BulkLoad, Store, SweepReport};
 
 pub use balance::TopUp;
 pub use error::{ServiceError, ServiceResult};
 pub use fleet::{FleetStats, MAX_PAGE, Ranked, TopSpenders, USER_KEYS_SHOWN, UserDetail, UserStats};
 pub use keys::{CreatedKey, KeyMaterial, NewKeySpec};
+pub use plan::MoneyView;
+pub use rotation::{DEFAULT_GRACE, MAX_GRACE, parse_grace};
 pub use usage::{DenyReason, KeyStats, UsageInput, UsageSeries, VerifyDecision, VerifyRequest};
 
 /// Settings of the service that come from the config file.
@@ -34,11 +39,13 @@ pub struct ServiceSettings {
     pub key_prefix: String,
     /// Whether the sweep deletes expired keys whose own flag says "follow the global policy".
     pub global_auto_delete: bool,
+    /// The low-balance line of keys without their own.
+    pub low_balance: Money,
 }
 
 impl Default for ServiceSettings {
     fn default() -> Self {
-        ServiceSettings { key_prefix: "sk".into(), global_auto_delete: false }
+        ServiceSettings { key_prefix: "sk".into(), global_auto_delete: false, low_balance: DEFAULT_LOW_BALANCE }
     }
 }
 
@@ -152,9 +159,16 @@ impl KeyService {
 
     // Sweep and audit
 
-    /// One expiry sweep under the global policy of the settings.
+    /// One sweep: expired keys disabled or deleted under the global policy of the settings, then
+    /// the refills that are due. Refills need no sweep lock (each lands once however many
+    /// processes sweep), so they run even when another process holds it.
     pub async fn sweep(&self, dry_run: bool) -> ServiceResult<SweepReport> {
-        Ok(self.store.sweep(self.now(), self.settings.global_auto_delete, dry_run, &self.actor).await?)
+        let now = self.now();
+        let mut report = self.store.sweep(now, self.settings.global_auto_delete, dry_run, &self.actor).await?;
+        let refills = self.store.refill_due(&RefillPeriods::at(now), &self.actor, dry_run).await?;
+        report.refilled = refills.refilled;
+        report.refilled_keys = refills.keys;
+        Ok(report)
     }
 
     /// Loads generated or imported rows in bulk, with one audit row describing the load.

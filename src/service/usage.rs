@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::{KeyService, ServiceError, ServiceResult};
 use crate::crypto;
-use crate::domain::{DailyUsage, KeyAdmission, Money, validate};
+use crate::domain::{CurrentPeriods, DailyUsage, KeyAdmission, Money, validate};
 use crate::store::{UsageOutcome, UsageRecord};
 
 /// The rate limit counts requests over this window.
@@ -81,6 +81,8 @@ pub enum DenyReason {
     InsufficientBalance,
     NotAllowed,
     RateLimited,
+    /// The key spent its budget for the current period.
+    BudgetExceeded,
 }
 
 impl DenyReason {
@@ -93,6 +95,7 @@ impl DenyReason {
             DenyReason::InsufficientBalance => "insufficient_balance",
             DenyReason::NotAllowed => "not_allowed",
             DenyReason::RateLimited => "rate_limited",
+            DenyReason::BudgetExceeded => "budget_exceeded",
         }
     }
 }
@@ -165,6 +168,8 @@ fn admission(key: &KeyAdmission, recent_requests: i64, request: &VerifyRequest, 
         deny(DenyReason::OwnerDisabled)
     } else if remaining_balance.is_some_and(Money::is_zero) {
         deny(DenyReason::InsufficientBalance)
+    } else if key.budget.is_some_and(|budget| budget.is_reached(key.budget_spent)) {
+        deny(DenyReason::BudgetExceeded)
     } else if !permits(&key.allowed_providers, &request.provider)
         || !permits(&key.allowed_models, &request.model)
         || !permits(&key.allowed_api_formats, &request.api_format)
@@ -187,7 +192,7 @@ impl KeyService {
     pub async fn verify(&self, plaintext: &str, request: &VerifyRequest) -> ServiceResult<VerifyDecision> {
         let now = self.now();
         let hash = crypto::hash_key(plaintext.trim());
-        let Some(found) = self.store.verify_lookup(&hash, now - RATE_WINDOW).await? else {
+        let Some(found) = self.store.verify_lookup(&hash, now - RATE_WINDOW, CurrentPeriods::at(now)).await? else {
             return Ok(VerifyDecision::Denied { reason: DenyReason::Unknown, key_id: None });
         };
         let decision = admission(&found.key, found.recent_requests, request, now);

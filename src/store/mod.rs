@@ -9,7 +9,7 @@ macro_rules! admission_columns {
     () => {
         "k.id, k.is_active, u.is_active AS owner_active, k.expires_at, k.is_standalone, \
          k.credited_micros, k.used_micros, k.allowed_providers, k.allowed_api_formats, k.allowed_models, \
-         k.rate_limit, k.last_used_at"
+         k.rate_limit, k.last_used_at, k.budget_micros, k.budget_period"
     };
 }
 
@@ -17,6 +17,7 @@ mod records;
 mod url;
 
 pub mod changes;
+pub mod plan;
 pub mod postgres;
 pub mod sqlite;
 
@@ -27,13 +28,13 @@ use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
 use crate::domain::{
-    ApiKey, AuditEntry, AuditQuery, Balance, DailyUsage, KeyCounts, KeyPatch, KeyQuery, LedgerEntry, Spender,
-    SpenderKind, User, UserOverview, UserQuery, UserSummary,
+    ApiKey, AuditEntry, AuditQuery, Balance, CurrentPeriods, DailyUsage, KeyCounts, KeyPatch, KeyQuery, LedgerEntry,
+    Spender, SpenderKind, User, UserOverview, UserQuery, UserSummary,
 };
 
 pub use records::{
     AdjustOutcome, AuditRecord, BalanceAdjustment, BalanceChange, BulkLoad, ResealOutcome, Resealer, SWEEP_SAMPLE,
-    SweepReport, UsageOutcome, UsageRecord, VerifyLookup,
+    SecretRoll, SweepReport, UsageOutcome, UsageRecord, VerifyLookup,
 };
 pub use url::{redact_url, with_database};
 
@@ -90,13 +91,18 @@ pub trait Store: Send + Sync {
     async fn set_key_active(&self, id: Uuid, active: bool, audit: &AuditRecord) -> StoreResult<Option<ApiKey>>;
     /// Deletes the key row; its usage rows stay with `api_key_id` set to NULL. False if absent.
     async fn purge_key(&self, id: Uuid, audit: &AuditRecord) -> StoreResult<bool>;
+    /// Gives a key a new secret. The replaced secret's hash becomes the previous one until
+    /// `roll.previous_until`, ending any earlier previous secret at once. `None` if absent.
+    async fn roll_key(&self, id: Uuid, roll: &SecretRoll, audit: &AuditRecord) -> StoreResult<Option<ApiKey>>;
 
-    /// The key with this hash, its owner's state and its request count since `rate_window_start`,
-    /// in one round trip.
+    /// The key with this hash, or whose previous secret has it and is still valid at
+    /// `periods.now`; its owner's state, its request count since `rate_window_start` and, with a
+    /// budget, what it spent in the budget's period among `periods`, in one round trip.
     async fn verify_lookup(
         &self,
         key_hash: &str,
         rate_window_start: DateTime<Utc>,
+        periods: CurrentPeriods,
     ) -> StoreResult<Option<VerifyLookup>>;
     /// Sets `last_used_at = at` unless it is already later than `stale_before`.
     async fn touch_last_used(&self, id: Uuid, at: DateTime<Utc>, stale_before: DateTime<Utc>) -> StoreResult<()>;
@@ -151,6 +157,15 @@ pub trait Store: Send + Sync {
         dry_run: bool,
         actor: &str,
     ) -> StoreResult<SweepReport>;
+    /// Refills every enabled, unexpired prepaid key whose refill period began since its last
+    /// refill, with ledger and audit rows: at most once per key and period, however many
+    /// processes run it at once. A dry run reports the same keys and writes nothing.
+    async fn refill_due(
+        &self,
+        periods: &plan::RefillPeriods,
+        actor: &str,
+        dry_run: bool,
+    ) -> StoreResult<plan::RefillReport>;
 
     // ---- Audit ------------------------------------------------------------------------------
 

@@ -10,7 +10,8 @@ macro_rules! key_columns {
          k.key_ciphertext, k.key_hint, k.name, k.allowed_providers, k.allowed_api_formats, \
          k.allowed_models, k.rate_limit, k.concurrent_limit, k.expires_at, k.is_standalone, \
          k.credited_micros, k.used_micros, k.auto_delete_on_expiry, k.is_active, k.last_used_at, \
-         k.created_at, k.updated_at"
+         k.created_at, k.updated_at, k.budget_micros, k.budget_period, k.refill_micros, k.refill_period, \
+         k.refill_mode, k.refill_last_period_start, k.low_balance_micros, k.previous_key_expires_at"
     };
 }
 
@@ -86,6 +87,7 @@ mod bulk;
 mod fleet;
 mod keys;
 mod list;
+mod plan;
 mod reseal;
 mod rows;
 mod sweep;
@@ -106,13 +108,14 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
+use super::plan::{RefillPeriods, RefillReport};
 use super::{
-    AdjustOutcome, AuditRecord, BalanceAdjustment, BulkLoad, ResealOutcome, Resealer, Store, StoreError, StoreResult,
-    SweepReport, UsageOutcome, UsageRecord, VerifyLookup, latest_version, redact_url,
+    AdjustOutcome, AuditRecord, BalanceAdjustment, BulkLoad, ResealOutcome, Resealer, SecretRoll, Store, StoreError,
+    StoreResult, SweepReport, UsageOutcome, UsageRecord, VerifyLookup, latest_version, redact_url,
 };
 use crate::domain::{
-    ApiKey, AuditEntry, AuditQuery, Balance, DailyUsage, KeyCounts, KeyPatch, KeyQuery, LedgerEntry, Money, Spender,
-    SpenderKind, User, UserOverview, UserQuery, UserSummary,
+    ApiKey, AuditEntry, AuditQuery, Balance, CurrentPeriods, DailyUsage, KeyCounts, KeyPatch, KeyQuery, LedgerEntry,
+    Money, Spender, SpenderKind, User, UserOverview, UserQuery, UserSummary,
 };
 use audit::insert_audit;
 pub use sweep::SWEEP_LOCK;
@@ -295,6 +298,10 @@ impl Store for PgStore {
         self.retrying(|| keys::set_key_active(&self.pool, id, active, audit)).await
     }
 
+    async fn roll_key(&self, id: Uuid, roll: &SecretRoll, audit: &AuditRecord) -> StoreResult<Option<ApiKey>> {
+        self.retrying(|| keys::roll_key(&self.pool, id, roll, audit)).await
+    }
+
     async fn purge_key(&self, id: Uuid, audit: &AuditRecord) -> StoreResult<bool> {
         self.retrying(|| keys::purge_key(&self.pool, id, audit)).await
     }
@@ -303,8 +310,11 @@ impl Store for PgStore {
         &self,
         key_hash: &str,
         rate_window_start: DateTime<Utc>,
+        periods: CurrentPeriods,
     ) -> StoreResult<Option<VerifyLookup>> {
-        keys::verify_lookup(&self.pool, key_hash, rate_window_start).await.map_err(|error| self.store_error(error))
+        keys::verify_lookup(&self.pool, key_hash, rate_window_start, periods)
+            .await
+            .map_err(|error| self.store_error(error))
     }
 
     async fn touch_last_used(&self, id: Uuid, at: DateTime<Utc>, stale_before: DateTime<Utc>) -> StoreResult<()> {
@@ -371,6 +381,10 @@ impl Store for PgStore {
         } else {
             self.retrying(|| sweep::run(&self.pool, &plan)).await
         }
+    }
+
+    async fn refill_due(&self, periods: &RefillPeriods, actor: &str, dry_run: bool) -> StoreResult<RefillReport> {
+        self.retrying(|| plan::refill_due(&self.pool, periods, actor, dry_run)).await
     }
 
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()> {

@@ -152,8 +152,12 @@ pub struct SweepReport {
     pub deleted: Vec<SweptKey>,
     /// True when a list holds fewer keys than its count.
     pub truncated: bool,
-    /// Another process held the sweep lock, so this one did nothing.
+    /// Another process held the sweep lock, so its expiry step did nothing.
     pub skipped: bool,
+    /// How many keys were (or would be) refilled: exact, however many.
+    pub refilled: u64,
+    /// The first [`SWEEP_SAMPLE`] refilled keys, by id.
+    pub refilled_keys: Vec<super::plan::RefilledKey>,
 }
 
 impl SweepReport {
@@ -213,4 +217,23 @@ pub struct BulkLoad {
     /// At most one per key: the first ledger row of a prepaid key with a starting balance.
     pub initial_credits: Vec<LedgerEntry>,
     pub usage: Vec<UsageRecord>,
+}
+
+/// A key's new secret in the forms that are stored, and until when the secret it replaces still
+/// verifies (`None`: not at all).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretRoll {
+    pub hash: String,
+    pub ciphertext: String,
+    pub hint: String,
+    pub previous_until: Option<DateTime<Utc>>,
+}
+
+impl std::fmt::Debug for SecretRoll {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretRoll")
+            .field("hint", &self.hint)
+            .field("previous_until", &self.previous_until)
+            .finish_non_exhaustive()
+    }
 }

@@ -18,13 +18,14 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{Sqlite, Transaction};
 use uuid::Uuid;
 
+use super::plan::{RefillPeriods, RefillReport};
 use super::{
-    AdjustOutcome, AuditRecord, BalanceAdjustment, BulkLoad, ResealOutcome, Resealer, Store, StoreError, StoreResult,
-    SweepReport, UsageOutcome, UsageRecord, VerifyLookup, latest_version, redact_url,
+    AdjustOutcome, AuditRecord, BalanceAdjustment, BulkLoad, ResealOutcome, Resealer, SecretRoll, Store, StoreError,
+    StoreResult, SweepReport, UsageOutcome, UsageRecord, VerifyLookup, latest_version, redact_url,
 };
 use crate::domain::{
-    ApiKey, AuditEntry, AuditQuery, Balance, DailyUsage, KeyCounts, KeyPatch, KeyQuery, LedgerEntry, Spender,
-    SpenderKind, User, UserOverview, UserQuery, UserSummary,
+    ApiKey, AuditEntry, AuditQuery, Balance, CurrentPeriods, DailyUsage, KeyCounts, KeyPatch, KeyQuery, LedgerEntry,
+    Spender, SpenderKind, User, UserOverview, UserQuery, UserSummary,
 };
 
 type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>;
@@ -40,7 +41,20 @@ macro_rules! key_columns {
         "SELECT k.id, k.user_id, u.name AS owner_name, u.is_active AS owner_active, k.key_hash, \
          k.key_ciphertext, k.key_hint, k.name, k.allowed_providers, k.allowed_api_formats, k.allowed_models, \
          k.rate_limit, k.concurrent_limit, k.expires_at, k.is_standalone, k.credited_micros, k.used_micros, \
-         k.auto_delete_on_expiry, k.is_active, k.last_used_at, k.created_at, k.updated_at"
+         k.auto_delete_on_expiry, k.is_active, k.last_used_at, k.created_at, k.updated_at, k.budget_micros, \
+         k.budget_period, k.refill_micros, k.refill_period, k.refill_mode, k.refill_last_period_start, \
+         k.low_balance_micros, k.previous_key_expires_at"
+    };
+}
+
+/// What a key with a budget spent in the budget's current period, from the daily rollup (at most
+/// 31 rows), over the alias `k`; its `?`s are the first days of the current day, week and month,
+/// then today again, the last day counted (`YYYY-MM-DD`, see `plan::budget_days`).
+macro_rules! budget_spent {
+    () => {
+        "CASE WHEN k.budget_micros IS NULL THEN 0 ELSE \
+         (SELECT COALESCE(SUM(cost_micros), 0) FROM usage_daily WHERE api_key_id = k.id \
+          AND day >= CASE k.budget_period WHEN 'day' THEN ? WHEN 'week' THEN ? ELSE ? END AND day <= ?) END"
     };
 }
 
@@ -87,6 +101,7 @@ mod bulk;
 mod fleet;
 mod keys;
 mod list;
+mod plan;
 mod reseal;
 mod rows;
 mod sweep;
@@ -327,6 +342,10 @@ impl Store for SqliteStore {
         keys::set_key_active(self, id, active, audit).await
     }
 
+    async fn roll_key(&self, id: Uuid, roll: &SecretRoll, audit: &AuditRecord) -> StoreResult<Option<ApiKey>> {
+        keys::roll_key(self, id, roll, audit).await
+    }
+
     async fn purge_key(&self, id: Uuid, audit: &AuditRecord) -> StoreResult<bool> {
         keys::purge_key(self, id, audit).await
     }
@@ -335,8 +354,9 @@ impl Store for SqliteStore {
         &self,
         key_hash: &str,
         rate_window_start: DateTime<Utc>,
+        periods: CurrentPeriods,
     ) -> StoreResult<Option<VerifyLookup>> {
-        keys::verify_lookup(self, key_hash, rate_window_start).await
+        keys::verify_lookup(self, key_hash, rate_window_start, periods).await
     }
 
     async fn touch_last_used(&self, id: Uuid, at: DateTime<Utc>, stale_before: DateTime<Utc>) -> StoreResult<()> {
@@ -398,6 +418,10 @@ impl Store for SqliteStore {
         actor: &str,
     ) -> StoreResult<SweepReport> {
         sweep::sweep(self, now, global_auto_delete, dry_run, actor).await
+    }
+
+    async fn refill_due(&self, periods: &RefillPeriods, actor: &str, dry_run: bool) -> StoreResult<RefillReport> {
+        plan::refill_due(self, periods, actor, dry_run).await
     }
 
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()> {

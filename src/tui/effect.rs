@@ -8,7 +8,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use uuid::Uuid;
 
 use crate::domain::{ApiKey, KeyPatch, KeyQuery, Money};
-use crate::service::{KeyService, NewKeySpec, ServiceError, ServiceResult};
+use crate::service::{DEFAULT_GRACE, KeyService, NewKeySpec, ServiceError, ServiceResult};
 use crate::store::StoreError;
 
 use super::event::{CreatedSecret, Event, Outcome};
@@ -42,12 +42,12 @@ pub enum Call {
         days: u32,
     },
     TopUp(TopUpRequest),
-    Create(NewKeySpec),
+    Create(Box<NewKeySpec>),
     /// An edit: the patch, and `Some(credited)` when the credited total of a prepaid key changes
     /// (`Some(None)` = unlimited), which goes through the ledger.
     Update {
         key_id: Uuid,
-        patch: KeyPatch,
+        patch: Box<KeyPatch>,
         credit: Option<Option<Money>>,
     },
     SetActive {
@@ -58,6 +58,10 @@ pub enum Call {
         key_id: Uuid,
     },
     Reveal {
+        key_id: Uuid,
+    },
+    /// A new secret, the old one valid for [`DEFAULT_GRACE`].
+    Roll {
         key_id: Uuid,
     },
     Sweep {
@@ -131,6 +135,14 @@ impl Runner {
             }
             Call::Purge { key_id } => Outcome::Purged(self.shown(service.purge_key(key_id).await.map(|()| key_id))),
             Call::Reveal { key_id } => Outcome::Revealed(self.shown(self.reveal(key_id).await)),
+            Call::Roll { key_id } => Outcome::Rolled(
+                self.shown(
+                    service
+                        .roll_key(key_id, DEFAULT_GRACE)
+                        .await
+                        .map(|rolled| CreatedSecret { key: rolled.key, plaintext: rolled.plaintext }),
+                ),
+            ),
             Call::Sweep { dry_run } => Outcome::Swept { dry_run, result: self.shown(service.sweep(dry_run).await) },
         }
     }
@@ -154,7 +166,8 @@ impl Runner {
             self.service.ledger(key_id, Some(DETAIL_LEDGER_ROWS)),
         )?;
         ledger.reverse();
-        Ok(DetailData { key, stats, ledger })
+        let money = self.service.money_view(&key).await?;
+        Ok(DetailData { key, stats, ledger, money })
     }
 
     /// Saves an edit: the fields, then a changed credit as a ledger entry. Both are idempotent, so

@@ -51,7 +51,12 @@ pub enum Outcome {
     Updated(Result<ApiKey, String>),
     Purged(Result<Uuid, String>),
     Revealed(Result<CreatedSecret, String>),
-    Swept { dry_run: bool, result: Result<SweepReport, String> },
+    /// A key with its new secret, after a roll.
+    Rolled(Result<CreatedSecret, String>),
+    Swept {
+        dry_run: bool,
+        result: Result<SweepReport, String>,
+    },
 }
 
 /// A key with its plaintext (after create or reveal). The plaintext never reaches `Debug`.

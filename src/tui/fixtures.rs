@@ -8,8 +8,8 @@ use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use uuid::Uuid;
 
 use crate::config::ThemeChoice;
-use crate::domain::{ApiKey, DailyUsage, KeyCounts, LedgerEntry, Money};
-use crate::service::KeyStats;
+use crate::domain::{ApiKey, Budget, DailyUsage, KeyCounts, LedgerEntry, Money, MoneyPlan, Period, Refill, RefillMode};
+use crate::service::{KeyStats, MoneyView};
 
 use super::keymap::Keymap;
 use super::paging::Window;
@@ -48,6 +48,8 @@ pub fn key_named(index: usize, name: &str) -> ApiKey {
         last_used_at: Some(NOW - TimeDelta::minutes(5 * index as i64 + 3)),
         created_at: NOW - TimeDelta::days(40),
         updated_at: NOW - TimeDelta::days(1),
+        money: MoneyPlan::default(),
+        previous_secret_until: None,
     }
 }
 
@@ -55,12 +57,18 @@ pub fn user_key() -> ApiKey {
     key_named(1, "laptop")
 }
 
-/// A prepaid key with $10.00 remaining.
+/// A prepaid key with $10.00 remaining, a monthly budget of $20 and a monthly refill of $10.
 pub fn prepaid_key() -> ApiKey {
+    let money = MoneyPlan {
+        budget: Some(Budget::new(Money::from_usd(20), Period::Month).expect("a positive budget")),
+        refill: Some(Refill::new(Money::from_usd(10), Period::Month, RefillMode::Add, NOW).expect("a positive refill")),
+        low_balance: None,
+    };
     ApiKey {
         is_standalone: true,
         credited: Some(Money::from_usd(12)),
         used: Money::from_usd(2),
+        money,
         ..key_named(0, "ci-key")
     }
 }
@@ -138,7 +146,8 @@ pub fn detail_data(key: ApiKey, days: u32) -> DetailData {
         ledger_entry(&key, 1, Money::from_usd(5), Some(Money::from_usd(15)), None),
         ledger_entry(&key, 0, Money::from_usd(10), Some(Money::from_usd(10)), Some("initial balance")),
     ];
-    DetailData { key, stats, ledger }
+    let money = MoneyView::new(&key, Money::from_usd(3), NOW, Money::from_usd(5));
+    DetailData { key, stats, ledger, money }
 }
 
 /// A weekly rhythm: busy weekdays, quiet weekends.

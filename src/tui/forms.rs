@@ -6,7 +6,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use tui_input::Input;
 
 use crate::domain::{
-    ApiKey, KeyPatch, Money, Patch,
+    ApiKey, KeyPatch, Money, MoneyPlan, Patch, Period, PlanInput, RefillMode,
     duration::parse_duration,
     text::sanitize,
     validate::{self, MAX_KEY_NAME_CHARS},
@@ -29,6 +29,12 @@ pub enum FieldId {
     ApiFormats,
     Models,
     AutoDelete,
+    Budget,
+    BudgetPeriod,
+    Refill,
+    RefillPeriod,
+    RefillMode,
+    LowBalance,
 }
 
 impl FieldId {
@@ -48,6 +54,12 @@ impl FieldId {
             FieldId::ApiFormats => "API formats",
             FieldId::Models => "Models",
             FieldId::AutoDelete => "When expired",
+            FieldId::Budget => "Budget (USD)",
+            FieldId::BudgetPeriod => "Budget period",
+            FieldId::Refill => "Refill (USD)",
+            FieldId::RefillPeriod => "Refill period",
+            FieldId::RefillMode => "Refill mode",
+            FieldId::LowBalance => "Low balance",
         }
     }
 
@@ -65,6 +77,11 @@ impl FieldId {
             FieldId::Expires => "never, a duration from now (30d, 12h, 2w) or a UTC date (2026-12-31 18:00)",
             FieldId::Providers | FieldId::ApiFormats | FieldId::Models => "comma-separated; blank = all",
             FieldId::AutoDelete => "delete or disable the key once expired",
+            FieldId::Budget => "spend per period before verify refuses; blank or none = no budget",
+            FieldId::BudgetPeriod | FieldId::RefillPeriod => "calendar periods in UTC; weeks start Monday",
+            FieldId::Refill => "credited by the sweep each period; blank or none = no refill",
+            FieldId::RefillMode => "add the amount, or top the remaining balance up to it",
+            FieldId::LowBalance => "alert under this balance (USD); none = no line, blank = the config's default",
         }
     }
 
@@ -72,10 +89,15 @@ impl FieldId {
         match self {
             FieldId::Standalone => &["no", "yes"],
             FieldId::AutoDelete => &["follow the global policy", "delete", "disable"],
+            FieldId::BudgetPeriod | FieldId::RefillPeriod => &PERIOD_CHOICES,
+            FieldId::RefillMode => &MODE_CHOICES,
             _ => &[],
         }
     }
 }
+
+const PERIOD_CHOICES: [&str; 3] = ["month", "week", "day"];
+const MODE_CHOICES: [&str; 2] = ["add", "reset"];
 
 #[derive(Debug, Clone)]
 pub enum FieldValue {
@@ -157,7 +179,10 @@ impl Form {
                 Field::text(FieldId::ApiFormats, ""),
                 Field::text(FieldId::Models, ""),
                 Field::choice(FieldId::AutoDelete, 0),
-            ],
+            ]
+            .into_iter()
+            .chain(money_fields(&MoneyPlan::default()))
+            .collect(),
         )
     }
 
@@ -181,6 +206,7 @@ impl Form {
             Field::text(FieldId::Models, &list(&key.allowed_models).unwrap_or_default()),
             Field::choice(FieldId::AutoDelete, auto_delete),
         ]);
+        fields.extend(money_fields(&key.money));
         Form::with_fields(FormKind::Edit(Box::new(key.clone())), fields)
     }
 
@@ -196,9 +222,18 @@ impl Form {
         }
     }
 
-    /// Whether a field takes part: the balance only on a prepaid key being created.
+    /// Whether a field takes part: the balance only on a prepaid key being created, the refill
+    /// only on a prepaid key.
     pub fn is_active(&self, field: &Field) -> bool {
-        field.id != FieldId::Balance || self.text(FieldId::Standalone) == "yes"
+        let prepaid = match &self.kind {
+            FormKind::Edit(key) => key.is_standalone,
+            _ => self.text(FieldId::Standalone) == "yes",
+        };
+        match field.id {
+            FieldId::Balance => prepaid,
+            FieldId::Refill | FieldId::RefillPeriod | FieldId::RefillMode | FieldId::LowBalance => prepaid,
+            _ => true,
+        }
     }
 
     pub fn focused_mut(&mut self) -> &mut Field {
@@ -253,7 +288,15 @@ impl Form {
             FieldId::RateLimit | FieldId::Concurrency => parse_limit(field.id, text).map(drop),
             FieldId::Expires => parse_expiry(text, now).map(drop),
             FieldId::Providers | FieldId::ApiFormats | FieldId::Models => parse_list(field.id, text).map(drop),
-            FieldId::Standalone | FieldId::AutoDelete => Ok(()),
+            FieldId::Budget | FieldId::Refill | FieldId::LowBalance => {
+                let input = PlanInput::default().with(field.id, typed(field.id, text));
+                input.parse(&MoneyPlan::default(), now).map(drop).map_err(|e| e.to_string())
+            }
+            FieldId::Standalone
+            | FieldId::AutoDelete
+            | FieldId::BudgetPeriod
+            | FieldId::RefillPeriod
+            | FieldId::RefillMode => Ok(()),
         };
         outcome.err()
     }
@@ -289,6 +332,11 @@ impl Form {
             allowed_api_formats: parse_list(FieldId::ApiFormats, self.text(FieldId::ApiFormats))?.unwrap_or_default(),
             allowed_models: parse_list(FieldId::Models, self.text(FieldId::Models))?.unwrap_or_default(),
             auto_delete_on_expiry: self.auto_delete(),
+            money: self
+                .plan_input(false)
+                .parse(&MoneyPlan::default(), now)
+                .map_err(|e| e.to_string())?
+                .applied_to(MoneyPlan::default()),
         })
     }
 
@@ -320,7 +368,22 @@ impl Form {
         if edited(FieldId::AutoDelete) {
             patch.auto_delete_on_expiry = patch_of(self.auto_delete());
         }
+        if let FormKind::Edit(key) = &self.kind {
+            patch.money = self.plan_input(true).parse(&key.money, now).map_err(|e| e.to_string())?;
+        }
         Ok(patch)
+    }
+
+    /// The budget, refill and low-balance fields as the CLI's flags would give them: every
+    /// active field, or (editing) only those the admin changed.
+    fn plan_input(&self, only_edited: bool) -> PlanInput<'_> {
+        let mut input = PlanInput::default();
+        for field in &self.fields {
+            if is_money_field(field.id) && self.is_active(field) && (!only_edited || field.edited()) {
+                input = input.with(field.id, typed(field.id, field.shown()));
+            }
+        }
+        input
     }
 
     /// The credited total an edit form sets, when the admin changed it: `Some(None)` makes the
@@ -352,6 +415,67 @@ pub fn top_up_preview(key: &ApiKey, amount: Money) -> Result<String, String> {
     }
     let after = remaining.checked_add(amount).ok_or("the amount is too large")?;
     Ok(format!("remaining {remaining} → {after}"))
+}
+
+fn is_money_field(id: FieldId) -> bool {
+    matches!(
+        id,
+        FieldId::Budget
+            | FieldId::BudgetPeriod
+            | FieldId::Refill
+            | FieldId::RefillPeriod
+            | FieldId::RefillMode
+            | FieldId::LowBalance
+    )
+}
+
+/// A money field's text as the CLI would take it: blank is `none` (no budget, no refill), or for
+/// the low-balance line `default`.
+fn typed(id: FieldId, text: &str) -> &str {
+    match (id, text.trim().is_empty()) {
+        (FieldId::LowBalance, true) => "default",
+        (_, true) => "none",
+        _ => text,
+    }
+}
+
+impl<'a> PlanInput<'a> {
+    /// This input with the value of one dialog field.
+    fn with(mut self, id: FieldId, text: &'a str) -> Self {
+        let slot = match id {
+            FieldId::Budget => &mut self.budget,
+            FieldId::BudgetPeriod => &mut self.budget_period,
+            FieldId::Refill => &mut self.refill,
+            FieldId::RefillPeriod => &mut self.refill_period,
+            FieldId::RefillMode => &mut self.refill_mode,
+            FieldId::LowBalance => &mut self.low_balance,
+            _ => return self,
+        };
+        *slot = Some(text);
+        self
+    }
+}
+
+/// The budget, refill and low-balance fields of a dialog, filled from a key's plan.
+fn money_fields(plan: &MoneyPlan) -> [Field; 6] {
+    let amount = |amount: Option<Money>| amount.map_or_else(String::new, plain_amount);
+    let period = |period: Option<Period>| {
+        PERIOD_CHOICES.iter().position(|choice| Some(*choice) == period.map(Period::as_str)).unwrap_or(0)
+    };
+    let mode = plan.refill.map_or(0, |refill| usize::from(refill.mode == RefillMode::Reset));
+    let low_balance = match plan.low_balance {
+        None => String::new(),
+        Some(line) if line.is_zero() => "none".into(),
+        Some(line) => plain_amount(line),
+    };
+    [
+        Field::text(FieldId::Budget, &amount(plan.budget.map(|budget| budget.amount))),
+        Field::choice(FieldId::BudgetPeriod, period(plan.budget.map(|budget| budget.period))),
+        Field::text(FieldId::Refill, &amount(plan.refill.map(|refill| refill.amount))),
+        Field::choice(FieldId::RefillPeriod, period(plan.refill.map(|refill| refill.period))),
+        Field::choice(FieldId::RefillMode, mode),
+        Field::text(FieldId::LowBalance, &low_balance),
+    ]
 }
 
 /// A field's new value as a patch: empty means clear (unrestricted, unlimited, never).
@@ -510,5 +634,43 @@ mod tests {
         assert!(spec.standalone);
         assert_eq!(spec.balance, Some(Money::from_usd(25)));
         assert_eq!(spec.rate_limit, Some(100));
+    }
+
+    #[test]
+    fn money_fields_take_what_the_flags_take() {
+        let mut form = Form::create("alice");
+        form.focus = 2;
+        assert!(form.cycle_choice(), "prepaid");
+        type_into(&mut form, FieldId::Balance, "25");
+        type_into(&mut form, FieldId::Budget, "0");
+        assert_eq!(form.first_error(NOW).unwrap().1, "budget must be more than $0 (got $0.00); use none to remove it");
+        type_into(&mut form, FieldId::Budget, "40");
+        type_into(&mut form, FieldId::Refill, "-5");
+        assert!(form.first_error(NOW).unwrap().1.starts_with("refill must be more than $0"));
+        type_into(&mut form, FieldId::Refill, "10");
+        type_into(&mut form, FieldId::LowBalance, "none");
+        let spec = form.new_key_spec(NOW).unwrap();
+        assert_eq!(spec.money.budget.map(|b| (b.amount, b.period)), Some((Money::from_usd(40), Period::Month)));
+        assert_eq!(spec.money.refill.map(|r| (r.amount, r.mode)), Some((Money::from_usd(10), RefillMode::Add)));
+        assert_eq!(spec.money.low_balance, Some(Money::ZERO), "none is no line");
+    }
+
+    #[test]
+    fn an_edit_changes_only_the_money_fields_it_touched() {
+        let key = prepaid_key();
+        let mut form = Form::edit(&key);
+        assert_eq!(form.key_patch(NOW), Ok(KeyPatch::default()), "opened and closed: nothing changes");
+        let period = form.fields.iter().position(|f| f.id == FieldId::BudgetPeriod).unwrap();
+        form.focus = period;
+        assert!(form.cycle_choice(), "month → week");
+        type_into(&mut form, FieldId::Refill, "");
+        let patch = form.key_patch(NOW).unwrap();
+        let budget = key.money.budget.unwrap();
+        assert_eq!(patch.money.budget, Patch::Set(crate::domain::Budget { period: Period::Week, ..budget }));
+        assert_eq!(patch.money.refill, Patch::Clear, "blank removes the refill");
+        assert!(patch.money.low_balance.is_keep());
+        let user_form = Form::edit(&user_key());
+        let refill = user_form.field(FieldId::Refill).unwrap();
+        assert!(!user_form.is_active(refill), "a key billed to its owner has no refill");
     }
 }

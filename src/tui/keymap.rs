@@ -63,6 +63,7 @@ pub enum Action {
     ToggleActive,
     Purge,
     Reveal,
+    Roll,
     Sweep,
     ApplyFilter,
     ClearFilter,
@@ -76,7 +77,7 @@ pub enum Action {
 }
 
 impl Action {
-    const ALL: [Action; 36] = [
+    const ALL: [Action; 37] = [
         Action::ForceQuit,
         Action::Quit,
         Action::Help,
@@ -103,6 +104,7 @@ impl Action {
         Action::ToggleActive,
         Action::Purge,
         Action::Reveal,
+        Action::Roll,
         Action::Sweep,
         Action::ApplyFilter,
         Action::ClearFilter,
@@ -144,6 +146,7 @@ impl Action {
             Action::ToggleActive => "toggle_active",
             Action::Purge => "purge",
             Action::Reveal => "reveal",
+            Action::Roll => "roll",
             Action::Sweep => "sweep",
             Action::ApplyFilter => "apply_filter",
             Action::ClearFilter => "clear_filter",
@@ -172,6 +175,7 @@ impl Action {
                 | Action::ToggleActive
                 | Action::Purge
                 | Action::Reveal
+                | Action::Roll
                 | Action::Sweep
         )
     }
@@ -330,6 +334,7 @@ const DEFAULTS: &[DefaultBinding] = &[
     bind(C::List, A::ToggleActive, &["d"], "Disable or enable the selected key", None),
     bind(C::List, A::Purge, &["D"], "Purge the selected key for good", None),
     bind(C::List, A::Reveal, &["R"], "Reveal the key's plaintext (audited)", None),
+    bind(C::List, A::Roll, &["K"], "Roll: a new secret, the old one valid 24h more", None),
     bind(C::List, A::Sweep, &["S"], "Run the expiry sweep now (after a dry run)", None),
     bind(C::List, A::Refresh, &["r"], "Refresh now", None),
     bind(C::List, A::ToggleAutoRefresh, &["a"], "Turn auto-refresh on or off", None),
@@ -346,6 +351,7 @@ const DEFAULTS: &[DefaultBinding] = &[
     bind(C::Detail, A::ToggleActive, &["d"], "Disable or enable this key", None),
     bind(C::Detail, A::Purge, &["D"], "Purge this key for good", None),
     bind(C::Detail, A::Reveal, &["R"], "Reveal the key's plaintext (audited)", None),
+    bind(C::Detail, A::Roll, &["K"], "Roll: a new secret, the old one valid 24h more", None),
     bind(C::Detail, A::Refresh, &["r"], "Refresh now", None),
     bind(C::Detail, A::Help, &["?"], "Show this help", Some("help")),
     bind(C::Filter, A::ApplyFilter, &["enter"], "Keep the filter and select the first match", Some("keep")),

@@ -5,7 +5,7 @@ use tui_input::Input;
 use uuid::Uuid;
 
 use crate::domain::{ApiKey, KeyCounts, KeyQuery, KeyScope, LedgerEntry, Money, SortKey};
-use crate::service::KeyStats;
+use crate::service::{KeyStats, MoneyView};
 use crate::store::SweepReport;
 
 use super::forms::Form;
@@ -260,6 +260,8 @@ pub struct DetailData {
     pub stats: KeyStats,
     /// The most recent balance changes, newest first.
     pub ledger: Vec<LedgerEntry>,
+    /// The budget's use and the low-balance line.
+    pub money: MoneyView,
 }
 
 #[derive(Debug, Clone)]
@@ -299,6 +301,7 @@ pub enum Confirmed {
     SetActive { key_id: Uuid, active: bool },
     Purge { key_id: Uuid },
     Reveal { key_id: Uuid },
+    Roll { key_id: Uuid },
     Sweep,
 }
 

@@ -7,6 +7,7 @@ use tui_input::{Input, backend::crossterm::to_input_request};
 use uuid::Uuid;
 
 use crate::domain::{ApiKey, text::sanitize};
+use crate::service::DEFAULT_GRACE;
 use crate::store::SweepReport;
 
 use super::effect::{Call, Effect};
@@ -109,7 +110,7 @@ fn answered(outcome: &Outcome) -> bool {
         Outcome::Created(result) => result.is_ok(),
         Outcome::Updated(result) => result.is_ok(),
         Outcome::Purged(result) => result.is_ok(),
-        Outcome::Revealed(result) => result.is_ok(),
+        Outcome::Revealed(result) | Outcome::Rolled(result) => result.is_ok(),
         Outcome::Swept { result, .. } => result.is_ok(),
     }
 }
@@ -290,6 +291,16 @@ fn perform(state: &mut State, context: Context, action: Action) -> Vec<Effect> {
             ];
             confirm(state, format!("Reveal {name}?"), lines, Confirmed::Reveal { key_id: key.id })
         }),
+        Action::Roll => with_current_key(state, |state, key| {
+            let name = sanitize(&key.name).into_owned();
+            let grace = format!("{}h", DEFAULT_GRACE.num_hours());
+            let lines = vec![
+                format!("{name} ({}) gets a new secret, shown once on this screen.", key.key_hint),
+                format!("The current secret keeps working for {grace}, then is refused."),
+                "The key keeps its id, limits, balance and history.".into(),
+            ];
+            confirm(state, format!("Roll {name}?"), lines, Confirmed::Roll { key_id: key.id })
+        }),
         Action::Sweep => vec![call(state, Call::Sweep { dry_run: true })],
         Action::Submit => submit_form(state),
         Action::NextField | Action::PreviousField => {
@@ -394,10 +405,10 @@ fn submit_form(state: &mut State) -> Vec<Effect> {
         FormKind::TopUp(key, idempotency_key) => form.top_up_request().map(|(amount, note)| {
             Call::TopUp(TopUpRequest { key_id: key.id, amount, note, idempotency_key: idempotency_key.clone() })
         }),
-        FormKind::Create => form.new_key_spec(now).map(Call::Create),
-        FormKind::Edit(key) => form
-            .key_patch(now)
-            .and_then(|patch| Ok(Call::Update { key_id: key.id, patch, credit: form.credit_change()? })),
+        FormKind::Create => form.new_key_spec(now).map(|spec| Call::Create(Box::new(spec))),
+        FormKind::Edit(key) => form.key_patch(now).and_then(|patch| {
+            Ok(Call::Update { key_id: key.id, patch: Box::new(patch), credit: form.credit_change()? })
+        }),
     };
     match call {
         // Large amounts ask again, above the form, which stays open underneath.
@@ -426,6 +437,7 @@ fn run_confirmed(state: &mut State, action: Confirmed) -> Vec<Effect> {
         Confirmed::SetActive { key_id, active } => Call::SetActive { key_id, active },
         Confirmed::Purge { key_id } => Call::Purge { key_id },
         Confirmed::Reveal { key_id } => Call::Reveal { key_id },
+        Confirmed::Roll { key_id } => Call::Roll { key_id },
         Confirmed::Sweep => Call::Sweep { dry_run: false },
     };
     write(state, call)
@@ -627,6 +639,12 @@ fn on_outcome(state: &mut State, request: RequestId, outcome: Outcome) -> Vec<Ef
             }
             state.toast(ToastKind::Info, "Purged the key");
             vec![count_keys(state)]
+        }),
+        Outcome::Rolled(result) => after_write(state, result, |state, rolled| {
+            replace_row(state, &rolled.key);
+            let name = sanitize(&rolled.key.name).into_owned();
+            state.modals.push(Modal::Secret(Secret { name, plaintext: rolled.plaintext, once: true }));
+            refresh_detail_of(state, rolled.key.id)
         }),
         Outcome::Revealed(result) => after_write(state, result, |state, revealed| {
             let name = sanitize(&revealed.key.name).into_owned();

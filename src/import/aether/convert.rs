@@ -10,7 +10,7 @@ use super::cipher::AetherCipher;
 use super::source::{AetherKey, AetherUsage, AetherUser};
 use crate::crypto;
 use crate::domain::text::sanitize;
-use crate::domain::{ApiKey, Money, User, truncate_to_millis, validate};
+use crate::domain::{ApiKey, Money, MoneyPlan, User, truncate_to_millis, validate};
 use crate::import::float_money::{self, Rounding};
 use crate::store::UsageRecord;
 
@@ -343,6 +343,9 @@ pub fn key(notes: &mut Notes, raw: &AetherKey, context: &KeyContext<'_>) -> ApiK
         last_used_at: raw.last_used_at.as_deref().and_then(parse_time),
         created_at,
         updated_at,
+        // Aether has no budgets, refills or rotations.
+        money: MoneyPlan::default(),
+        previous_secret_until: None,
     }
 }
 

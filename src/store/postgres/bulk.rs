@@ -101,9 +101,9 @@ async fn insert_keys(conn: &mut PgConnection, keys: &[ApiKey]) -> Result<(), sql
     .bind(column(keys, |key| key.last_used_at))
     .bind(column(keys, |key| key.created_at))
     .bind(column(keys, |key| key.updated_at))
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
-    Ok(())
+    super::plan::write_plans(conn, keys).await
 }
 
 async fn insert_ledger_rows(conn: &mut PgConnection, entries: &[LedgerEntry]) -> Result<(), sqlx::Error> {

@@ -6,9 +6,9 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::rows::{KeyRow, VerifyRow, allow_list};
-use super::{balance, insert_audit, list};
-use crate::domain::{ApiKey, KeyCounts, KeyPatch, LedgerEntry, Patch};
-use crate::store::{AuditRecord, VerifyLookup};
+use super::{balance, insert_audit, list, plan};
+use crate::domain::{ApiKey, CurrentPeriods, KeyCounts, KeyPatch, LedgerEntry, Patch};
+use crate::store::{AuditRecord, SecretRoll, VerifyLookup};
 
 pub(super) async fn insert_key(
     pool: &PgPool,
@@ -45,6 +45,7 @@ pub(super) async fn insert_key(
     .bind(key.updated_at)
     .execute(&mut *tx)
     .await?;
+    plan::write_plans(&mut tx, std::slice::from_ref(key)).await?;
     if let Some(entry) = initial_credit {
         balance::insert_ledger_entry(&mut tx, entry).await?;
     }
@@ -103,6 +104,7 @@ pub(super) async fn update_key(
     // One static statement for every patch: each field comes with a flag "change it", so
     // absent fields keep their value and a cleared field becomes NULL.
     let mut tx = pool.begin().await?;
+    plan::apply_plan_patch(&mut tx, id, &patch.money).await?;
     let (providers_change, providers) = list_patch(&patch.allowed_providers);
     let (formats_change, formats) = list_patch(&patch.allowed_api_formats);
     let (models_change, models) = list_patch(&patch.allowed_models);
@@ -168,6 +170,33 @@ pub(super) async fn set_key_active(
     finish_key_change(tx, row, audit).await
 }
 
+pub(super) async fn roll_key(
+    pool: &PgPool,
+    id: Uuid,
+    roll: &SecretRoll,
+    audit: &AuditRecord,
+) -> Result<Option<ApiKey>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    // The right-hand sides read the row as it was: the old hash moves to the previous slot.
+    let row: Option<KeyRow> = sqlx::query_as(concat!(
+        "WITH k AS (UPDATE api_keys SET \
+           previous_key_hash = CASE WHEN $2::timestamptz IS NULL THEN NULL ELSE key_hash END, \
+           previous_key_expires_at = $2, key_hash = $3, key_ciphertext = $4, key_hint = $5, updated_at = $6 \
+         WHERE id = $1 RETURNING *) SELECT ",
+        key_columns!(),
+        " FROM k JOIN users u ON u.id = k.user_id"
+    ))
+    .bind(id)
+    .bind(roll.previous_until)
+    .bind(&roll.hash)
+    .bind(&roll.ciphertext)
+    .bind(&roll.hint)
+    .bind(audit.at)
+    .fetch_optional(&mut *tx)
+    .await?;
+    finish_key_change(tx, row, audit).await
+}
+
 pub(super) async fn purge_key(pool: &PgPool, id: Uuid, audit: &AuditRecord) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
     // Locked first: no usage record of the key can land after its rollup is read below.
@@ -197,6 +226,7 @@ pub(super) async fn verify_lookup(
     pool: &PgPool,
     key_hash: &str,
     rate_window_start: DateTime<Utc>,
+    periods: CurrentPeriods,
 ) -> Result<Option<VerifyLookup>, sqlx::Error> {
     // The count runs only for a key with a rate limit (a CASE branch is evaluated lazily).
     // Its window is written as a range (`< 'infinity'` excludes no row) because the server
@@ -209,12 +239,22 @@ pub(super) async fn verify_lookup(
         ", CASE WHEN k.rate_limit IS NULL THEN 0 ELSE \
              (SELECT COUNT(*) FROM usage r \
               WHERE r.api_key_id = k.id AND r.created_at > $2 AND r.created_at < 'infinity') END \
-           AS recent_requests",
+           AS recent_requests, \
+         CASE WHEN k.budget_micros IS NULL THEN 0 ELSE \
+             (SELECT CAST(COALESCE(SUM(d.cost_micros), 0) AS BIGINT) FROM usage_daily d \
+              WHERE d.api_key_id = k.id \
+                AND d.day >= CASE k.budget_period WHEN 'day' THEN $3 WHEN 'week' THEN $4 ELSE $5 END \
+                AND d.day <= $3) END \
+           AS budget_spent",
         keys_with_owners!(),
-        " WHERE k.key_hash = $1"
+        " WHERE k.key_hash = $1 OR (k.previous_key_hash = $1 AND k.previous_key_expires_at > $6)"
     ))
     .bind(key_hash)
     .bind(rate_window_start)
+    .bind(periods.day)
+    .bind(periods.week)
+    .bind(periods.month)
+    .bind(periods.now)
     .fetch_optional(pool)
     .await?;
     Ok(row.map(VerifyLookup::from))

@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use crate::domain::{ApiKey, AuditEntry, Balance, DailyUsage, KeyAdmission, LedgerEntry, Money, User, UserSummary};
 use crate::store::VerifyLookup;
+use crate::store::plan::PlanColumns;
 
 /// An allow list as stored: NULL (unrestricted) for none and for an empty list, never `[]`.
 pub(super) fn allow_list(list: Option<&[String]>) -> Option<Json<&[String]>> {
@@ -37,6 +38,9 @@ pub(super) struct KeyRow {
     last_used_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    #[sqlx(flatten)]
+    plan: PlanColumns,
+    previous_key_expires_at: Option<DateTime<Utc>>,
 }
 
 impl From<KeyRow> for ApiKey {
@@ -64,6 +68,8 @@ impl From<KeyRow> for ApiKey {
             last_used_at: row.last_used_at,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            money: row.plan.into_plan(),
+            previous_secret_until: row.previous_key_expires_at,
         }
     }
 }
@@ -83,7 +89,10 @@ pub(super) struct VerifyRow {
     allowed_models: Option<Json<Vec<String>>>,
     rate_limit: Option<i64>,
     last_used_at: Option<DateTime<Utc>>,
+    budget_micros: Option<i64>,
+    budget_period: Option<String>,
     recent_requests: i64,
+    budget_spent: i64,
 }
 
 impl From<VerifyRow> for VerifyLookup {
@@ -103,6 +112,14 @@ impl From<VerifyRow> for VerifyLookup {
             allowed_models: row.allowed_models.map(|Json(list)| list),
             rate_limit: row.rate_limit,
             last_used_at: row.last_used_at,
+            budget: PlanColumns {
+                budget_micros: row.budget_micros,
+                budget_period: row.budget_period,
+                ..PlanColumns::default()
+            }
+            .into_plan()
+            .budget,
+            budget_spent: Money::from_micros(row.budget_spent),
         };
         VerifyLookup { key, recent_requests: row.recent_requests }
     }

@@ -194,7 +194,8 @@ pub(super) async fn insert_keys(
             },
             what,
         )
-        .await
+        .await?;
+    super::plan::write_plans(conn, keys).await
 }
 
 async fn insert_ledger_rows(conn: &mut SqliteConnection, entries: &[LedgerEntry]) -> StoreResult<()> {

@@ -5,9 +5,9 @@ use sqlx::{QueryBuilder, Sqlite, Type};
 use uuid::Uuid;
 
 use super::rows::{admission_from_row, allow_list_json, get, key_from_row, millis};
-use super::{SqliteStore, balance, bulk, insert_audit, store_error};
-use crate::domain::{ApiKey, KeyCounts, KeyPatch, LedgerEntry, Patch};
-use crate::store::{AuditRecord, StoreResult, VerifyLookup};
+use super::{SqliteStore, balance, bulk, insert_audit, plan, store_error};
+use crate::domain::{ApiKey, CurrentPeriods, KeyCounts, KeyPatch, LedgerEntry, Patch};
+use crate::store::{AuditRecord, SecretRoll, StoreResult, VerifyLookup};
 
 pub(super) async fn insert_key(
     store: &SqliteStore,
@@ -91,6 +91,7 @@ pub(super) async fn update_key(
     push_patch(&mut builder, "concurrent_limit", &patch.concurrent_limit, |limit| Some(*limit));
     push_patch(&mut builder, "expires_at", &patch.expires_at, |at| Some(millis(*at)));
     push_patch(&mut builder, "auto_delete_on_expiry", &patch.auto_delete_on_expiry, |flag| Some(*flag));
+    plan::push_plan_patch(&mut builder, &patch.money);
     builder.push(" WHERE id = ").push_bind(id.hyphenated());
     change_key(store, id, builder, audit).await
 }
@@ -103,6 +104,24 @@ pub(super) async fn set_key_active(
 ) -> StoreResult<Option<ApiKey>> {
     let mut builder = QueryBuilder::new("UPDATE api_keys SET is_active = ");
     builder.push_bind(active).push(", updated_at = ").push_bind(millis(audit.at));
+    builder.push(" WHERE id = ").push_bind(id.hyphenated());
+    change_key(store, id, builder, audit).await
+}
+
+pub(super) async fn roll_key(
+    store: &SqliteStore,
+    id: Uuid,
+    roll: &SecretRoll,
+    audit: &AuditRecord,
+) -> StoreResult<Option<ApiKey>> {
+    // The right-hand sides read the row as it was: the old hash moves to the previous slot.
+    let mut builder = QueryBuilder::new("UPDATE api_keys SET previous_key_hash = CASE WHEN ");
+    builder.push_bind(roll.previous_until.map(millis)).push(" IS NULL THEN NULL ELSE key_hash END");
+    builder.push(", previous_key_expires_at = ").push_bind(roll.previous_until.map(millis));
+    builder.push(", key_hash = ").push_bind(roll.hash.clone());
+    builder.push(", key_ciphertext = ").push_bind(roll.ciphertext.clone());
+    builder.push(", key_hint = ").push_bind(roll.hint.clone());
+    builder.push(", updated_at = ").push_bind(millis(audit.at));
     builder.push(" WHERE id = ").push_bind(id.hyphenated());
     change_key(store, id, builder, audit).await
 }
@@ -129,17 +148,27 @@ pub(super) async fn verify_lookup(
     store: &SqliteStore,
     key_hash: &str,
     rate_window_start: DateTime<Utc>,
+    periods: CurrentPeriods,
 ) -> StoreResult<Option<VerifyLookup>> {
+    let [day, week, month, today] = plan::budget_days(periods);
     let row = sqlx::query(concat!(
         "SELECT ",
         admission_columns!(),
         ", CASE WHEN k.rate_limit IS NULL THEN 0 ELSE \
-         (SELECT COUNT(*) FROM usage WHERE api_key_id = k.id AND created_at > ?) END AS recent_requests",
+         (SELECT COUNT(*) FROM usage WHERE api_key_id = k.id AND created_at > ?) END AS recent_requests, ",
+        budget_spent!(),
+        " AS budget_spent",
         key_from!(),
-        " WHERE k.key_hash = ?"
+        " WHERE k.key_hash = ? OR (k.previous_key_hash = ? AND k.previous_key_expires_at > ?)"
     ))
     .bind(millis(rate_window_start))
+    .bind(day)
+    .bind(week)
+    .bind(month)
+    .bind(today)
     .bind(key_hash)
+    .bind(key_hash)
+    .bind(millis(periods.now))
     .fetch_optional(&store.pool)
     .await
     .map_err(store_error)?;

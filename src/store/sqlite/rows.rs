@@ -49,6 +49,8 @@ pub(super) fn key_from_row(row: &SqliteRow) -> StoreResult<ApiKey> {
         last_used_at: get::<Option<i64>>(row, "last_used_at")?.map(from_millis).transpose()?,
         created_at: from_millis(get(row, "created_at")?)?,
         updated_at: from_millis(get(row, "updated_at")?)?,
+        money: super::plan::plan_from_row(row)?,
+        previous_secret_until: get::<Option<i64>>(row, "previous_key_expires_at")?.map(from_millis).transpose()?,
     })
 }
 
@@ -68,6 +70,8 @@ pub(super) fn admission_from_row(row: &SqliteRow) -> StoreResult<KeyAdmission> {
         allowed_models: allow_list(get(row, "allowed_models")?)?,
         rate_limit: get(row, "rate_limit")?,
         last_used_at: get::<Option<i64>>(row, "last_used_at")?.map(from_millis).transpose()?,
+        budget: super::plan::budget_from_row(row)?,
+        budget_spent: Money::from_micros(get(row, "budget_spent")?),
     })
 }
 

@@ -2,7 +2,7 @@
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
-use crate::domain::{KeyScope, Money, PageFrom, SortKey, SweptKey};
+use crate::domain::{ApiKey, KeyScope, Money, PageFrom, SortKey, SweptKey};
 use crate::service::TopUp;
 use crate::store::SweepReport;
 use crate::tui::effect::{Call, Effect};
@@ -553,6 +553,20 @@ fn reveal_asks_first_and_shows_the_plaintext() {
     assert_eq!(call, Call::Reveal { key_id: prepaid_key().id });
     done(&mut state, request, Outcome::Revealed(Ok(CreatedSecret { key: prepaid_key(), plaintext: "sk-x".into() })));
     assert!(matches!(top_modal(&state), Modal::Secret(secret) if !secret.once));
+}
+
+#[test]
+fn roll_asks_first_then_shows_the_new_secret_once() {
+    let mut state = list_state();
+    assert!(press(&mut state, "K").is_empty(), "nothing happens before the confirmation");
+    let Modal::Confirm(confirm) = top_modal(&state) else { panic!("a confirmation first") };
+    assert!(confirm.lines.iter().any(|line| line.contains("keeps working for 24h")), "{:?}", confirm.lines);
+    let (request, call) = only_call(&press(&mut state, "y"));
+    assert_eq!(call, Call::Roll { key_id: prepaid_key().id });
+    let rolled = ApiKey { key_hint: "sk-NeWsEcR...0000".into(), ..prepaid_key() };
+    done(&mut state, request, Outcome::Rolled(Ok(CreatedSecret { key: rolled, plaintext: "sk-new".into() })));
+    assert!(matches!(top_modal(&state), Modal::Secret(secret) if secret.once && secret.plaintext == "sk-new"));
+    assert_eq!(state.list.selected_key().unwrap().key_hint, "sk-NeWsEcR...0000", "the list shows the new hint");
 }
 
 #[test]

@@ -5,7 +5,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph, Wrap};
 
-use crate::domain::ApiKey;
+use crate::domain::Refill;
 use crate::tui::state::{DetailData, Screen, State};
 use crate::tui::theme::Theme;
 
@@ -48,7 +48,7 @@ pub fn render(frame: &mut Frame, state: &State, area: Rect) {
         return;
     };
 
-    let fields = lay_out(fields(&data.key, state), inner.width, theme);
+    let fields = lay_out(fields(data, state), inner.width, theme);
     let field_rows = fields.len() as u16;
     let totals = field("Totals", chart::totals(&data.stats).map(|part| Span::styled(part, theme.text)));
     let totals = lay_out(vec![totals], inner.width, theme);
@@ -132,7 +132,8 @@ fn allowed<'a>(items: &'a Option<Vec<String>>, theme: &Theme) -> Vec<Span<'a>> {
     }
 }
 
-fn fields<'a>(key: &'a ApiKey, state: &State) -> Vec<Field<'a>> {
+fn fields<'a>(data: &'a DetailData, state: &State) -> Vec<Field<'a>> {
+    let key = &data.key;
     let theme = &state.session.theme;
     let text = |value: String| Span::styled(value, theme.text);
     let now = state.now;
@@ -154,11 +155,18 @@ fn fields<'a>(key: &'a ApiKey, state: &State) -> Vec<Field<'a>> {
         Some(false) => "disable",
     };
     let owner_state = if key.owner_active { "" } else { " (owner disabled)" };
-    vec![
+    let mut fields = vec![
         field("Status", [Span::styled(status.as_str(), theme.status(status)), text(kind.into())]),
         field("Owner", [text(format!("{}{owner_state}", safe(&key.owner_name)))]),
         field("Key", [text(safe(&key.key_hint).into_owned()), text(format!("id {}", key.id))]),
         field("Balance", balance),
+    ];
+    if key.is_standalone {
+        fields.push(field("Refill", [text(Refill::describe_or_none(key.money.refill.as_ref()))]));
+        fields.push(field("Low balance", [text(format!("alert under {}", data.money.low_balance))]));
+    }
+    fields.push(field("Budget", budget(data, state)));
+    fields.extend([
         field(
             "Limits",
             [
@@ -177,7 +185,23 @@ fn fields<'a>(key: &'a ApiKey, state: &State) -> Vec<Field<'a>> {
                 text(format!("created {}", format::timestamp(key.created_at))),
             ],
         ),
-    ]
+    ]);
+    fields
+}
+
+/// "spent $3.00 of $50.00 this month · resets in 9d", and "over budget" in the warning colour
+/// once reached; parts, so a narrow panel wraps between them.
+fn budget<'a>(data: &DetailData, state: &State) -> Vec<Span<'a>> {
+    let theme = &state.session.theme;
+    let Some(budget) = data.money.budget else {
+        return vec![Span::styled("none", theme.text)];
+    };
+    let mut parts =
+        vec![Span::styled(budget.spent_text(), theme.text), Span::styled(budget.resets_text(state.now), theme.text)];
+    if budget.budget.is_reached(budget.spent) {
+        parts.push(Span::styled("over budget", theme.warning));
+    }
+    parts
 }
 
 /// The latest balance changes; `compact` (beside the chart) keeps the day, the change and the
