@@ -145,6 +145,13 @@ impl Balance {
     pub fn of(is_standalone: bool, credited: Option<Money>, used: Money) -> Option<Balance> {
         is_standalone.then(|| Balance { credited, used, remaining: credited.map(|c| remaining(c, used)) })
     }
+
+    /// `credited − used`, negative when usage charged past the credit (the key owes the
+    /// difference); `None` = unlimited. Admission reads the floored `remaining`; an admin reads
+    /// this, since a top-up first pays back what is owed.
+    pub fn net(&self) -> Option<Money> {
+        self.credited.map(|credited| Money::from_micros(credited.micros().saturating_sub(self.used.micros())))
+    }
 }
 
 /// What admitting a request needs of a key, and nothing more: `verify`, the gateway's hot path,

@@ -12,6 +12,7 @@ use crate::domain::{
     validate::{self, MAX_KEY_NAME_CHARS},
 };
 use crate::service::NewKeySpec;
+use crate::tui::view::format::owed_or_left;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldId {
@@ -340,18 +341,20 @@ impl Form {
     }
 }
 
-/// `remaining $10.00 → $17.50` for a top-up of `amount` on `key`, or why it cannot apply.
+/// `remaining $10.00 → $17.50` for a top-up of `amount` on `key`, or why it cannot apply. A key
+/// that owes money starts from its debt: `remaining -$1.489293 owed → $3.510707`.
 pub fn top_up_preview(key: &ApiKey, amount: Money) -> Result<String, String> {
     let balance = key.balance().ok_or("this key is not prepaid")?;
-    let remaining = balance.remaining.ok_or("this key's balance is unlimited")?;
+    let net = balance.net().ok_or("this key's balance is unlimited")?;
     if amount.is_zero() {
         return Err("the amount must not be zero".into());
     }
+    let remaining = net.max(Money::ZERO);
     if amount.is_negative() && amount.abs() > remaining {
         return Err(format!("cannot deduct more than the remaining {remaining}"));
     }
-    let after = remaining.checked_add(amount).ok_or("the amount is too large")?;
-    Ok(format!("remaining {remaining} → {after}"))
+    let after = net.checked_add(amount).ok_or("the amount is too large")?;
+    Ok(format!("remaining {} → {}", owed_or_left(net), owed_or_left(after)))
 }
 
 /// A field's new value as a patch: empty means clear (unrestricted, unlimited, never).
@@ -441,6 +444,16 @@ mod tests {
         assert_eq!(top_up_preview(&key, Money::parse("-2").unwrap()), Ok("remaining $10.00 → $8.00".into()));
         assert!(top_up_preview(&key, Money::parse("-11").unwrap()).unwrap_err().contains("remaining $10.00"));
         assert!(top_up_preview(&user_key(), Money::from_usd(1)).unwrap_err().contains("not prepaid"));
+    }
+
+    #[test]
+    fn the_top_up_preview_of_an_overdrawn_key_pays_back_the_debt_first() {
+        let mut key = prepaid_key();
+        key.credited = Some(Money::from_usd(5));
+        key.used = Money::from_micros(6_489_293);
+        assert_eq!(top_up_preview(&key, Money::from_usd(5)), Ok("remaining -$1.489293 owed → $3.510707".into()));
+        assert_eq!(top_up_preview(&key, Money::from_usd(1)), Ok("remaining -$1.489293 owed → -$0.489293 owed".into()));
+        assert!(top_up_preview(&key, Money::from_usd(-1)).unwrap_err().contains("remaining $0.00"));
     }
 
     #[test]

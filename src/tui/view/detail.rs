@@ -143,7 +143,10 @@ fn fields<'a>(key: &'a ApiKey, state: &State) -> Vec<Field<'a>> {
         Some(balance) => vec![
             text(format!("credited {}", balance.credited.map_or("unlimited".into(), |c| c.to_string()))),
             text(format!("used {}", balance.used)),
-            Span::styled(format!("remaining {}", format::remaining(key)), theme.title),
+            Span::styled(
+                format!("remaining {}", format::remaining(key)),
+                if format::owes(key) { theme.error } else { theme.title },
+            ),
         ],
     };
     let expires =

@@ -68,8 +68,12 @@ impl Column {
             Column::Name => Constraint::Fill(1),
             Column::Owner => fitted(12, &|key| safe(&key.owner_name).width()),
             Column::Hint => Constraint::Length(17),
-            // Whole cents: `$1,996.43`, `unlimited`.
-            Column::Remaining => Constraint::Length(10),
+            // Whole cents: `$1,996.43`, `unlimited`, `-$1.49 owed`.
+            Column::Remaining => {
+                let owed =
+                    rows.iter().filter(|key| format::owes(key)).map(|key| format::remaining_in_cents(key).width());
+                Constraint::Length(owed.max().unwrap_or(0).clamp(10, 16) as u16)
+            }
             Column::Rate => Constraint::Length(9),
             Column::Expires => fitted(15, &|key| format::expiry(key, state.now).width()),
             Column::LastUsed => Constraint::Length(9),
@@ -87,7 +91,10 @@ impl Column {
             Column::Name => Cell::from(safe_within(&key.name, width)),
             Column::Owner => Cell::from(safe_within(&key.owner_name, width)),
             Column::Hint => Cell::from(safe(&key.key_hint)),
-            Column::Remaining => Cell::from(Line::from(format::remaining_in_cents(key)).right_aligned()),
+            Column::Remaining => {
+                let cell = Cell::from(Line::from(format::remaining_in_cents(key)).right_aligned());
+                if format::owes(key) { cell.style(state.session.theme.error) } else { cell }
+            }
             Column::Rate => Cell::from(format::rate_limit(key.rate_limit)),
             Column::Expires => {
                 let cell = Cell::from(format::expiry(key, now));

@@ -19,7 +19,8 @@ pub fn render(frame: &mut Frame, state: &State, form: &Form) {
     let theme = &state.session.theme;
     let mut lines: Vec<Line> = Vec::new();
     if let FormKind::TopUp(key, _) = &form.kind {
-        lines.push(Line::styled(format!("Remaining now: {}", format::remaining(key)), theme.text));
+        let style = if format::owes(key) { theme.error } else { theme.text };
+        lines.push(Line::styled(format!("Remaining now: {}", format::remaining(key)), style));
         lines.push(Line::default());
     }
     let mut cursor = None;
