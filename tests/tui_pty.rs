@@ -188,3 +188,24 @@ async fn filter_top_up_through_the_dialog_and_quit() {
     assert_eq!(top_up.delta, Money::parse("7.5").unwrap());
     assert_eq!(top_up.actor, "pty-test");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_filter_that_matches_nothing_keeps_the_admin_in_the_list() {
+    let sandbox = Sandbox::new();
+    set_up_data(&sandbox);
+    let mut tui = Tui::start(&sandbox);
+    tui.wait_for_text("batch-job");
+    tui.wait_until_idle();
+
+    tui.type_keys("/no-such-key\r");
+    tui.wait_for_text("No key matches \"no-such-key\".");
+    tui.wait_until_idle();
+    tui.type_keys("\r");
+    // The list says it, and now the status bar too.
+    tui.wait_for("the status bar to say so", |screen| screen.matches("No key matches \"no-such-key\"").count() == 2);
+    let screen = tui.contents();
+    assert!(!screen.contains("Loading"), "no detail pane opened:\n{screen}");
+    assert!(screen.contains("Keys · All"), "still the list:\n{screen}");
+    tui.type_keys("q");
+    tui.wait_for_exit();
+}

@@ -180,10 +180,10 @@ fn perform(state: &mut State, context: Context, action: Action) -> Vec<Effect> {
             let request = state.list.window.request(Placement::End, page_size(state));
             vec![start_page(state, Placement::End, request, Focus::Last)]
         }
-        Action::Open => {
+        Action::Open => with_current_key(state, |state, _| {
             state.screen = Screen::Detail;
             load_detail(state)
-        }
+        }),
         Action::Back if context == Context::Detail => {
             state.screen = Screen::List;
             Vec::new()
@@ -343,9 +343,20 @@ fn with_current_key(state: &mut State, then: impl FnOnce(&mut State, ApiKey) -> 
     match state.current_key().cloned() {
         Some(key) => then(state, key),
         None => {
-            state.toast(ToastKind::Info, "No key selected");
+            let message = nothing_listed(state);
+            state.toast(ToastKind::Info, message);
             Vec::new()
         }
+    }
+}
+
+/// Why there is no key to act on: the filter matched nothing, or the scope holds no key.
+fn nothing_listed(state: &State) -> String {
+    let filter = state.list.filter.trim();
+    if filter.is_empty() {
+        format!("No key in the scope {:?}", state.list.scope.label())
+    } else {
+        format!("No key matches \"{}\"", sanitize(filter))
     }
 }
 

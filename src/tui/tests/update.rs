@@ -654,3 +654,21 @@ fn each_top_up_dialog_has_its_own_idempotency_key() {
     press(&mut state, "t");
     assert_ne!(submit(&mut state).1, first, "a new dialog");
 }
+
+#[test]
+fn enter_on_a_filter_that_matched_nothing_stays_in_the_list_and_says_so() {
+    let mut state = list_state();
+    press(&mut state, "/");
+    type_text(&mut state, "acme");
+    let (request, _) = list_query(&press(&mut state, "enter"));
+    done(&mut state, request, Outcome::Page(Ok(Vec::new())));
+    assert!(press(&mut state, "enter").is_empty(), "nothing to load");
+    assert_eq!(state.screen, Screen::List);
+    assert_eq!(toast(&state), "No key matches \"acme\"");
+    for action in ["t", "e", "d"] {
+        state.toast = None;
+        press(&mut state, action);
+        assert!(state.modals.is_empty());
+        assert_eq!(toast(&state), "No key matches \"acme\"", "after {action}");
+    }
+}

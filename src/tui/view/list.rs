@@ -130,11 +130,11 @@ pub fn render(frame: &mut Frame, state: &State, area: Rect) {
     }
     if list.window.rows.is_empty() {
         let message = if list.reload.is_some() {
-            "Loading…"
-        } else if list.filter.is_empty() {
-            "No keys here."
+            "Loading…".to_string()
+        } else if list.filter.trim().is_empty() {
+            "No keys here.".to_string()
         } else {
-            "No key matches the filter."
+            format!("No key matches \"{}\".", safe(list.filter.trim()))
         };
         frame.render_widget(Paragraph::new(Line::styled(message, theme.muted)).block(block), area);
         return;
