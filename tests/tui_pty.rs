@@ -209,3 +209,22 @@ async fn a_filter_that_matches_nothing_keeps_the_admin_in_the_list() {
     tui.type_keys("q");
     tui.wait_for_exit();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sweep_confirmed_after_another_process_swept_says_so_instead_of_sweeping_nothing() {
+    let sandbox = Sandbox::new();
+    set_up_data(&sandbox);
+    sandbox.cli(&["keys", "create", "--user", "alice", "--name", "short-lived", "--expires-in", "1s"]);
+    std::thread::sleep(Duration::from_millis(1100));
+    let mut tui = Tui::start(&sandbox);
+    tui.wait_for_text("short-lived");
+    tui.wait_until_idle();
+
+    tui.type_keys("S");
+    tui.wait_for_text("1 to disable, 0 to delete");
+    sandbox.cli(&["sweep"]); // the timed sweep of another keytop, while the question is open
+    tui.type_keys("y");
+    tui.wait_for_text("Nothing was swept: the expired keys changed since the dry run");
+    tui.type_keys("q");
+    tui.wait_for_exit();
+}

@@ -7,6 +7,7 @@ mod balance;
 mod error;
 mod keys;
 mod rekey;
+mod sweep;
 mod usage;
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use crate::store::{AuditRecord, BulkLoad, Store, SweepReport};
 pub use balance::TopUp;
 pub use error::{ServiceError, ServiceResult};
 pub use keys::{CreatedKey, KeyMaterial, NewKeySpec};
+pub use sweep::ConfirmedSweep;
 pub use usage::{DenyReason, KeyStats, UsageInput, VerifyDecision, VerifyRequest};
 
 /// Settings of the service that come from the config file.

@@ -8,8 +8,8 @@ use tokio::sync::mpsc::UnboundedSender;
 use uuid::Uuid;
 
 use crate::domain::{ApiKey, KeyPatch, KeyQuery, Money};
-use crate::service::{KeyService, NewKeySpec, ServiceError, ServiceResult};
-use crate::store::StoreError;
+use crate::service::{ConfirmedSweep, KeyService, NewKeySpec, ServiceError, ServiceResult};
+use crate::store::{StoreError, SweepReport};
 
 use super::event::{CreatedSecret, Event, Outcome};
 use super::state::{DetailData, RequestId, TopUpRequest};
@@ -63,6 +63,8 @@ pub enum Call {
     Sweep {
         dry_run: bool,
     },
+    /// The sweep an admin confirmed, if it still does what this dry run showed.
+    SweepAsShown(Box<SweepReport>),
 }
 
 /// Runs effects that do not need the terminal.
@@ -132,6 +134,11 @@ impl Runner {
             Call::Purge { key_id } => Outcome::Purged(self.shown(service.purge_key(key_id).await.map(|()| key_id))),
             Call::Reveal { key_id } => Outcome::Revealed(self.shown(self.reveal(key_id).await)),
             Call::Sweep { dry_run } => Outcome::Swept { dry_run, result: self.shown(service.sweep(dry_run).await) },
+            Call::SweepAsShown(shown) => match self.shown(service.sweep_as_shown(&shown).await) {
+                Ok(ConfirmedSweep::Swept(report)) => Outcome::Swept { dry_run: false, result: Ok(report) },
+                Ok(ConfirmedSweep::Changed(report)) => Outcome::SweepChanged(report),
+                Err(message) => Outcome::Swept { dry_run: false, result: Err(message) },
+            },
         }
     }
 

@@ -47,7 +47,13 @@ pub enum Outcome {
     Updated(Result<ApiKey, String>),
     Purged(Result<Uuid, String>),
     Revealed(Result<CreatedSecret, String>),
-    Swept { dry_run: bool, result: Result<SweepReport, String> },
+    Swept {
+        dry_run: bool,
+        result: Result<SweepReport, String>,
+    },
+    /// A confirmed sweep did nothing, because it would no longer do what its dry run showed:
+    /// this is the new dry run.
+    SweepChanged(SweepReport),
 }
 
 /// A key with its plaintext (after create or reveal). The plaintext never reaches `Debug`.

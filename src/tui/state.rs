@@ -291,10 +291,18 @@ pub struct TopUpRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Confirmed {
     TopUp(TopUpRequest),
-    SetActive { key_id: Uuid, active: bool },
-    Purge { key_id: Uuid },
-    Reveal { key_id: Uuid },
-    Sweep,
+    SetActive {
+        key_id: Uuid,
+        active: bool,
+    },
+    Purge {
+        key_id: Uuid,
+    },
+    Reveal {
+        key_id: Uuid,
+    },
+    /// The sweep, as its dry run showed it: confirming runs it only if it would still do that.
+    Sweep(Box<SweepReport>),
 }
 
 /// A plaintext key on screen: after create (never shown again) or after a reveal.

@@ -104,6 +104,7 @@ fn answered(outcome: &Outcome) -> bool {
         Outcome::Purged(result) => result.is_ok(),
         Outcome::Revealed(result) => result.is_ok(),
         Outcome::Swept { result, .. } => result.is_ok(),
+        Outcome::SweepChanged(_) => true,
     }
 }
 
@@ -430,7 +431,7 @@ fn run_confirmed(state: &mut State, action: Confirmed) -> Vec<Effect> {
         Confirmed::SetActive { key_id, active } => Call::SetActive { key_id, active },
         Confirmed::Purge { key_id } => Call::Purge { key_id },
         Confirmed::Reveal { key_id } => Call::Reveal { key_id },
-        Confirmed::Sweep => Call::Sweep { dry_run: false },
+        Confirmed::Sweep(shown) => Call::SweepAsShown(shown),
     };
     write(state, call)
 }
@@ -628,19 +629,7 @@ fn on_outcome(state: &mut State, request: RequestId, outcome: Outcome) -> Vec<Ef
             state.modals.push(Modal::Secret(Secret { name, plaintext: revealed.plaintext, once: false }));
             Vec::new()
         }),
-        Outcome::Swept { dry_run: true, result: Ok(report) } => {
-            let lines = sweep_lines(&report);
-            if lines.is_empty() {
-                state.toast(ToastKind::Info, "Nothing to sweep: no enabled key has expired");
-                Vec::new()
-            } else {
-                let title = format!(
-                    "Run the expiry sweep now? {} to disable, {} to delete",
-                    report.disabled_count, report.deleted_count
-                );
-                confirm(state, title, lines, Confirmed::Sweep)
-            }
-        }
+        Outcome::Swept { dry_run: true, result: Ok(report) } => confirm_sweep(state, report, None),
         Outcome::Swept { dry_run: true, result: Err(message) } => {
             state.toast(ToastKind::Error, format!("Sweep dry run failed: {message}"));
             Vec::new()
@@ -654,7 +643,35 @@ fn on_outcome(state: &mut State, request: RequestId, outcome: Outcome) -> Vec<Ef
             state.last_sweep = Some(SweepResult { at: state.now, outcome: result });
             if changed { refresh(state) } else { Vec::new() }
         }
+        Outcome::SweepChanged(report) => {
+            state.writes_in_flight = state.writes_in_flight.saturating_sub(1);
+            // What the dry run showed was (partly) swept elsewhere: the list is out of date too.
+            let mut effects =
+                confirm_sweep(state, report, Some("Nothing was swept: the expired keys changed since the dry run"));
+            effects.extend(refresh(state));
+            effects
+        }
     }
+}
+
+/// Asks to confirm the sweep a dry run showed; `changed` says why it is asked again.
+fn confirm_sweep(state: &mut State, report: SweepReport, changed: Option<&str>) -> Vec<Effect> {
+    let lines = sweep_lines(&report);
+    if lines.is_empty() {
+        let nothing = "no enabled key has expired";
+        let text = match changed {
+            Some(why) => format!("{why}; now {nothing}"),
+            None => format!("Nothing to sweep: {nothing}"),
+        };
+        state.toast(ToastKind::Info, text);
+        return Vec::new();
+    }
+    let plan = format!("{} to disable, {} to delete", report.disabled_count, report.deleted_count);
+    let (title, lines) = match changed {
+        Some(why) => (format!("The sweep changed: now {plan}. Run it?"), [vec![format!("{why}.")], lines].concat()),
+        None => (format!("Run the expiry sweep now? {plan}"), lines),
+    };
+    confirm(state, title, lines, Confirmed::Sweep(Box::new(report)))
 }
 
 fn on_page(state: &mut State, request: RequestId, result: Result<Vec<ApiKey>, String>) -> Vec<Effect> {

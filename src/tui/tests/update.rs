@@ -570,10 +570,37 @@ fn sweep_shows_a_dry_run_then_runs_on_confirmation() {
     let Modal::Confirm(confirm) = top_modal(&state) else { panic!() };
     assert!(confirm.lines[0].starts_with("disable staging[2J"), "names are sanitised: {:?}", confirm.lines);
     let (request, call) = only_call(&press(&mut state, "y"));
-    assert_eq!(call, Call::Sweep { dry_run: false });
+    assert_eq!(call, Call::SweepAsShown(Box::new(report.clone())), "the sweep as shown, not whatever is due");
     let effects = done(&mut state, request, Outcome::Swept { dry_run: false, result: Ok(report) });
     assert_eq!(state.last_sweep.as_ref().unwrap().at, NOW);
     assert!(!effects.is_empty(), "keys changed, so the list reloads");
+}
+
+#[test]
+fn a_sweep_confirmed_after_things_changed_shows_the_new_dry_run_instead() {
+    let mut state = list_state();
+    let (request, _) = only_call(&press(&mut state, "S"));
+    let swept = |id: uuid::Uuid| SweptKey { id, name: "staging".into() };
+    let shown = SweepReport { disabled: vec![swept(user_key().id)], disabled_count: 1, ..SweepReport::default() };
+    done(&mut state, request, Outcome::Swept { dry_run: true, result: Ok(shown) });
+    let (request, _) = only_call(&press(&mut state, "y"));
+    let now = SweepReport { deleted: vec![swept(prepaid_key().id)], deleted_count: 1, ..SweepReport::default() };
+    let effects = done(&mut state, request, Outcome::SweepChanged(now.clone()));
+    let Modal::Confirm(confirm) = top_modal(&state) else { panic!("a new confirmation") };
+    assert_eq!(confirm.title, "The sweep changed: now 0 to disable, 1 to delete. Run it?");
+    assert_eq!(confirm.action, Confirmed::Sweep(Box::new(now)));
+    assert!(effects.iter().any(|e| matches!(e, Effect::Call(_, Call::ListKeys(_)))), "the list reloads");
+    assert_eq!(state.writes_in_flight, 0);
+
+    // Swept meanwhile to nothing: no confirmation, a message saying so.
+    let (request, _) = only_call(&press(&mut state, "y"));
+    done(&mut state, request, Outcome::SweepChanged(SweepReport::default()));
+    assert!(state.modals.is_empty());
+    assert!(
+        toast(&state).starts_with("Nothing was swept: the expired keys changed since the dry run"),
+        "{}",
+        toast(&state)
+    );
 }
 
 #[test]
