@@ -91,7 +91,7 @@ fn happy_path(sandbox: &Sandbox) {
         "{actions:?}"
     );
 
-    sandbox.ok(&["keys", "update", "purse", "--expires-at", "2000-01-01"]);
+    sandbox.ok(&["keys", "update", "purse", "--expires-at", "2000-01-01", "--allow-past"]);
     assert_eq!(sandbox.json(&["keys", "show", "purse"])["status"], "expired");
     let dry = sandbox.json(&["sweep", "--dry-run"]);
     assert_eq!((dry["disabled"].as_u64(), dry["deleted"].as_u64()), (Some(1), Some(0)));
@@ -188,6 +188,8 @@ fn refusals_name_the_field_and_leave_the_database_unchanged() {
         (&["keys", "create", "--user", "alice", "--rate-limit", "9223372036854775808"], "--rate-limit"),
         (&["keys", "create", "--user", "alice", "--expires-in", "soon"], "--expires-in"),
         (&["keys", "create", "--user", "alice", "--expires-at", "2026-02-30"], "--expires-at"),
+        (&["keys", "create", "--user", "alice", "--expires-at", "2001-01-01"], "--allow-past"),
+        (&["keys", "update", "plain", "--expires-at", "2001-01-01"], "is in the past"),
         (&["keys", "create", "--user", "alice", "--balance", "5"], "standalone"),
         (&["keys", "create", "--user", "alice", "--name", "  "], "name"),
         (&["keys", "create", "--user", "alice", "--name", "bad\u{1b}[2Jname"], "control characters"),
@@ -224,7 +226,7 @@ fn list_scopes_and_filters() {
     sandbox.with_prepaid_key("10");
     sandbox.ok(&["users", "add", "bob"]);
     sandbox.ok(&["keys", "create", "--user", "bob", "--name", "bob-main"]);
-    sandbox.ok(&["keys", "create", "--user", "bob", "--name", "bob-old", "--expires-at", "2001-01-01"]);
+    sandbox.ok(&["keys", "create", "--user", "bob", "--name", "bob-old", "--expires-at", "2001-01-01", "--allow-past"]);
     let names = |args: &[&str]| -> Vec<String> {
         let mut full = vec!["keys", "list"];
         full.extend_from_slice(args);

@@ -174,6 +174,9 @@ pub struct KeyFields {
     /// Expire at this time: RFC 3339 (2026-12-31T18:00:00Z) or a date (2026-12-31, midnight UTC)
     #[arg(long, value_name = "TIME")]
     pub expires_at: Option<String>,
+    /// Accept an --expires-at in the past (the key is expired at once)
+    #[arg(long, requires = "expires_at")]
+    pub allow_past: bool,
     /// Allowed providers, comma-separated; "" = all
     #[arg(long, value_name = "A,B")]
     pub providers: Option<String>,

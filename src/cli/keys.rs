@@ -53,7 +53,9 @@ async fn create(ctx: &Context, args: CreateArgs) -> anyhow::Result<()> {
     if let Some(text) = &fields.concurrency {
         spec.concurrent_limit = validate::parse_limit("--concurrency", text)?;
     }
-    spec.expires_at = parse::expiry(fields.expires_in.as_deref(), fields.expires_at.as_deref(), ctx.service.now())?;
+    let now = ctx.service.now();
+    spec.expires_at = parse::expiry(fields.expires_in.as_deref(), fields.expires_at.as_deref(), now)?;
+    parse::not_past(spec.expires_at, now, fields.allow_past)?;
     let list = |value: &Option<String>| value.as_deref().map(validate::split_list).unwrap_or_default();
     spec.allowed_providers = list(&fields.providers);
     spec.allowed_api_formats = list(&fields.api_formats);
@@ -114,10 +116,9 @@ fn patch_from(fields: &KeyFields, no_expiry: bool, now: chrono::DateTime<chrono:
     let expires_at = if no_expiry {
         Patch::Clear
     } else {
-        match parse::expiry(fields.expires_in.as_deref(), fields.expires_at.as_deref(), now)? {
-            Some(at) => Patch::Set(at),
-            None => Patch::Keep,
-        }
+        let expiry = parse::expiry(fields.expires_in.as_deref(), fields.expires_at.as_deref(), now)?;
+        parse::not_past(expiry, now, fields.allow_past)?;
+        expiry.map_or(Patch::Keep, Patch::Set)
     };
     Ok(KeyPatch {
         name: fields.name.clone(),

@@ -132,6 +132,8 @@ pub struct Form {
     pub focus: usize,
     /// Submitted and waiting for the service; keys other than Esc are ignored meanwhile.
     pub submitting: bool,
+    /// The admin confirmed an expiry in the past; the form submits without asking again.
+    pub past_expiry_accepted: bool,
 }
 
 impl Form {
@@ -186,7 +188,7 @@ impl Form {
     }
 
     fn with_fields(kind: FormKind, fields: Vec<Field>) -> Form {
-        Form { kind, fields, focus: 0, submitting: false }
+        Form { kind, fields, focus: 0, submitting: false, past_expiry_accepted: false }
     }
 
     pub fn title(&self) -> String {
@@ -257,6 +259,22 @@ impl Form {
             FieldId::Standalone | FieldId::AutoDelete => Ok(()),
         };
         outcome.err()
+    }
+
+    /// A warning about a field that is valid but probably not meant: an expiry already past.
+    pub fn warning(&self, field: &Field, now: DateTime<Utc>) -> Option<String> {
+        (field.id == FieldId::Expires && self.past_expiry(now).is_some()).then(|| {
+            "is in the past: the key will be expired at once (and deleted by the sweep if it deletes on expiry)".into()
+        })
+    }
+
+    /// The expiry the form sets, when it is already past: a new key's, or an edited one.
+    pub fn past_expiry(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let field = self.field(FieldId::Expires)?;
+        if matches!(self.kind, FormKind::Edit(_)) && !field.edited() {
+            return None; // an expired key being edited for another reason
+        }
+        parse_expiry(field.shown(), now).ok().flatten().filter(|at| *at <= now)
     }
 
     /// The first error of an active field, with the field's index.
@@ -454,6 +472,20 @@ mod tests {
         assert_eq!(top_up_preview(&key, Money::from_usd(5)), Ok("remaining -$1.489293 owed → $3.510707".into()));
         assert_eq!(top_up_preview(&key, Money::from_usd(1)), Ok("remaining -$1.489293 owed → -$0.489293 owed".into()));
         assert!(top_up_preview(&key, Money::from_usd(-1)).unwrap_err().contains("remaining $0.00"));
+    }
+
+    #[test]
+    fn an_expiry_in_the_past_is_warned_about_when_set() {
+        let mut form = Form::edit(&user_key());
+        type_into(&mut form, FieldId::Expires, "2026-03-01");
+        let expires = form.field(FieldId::Expires).unwrap();
+        assert!(form.warning(expires, NOW).unwrap().starts_with("is in the past"));
+        assert_eq!(form.first_error(NOW), None, "a warning, not an error");
+        type_into(&mut form, FieldId::Expires, "2026-04-01");
+        assert_eq!(form.past_expiry(NOW), None);
+        let mut expired = user_key();
+        expired.expires_at = Some(NOW - chrono::TimeDelta::days(1));
+        assert_eq!(Form::edit(&expired).past_expiry(NOW), None, "editing another field of an expired key");
     }
 
     #[test]

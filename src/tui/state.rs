@@ -301,6 +301,8 @@ pub enum Confirmed {
     Reveal {
         key_id: Uuid,
     },
+    /// Submit the dialog underneath although its expiry is in the past.
+    PastExpiry,
     /// The sweep, as its dry run showed it: confirming runs it only if it would still do that.
     Sweep(Box<SweepReport>),
 }

@@ -395,6 +395,16 @@ fn submit_form(state: &mut State) -> Vec<Effect> {
         form.focus = index;
         return Vec::new();
     }
+    if !form.past_expiry_accepted
+        && let Some(at) = form.past_expiry(now)
+    {
+        let when = at.format("%Y-%m-%d %H:%M UTC");
+        let lines = vec![
+            format!("{when} has passed: the key will be expired as soon as this is saved."),
+            "If it deletes on expiry, the next sweep deletes it.".into(),
+        ];
+        return confirm(state, format!("Expire the key at {when}, in the past?"), lines, Confirmed::PastExpiry);
+    }
     let call = match &form.kind {
         FormKind::TopUp(key, idempotency_key) => form.top_up_request().map(|(amount, note)| {
             Call::TopUp(TopUpRequest { key_id: key.id, amount, note, idempotency_key: idempotency_key.clone() })
@@ -427,6 +437,12 @@ fn submit_form(state: &mut State) -> Vec<Effect> {
 
 fn run_confirmed(state: &mut State, action: Confirmed) -> Vec<Effect> {
     let call = match action {
+        Confirmed::PastExpiry => {
+            if let Some(Modal::Form(form)) = state.modals.last_mut() {
+                form.past_expiry_accepted = true;
+            }
+            return submit_form(state);
+        }
         Confirmed::TopUp(request) => Call::TopUp(request),
         Confirmed::SetActive { key_id, active } => Call::SetActive { key_id, active },
         Confirmed::Purge { key_id } => Call::Purge { key_id },

@@ -699,3 +699,25 @@ fn enter_on_a_filter_that_matched_nothing_stays_in_the_list_and_says_so() {
         assert_eq!(toast(&state), "No key matches \"acme\"", "after {action}");
     }
 }
+
+#[test]
+fn an_expiry_in_the_past_asks_before_it_is_saved() {
+    let mut state = list_state();
+    state.list.selected = 1; // a user key
+    press(&mut state, "e");
+    let Modal::Form(form) = top_modal(&state) else { panic!() };
+    let expires = form.fields.iter().position(|f| f.id == crate::tui::forms::FieldId::Expires).unwrap();
+    for _ in 0..expires {
+        press(&mut state, "tab");
+    }
+    for _ in 0.."never".len() {
+        press(&mut state, "backspace");
+    }
+    type_text(&mut state, "2026-03-01");
+    assert!(press(&mut state, "enter").is_empty(), "nothing is written before the admin confirms");
+    let Modal::Confirm(confirm) = top_modal(&state) else { panic!("a confirmation") };
+    assert_eq!(confirm.title, "Expire the key at 2026-03-01 00:00 UTC, in the past?");
+    let (_, call) = only_call(&press(&mut state, "y"));
+    let Call::Update { patch, .. } = call else { panic!("{call:?}") };
+    assert_eq!(patch.expires_at, crate::domain::Patch::Set("2026-03-01T00:00:00Z".parse().unwrap()));
+}

@@ -9,6 +9,7 @@ pub mod help;
 pub mod layout;
 mod list;
 mod status;
+mod wrap;
 
 use ratatui::Frame;
 
