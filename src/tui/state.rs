@@ -131,9 +131,36 @@ impl State {
     }
 
     pub fn toast(&mut self, kind: ToastKind, text: impl Into<String>) {
-        self.toast =
-            Some(Toast { kind, text: text.into(), until: self.now + chrono::TimeDelta::seconds(TOAST_SECONDS) });
+        let until = self.now + chrono::TimeDelta::seconds(TOAST_SECONDS);
+        self.toast = Some(Toast { kind, text: text.into(), until, raised_in: self.toast_context() });
     }
+
+    /// What a message is about: the screen, the selected key and the dialog on top.
+    pub fn toast_context(&self) -> ToastContext {
+        ToastContext {
+            screen: self.screen,
+            selected: self.list.selected_key().map(|key| key.id),
+            dialogs: self.modals.len(),
+            top_dialog: self.modals.last().map(std::mem::discriminant),
+        }
+    }
+
+    /// Drops a message whose context has changed ("No key selected" once a key is selected, a
+    /// refused create once the dialog closed): it would be read as being about what is shown now.
+    pub fn drop_stale_toast(&mut self) {
+        if self.toast.as_ref().is_some_and(|toast| toast.raised_in != self.toast_context()) {
+            self.toast = None;
+        }
+    }
+}
+
+/// The part of the state a message is about; see [`State::drop_stale_toast`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToastContext {
+    screen: Screen,
+    selected: Option<Uuid>,
+    dialogs: usize,
+    top_dialog: Option<std::mem::Discriminant<Modal>>,
 }
 
 const TOAST_SECONDS: i64 = 6;
@@ -333,6 +360,7 @@ pub struct Toast {
     pub kind: ToastKind,
     pub text: String,
     pub until: DateTime<Utc>,
+    pub raised_in: ToastContext,
 }
 
 /// The database stopped answering. The list and the detail keep their last data meanwhile;

@@ -28,6 +28,12 @@ pub fn start(state: &mut State) -> Vec<Effect> {
 }
 
 pub fn update(state: &mut State, event: Event) -> Vec<Effect> {
+    let effects = dispatch(state, event);
+    state.drop_stale_toast();
+    effects
+}
+
+fn dispatch(state: &mut State, event: Event) -> Vec<Effect> {
     match event {
         Event::Key(key) => on_key(state, key),
         Event::Paste(text) => match focused_text_input(state) {

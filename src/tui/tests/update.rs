@@ -721,3 +721,29 @@ fn an_expiry_in_the_past_asks_before_it_is_saved() {
     let Call::Update { patch, .. } = call else { panic!("{call:?}") };
     assert_eq!(patch.expires_at, crate::domain::Patch::Set("2026-03-01T00:00:00Z".parse().unwrap()));
 }
+
+#[test]
+fn a_message_goes_when_what_it_was_about_changes() {
+    // "No key selected" goes once a key is selected.
+    let mut state = State::new(session(false, Theme::mono()), NOW, (100, 30));
+    let effects = start(&mut state);
+    let Effect::Call(request, _) = effects[0] else { panic!() };
+    done(&mut state, request, Outcome::Page(Ok(Vec::new())));
+    press(&mut state, "t");
+    assert!(state.toast.is_some());
+    let effects = press(&mut state, "r");
+    let Effect::Call(request, Call::ListKeys(_)) = effects[0] else { panic!("{effects:?}") };
+    done(&mut state, request, Outcome::Page(Ok(keys())));
+    assert_eq!(state.toast, None, "a key is selected now");
+
+    // A refused create goes once the dialog has closed with a created key.
+    let mut state = list_state();
+    press(&mut state, "n");
+    let (request, _) = only_call(&press(&mut state, "enter"));
+    done(&mut state, request, Outcome::Created(Err("no user matches \"acme\"".into())));
+    assert_eq!(toast(&state), "no user matches \"acme\"");
+    let (request, _) = only_call(&press(&mut state, "enter"));
+    done(&mut state, request, Outcome::Created(Ok(CreatedSecret { key: user_key(), plaintext: "sk-x".into() })));
+    assert!(matches!(top_modal(&state), Modal::Secret(_)));
+    assert_eq!(state.toast, None, "the error was about the closed dialog");
+}
