@@ -422,3 +422,14 @@ fn a_reader_that_stops_early_does_not_make_keytop_panic() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success() && !stderr.contains("panicked"), "{:?} {stderr}", output.status);
 }
+
+#[test]
+fn without_user_or_actor_the_actor_is_the_effective_users_name() {
+    let sandbox = Sandbox::sqlite();
+    let output = sandbox.command(&["users", "add", "carol"]).env_remove("KEYTOP_ACTOR").output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let audit = sandbox.json(&["audit"]);
+    let actor = audit[0]["actor"].as_str().unwrap().to_string();
+    assert_ne!(actor, "unknown");
+    assert_eq!(actor, whoami::username().unwrap());
+}

@@ -221,13 +221,13 @@ impl Form {
         self.focus = index as usize;
     }
 
-    /// Steps a choice field to its next option; false for a text field.
-    pub fn cycle_choice(&mut self) -> bool {
+    /// Steps a choice field by `step` options, round; false for a text field.
+    pub fn cycle_choice(&mut self, step: isize) -> bool {
         let field = self.focused_mut();
-        let options = field.id.choices().len();
+        let options = field.id.choices().len() as isize;
         match &mut field.value {
             FieldValue::Choice(index) => {
-                *index = (*index + 1) % options;
+                *index = (*index as isize + step).rem_euclid(options) as usize;
                 true
             }
             FieldValue::Text(_) => false,
@@ -548,7 +548,7 @@ mod tests {
         type_into(&mut form, FieldId::Balance, "abc");
         assert_eq!(form.first_error(NOW), None);
         form.focus = 2;
-        assert!(form.cycle_choice());
+        assert!(form.cycle_choice(1));
         assert_eq!(form.first_error(NOW).unwrap().0, 3);
         type_into(&mut form, FieldId::Balance, "25");
         let spec = form.new_key_spec(NOW).unwrap();

@@ -71,12 +71,13 @@ pub enum Action {
     NextField,
     PreviousField,
     CycleChoice,
+    PreviousChoice,
     Confirm,
     Copy,
 }
 
 impl Action {
-    const ALL: [Action; 36] = [
+    const ALL: [Action; 37] = [
         Action::ForceQuit,
         Action::Quit,
         Action::Help,
@@ -111,6 +112,7 @@ impl Action {
         Action::NextField,
         Action::PreviousField,
         Action::CycleChoice,
+        Action::PreviousChoice,
         Action::Confirm,
         Action::Copy,
     ];
@@ -152,6 +154,7 @@ impl Action {
             Action::NextField => "next_field",
             Action::PreviousField => "previous_field",
             Action::CycleChoice => "cycle_choice",
+            Action::PreviousChoice => "previous_choice",
             Action::Confirm => "confirm",
             Action::Copy => "copy",
         }
@@ -354,7 +357,8 @@ const DEFAULTS: &[DefaultBinding] = &[
     bind(C::Form, A::Cancel, &["esc"], "Cancel", Some("cancel")),
     bind(C::Form, A::NextField, &["tab", "down"], "Next field", Some("next field")),
     bind(C::Form, A::PreviousField, &["backtab", "up"], "Previous field", None),
-    bind(C::Form, A::CycleChoice, &["space"], "Change a choice field", Some("change choice")),
+    bind(C::Form, A::CycleChoice, &["space", "right"], "Change a choice field", Some("change choice")),
+    bind(C::Form, A::PreviousChoice, &["left"], "Change a choice field back", None),
     bind(C::Confirm, A::Confirm, &["y"], "Yes, do it", Some("yes")),
     bind(C::Confirm, A::Cancel, &["n", "esc"], "No, cancel", Some("no")),
     bind(C::Secret, A::Copy, &["c"], "Copy to the clipboard (OSC 52, works over SSH)", Some("copy")),
@@ -382,6 +386,9 @@ pub struct Binding {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Keymap {
     bindings: Vec<Binding>,
+    /// The bindings that write, left out under `--read-only`: pressing one says why nothing
+    /// happens instead of doing nothing.
+    withheld: Vec<Binding>,
 }
 
 impl Keymap {
@@ -390,7 +397,6 @@ impl Keymap {
     pub fn new(overrides: &BTreeMap<String, String>, read_only: bool) -> Result<Keymap, String> {
         let mut bindings: Vec<Binding> = DEFAULTS
             .iter()
-            .filter(|binding| !(read_only && binding.action.writes()))
             .map(|binding| Binding {
                 context: binding.context,
                 action: binding.action,
@@ -409,9 +415,11 @@ impl Keymap {
                 binding.keys = vec![chord];
             }
         }
-        let keymap = Keymap { bindings };
+        let keymap = Keymap { bindings, withheld: Vec::new() };
         keymap.check_conflicts()?;
-        Ok(keymap)
+        let (withheld, bindings) =
+            keymap.bindings.into_iter().partition(|binding| read_only && binding.action.writes());
+        Ok(Keymap { bindings, withheld })
     }
 
     fn check_conflicts(&self) -> Result<(), String> {
@@ -439,6 +447,11 @@ impl Keymap {
         [context, Context::Global].into_iter().find_map(|ctx| {
             self.bindings.iter().find(|b| b.context == ctx && b.keys.contains(&chord)).map(|b| b.action)
         })
+    }
+
+    /// The binding of a key press that `--read-only` left out, if it is one.
+    pub fn withheld(&self, context: Context, chord: KeyChord) -> Option<&Binding> {
+        self.withheld.iter().find(|b| b.context == context && b.keys.contains(&chord))
     }
 
     /// Every binding of `context`, then the global ones: the help's content.
@@ -539,5 +552,7 @@ mod tests {
             assert!(keymap.bindings(context).all(|b| !b.action.writes()));
         }
         assert_eq!(keymap.action(Context::List, KeyChord::parse("t").unwrap()), None);
+        let withheld = keymap.withheld(Context::List, KeyChord::parse("S").unwrap()).unwrap();
+        assert_eq!(withheld.action, Action::Sweep);
     }
 }

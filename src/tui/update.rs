@@ -38,11 +38,19 @@ fn dispatch(state: &mut State, event: Event) -> Vec<Effect> {
         Event::Key(key) => on_key(state, key),
         Event::Paste(text) => match focused_text_input(state) {
             Some(input) => {
-                // Pasted text is untrusted too: only printable characters go into a field.
-                for ch in sanitize(&text).chars() {
+                // Every field is one line: a line break ends the paste, since dropping it would
+                // join "12\n34" into 1234. Pasted text is untrusted too: only printable
+                // characters go into a field.
+                let mut lines = text.lines();
+                for ch in sanitize(lines.next().unwrap_or_default()).chars() {
                     input.handle(tui_input::InputRequest::InsertChar(ch));
                 }
-                after_text_edit(state)
+                let cut = lines.any(|line| !line.trim().is_empty());
+                let effects = after_text_edit(state);
+                if cut {
+                    state.toast(ToastKind::Info, "Pasted the first line only: a field holds one line");
+                }
+                effects
             }
             None => Vec::new(),
         },
@@ -133,7 +141,13 @@ fn on_key(state: &mut State, key: KeyEvent) -> Vec<Effect> {
     }
     match state.session.keymap.action(context, chord) {
         Some(action) => perform(state, context, action),
-        None => Vec::new(),
+        None => {
+            if let Some(binding) = state.session.keymap.withheld(context, chord) {
+                let text = format!("Read-only session: {} is not available", binding.description.to_lowercase());
+                state.toast(ToastKind::Info, text);
+            }
+            Vec::new()
+        }
     }
 }
 
@@ -298,9 +312,9 @@ fn perform(state: &mut State, context: Context, action: Action) -> Vec<Effect> {
             }
             Vec::new()
         }
-        Action::CycleChoice => {
+        Action::CycleChoice | Action::PreviousChoice => {
             if let Some(Modal::Form(form)) = state.modals.last_mut() {
-                form.cycle_choice();
+                form.cycle_choice(if action == Action::CycleChoice { 1 } else { -1 });
             }
             Vec::new()
         }

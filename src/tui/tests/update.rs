@@ -628,9 +628,39 @@ fn read_only_ignores_every_key_that_writes() {
     let mut state = list_state();
     state.session = session(true, Theme::mono());
     for key in ["t", "n", "e", "d", "D", "R", "S"] {
+        state.toast = None;
         assert!(press(&mut state, key).is_empty(), "{key}");
         assert!(state.modals.is_empty(), "{key}");
+        assert!(toast(&state).starts_with("Read-only session: "), "{key} says why nothing happens");
     }
+    assert_eq!(toast(&state), "Read-only session: run the expiry sweep now (after a dry run) is not available");
+}
+
+#[test]
+fn left_and_right_change_a_choice() {
+    let mut state = list_state();
+    press(&mut state, "n");
+    press(&mut state, "tab");
+    press(&mut state, "tab"); // Prepaid ‹ no ›
+    press(&mut state, "right");
+    let Modal::Form(form) = top_modal(&state) else { panic!() };
+    assert_eq!(form.fields[form.focus].shown(), "yes");
+    press(&mut state, "left");
+    let Modal::Form(form) = top_modal(&state) else { panic!() };
+    assert_eq!(form.fields[form.focus].shown(), "no");
+}
+
+#[test]
+fn a_pasted_line_break_ends_the_paste_instead_of_joining_numbers() {
+    let mut state = list_state();
+    press(&mut state, "t");
+    update(&mut state, Event::Paste("12\n34".into()));
+    let Modal::Form(form) = top_modal(&state) else { panic!() };
+    assert_eq!(form.fields[0].shown(), "12");
+    assert_eq!(toast(&state), "Pasted the first line only: a field holds one line");
+    update(&mut state, Event::Paste("5\r\n".into()));
+    let Modal::Form(form) = top_modal(&state) else { panic!() };
+    assert_eq!(form.fields[0].shown(), "125", "a trailing line break is just the end of the line");
 }
 
 #[test]
