@@ -433,3 +433,32 @@ fn without_user_or_actor_the_actor_is_the_effective_users_name() {
     assert_ne!(actor, "unknown");
     assert_eq!(actor, whoami::username().unwrap());
 }
+
+/// `keys list` lists every match, past any page size, or says on stderr what `--limit` left out;
+/// `audit` says so too.
+#[tokio::test(flavor = "multi_thread")]
+async fn listings_print_every_match_or_say_what_the_limit_left_out() {
+    for sandbox in Sandbox::all().await {
+        sandbox.ok(&["demo", "--users", "3", "--keys", "1203", "--usage-rows", "0"]);
+        let all = sandbox.run(&["keys", "list"]);
+        let table = String::from_utf8_lossy(&all.stdout);
+        assert_eq!(table.lines().count(), 1 + 1203, "[{}] a header and every key", sandbox.label);
+        assert_eq!(String::from_utf8_lossy(&all.stderr), "", "[{}] nothing left out", sandbox.label);
+        let json = sandbox.json(&["keys", "list"]);
+        let ids: std::collections::HashSet<&str> =
+            json.as_array().unwrap().iter().map(|key| key["id"].as_str().unwrap()).collect();
+        assert_eq!(ids.len(), 1203, "[{}] JSON streams every key, none twice across pages", sandbox.label);
+
+        let limited = sandbox.run(&["keys", "list", "--limit", "1000"]);
+        assert!(limited.status.success());
+        assert_eq!(String::from_utf8_lossy(&limited.stdout).lines().count(), 1001);
+        let warning = String::from_utf8_lossy(&limited.stderr);
+        assert!(warning.contains("listed the first 1000 matching keys; more match"), "[{}] {warning}", sandbox.label);
+        let exact = sandbox.run(&["keys", "list", "--limit", "1203"]);
+        assert_eq!(String::from_utf8_lossy(&exact.stderr), "", "[{}] nothing more matched", sandbox.label);
+
+        let audit = sandbox.run(&["audit", "--limit", "1"]);
+        let warning = String::from_utf8_lossy(&audit.stderr);
+        assert!(warning.contains("showed the newest 1 audit rows; older ones exist"), "[{}] {warning}", sandbox.label);
+    }
+}

@@ -116,7 +116,11 @@ pub async fn audit(ctx: &Context, key: Option<&str>, limit: u32) -> anyhow::Resu
         Some(reference) => Some(ctx.service.resolve_key(reference).await?.id),
         None => None,
     };
-    let entries = ctx.service.audit(key_id, limit.max(1)).await?;
+    let limit = limit.max(1);
+    // One row past the limit tells whether older rows were left out.
+    let mut entries = ctx.service.audit(key_id, limit.saturating_add(1)).await?;
+    let more = entries.len() > limit as usize;
+    entries.truncate(limit as usize);
     print_records(ctx.json, &entries, "no audit rows", &["TIME", "ACTOR", "ACTION", "KEY", "DETAILS"], |e| {
         vec![
             timestamp(e.at),
@@ -126,6 +130,9 @@ pub async fn audit(ctx: &Context, key: Option<&str>, limit: u32) -> anyhow::Resu
             sanitize(&e.details).into_owned(),
         ]
     });
+    if more {
+        eprintln!("keytop: showed the newest {limit} audit rows; older ones exist (raise --limit to see them)");
+    }
     Ok(())
 }
 

@@ -233,9 +233,9 @@ pub struct ListArgs {
     /// Text to find in the name, owner, key hint or id
     #[arg(long)]
     pub filter: Option<String>,
-    /// At most this many keys
-    #[arg(long, default_value_t = 1000)]
-    pub limit: u32,
+    /// At most this many keys (stderr says when more matched); all of them without it
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
 }
 
 #[derive(Debug, Args)]
