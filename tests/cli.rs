@@ -462,3 +462,22 @@ async fn listings_print_every_match_or_say_what_the_limit_left_out() {
         assert!(warning.contains("showed the newest 1 audit rows; older ones exist"), "[{}] {warning}", sandbox.label);
     }
 }
+
+/// The rate limit counts recorded requests: `verify` checks and records nothing, so checking a
+/// key again and again does not use it up, and says what it counted.
+#[test]
+fn verify_counts_recorded_requests_and_records_none_itself() {
+    let sandbox = Sandbox::sqlite();
+    sandbox.ok(&["users", "add", "alice"]);
+    let plaintext = sandbox.ok(&["keys", "create", "--user", "alice", "--name", "slow", "--rate-limit", "2"]);
+    let plaintext = plaintext.trim();
+    for _ in 0..5 {
+        let said = sandbox.ok(&["verify", plaintext]);
+        assert!(said.contains("recorded requests: 0 of 2 this minute"), "{said}");
+    }
+    sandbox.ok(&["usage", "record", "slow", "--tokens", "1", "--cost", "0"]);
+    assert!(sandbox.ok(&["verify", plaintext]).contains("recorded requests: 1 of 2 this minute"));
+    sandbox.ok(&["usage", "record", "slow", "--tokens", "1", "--cost", "0"]);
+    let refused = sandbox.run(&["verify", plaintext]);
+    assert_eq!((refused.status.code(), String::from_utf8_lossy(&refused.stdout).trim()), (Some(3), "rate_limited"));
+}

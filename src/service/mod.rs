@@ -24,7 +24,7 @@ pub use balance::TopUp;
 pub use error::{ServiceError, ServiceResult};
 pub use keys::{CreatedKey, KeyMaterial, NewKeySpec};
 pub use sweep::ConfirmedSweep;
-pub use usage::{DenyReason, KeyStats, UsageInput, VerifyDecision, VerifyRequest};
+pub use usage::{AdmissionCheck, DenyReason, KeyStats, UsageInput, VerifyDecision, VerifyRequest};
 
 /// Settings of the service that come from the config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
