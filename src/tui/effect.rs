@@ -155,13 +155,14 @@ impl Runner {
     }
 
     async fn detail(&self, key_id: Uuid, days: u32) -> ServiceResult<DetailData> {
-        let (key, stats, mut ledger) = tokio::try_join!(
+        let (key, stats, mut ledger, admission) = tokio::try_join!(
             self.service.key(key_id),
             self.service.stats(key_id, days),
             self.service.ledger(key_id, Some(DETAIL_LEDGER_ROWS)),
+            self.service.admission(key_id),
         )?;
         ledger.reverse();
-        Ok(DetailData { key, stats, ledger })
+        Ok(DetailData { key, stats, ledger, admission })
     }
 
     /// Saves an edit: the fields, then a changed credit as a ledger entry. Both are idempotent, so

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::config::ThemeChoice;
 use crate::domain::{ApiKey, DailyUsage, KeyCounts, LedgerEntry, Money};
-use crate::service::KeyStats;
+use crate::service::{AdmissionCheck, KeyStats, VerifyDecision};
 
 use super::keymap::Keymap;
 use super::paging::Window;
@@ -137,7 +137,16 @@ pub fn detail_data(key: ApiKey, days: u32) -> DetailData {
         ledger_entry(&key, 1, Money::from_usd(5), Some(Money::from_usd(15)), None),
         ledger_entry(&key, 0, Money::from_usd(10), Some(Money::from_usd(10)), Some("initial balance")),
     ];
-    DetailData { key, stats, ledger }
+    let admission = AdmissionCheck {
+        decision: VerifyDecision::Allowed {
+            key_id: key.id,
+            remaining_balance: key.balance().and_then(|balance| balance.remaining),
+            remaining_requests: key.rate_limit.map(|limit| limit - 3),
+            recorded_requests: key.rate_limit.map(|_| 3),
+        },
+        recorded_requests: 3,
+    };
+    DetailData { key, stats, ledger, admission }
 }
 
 /// A weekly rhythm: busy weekdays, quiet weekends.

@@ -5,7 +5,7 @@ use tui_input::Input;
 use uuid::Uuid;
 
 use crate::domain::{ApiKey, KeyCounts, KeyQuery, KeyScope, LedgerEntry, Money, SortKey};
-use crate::service::KeyStats;
+use crate::service::{AdmissionCheck, KeyStats};
 use crate::store::SweepReport;
 
 use super::forms::Form;
@@ -282,6 +282,8 @@ pub struct DetailData {
     pub stats: KeyStats,
     /// The most recent balance changes, newest first.
     pub ledger: Vec<LedgerEntry>,
+    /// What `verify` would decide for the key now.
+    pub admission: AdmissionCheck,
 }
 
 #[derive(Debug, Clone)]

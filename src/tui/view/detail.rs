@@ -5,12 +5,11 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph, Wrap};
 
-use crate::domain::ApiKey;
 use crate::tui::state::{DetailData, Screen, State};
 use crate::tui::theme::Theme;
 
-use super::chart;
 use super::format::{self, safe};
+use super::{admission, chart};
 
 /// Width of the labels column.
 const LABEL_WIDTH: usize = 13;
@@ -48,7 +47,7 @@ pub fn render(frame: &mut Frame, state: &State, area: Rect) {
         return;
     };
 
-    let fields = lay_out(fields(&data.key, state), inner.width, theme);
+    let fields = lay_out(fields(data, state), inner.width, theme);
     let field_rows = fields.len() as u16;
     let totals = field("Totals", chart::totals(&data.stats).map(|part| Span::styled(part, theme.text)));
     let totals = lay_out(vec![totals], inner.width, theme);
@@ -132,7 +131,8 @@ fn allowed<'a>(items: &'a Option<Vec<String>>, theme: &Theme) -> Vec<Span<'a>> {
     }
 }
 
-fn fields<'a>(key: &'a ApiKey, state: &State) -> Vec<Field<'a>> {
+fn fields<'a>(data: &'a DetailData, state: &State) -> Vec<Field<'a>> {
+    let key = &data.key;
     let theme = &state.session.theme;
     let text = |value: String| Span::styled(value, theme.text);
     let now = state.now;
@@ -157,8 +157,11 @@ fn fields<'a>(key: &'a ApiKey, state: &State) -> Vec<Field<'a>> {
         Some(false) => "disable",
     };
     let owner_state = if key.owner_active { "" } else { " (owner disabled)" };
+    let (admission, admitted) = admission::describe(&data.admission, key, now);
+    let admission_style = if admitted { theme.success } else { theme.error };
     vec![
         field("Status", [Span::styled(status.as_str(), theme.status(status)), text(kind.into())]),
+        field("Admission", admission.into_iter().map(|part| Span::styled(part, admission_style))),
         field("Owner", [text(format!("{}{owner_state}", safe(&key.owner_name)))]),
         field("Key", [text(safe(&key.key_hint).into_owned()), text(format!("id {}", key.id))]),
         field("Balance", balance),

@@ -1,6 +1,7 @@
 //! Views: functions of `&State` that draw into a frame. They never wait for anything and never
 //! change the state.
 
+mod admission;
 mod chart;
 mod detail;
 mod dialogs;
