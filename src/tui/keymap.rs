@@ -17,6 +17,7 @@ pub enum Context {
     Confirm,
     Secret,
     Help,
+    Report,
 }
 
 impl Context {
@@ -30,6 +31,7 @@ impl Context {
             Context::Confirm => "Confirmation",
             Context::Secret => "Key shown once",
             Context::Help => "Help",
+            Context::Report => "Sweep report",
         }
     }
 }
@@ -74,10 +76,11 @@ pub enum Action {
     PreviousChoice,
     Confirm,
     Copy,
+    SweepReport,
 }
 
 impl Action {
-    const ALL: [Action; 37] = [
+    const ALL: [Action; 38] = [
         Action::ForceQuit,
         Action::Quit,
         Action::Help,
@@ -115,6 +118,7 @@ impl Action {
         Action::PreviousChoice,
         Action::Confirm,
         Action::Copy,
+        Action::SweepReport,
     ];
 
     /// The name used in the `[keybindings]` table of the config file.
@@ -157,6 +161,7 @@ impl Action {
             Action::PreviousChoice => "previous_choice",
             Action::Confirm => "confirm",
             Action::Copy => "copy",
+            Action::SweepReport => "sweep_report",
         }
     }
 
@@ -334,6 +339,7 @@ const DEFAULTS: &[DefaultBinding] = &[
     bind(C::List, A::Purge, &["D"], "Purge the selected key for good", None),
     bind(C::List, A::Reveal, &["R"], "Reveal the key's plaintext (audited)", None),
     bind(C::List, A::Sweep, &["S"], "Run the expiry sweep now (after a dry run)", None),
+    bind(C::List, A::SweepReport, &["L"], "Show what the last sweep did", None),
     bind(C::List, A::Refresh, &["r"], "Refresh now", None),
     bind(C::List, A::ToggleAutoRefresh, &["a"], "Turn auto-refresh on or off", None),
     bind(C::List, A::Help, &["?"], "Show this help", Some("help")),
@@ -370,6 +376,7 @@ const DEFAULTS: &[DefaultBinding] = &[
     bind(C::Help, A::First, &["g", "home"], "Scroll to the top", None),
     bind(C::Help, A::Last, &["G", "end"], "Scroll to the bottom", None),
     bind(C::Help, A::Back, &["esc", "?", "q"], "Close the help", Some("close")),
+    bind(C::Report, A::Back, &["esc", "enter", "q"], "Close the report", Some("close")),
 ];
 
 /// One binding of the effective keymap.

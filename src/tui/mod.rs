@@ -14,6 +14,7 @@ mod forms;
 mod keymap;
 mod paging;
 mod state;
+mod sweep_report;
 mod terminal;
 mod theme;
 mod update;

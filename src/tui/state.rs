@@ -56,6 +56,10 @@ pub struct State {
     pub counts: Option<KeyCounts>,
     pub auto_refresh: bool,
     pub last_sweep: Option<SweepResult>,
+    /// What the sweeps of this session changed, all runs together.
+    pub sweep_totals: SweepTotals,
+    /// The latest sweep that changed any key: the report worth opening again.
+    pub last_changing_sweep: Option<SweepResult>,
     pub toast: Option<Toast>,
     /// Writes in flight (top-up, create…), for the busy mark.
     pub writes_in_flight: usize,
@@ -79,6 +83,8 @@ impl State {
             counts: None,
             auto_refresh: false,
             last_sweep: None,
+            sweep_totals: SweepTotals::default(),
+            last_changing_sweep: None,
             toast: None,
             writes_in_flight: 0,
             outage: None,
@@ -107,6 +113,7 @@ impl State {
             Some(Modal::Form(_)) => Context::Form,
             Some(Modal::Confirm(_)) => Context::Confirm,
             Some(Modal::Secret(_)) => Context::Secret,
+            Some(Modal::Report(_)) => Context::Report,
             None if self.filter_box.is_some() => Context::Filter,
             None => self.screen_context(),
         }
@@ -295,6 +302,15 @@ pub enum Modal {
     Form(Form),
     Confirm(Confirm),
     Secret(Secret),
+    /// What the last sweep did, opened again from the list.
+    Report(Report),
+}
+
+/// Lines to read, with nothing to decide: the last sweep's report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub title: String,
+    pub lines: Vec<String>,
 }
 
 /// A question before something that cannot be taken back, saying exactly what will happen.
@@ -381,6 +397,14 @@ pub struct Outage {
 /// The wait before retry number `attempt` (1, 2, 4, 8, 16, then every 30 s).
 pub fn retry_delay(attempt: u32) -> std::time::Duration {
     std::time::Duration::from_secs(1u64 << attempt.saturating_sub(1).min(5)).min(std::time::Duration::from_secs(30))
+}
+
+/// Keys the sweeps of a session disabled and deleted, for the status bar: the latest run alone
+/// often reads "0 disabled, 0 deleted" after an earlier one did the work.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepTotals {
+    pub disabled: u64,
+    pub deleted: u64,
 }
 
 /// The last sweep, for the status bar.

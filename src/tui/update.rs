@@ -18,6 +18,7 @@ use super::state::{
     Confirm, Confirmed, DetailData, Focus, Modal, Outage, RANGES, RequestId, Screen, Secret, State, SweepResult,
     ToastKind, TopUpRequest, retry_delay,
 };
+use super::sweep_report;
 use super::view::{help, layout};
 
 /// The first effects of a session: the list and the counts.
@@ -305,6 +306,10 @@ fn perform(state: &mut State, context: Context, action: Action) -> Vec<Effect> {
             confirm(state, format!("Reveal {name}?"), lines, Confirmed::Reveal { key_id: key.id })
         }),
         Action::Sweep => vec![call(state, Call::Sweep { dry_run: true })],
+        Action::SweepReport => {
+            sweep_report::open(state);
+            Vec::new()
+        }
         Action::Submit => submit_form(state),
         Action::NextField | Action::PreviousField => {
             if let Some(Modal::Form(form)) = state.modals.last_mut() {
@@ -673,8 +678,9 @@ fn on_outcome(state: &mut State, request: RequestId, outcome: Outcome) -> Vec<Ef
         Outcome::Swept { dry_run: false, result } => {
             state.writes_in_flight = state.writes_in_flight.saturating_sub(1);
             let changed = result.as_ref().is_ok_and(|r| r.disabled_count > 0 || r.deleted_count > 0);
-            if let Err(message) = &result {
-                state.toast(ToastKind::Error, format!("Sweep failed: {message}"));
+            match &result {
+                Ok(report) => sweep_report::record(state, report),
+                Err(message) => state.toast(ToastKind::Error, format!("Sweep failed: {message}")),
             }
             state.last_sweep = Some(SweepResult { at: state.now, outcome: result });
             if changed { refresh(state) } else { Vec::new() }
@@ -692,7 +698,7 @@ fn on_outcome(state: &mut State, request: RequestId, outcome: Outcome) -> Vec<Ef
 
 /// Asks to confirm the sweep a dry run showed; `changed` says why it is asked again.
 fn confirm_sweep(state: &mut State, report: SweepReport, changed: Option<&str>) -> Vec<Effect> {
-    let lines = sweep_lines(&report);
+    let lines = sweep_report::lines_of(&report, ("disable", "delete"));
     if lines.is_empty() {
         let nothing = "no enabled key has expired";
         let text = match changed {
@@ -811,19 +817,4 @@ fn replace_row(state: &mut State, fresh: &ApiKey) {
 fn refresh_detail_of(state: &mut State, key_id: Uuid) -> Vec<Effect> {
     let showing = state.screen == Screen::Detail && state.list.selected_key().is_some_and(|key| key.id == key_id);
     if showing { load_detail(state) } else { Vec::new() }
-}
-
-/// What a sweep would do, one line per key (sanitised names).
-fn sweep_lines(report: &SweepReport) -> Vec<String> {
-    let line = |verb: &str, key: &crate::domain::SweptKey| format!("{verb} {} ({})", sanitize(&key.name), key.id);
-    report
-        .disabled
-        .iter()
-        .map(|key| line("disable", key))
-        .chain(report.deleted.iter().map(|key| line("delete", key)))
-        .chain(report.truncated.then(|| {
-            let listed = (report.disabled.len() + report.deleted.len()) as u64;
-            format!("… and {} more", (report.disabled_count + report.deleted_count).saturating_sub(listed))
-        }))
-        .collect()
 }

@@ -777,3 +777,31 @@ fn a_message_goes_when_what_it_was_about_changes() {
     assert!(matches!(top_modal(&state), Modal::Secret(_)));
     assert_eq!(state.toast, None, "the error was about the closed dialog");
 }
+
+#[test]
+fn the_session_keeps_sweep_totals_says_when_a_timed_sweep_changed_keys_and_reopens_its_report() {
+    let mut state = list_state();
+    let swept = |id: uuid::Uuid| SweptKey { id, name: "staging".into() };
+    let busy = SweepReport {
+        disabled: vec![swept(user_key().id)],
+        deleted: vec![swept(prepaid_key().id)],
+        disabled_count: 110,
+        deleted_count: 46,
+        truncated: true,
+        ..SweepReport::default()
+    };
+    let (request, _) = only_call(&update(&mut state, Event::SweepDue));
+    done(&mut state, request, Outcome::Swept { dry_run: false, result: Ok(busy) });
+    assert_eq!(toast(&state), "The sweep disabled 110 and deleted 46 keys (L shows which)");
+    let (request, _) = only_call(&update(&mut state, Event::SweepDue));
+    done(&mut state, request, Outcome::Swept { dry_run: false, result: Ok(SweepReport::default()) });
+    assert_eq!((state.sweep_totals.disabled, state.sweep_totals.deleted), (110, 46), "the quiet run adds nothing");
+
+    press(&mut state, "L");
+    let Modal::Report(report) = top_modal(&state) else { panic!("the report") };
+    assert_eq!(report.lines[0], "Disabled 110, deleted 46.", "the last run that changed anything");
+    assert_eq!(report.lines[1], format!("disabled staging ({})", user_key().id));
+    assert_eq!(report.lines[3], "… and 154 more");
+    press(&mut state, "esc");
+    assert!(state.modals.is_empty());
+}

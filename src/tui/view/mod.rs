@@ -37,6 +37,7 @@ pub fn render(frame: &mut Frame, state: &State) {
             Modal::Form(form) => dialogs::form::render(frame, state, form),
             Modal::Confirm(confirm) => dialogs::confirm::render(frame, state, confirm),
             Modal::Secret(secret) => dialogs::secret::render(frame, state, secret),
+            Modal::Report(report) => dialogs::confirm::render_lines(frame, state, &report.title, &report.lines, None),
         }
     }
 }
