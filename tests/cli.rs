@@ -481,3 +481,15 @@ fn verify_counts_recorded_requests_and_records_none_itself() {
     let refused = sandbox.run(&["verify", plaintext]);
     assert_eq!((refused.status.code(), String::from_utf8_lossy(&refused.stdout).trim()), (Some(3), "rate_limited"));
 }
+
+#[test]
+fn a_key_of_a_disabled_owner_is_listed_as_owner_off_and_not_as_active() {
+    let sandbox = Sandbox::sqlite();
+    sandbox.with_prepaid_key("10");
+    sandbox.ok(&["users", "disable", "alice"]);
+    let table = sandbox.ok(&["keys", "list"]);
+    assert!(table.lines().any(|line| line.contains("wallet") && line.contains("owner off")), "{table}");
+    assert_eq!(sandbox.json(&["keys", "show", "wallet"])["status"], "owner_disabled");
+    assert_eq!(sandbox.json(&["keys", "list", "--active"]), serde_json::json!([]));
+    assert_eq!(sandbox.json(&["keys", "list", "--inactive"]).as_array().unwrap().len(), 1);
+}

@@ -285,6 +285,13 @@ async fn lists_filter_by_scope_owner_and_state() {
         }
         let later_query = KeyQuery { active: ActiveFilter::Inactive, now: Some(at(1)), ..all_keys() };
         assert_eq!(id_set(list(store, later_query).await), id_set([expired.id, disabled.id, later.id]));
+
+        // A disabled owner's keys are refused by verify: not active, whatever their own state.
+        store.set_user_active(ann.id, false, &audit("user_disable", None)).await.unwrap();
+        let active = KeyQuery { active: ActiveFilter::Active, ..all_keys() };
+        assert_eq!(id_set(list(store, active).await), id_set([later.id]));
+        let inactive = KeyQuery { active: ActiveFilter::Inactive, ..all_keys() };
+        assert_eq!(id_set(list(store, inactive).await), id_set([plain.id, standalone.id, expired.id, disabled.id]));
     });
 }
 

@@ -77,6 +77,8 @@ pub enum KeyStatus {
     Active,
     Disabled,
     Expired,
+    /// The key is enabled, but its owner is disabled, so verify refuses it.
+    OwnerDisabled,
     Exhausted,
 }
 
@@ -86,6 +88,7 @@ impl KeyStatus {
             KeyStatus::Active => "active",
             KeyStatus::Disabled => "disabled",
             KeyStatus::Expired => "expired",
+            KeyStatus::OwnerDisabled => "owner off",
             KeyStatus::Exhausted => "exhausted",
         }
     }
@@ -113,6 +116,8 @@ impl ApiKey {
             KeyStatus::Disabled
         } else if self.is_expired(now) {
             KeyStatus::Expired
+        } else if !self.owner_active {
+            KeyStatus::OwnerDisabled
         } else if self.balance().and_then(|b| b.remaining).is_some_and(|r| r.is_zero()) {
             KeyStatus::Exhausted
         } else {

@@ -51,9 +51,13 @@ pub(super) async fn list_keys(pool: &PgPool, query: &KeyQuery) -> Result<Vec<Api
     };
     if let Some(negation) = negation {
         let now = query.now.unwrap_or_else(Utc::now);
-        sql.push(format_args!(" AND {negation}(k.is_active AND (k.expires_at IS NULL OR k.expires_at > "))
-            .push_bind(now)
-            .push("))");
+        // Usable now: enabled, not expired, and owned by an enabled user (verify refuses the
+        // keys of a disabled owner).
+        sql.push(format_args!(
+            " AND {negation}(k.is_active AND u.is_active AND (k.expires_at IS NULL OR k.expires_at > "
+        ))
+        .push_bind(now)
+        .push("))");
     }
     if let Some(text) = query.filter.as_deref().map(str::trim).filter(|text| !text.is_empty()) {
         // Each condition on `k` alone and each one an index answers, so the planner ORs index

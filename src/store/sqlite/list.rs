@@ -80,12 +80,17 @@ fn push_list_query(builder: &mut QueryBuilder<Sqlite>, query: &KeyQuery, now: Da
     }
     match query.active {
         ActiveFilter::Any => {}
+        // Usable now: enabled, not expired, and owned by an enabled user (verify refuses the
+        // keys of a disabled owner).
         ActiveFilter::Active => {
-            builder.push(" AND k.is_active = 1 AND (k.expires_at IS NULL OR k.expires_at > ").push_bind(millis(now));
-            builder.push(")");
+            builder.push(" AND k.is_active = 1 AND u.is_active = 1 AND (k.expires_at IS NULL OR k.expires_at > ");
+            builder.push_bind(millis(now)).push(")");
         }
         ActiveFilter::Inactive => {
-            builder.push(" AND (k.is_active = 0 OR k.expires_at <= ").push_bind(millis(now)).push(")");
+            builder
+                .push(" AND (k.is_active = 0 OR u.is_active = 0 OR k.expires_at <= ")
+                .push_bind(millis(now))
+                .push(")");
         }
     }
     if let Some(filter) = list_filter(query) {
