@@ -18,6 +18,8 @@ use super::state::{DetailData, RequestId, TopUpRequest};
 pub const DETAIL_LEDGER_ROWS: u32 = 5;
 /// The ledger note of a credit set in the edit form.
 const CREDIT_NOTE: &str = "credit set in the edit form";
+/// The most matches the list's title counts; past it, the title says "10,000+".
+pub const MATCH_COUNT_CAP: u32 = 10_000;
 /// How long the filter box must be still before the list reloads.
 pub const FILTER_DEBOUNCE: Duration = Duration::from_millis(150);
 
@@ -36,6 +38,8 @@ pub enum Effect {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Call {
     ListKeys(KeyQuery),
+    /// How many keys the list's query matches, up to [`MATCH_COUNT_CAP`].
+    CountMatches(KeyQuery),
     CountKeys,
     Detail {
         key_id: Uuid,
@@ -109,6 +113,9 @@ impl Runner {
         match call {
             Call::ListKeys(query) => Outcome::Page(self.shown(service.list_keys(&query).await)),
             Call::CountKeys => Outcome::Counts(self.shown(service.count_keys().await)),
+            Call::CountMatches(query) => {
+                Outcome::Matches(self.shown(service.count_matching_keys(&query, MATCH_COUNT_CAP).await))
+            }
             Call::Detail { key_id, days } => Outcome::Detail(self.shown(self.detail(key_id, days).await.map(Box::new))),
             Call::TopUp(request) => Outcome::ToppedUp(
                 self.shown(

@@ -41,6 +41,7 @@ pub enum Event {
 pub enum Outcome {
     Page(Result<Vec<ApiKey>, String>),
     Counts(Result<KeyCounts, String>),
+    Matches(Result<u64, String>),
     Detail(Result<Box<DetailData>, String>),
     ToppedUp(Result<TopUp, String>),
     Created(Result<CreatedSecret, String>),

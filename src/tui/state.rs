@@ -201,6 +201,9 @@ pub struct KeyList {
     /// Bumped by every keystroke in the filter box; only the last one's debounce reloads.
     pub filter_edits: u64,
     pub error: Option<String>,
+    /// The count of keys the query matches (up to the cap), and the request it answers.
+    pub matches: Option<u64>,
+    pub matches_request: Option<RequestId>,
 }
 
 impl Default for KeyList {
@@ -219,6 +222,8 @@ impl Default for KeyList {
             stale: false,
             filter_edits: 0,
             error: None,
+            matches: None,
+            matches_request: None,
         }
     }
 }

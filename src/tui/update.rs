@@ -112,6 +112,7 @@ fn answered(outcome: &Outcome) -> bool {
     match outcome {
         Outcome::Page(result) => result.is_ok(),
         Outcome::Counts(result) => result.is_ok(),
+        Outcome::Matches(result) => result.is_ok(),
         Outcome::Detail(result) => result.is_ok(),
         Outcome::ToppedUp(result) => result.is_ok(),
         Outcome::Created(result) => result.is_ok(),
@@ -516,7 +517,11 @@ fn start_page(state: &mut State, placement: Placement, request: PageRequest, foc
 
 fn reload(state: &mut State, focus: Focus) -> Vec<Effect> {
     let request = state.list.window.request(Placement::Reload, page_size(state));
-    vec![start_page(state, Placement::Reload, request, focus)]
+    let page = start_page(state, Placement::Reload, request, focus);
+    let count = state.next_request();
+    state.list.matches_request = Some(count);
+    let query = state.list.query(request, state.now);
+    vec![page, Effect::Call(count, Call::CountMatches(query))]
 }
 
 /// Reloads from the top of the list because the query changed (filter, scope, sort, `g`).
@@ -598,6 +603,13 @@ fn on_outcome(state: &mut State, request: RequestId, outcome: Outcome) -> Vec<Ef
         Outcome::Page(result) => on_page(state, request, result),
         Outcome::Counts(Ok(counts)) => {
             state.counts = Some(counts);
+            Vec::new()
+        }
+        Outcome::Matches(result) => {
+            // Only the answer to the latest query counts; an error leaves the title without it.
+            if state.list.matches_request == Some(request) {
+                state.list.matches = result.ok();
+            }
             Vec::new()
         }
         Outcome::Counts(Err(message)) => {

@@ -45,8 +45,11 @@ fn only_call(effects: &[Effect]) -> (RequestId, Call) {
     calls.into_iter().next().unwrap()
 }
 
+/// The page query among `effects`, leaving out the count of matches that goes with a reload.
 fn list_query(effects: &[Effect]) -> (RequestId, crate::domain::KeyQuery) {
-    match only_call(effects) {
+    let pages: Vec<Effect> =
+        effects.iter().filter(|effect| !matches!(effect, Effect::Call(_, Call::CountMatches(_)))).cloned().collect();
+    match only_call(&pages) {
         (id, Call::ListKeys(query)) => (id, query),
         (_, other) => panic!("expected a list query, got {other:?}"),
     }
@@ -68,15 +71,26 @@ fn toast(state: &State) -> &str {
 fn start_loads_the_first_page_and_the_counts() {
     let mut state = State::new(session(false, Theme::mono()), NOW, (100, 30));
     let effects = start(&mut state);
-    assert_eq!(effects.len(), 2);
+    assert_eq!(effects.len(), 3);
     let Effect::Call(request, Call::ListKeys(query)) = &effects[0] else { panic!("{effects:?}") };
     assert_eq!(query.from, PageFrom::Start);
     assert!(query.descending, "newest first");
-    assert_eq!(effects[1], Effect::Call(RequestId(2), Call::CountKeys));
+    let Effect::Call(matches, Call::CountMatches(counted)) = &effects[1] else { panic!("{effects:?}") };
+    assert_eq!(counted.filter, query.filter, "the matches of the same query");
+    assert_eq!(effects[2], Effect::Call(RequestId(3), Call::CountKeys));
     assert!(state.busy());
     done(&mut state, *request, Outcome::Page(Ok(keys())));
     assert_eq!(state.list.window.rows.len(), 30);
     assert!(!state.busy());
+    done(&mut state, *matches, Outcome::Matches(Ok(1_234)));
+    assert_eq!(state.list.matches, Some(1_234));
+    // A count for an older query is dropped.
+    let effects = press(&mut state, "tab");
+    done(&mut state, *matches, Outcome::Matches(Ok(7)));
+    assert_eq!(state.list.matches, Some(1_234));
+    let Effect::Call(newer, Call::CountMatches(_)) = &effects[1] else { panic!("{effects:?}") };
+    done(&mut state, *newer, Outcome::Matches(Ok(7)));
+    assert_eq!(state.list.matches, Some(7));
 }
 
 #[test]
@@ -351,7 +365,7 @@ fn refresh_reloads_in_place_and_keeps_the_selected_key() {
     let mut state = list_state();
     state.list.selected = 4;
     let effects = press(&mut state, "r");
-    assert_eq!(effects.len(), 2, "the list and the counts");
+    assert_eq!(effects.len(), 3, "the list, its matches and the counts");
     let Effect::Call(request, Call::ListKeys(_)) = &effects[0] else { panic!("{effects:?}") };
     let mut reordered = keys();
     reordered.swap(0, 4);
@@ -366,8 +380,8 @@ fn auto_refresh_toggles_and_refreshes_at_once_when_turned_on() {
     assert!(update(&mut state, Event::RefreshDue).is_empty(), "off by default");
     let effects = press(&mut state, "a");
     assert!(state.auto_refresh);
-    assert_eq!(effects.len(), 2);
-    assert_eq!(update(&mut state, Event::RefreshDue).len(), 2);
+    assert_eq!(effects.len(), 3);
+    assert_eq!(update(&mut state, Event::RefreshDue).len(), 3);
     press(&mut state, "a");
     assert!(!state.auto_refresh);
 }
@@ -452,7 +466,7 @@ fn create_submits_the_spec_and_shows_the_key_once_with_copy() {
     let created = CreatedSecret { key: user_key(), plaintext: "sk-secret".into() };
     let effects = done(&mut state, request, Outcome::Created(Ok(created)));
     assert!(matches!(top_modal(&state), Modal::Secret(secret) if secret.once && secret.plaintext == "sk-secret"));
-    assert_eq!(effects.len(), 2, "the list and the counts reload");
+    assert_eq!(effects.len(), 3, "the list, its matches and the counts reload");
     assert_eq!(press(&mut state, "c"), vec![Effect::CopyToClipboard("sk-secret".into())]);
     press(&mut state, "esc");
     assert!(state.modals.is_empty(), "the plaintext is gone from the state");

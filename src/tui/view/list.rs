@@ -7,6 +7,7 @@ use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState, Wrap};
 use unicode_width::UnicodeWidthStr;
 
 use crate::domain::{ApiKey, KeyStatus};
+use crate::tui::effect::MATCH_COUNT_CAP;
 use crate::tui::keymap::{Action, Context};
 use crate::tui::state::{Screen, State};
 
@@ -112,6 +113,9 @@ pub fn render(frame: &mut Frame, state: &State, area: Rect) {
     let border = if focused { theme.focused_border } else { theme.border };
     let mut title =
         vec![Span::styled(" Keys ", theme.title), Span::styled(format!("· {} ", list.scope.label()), theme.text)];
+    if let Some(matches) = list.matches {
+        title.push(Span::styled(format!("· {} ", match_count(matches)), theme.text));
+    }
     let arrow = if list.descending { "↓" } else { "↑" };
     title.push(Span::styled(format!("· by {} {arrow} ", list.sort.label()), theme.muted));
     if !list.filter.is_empty() {
@@ -160,6 +164,16 @@ pub fn render(frame: &mut Frame, state: &State, area: Rect) {
         .highlight_symbol(HIGHLIGHT);
     let mut table_state = TableState::new().with_offset(list.offset).with_selected(Some(list.selected));
     frame.render_stateful_widget(table, area, &mut table_state);
+}
+
+/// `1 key`, `1,234 keys`, `10,000+ keys` (the count stops at the cap).
+fn match_count(matches: u64) -> String {
+    let shown = crate::domain::money::group_thousands(matches);
+    match matches {
+        1 => "1 key".into(),
+        n if n >= u64::from(MATCH_COUNT_CAP) => format!("{shown}+ keys"),
+        _ => format!("{shown} keys"),
+    }
 }
 
 fn retry_hint(state: &State) -> String {
