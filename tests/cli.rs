@@ -91,7 +91,7 @@ fn happy_path(sandbox: &Sandbox) {
         "{actions:?}"
     );
 
-    sandbox.ok(&["keys", "update", "purse", "--expires-at", "2000-01-01"]);
+    sandbox.ok(&["keys", "update", "purse", "--expires-at", "2000-01-01", "--allow-past"]);
     assert_eq!(sandbox.json(&["keys", "show", "purse"])["status"], "expired");
     let dry = sandbox.json(&["sweep", "--dry-run"]);
     assert_eq!((dry["disabled"].as_u64(), dry["deleted"].as_u64()), (Some(1), Some(0)));
@@ -188,6 +188,8 @@ fn refusals_name_the_field_and_leave_the_database_unchanged() {
         (&["keys", "create", "--user", "alice", "--rate-limit", "9223372036854775808"], "--rate-limit"),
         (&["keys", "create", "--user", "alice", "--expires-in", "soon"], "--expires-in"),
         (&["keys", "create", "--user", "alice", "--expires-at", "2026-02-30"], "--expires-at"),
+        (&["keys", "create", "--user", "alice", "--expires-at", "2001-01-01"], "--allow-past"),
+        (&["keys", "update", "plain", "--expires-at", "2001-01-01"], "is in the past"),
         (&["keys", "create", "--user", "alice", "--balance", "5"], "standalone"),
         (&["keys", "create", "--user", "alice", "--name", "  "], "name"),
         (&["keys", "create", "--user", "alice", "--name", "bad\u{1b}[2Jname"], "control characters"),
@@ -224,7 +226,7 @@ fn list_scopes_and_filters() {
     sandbox.with_prepaid_key("10");
     sandbox.ok(&["users", "add", "bob"]);
     sandbox.ok(&["keys", "create", "--user", "bob", "--name", "bob-main"]);
-    sandbox.ok(&["keys", "create", "--user", "bob", "--name", "bob-old", "--expires-at", "2001-01-01"]);
+    sandbox.ok(&["keys", "create", "--user", "bob", "--name", "bob-old", "--expires-at", "2001-01-01", "--allow-past"]);
     let names = |args: &[&str]| -> Vec<String> {
         let mut full = vec!["keys", "list"];
         full.extend_from_slice(args);
@@ -573,4 +575,75 @@ fn fleet_answers(sandbox: &Sandbox) {
     let older = sandbox.json(&["audit", "--limit", "1", "--before", &newest[0]["id"].to_string()]);
     assert!(older[0]["id"].as_i64() < newest[0]["id"].as_i64());
     sandbox.fails(&["audit", "--since", "yesterday-ish"], 2);
+}
+
+#[test]
+fn without_user_or_actor_the_actor_is_the_effective_users_name() {
+    let sandbox = Sandbox::sqlite();
+    let output = sandbox.command(&["users", "add", "carol"]).env_remove("KEYTOP_ACTOR").output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let audit = sandbox.json(&["audit"]);
+    let actor = audit[0]["actor"].as_str().unwrap().to_string();
+    assert_ne!(actor, "unknown");
+    assert_eq!(actor, whoami::username().unwrap());
+}
+
+/// `keys list` lists every match, past any page size, or says on stderr what `--limit` left out;
+/// `audit` says so too.
+#[tokio::test(flavor = "multi_thread")]
+async fn listings_print_every_match_or_say_what_the_limit_left_out() {
+    for sandbox in Sandbox::all().await {
+        sandbox.ok(&["demo", "--users", "3", "--keys", "1203", "--usage-rows", "0"]);
+        let all = sandbox.run(&["keys", "list"]);
+        let table = String::from_utf8_lossy(&all.stdout);
+        assert_eq!(table.lines().count(), 1 + 1203, "[{}] a header and every key", sandbox.label);
+        assert_eq!(String::from_utf8_lossy(&all.stderr), "", "[{}] nothing left out", sandbox.label);
+        let json = sandbox.json(&["keys", "list"]);
+        let ids: std::collections::HashSet<&str> =
+            json.as_array().unwrap().iter().map(|key| key["id"].as_str().unwrap()).collect();
+        assert_eq!(ids.len(), 1203, "[{}] JSON streams every key, none twice across pages", sandbox.label);
+
+        let limited = sandbox.run(&["keys", "list", "--limit", "1000"]);
+        assert!(limited.status.success());
+        assert_eq!(String::from_utf8_lossy(&limited.stdout).lines().count(), 1001);
+        let warning = String::from_utf8_lossy(&limited.stderr);
+        assert!(warning.contains("listed the first 1000 matching keys; more match"), "[{}] {warning}", sandbox.label);
+        let exact = sandbox.run(&["keys", "list", "--limit", "1203"]);
+        assert_eq!(String::from_utf8_lossy(&exact.stderr), "", "[{}] nothing more matched", sandbox.label);
+
+        let audit = sandbox.run(&["audit", "--limit", "1"]);
+        let warning = String::from_utf8_lossy(&audit.stderr);
+        assert!(warning.contains("showed the newest 1 audit rows; older ones exist"), "[{}] {warning}", sandbox.label);
+    }
+}
+
+/// The rate limit counts recorded requests: `verify` checks and records nothing, so checking a
+/// key again and again does not use it up, and says what it counted.
+#[test]
+fn verify_counts_recorded_requests_and_records_none_itself() {
+    let sandbox = Sandbox::sqlite();
+    sandbox.ok(&["users", "add", "alice"]);
+    let plaintext = sandbox.ok(&["keys", "create", "--user", "alice", "--name", "slow", "--rate-limit", "2"]);
+    let plaintext = plaintext.trim();
+    for _ in 0..5 {
+        let said = sandbox.ok(&["verify", plaintext]);
+        assert!(said.contains("recorded requests: 0 of 2 this minute"), "{said}");
+    }
+    sandbox.ok(&["usage", "record", "slow", "--tokens", "1", "--cost", "0"]);
+    assert!(sandbox.ok(&["verify", plaintext]).contains("recorded requests: 1 of 2 this minute"));
+    sandbox.ok(&["usage", "record", "slow", "--tokens", "1", "--cost", "0"]);
+    let refused = sandbox.run(&["verify", plaintext]);
+    assert_eq!((refused.status.code(), String::from_utf8_lossy(&refused.stdout).trim()), (Some(3), "rate_limited"));
+}
+
+#[test]
+fn a_key_of_a_disabled_owner_is_listed_as_owner_off_and_not_as_active() {
+    let sandbox = Sandbox::sqlite();
+    sandbox.with_prepaid_key("10");
+    sandbox.ok(&["users", "disable", "alice"]);
+    let table = sandbox.ok(&["keys", "list"]);
+    assert!(table.lines().any(|line| line.contains("wallet") && line.contains("owner off")), "{table}");
+    assert_eq!(sandbox.json(&["keys", "show", "wallet"])["status"], "owner_disabled");
+    assert_eq!(sandbox.json(&["keys", "list", "--active"]), serde_json::json!([]));
+    assert_eq!(sandbox.json(&["keys", "list", "--inactive"]).as_array().unwrap().len(), 1);
 }

@@ -287,6 +287,34 @@ async fn lists_filter_by_scope_owner_and_state() {
         }
         let later_query = KeyQuery { active: ActiveFilter::Inactive, now: Some(at(1)), ..all_keys() };
         assert_eq!(id_set(list(store, later_query).await), id_set([expired.id, disabled.id, later.id]));
+
+        // A disabled owner's keys are refused by verify: not active, whatever their own state.
+        store.set_user_active(ann.id, false, &audit("user_disable", None)).await.unwrap();
+        let active = KeyQuery { active: ActiveFilter::Active, ..all_keys() };
+        assert_eq!(id_set(list(store, active).await), id_set([later.id]));
+        let inactive = KeyQuery { active: ActiveFilter::Inactive, ..all_keys() };
+        assert_eq!(id_set(list(store, inactive).await), id_set([plain.id, standalone.id, expired.id, disabled.id]));
+    });
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn matches_are_counted_up_to_a_cap_whatever_the_cursor() {
+    for_each_backend!(|db| {
+        let store = db.store.as_ref();
+        let ann = add_user(store, "ann").await;
+        for i in 0..7 {
+            let name = if i < 5 { format!("search-{i}") } else { format!("batch-{i}") };
+            insert(store, &new_key(&ann, &name, at(i))).await;
+        }
+        let search = KeyQuery { filter: Some("search".into()), limit: 2, ..all_keys() };
+        assert_eq!(store.count_matching(&search, 100).await.unwrap(), 5);
+        assert_eq!(store.count_matching(&search, 3).await.unwrap(), 3, "capped");
+        let page = list(store, search.clone()).await;
+        let after = KeyQuery { from: PageFrom::After(page[1]), ..search };
+        assert_eq!(store.count_matching(&after, 100).await.unwrap(), 5, "the cursor is ignored");
+        assert_eq!(store.count_matching(&all_keys(), 100).await.unwrap(), 7);
+        let none = KeyQuery { filter: Some("nothing-like-it".into()), ..all_keys() };
+        assert_eq!(store.count_matching(&none, 100).await.unwrap(), 0);
     });
 }
 

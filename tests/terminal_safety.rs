@@ -119,7 +119,7 @@ fn cli_tables_show_hostile_text_inert() {
         &["keys", "reveal", clip],
         &["keys", "disable", title],
         &["usage", "record", clip, "--tokens", "1", "--cost", "0"],
-        &["keys", "update", clip, "--expires-at", "2001-01-01"],
+        &["keys", "update", clip, "--expires-at", "2001-01-01", "--allow-past"],
         &["sweep", "--dry-run"],
         &["sweep"],
         &["keys", "purge", clip],

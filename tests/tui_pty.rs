@@ -188,3 +188,43 @@ async fn filter_top_up_through_the_dialog_and_quit() {
     assert_eq!(top_up.delta, Money::parse("7.5").unwrap());
     assert_eq!(top_up.actor, "pty-test");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_filter_that_matches_nothing_keeps_the_admin_in_the_list() {
+    let sandbox = Sandbox::new();
+    set_up_data(&sandbox);
+    let mut tui = Tui::start(&sandbox);
+    tui.wait_for_text("batch-job");
+    tui.wait_until_idle();
+
+    tui.type_keys("/no-such-key\r");
+    tui.wait_for_text("No key matches \"no-such-key\".");
+    tui.wait_until_idle();
+    tui.type_keys("\r");
+    // The list says it, and now the status bar too.
+    tui.wait_for("the status bar to say so", |screen| screen.matches("No key matches \"no-such-key\"").count() == 2);
+    let screen = tui.contents();
+    assert!(!screen.contains("Loading"), "no detail pane opened:\n{screen}");
+    assert!(screen.contains("Keys · All"), "still the list:\n{screen}");
+    tui.type_keys("q");
+    tui.wait_for_exit();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sweep_confirmed_after_another_process_swept_says_so_instead_of_sweeping_nothing() {
+    let sandbox = Sandbox::new();
+    set_up_data(&sandbox);
+    sandbox.cli(&["keys", "create", "--user", "alice", "--name", "short-lived", "--expires-in", "1s"]);
+    std::thread::sleep(Duration::from_millis(1100));
+    let mut tui = Tui::start(&sandbox);
+    tui.wait_for_text("short-lived");
+    tui.wait_until_idle();
+
+    tui.type_keys("S");
+    tui.wait_for_text("1 to disable, 0 to delete");
+    sandbox.cli(&["sweep"]); // the timed sweep of another keytop, while the question is open
+    tui.type_keys("y");
+    tui.wait_for_text("Nothing was swept: the expired keys changed since the dry run");
+    tui.type_keys("q");
+    tui.wait_for_exit();
+}

@@ -212,6 +212,9 @@ pub struct KeyFields {
     /// Expire at this time: RFC 3339 (2026-12-31T18:00:00Z) or a date (2026-12-31, midnight UTC)
     #[arg(long, value_name = "TIME")]
     pub expires_at: Option<String>,
+    /// Accept an --expires-at in the past (the key is expired at once)
+    #[arg(long, requires = "expires_at")]
+    pub allow_past: bool,
     /// Allowed providers, comma-separated; "" = all
     #[arg(long, value_name = "A,B")]
     pub providers: Option<String>,
@@ -270,9 +273,9 @@ pub struct ListArgs {
     /// Text to find in the name, owner, key hint or id
     #[arg(long)]
     pub filter: Option<String>,
-    /// At most this many keys
-    #[arg(long, default_value_t = 1000)]
-    pub limit: u32,
+    /// At most this many keys (stderr says when more matched); all of them without it
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
 }
 
 #[derive(Debug, Args)]

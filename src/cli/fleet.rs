@@ -4,7 +4,7 @@ use serde_json::json;
 
 use super::args::{AuditArgs, SpenderArg, StatsArgs, TopArgs};
 use super::output::{
-    KeyView, out, print_fields, print_json, print_key_table, print_records, print_series, print_table, series_json,
+    KeyListing, KeyView, out, print_fields, print_json, print_records, print_series, print_table, series_json,
     timestamp,
 };
 use super::{Context, parse};
@@ -158,7 +158,9 @@ pub async fn user_show(ctx: &Context, name: &str, days: u32) -> anyhow::Result<(
     ]);
     if !detail.keys.is_empty() {
         out!("");
-        print_key_table(&detail.keys, now);
+        let mut table = KeyListing::new(false, now);
+        detail.keys.iter().for_each(|key| table.print(key));
+        table.finish();
         if overview.keys > i64::from(USER_KEYS_SHOWN) {
             out!(
                 "(the newest {USER_KEYS_SHOWN} of {} keys; keytop keys list --user NAME lists them all)",
@@ -197,6 +199,14 @@ pub async fn audit(ctx: &Context, actor: Option<String>, args: AuditArgs) -> any
         limit: args.limit.max(1),
     };
     let entries = ctx.service.audit_page(&query).await?;
+    // A page as long as the limit may hide older rows: one more row, after its last, tells.
+    let older_left_out = match entries.last() {
+        Some(last) if entries.len() == query.limit as usize => {
+            let probe = AuditQuery { before_id: Some(last.id), limit: 1, ..query.clone() };
+            !ctx.service.audit_page(&probe).await?.is_empty()
+        }
+        _ => false,
+    };
     print_records(ctx.json, &entries, "no audit rows", &["ID", "TIME", "ACTOR", "ACTION", "KEY", "DETAILS"], |e| {
         vec![
             e.id.to_string(),
@@ -207,5 +217,11 @@ pub async fn audit(ctx: &Context, actor: Option<String>, args: AuditArgs) -> any
             sanitize(&e.details).into_owned(),
         ]
     });
+    if older_left_out {
+        let (limit, last) = (query.limit, entries.last().map_or(0, |entry| entry.id));
+        eprintln!(
+            "keytop: showed the newest {limit} audit rows; older ones exist (--before {last} shows the next page)"
+        );
+    }
     Ok(())
 }

@@ -4,9 +4,11 @@ use super::output::out;
 use serde_json::json;
 
 use super::args::{CreateArgs, KeyFields, KeysCommand, ListArgs, MoneyFields, UpdateArgs};
-use super::output::{KeyView, print_json, print_key_detail, print_key_table};
+use super::output::{KeyListing, KeyView, print_json, print_key_detail};
 use super::{Context, parse};
-use crate::domain::{ActiveFilter, KeyPatch, KeyQuery, KeyScope, MoneyPlan, Patch, PlanInput, validate};
+use crate::domain::{
+    ActiveFilter, ApiKey, KeyPatch, KeyQuery, KeyScope, MoneyPlan, PageFrom, Patch, PlanInput, validate,
+};
 use crate::service::NewKeySpec;
 
 pub async fn run(ctx: &Context, command: KeysCommand) -> anyhow::Result<()> {
@@ -63,7 +65,9 @@ async fn create(ctx: &Context, args: CreateArgs) -> anyhow::Result<()> {
     if let Some(text) = &fields.concurrency {
         spec.concurrent_limit = validate::parse_limit("--concurrency", text)?;
     }
-    spec.expires_at = parse::expiry(fields.expires_in.as_deref(), fields.expires_at.as_deref(), ctx.service.now())?;
+    let now = ctx.service.now();
+    spec.expires_at = parse::expiry(fields.expires_in.as_deref(), fields.expires_at.as_deref(), now)?;
+    parse::not_past(spec.expires_at, now, fields.allow_past)?;
     let list = |value: &Option<String>| value.as_deref().map(validate::split_list).unwrap_or_default();
     spec.allowed_providers = list(&fields.providers);
     spec.allowed_api_formats = list(&fields.api_formats);
@@ -106,17 +110,13 @@ async fn list(ctx: &Context, args: ListArgs) -> anyhow::Result<()> {
         },
         filter: args.filter.filter(|f| !f.trim().is_empty()),
         descending: true,
-        limit: args.limit.max(1),
         ..KeyQuery::default()
     };
-    let keys = ctx.service.list_keys(&query).await?;
-    let now = ctx.service.now();
-    if ctx.json {
-        print_json(&keys.iter().map(|k| KeyView::new(k, now)).collect::<Vec<_>>());
-    } else if keys.is_empty() {
-        out!("no keys");
-    } else {
-        print_key_table(&keys, now);
+    let mut listing = KeyListing::new(ctx.json, ctx.service.now());
+    let more = stream_keys(ctx, query, args.limit, |key| listing.print(key)).await?;
+    listing.finish();
+    if let Some(limit) = args.limit.filter(|_| more) {
+        eprintln!("keytop: listed the first {limit} matching keys; more match (raise --limit, or drop it to list all)");
     }
     Ok(())
 }
@@ -132,6 +132,38 @@ fn plan_input(fields: &MoneyFields) -> PlanInput<'_> {
     }
 }
 
+/// Keys fetched per page while a listing streams.
+const LIST_PAGE: u32 = 500;
+
+/// Hands every key `query` matches to `each`, a page at a time (keyset paging, so memory stays
+/// that of one page however many match), stopping after `limit` keys if given. Returns whether
+/// more keys matched than `limit` let through.
+async fn stream_keys(
+    ctx: &Context,
+    mut query: KeyQuery,
+    limit: Option<u64>,
+    mut each: impl FnMut(&ApiKey),
+) -> anyhow::Result<bool> {
+    let mut handed = 0u64;
+    loop {
+        // With a limit, one row past it tells whether more matched.
+        let room = limit.map_or(u64::from(LIST_PAGE), |limit| limit - handed + 1);
+        query.limit = room.min(u64::from(LIST_PAGE)) as u32;
+        let page = ctx.service.list_keys(&query).await?;
+        for key in &page {
+            if limit == Some(handed) {
+                return Ok(true);
+            }
+            each(key);
+            handed += 1;
+        }
+        match page.last() {
+            Some(last) if page.len() == query.limit as usize => query.from = PageFrom::After(last.id),
+            _ => return Ok(false),
+        }
+    }
+}
+
 fn patch_from(
     fields: &KeyFields,
     no_expiry: bool,
@@ -141,10 +173,9 @@ fn patch_from(
     let expires_at = if no_expiry {
         Patch::Clear
     } else {
-        match parse::expiry(fields.expires_in.as_deref(), fields.expires_at.as_deref(), now)? {
-            Some(at) => Patch::Set(at),
-            None => Patch::Keep,
-        }
+        let expiry = parse::expiry(fields.expires_in.as_deref(), fields.expires_at.as_deref(), now)?;
+        parse::not_past(expiry, now, fields.allow_past)?;
+        expiry.map_or(Patch::Keep, Patch::Set)
     };
     Ok(KeyPatch {
         name: fields.name.clone(),

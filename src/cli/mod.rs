@@ -219,14 +219,18 @@ pub fn load_master_key(cli: &Cli) -> MasterKeySource {
     master_key::load(MasterKeyOrigin::File { path: &path, create_if_missing })
 }
 
-/// `--actor`, else `KEYTOP_ACTOR`, else the login name.
+/// `--actor`, else `KEYTOP_ACTOR`, else the login name, else the name of the user the process
+/// runs as (cron jobs and containers often have no `$USER`; "unknown" in the audit log helps
+/// nobody).
 pub fn actor(cli: &Cli) -> String {
+    let named = |name: &String| !name.trim().is_empty();
     cli.actor
         .clone()
-        .or_else(|| std::env::var("KEYTOP_ACTOR").ok())
-        .or_else(|| std::env::var("USER").ok())
-        .or_else(|| std::env::var("LOGNAME").ok())
-        .filter(|name| !name.trim().is_empty())
+        .filter(named)
+        .or_else(|| std::env::var("KEYTOP_ACTOR").ok().filter(named))
+        .or_else(|| std::env::var("USER").ok().filter(named))
+        .or_else(|| std::env::var("LOGNAME").ok().filter(named))
+        .or_else(|| whoami::username().ok().filter(named))
         .unwrap_or_else(|| "unknown".into())
 }
 

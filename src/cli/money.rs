@@ -106,11 +106,14 @@ pub async fn verify(ctx: &Context, args: VerifyArgs) -> anyhow::Result<Outcome> 
         print_json(&decision);
     }
     match decision {
-        VerifyDecision::Allowed { remaining_balance, remaining_requests, .. } => {
+        VerifyDecision::Allowed { remaining_balance, remaining_requests, recorded_requests, .. } => {
             if !ctx.json {
-                let requests = remaining_requests.map_or_else(|| "unlimited".into(), |r| r.to_string());
+                let requests = match (recorded_requests, remaining_requests) {
+                    (Some(recorded), Some(left)) => format!("{recorded} of {} this minute", recorded + left),
+                    _ => "unlimited".into(),
+                };
                 out!(
-                    "allowed (remaining balance: {}; requests left this minute: {requests})",
+                    "allowed (remaining balance: {}; recorded requests: {requests})",
                     money_or_unlimited(remaining_balance)
                 );
             }

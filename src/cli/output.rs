@@ -142,22 +142,22 @@ pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
             *width = (*width).max(cell.width());
         }
     }
-    let line = |cells: &mut dyn Iterator<Item = &str>| {
-        let mut out = String::new();
-        for (i, (cell, width)) in cells.zip(&widths).enumerate() {
-            if i + 1 == widths.len() {
-                out.push_str(cell);
-            } else {
-                out.push_str(cell);
-                out.push_str(&" ".repeat(width - cell.width() + 2));
-            }
-        }
-        out!("{}", out.trim_end());
-    };
-    line(&mut headers.iter().copied());
+    print_table_line(&widths, headers.iter().copied());
     for row in rows {
-        line(&mut row.iter().map(String::as_str));
+        print_table_line(&widths, row.iter().map(String::as_str));
     }
+}
+
+/// One line of a table: each cell but the last padded to its column's width, two spaces apart.
+fn print_table_line<'a>(widths: &[usize], cells: impl Iterator<Item = &'a str>) {
+    let mut out = String::new();
+    for (i, (cell, width)) in cells.zip(widths).enumerate() {
+        out.push_str(cell);
+        if i + 1 < widths.len() {
+            out.push_str(&" ".repeat(width.saturating_sub(cell.width()) + 2));
+        }
+    }
+    out!("{}", out.trim_end());
 }
 
 /// Expiry relative to now: `in 3d`, `expired 2h ago`, `never`.
@@ -181,23 +181,68 @@ pub fn limit_cell(limit: Option<i64>) -> String {
     limit.map_or_else(|| "none".into(), |l| l.to_string())
 }
 
-pub fn print_key_table(keys: &[ApiKey], now: DateTime<Utc>) {
-    let rows: Vec<Vec<String>> = keys
-        .iter()
-        .map(|key| {
-            vec![
+/// A key listing printed as it is read, page by page, so that a million keys take the memory of
+/// one: a table with fixed columns (names and owners cut to them), or a JSON array.
+pub struct KeyListing {
+    json: bool,
+    now: DateTime<Utc>,
+    printed: u64,
+}
+
+/// The key table's columns and their widths; the last one takes what it needs.
+const KEY_COLUMNS: [(&str, usize); 8] = [
+    ("ID", 8),
+    ("STATUS", 9),
+    ("NAME", 32),
+    ("OWNER", 16),
+    ("KEY", 17),
+    ("REMAINING", 14),
+    ("RATE/MIN", 8),
+    ("EXPIRES", 0),
+];
+
+impl KeyListing {
+    pub fn new(json: bool, now: DateTime<Utc>) -> KeyListing {
+        KeyListing { json, now, printed: 0 }
+    }
+
+    pub fn print(&mut self, key: &ApiKey) {
+        if self.json {
+            let element = serde_json::to_string_pretty(&KeyView::new(key, self.now)).expect("JSON of plain data");
+            let opening = if self.printed == 0 { "[" } else { "," };
+            out!("{opening}\n  {}", element.replace('\n', "\n  "));
+        } else {
+            if self.printed == 0 {
+                print_table_line(&key_widths(), KEY_COLUMNS.iter().map(|(title, _)| *title));
+            }
+            let cells = [
                 key.id.to_string()[..8].to_string(),
-                key.status(now).to_string(),
-                fit(&sanitize(&key.name), 40).into_owned(),
-                fit(&sanitize(&key.owner_name), 20).into_owned(),
+                key.status(self.now).to_string(),
+                fit(&sanitize(&key.name), 32).into_owned(),
+                fit(&sanitize(&key.owner_name), 16).into_owned(),
                 sanitize(&key.key_hint).into_owned(),
                 remaining_cell(key),
                 limit_cell(key.rate_limit),
-                relative_expiry(key.expires_at, now),
-            ]
-        })
-        .collect();
-    print_table(&["ID", "STATUS", "NAME", "OWNER", "KEY", "REMAINING", "RATE/MIN", "EXPIRES"], &rows);
+                relative_expiry(key.expires_at, self.now),
+            ];
+            print_table_line(&key_widths(), cells.iter().map(String::as_str));
+        }
+        self.printed += 1;
+    }
+
+    /// Ends the listing: closes the JSON array, or says that nothing matched.
+    pub fn finish(self) {
+        match (self.json, self.printed) {
+            (true, 0) => out!("[]"),
+            (true, _) => out!("\n]"),
+            (false, 0) => out!("no keys"),
+            (false, _) => {}
+        }
+    }
+}
+
+fn key_widths() -> Vec<usize> {
+    KEY_COLUMNS.iter().map(|(_, width)| *width).collect()
 }
 
 fn list_cell(list: Option<&[String]>) -> String {

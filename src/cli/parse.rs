@@ -69,6 +69,22 @@ pub fn expiry(
     expires_at.map(|text| timestamp("--expires-at", text)).transpose()
 }
 
+/// Refuses an expiry that has already passed, unless the admin said `--allow-past`: such a key is
+/// expired at once, and one that deletes on expiry goes at the next sweep.
+pub fn not_past(expiry: Option<DateTime<Utc>>, now: DateTime<Utc>, allow_past: bool) -> Result<(), ValidationError> {
+    match expiry {
+        Some(at) if at <= now && !allow_past => Err(ValidationError::new(
+            "--expires-at",
+            format!(
+                "{} is in the past: the key would be expired at once (and deleted by the next sweep if it \
+                 deletes on expiry); add --allow-past to do that",
+                at.format("%Y-%m-%d %H:%M UTC")
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// `yes` / `no` / `default` → `Some(true)` / `Some(false)` / `None`.
 pub fn auto_delete(text: &str) -> Result<Option<bool>, ValidationError> {
     match text.trim().to_ascii_lowercase().as_str() {
@@ -90,6 +106,17 @@ mod tests {
         assert_eq!(timestamp("t", "9999-12-31").unwrap().date_naive().to_string(), "9999-12-31");
         assert!(timestamp("t", "tomorrow").is_err());
         assert!(timestamp("t", "2026-13-01").is_err());
+    }
+
+    #[test]
+    fn a_past_expiry_needs_allow_past() {
+        let now = timestamp("t", "2026-12-07").unwrap();
+        let past = Some(timestamp("t", "2026-12-01").unwrap());
+        let error = not_past(past, now, false).unwrap_err().to_string();
+        assert!(error.contains("2026-12-01 00:00 UTC is in the past") && error.contains("--allow-past"), "{error}");
+        assert!(not_past(past, now, true).is_ok());
+        assert!(not_past(Some(now + chrono::TimeDelta::seconds(1)), now, false).is_ok());
+        assert!(not_past(None, now, false).is_ok());
     }
 
     #[test]

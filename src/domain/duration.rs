@@ -37,16 +37,18 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
     Ok(Duration::seconds(seconds))
 }
 
-/// Compact relative form for lists: `3d`, `5h`, `12m`, `40s`.
+/// Compact relative form for lists: `3d`, `5h`, `12m`, `40s`, rounded to the nearest unit, so
+/// that an expiry set to `30d` reads `30d` a second later, not `29d`.
 pub fn format_compact(duration: Duration) -> String {
     let seconds = duration.num_seconds().abs();
-    match seconds {
-        s if s >= 2 * 365 * 86_400 => format!("{}y", s / (365 * 86_400)),
-        s if s >= 86_400 => format!("{}d", s / 86_400),
-        s if s >= 3600 => format!("{}h", s / 3600),
-        s if s >= 60 => format!("{}m", s / 60),
-        s => format!("{s}s"),
-    }
+    let (unit, suffix) = match seconds {
+        s if s >= 2 * 365 * 86_400 => (365 * 86_400, "y"),
+        s if s >= 86_400 => (86_400, "d"),
+        s if s >= 3600 => (3600, "h"),
+        s if s >= 60 => (60, "m"),
+        _ => (1, "s"),
+    };
+    format!("{}{suffix}", (seconds + unit / 2) / unit)
 }
 
 #[cfg(test)]
@@ -76,5 +78,7 @@ mod tests {
         assert_eq!(format_compact(Duration::days(3)), "3d");
         assert_eq!(format_compact(Duration::minutes(-125)), "2h");
         assert_eq!(format_compact(Duration::seconds(5)), "5s");
+        assert_eq!(format_compact(Duration::days(30) - Duration::seconds(1)), "30d", "just after setting 30d");
+        assert_eq!(format_compact(Duration::hours(36) - Duration::seconds(1)), "1d");
     }
 }

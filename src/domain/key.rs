@@ -83,6 +83,8 @@ pub enum KeyStatus {
     Active,
     Disabled,
     Expired,
+    /// The key is enabled, but its owner is disabled, so verify refuses it.
+    OwnerDisabled,
     Exhausted,
 }
 
@@ -92,6 +94,7 @@ impl KeyStatus {
             KeyStatus::Active => "active",
             KeyStatus::Disabled => "disabled",
             KeyStatus::Expired => "expired",
+            KeyStatus::OwnerDisabled => "owner off",
             KeyStatus::Exhausted => "exhausted",
         }
     }
@@ -119,6 +122,8 @@ impl ApiKey {
             KeyStatus::Disabled
         } else if self.is_expired(now) {
             KeyStatus::Expired
+        } else if !self.owner_active {
+            KeyStatus::OwnerDisabled
         } else if self.balance().and_then(|b| b.remaining).is_some_and(|r| r.is_zero()) {
             KeyStatus::Exhausted
         } else {
@@ -155,6 +160,13 @@ impl Balance {
     /// The balance of a key with these columns: `None` unless it is prepaid.
     pub fn of(is_standalone: bool, credited: Option<Money>, used: Money) -> Option<Balance> {
         is_standalone.then(|| Balance { credited, used, remaining: credited.map(|c| remaining(c, used)) })
+    }
+
+    /// `credited − used`, negative when usage charged past the credit (the key owes the
+    /// difference); `None` = unlimited. Admission reads the floored `remaining`; an admin reads
+    /// this, since a top-up first pays back what is owed.
+    pub fn net(&self) -> Option<Money> {
+        self.credited.map(|credited| Money::from_micros(credited.micros().saturating_sub(self.used.micros())))
     }
 }
 

@@ -139,7 +139,8 @@ impl fmt::Display for Money {
     }
 }
 
-fn group_thousands(value: u64) -> String {
+/// `1,234,567`: digits in groups of three.
+pub fn group_thousands(value: u64) -> String {
     let digits = value.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, ch) in digits.chars().enumerate() {

@@ -260,6 +260,16 @@ impl KeyService {
         Ok(self.store.list_keys(&query).await?)
     }
 
+    /// How many keys a list query matches, up to `cap` (see [`crate::store::Store::count_matching`]).
+    pub async fn count_matching_keys(&self, query: &KeyQuery, cap: u32) -> ServiceResult<u64> {
+        let mut query = query.clone();
+        query.now.get_or_insert_with(|| self.now());
+        if let Some(filter) = &query.filter {
+            validate::check_text("filter", filter, validate::MAX_KEY_NAME_CHARS)?;
+        }
+        Ok(self.store.count_matching(&query, cap).await?)
+    }
+
     pub async fn count_keys(&self) -> ServiceResult<KeyCounts> {
         Ok(self.store.count_keys(self.now()).await?)
     }

@@ -11,6 +11,7 @@ mod keys;
 mod plan;
 mod rekey;
 mod rotation;
+mod sweep;
 mod usage;
 
 use std::sync::Arc;
@@ -30,7 +31,8 @@ pub use fleet::{FleetStats, MAX_PAGE, Ranked, TopSpenders, USER_KEYS_SHOWN, User
 pub use keys::{CreatedKey, KeyMaterial, NewKeySpec};
 pub use plan::MoneyView;
 pub use rotation::{DEFAULT_GRACE, MAX_GRACE, parse_grace};
-pub use usage::{DenyReason, KeyStats, UsageInput, UsageSeries, VerifyDecision, VerifyRequest};
+pub use sweep::ConfirmedSweep;
+pub use usage::{AdmissionCheck, DenyReason, KeyStats, UsageInput, UsageSeries, VerifyDecision, VerifyRequest};
 
 /// Settings of the service that come from the config file.
 #[derive(Debug, Clone, PartialEq, Eq)]

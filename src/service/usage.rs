@@ -107,8 +107,11 @@ pub enum VerifyDecision {
         key_id: Uuid,
         /// `None` = unlimited or not prepaid.
         remaining_balance: Option<Money>,
-        /// Requests left in the current minute; `None` = no rate limit.
+        /// Requests that may still be recorded in the current minute; `None` = no rate limit.
         remaining_requests: Option<i64>,
+        /// Requests recorded in the last minute, which the rate limit counts (`verify` records
+        /// none itself: the gateway records each request it serves); `None` = no rate limit.
+        recorded_requests: Option<i64>,
     },
     Denied {
         reason: DenyReason,
@@ -181,13 +184,34 @@ fn admission(key: &KeyAdmission, recent_requests: i64, request: &VerifyRequest, 
         VerifyDecision::Allowed {
             key_id: key.id,
             remaining_balance,
-            // This request is the one being admitted, so it counts too.
-            remaining_requests: key.rate_limit.map(|limit| (limit - recent_requests - 1).max(0)),
+            remaining_requests: key.rate_limit.map(|limit| (limit - recent_requests).max(0)),
+            recorded_requests: key.rate_limit.map(|_| recent_requests),
         }
     }
 }
 
+/// The decision `verify` would make for a key now, for a request its allow lists permit, with the
+/// requests recorded in the rate window: the facts behind a refusal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdmissionCheck {
+    pub decision: VerifyDecision,
+    pub recorded_requests: i64,
+}
+
 impl KeyService {
+    /// What `verify` would decide for this key now (for a request with no provider, model or API
+    /// format, which no allow list refuses), by the same rules, without touching `last_used_at`.
+    pub async fn admission(&self, key_id: Uuid) -> ServiceResult<AdmissionCheck> {
+        let now = self.now();
+        let key = self.key(key_id).await?;
+        let Some(found) = self.store.verify_lookup(&key.key_hash, now - RATE_WINDOW, CurrentPeriods::at(now)).await?
+        else {
+            return Err(ServiceError::NotFound { kind: "key", reference: key_id.to_string() });
+        };
+        let decision = admission(&found.key, found.recent_requests, &VerifyRequest::default(), now);
+        Ok(AdmissionCheck { decision, recorded_requests: found.recent_requests })
+    }
+
     /// The admission decision a gateway makes for a presented key.
     pub async fn verify(&self, plaintext: &str, request: &VerifyRequest) -> ServiceResult<VerifyDecision> {
         let now = self.now();

@@ -86,6 +86,10 @@ pub trait Store: Send + Sync {
     /// One page of keys in the query's order.
     async fn list_keys(&self, query: &KeyQuery) -> StoreResult<Vec<ApiKey>>;
     async fn count_keys(&self, now: DateTime<Utc>) -> StoreResult<KeyCounts>;
+    /// How many keys the query's scope, owner, state and filter match, counted up to `cap` (a
+    /// larger count is reported as `cap`, so a common filter over a million keys stays cheap).
+    /// The query's cursor and limit are ignored.
+    async fn count_matching(&self, query: &KeyQuery, cap: u32) -> StoreResult<u64>;
     /// Applies a patch; `None` when the key does not exist.
     async fn update_key(&self, id: Uuid, patch: &KeyPatch, audit: &AuditRecord) -> StoreResult<Option<ApiKey>>;
     async fn set_key_active(&self, id: Uuid, active: bool, audit: &AuditRecord) -> StoreResult<Option<ApiKey>>;

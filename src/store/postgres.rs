@@ -290,6 +290,10 @@ impl Store for PgStore {
         keys::count_keys(&self.pool, now).await.map_err(|error| self.store_error(error))
     }
 
+    async fn count_matching(&self, query: &KeyQuery, cap: u32) -> StoreResult<u64> {
+        list::count_matching(&self.pool, query, cap).await.map_err(|error| self.store_error(error))
+    }
+
     async fn update_key(&self, id: Uuid, patch: &KeyPatch, audit: &AuditRecord) -> StoreResult<Option<ApiKey>> {
         self.retrying(|| keys::update_key(&self.pool, id, patch, audit)).await
     }

@@ -334,6 +334,10 @@ impl Store for SqliteStore {
         keys::count_keys(self, now).await
     }
 
+    async fn count_matching(&self, query: &KeyQuery, cap: u32) -> StoreResult<u64> {
+        list::count_matching(self, query, cap).await
+    }
+
     async fn update_key(&self, id: Uuid, patch: &KeyPatch, audit: &AuditRecord) -> StoreResult<Option<ApiKey>> {
         keys::update_key(self, id, patch, audit).await
     }

@@ -8,8 +8,8 @@ use tokio::sync::mpsc::UnboundedSender;
 use uuid::Uuid;
 
 use crate::domain::{ApiKey, KeyPatch, KeyQuery, Money};
-use crate::service::{DEFAULT_GRACE, KeyService, NewKeySpec, ServiceError, ServiceResult};
-use crate::store::StoreError;
+use crate::service::{ConfirmedSweep, DEFAULT_GRACE, KeyService, NewKeySpec, ServiceError, ServiceResult};
+use crate::store::{StoreError, SweepReport};
 
 use super::event::{CreatedSecret, Event, Outcome};
 use super::state::{DetailData, RequestId, TopUpRequest};
@@ -18,6 +18,8 @@ use super::state::{DetailData, RequestId, TopUpRequest};
 pub const DETAIL_LEDGER_ROWS: u32 = 5;
 /// The ledger note of a credit set in the edit form.
 const CREDIT_NOTE: &str = "credit set in the edit form";
+/// The most matches the list's title counts; past it, the title says "10,000+".
+pub const MATCH_COUNT_CAP: u32 = 10_000;
 /// How long the filter box must be still before the list reloads.
 pub const FILTER_DEBOUNCE: Duration = Duration::from_millis(150);
 
@@ -36,6 +38,8 @@ pub enum Effect {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Call {
     ListKeys(KeyQuery),
+    /// How many keys the list's query matches, up to [`MATCH_COUNT_CAP`].
+    CountMatches(KeyQuery),
     CountKeys,
     Detail {
         key_id: Uuid,
@@ -67,6 +71,8 @@ pub enum Call {
     Sweep {
         dry_run: bool,
     },
+    /// The sweep an admin confirmed, if it still does what this dry run showed.
+    SweepAsShown(Box<SweepReport>),
 }
 
 /// Runs effects that do not need the terminal.
@@ -111,6 +117,9 @@ impl Runner {
         match call {
             Call::ListKeys(query) => Outcome::Page(self.shown(service.list_keys(&query).await)),
             Call::CountKeys => Outcome::Counts(self.shown(service.count_keys().await)),
+            Call::CountMatches(query) => {
+                Outcome::Matches(self.shown(service.count_matching_keys(&query, MATCH_COUNT_CAP).await))
+            }
             Call::Detail { key_id, days } => Outcome::Detail(self.shown(self.detail(key_id, days).await.map(Box::new))),
             Call::TopUp(request) => Outcome::ToppedUp(
                 self.shown(
@@ -144,6 +153,11 @@ impl Runner {
                 ),
             ),
             Call::Sweep { dry_run } => Outcome::Swept { dry_run, result: self.shown(service.sweep(dry_run).await) },
+            Call::SweepAsShown(shown) => match self.shown(service.sweep_as_shown(&shown).await) {
+                Ok(ConfirmedSweep::Swept(report)) => Outcome::Swept { dry_run: false, result: Ok(report) },
+                Ok(ConfirmedSweep::Changed(report)) => Outcome::SweepChanged(report),
+                Err(message) => Outcome::Swept { dry_run: false, result: Err(message) },
+            },
         }
     }
 
@@ -160,14 +174,15 @@ impl Runner {
     }
 
     async fn detail(&self, key_id: Uuid, days: u32) -> ServiceResult<DetailData> {
-        let (key, stats, mut ledger) = tokio::try_join!(
+        let (key, stats, mut ledger, admission) = tokio::try_join!(
             self.service.key(key_id),
             self.service.stats(key_id, days),
             self.service.ledger(key_id, Some(DETAIL_LEDGER_ROWS)),
+            self.service.admission(key_id),
         )?;
         ledger.reverse();
         let money = self.service.money_view(&key).await?;
-        Ok(DetailData { key, stats, ledger, money })
+        Ok(DetailData { key, stats, ledger, money, admission })
     }
 
     /// Saves an edit: the fields, then a changed credit as a ledger entry. Both are idempotent, so

@@ -45,6 +45,7 @@ pub enum Event {
 pub enum Outcome {
     Page(Result<Vec<ApiKey>, String>),
     Counts(Result<KeyCounts, String>),
+    Matches(Result<u64, String>),
     Detail(Result<Box<DetailData>, String>),
     ToppedUp(Result<TopUp, String>),
     Created(Result<CreatedSecret, String>),
@@ -57,6 +58,9 @@ pub enum Outcome {
         dry_run: bool,
         result: Result<SweepReport, String>,
     },
+    /// A confirmed sweep did nothing, because it would no longer do what its dry run showed:
+    /// this is the new dry run.
+    SweepChanged(SweepReport),
 }
 
 /// A key with its plaintext (after create or reveal). The plaintext never reaches `Debug`.

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::config::ThemeChoice;
 use crate::domain::{ApiKey, Budget, DailyUsage, KeyCounts, LedgerEntry, Money, MoneyPlan, Period, Refill, RefillMode};
-use crate::service::{KeyStats, MoneyView};
+use crate::service::{AdmissionCheck, KeyStats, MoneyView, VerifyDecision};
 
 use super::keymap::Keymap;
 use super::paging::Window;
@@ -147,7 +147,16 @@ pub fn detail_data(key: ApiKey, days: u32) -> DetailData {
         ledger_entry(&key, 0, Money::from_usd(10), Some(Money::from_usd(10)), Some("initial balance")),
     ];
     let money = MoneyView::new(&key, Money::from_usd(3), NOW, Money::from_usd(5));
-    DetailData { key, stats, ledger, money }
+    let admission = AdmissionCheck {
+        decision: VerifyDecision::Allowed {
+            key_id: key.id,
+            remaining_balance: key.balance().and_then(|balance| balance.remaining),
+            remaining_requests: key.rate_limit.map(|limit| limit - 3),
+            recorded_requests: key.rate_limit.map(|_| 3),
+        },
+        recorded_requests: 3,
+    };
+    DetailData { key, stats, ledger, money, admission }
 }
 
 /// A weekly rhythm: busy weekdays, quiet weekends.

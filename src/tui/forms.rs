@@ -12,6 +12,7 @@ use crate::domain::{
     validate::{self, MAX_KEY_NAME_CHARS},
 };
 use crate::service::NewKeySpec;
+use crate::tui::view::format::owed_or_left;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldId {
@@ -153,6 +154,8 @@ pub struct Form {
     pub focus: usize,
     /// Submitted and waiting for the service; keys other than Esc are ignored meanwhile.
     pub submitting: bool,
+    /// The admin confirmed an expiry in the past; the form submits without asking again.
+    pub past_expiry_accepted: bool,
 }
 
 impl Form {
@@ -211,7 +214,7 @@ impl Form {
     }
 
     fn with_fields(kind: FormKind, fields: Vec<Field>) -> Form {
-        Form { kind, fields, focus: 0, submitting: false }
+        Form { kind, fields, focus: 0, submitting: false, past_expiry_accepted: false }
     }
 
     pub fn title(&self) -> String {
@@ -253,13 +256,13 @@ impl Form {
         self.focus = index as usize;
     }
 
-    /// Steps a choice field to its next option; false for a text field.
-    pub fn cycle_choice(&mut self) -> bool {
+    /// Steps a choice field by `step` options, round; false for a text field.
+    pub fn cycle_choice(&mut self, step: isize) -> bool {
         let field = self.focused_mut();
-        let options = field.id.choices().len();
+        let options = field.id.choices().len() as isize;
         match &mut field.value {
             FieldValue::Choice(index) => {
-                *index = (*index + 1) % options;
+                *index = (*index as isize + step).rem_euclid(options) as usize;
                 true
             }
             FieldValue::Text(_) => false,
@@ -299,6 +302,22 @@ impl Form {
             | FieldId::RefillMode => Ok(()),
         };
         outcome.err()
+    }
+
+    /// A warning about a field that is valid but probably not meant: an expiry already past.
+    pub fn warning(&self, field: &Field, now: DateTime<Utc>) -> Option<String> {
+        (field.id == FieldId::Expires && self.past_expiry(now).is_some()).then(|| {
+            "is in the past: the key will be expired at once (and deleted by the sweep if it deletes on expiry)".into()
+        })
+    }
+
+    /// The expiry the form sets, when it is already past: a new key's, or an edited one.
+    pub fn past_expiry(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let field = self.field(FieldId::Expires)?;
+        if matches!(self.kind, FormKind::Edit(_)) && !field.edited() {
+            return None; // an expired key being edited for another reason
+        }
+        parse_expiry(field.shown(), now).ok().flatten().filter(|at| *at <= now)
     }
 
     /// The first error of an active field, with the field's index.
@@ -403,18 +422,20 @@ impl Form {
     }
 }
 
-/// `remaining $10.00 → $17.50` for a top-up of `amount` on `key`, or why it cannot apply.
+/// `remaining $10.00 → $17.50` for a top-up of `amount` on `key`, or why it cannot apply. A key
+/// that owes money starts from its debt: `remaining -$1.489293 owed → $3.510707`.
 pub fn top_up_preview(key: &ApiKey, amount: Money) -> Result<String, String> {
     let balance = key.balance().ok_or("this key is not prepaid")?;
-    let remaining = balance.remaining.ok_or("this key's balance is unlimited")?;
+    let net = balance.net().ok_or("this key's balance is unlimited")?;
     if amount.is_zero() {
         return Err("the amount must not be zero".into());
     }
+    let remaining = net.max(Money::ZERO);
     if amount.is_negative() && amount.abs() > remaining {
         return Err(format!("cannot deduct more than the remaining {remaining}"));
     }
-    let after = remaining.checked_add(amount).ok_or("the amount is too large")?;
-    Ok(format!("remaining {remaining} → {after}"))
+    let after = net.checked_add(amount).ok_or("the amount is too large")?;
+    Ok(format!("remaining {} → {}", owed_or_left(net), owed_or_left(after)))
 }
 
 fn is_money_field(id: FieldId) -> bool {
@@ -568,6 +589,30 @@ mod tests {
     }
 
     #[test]
+    fn the_top_up_preview_of_an_overdrawn_key_pays_back_the_debt_first() {
+        let mut key = prepaid_key();
+        key.credited = Some(Money::from_usd(5));
+        key.used = Money::from_micros(6_489_293);
+        assert_eq!(top_up_preview(&key, Money::from_usd(5)), Ok("remaining -$1.489293 owed → $3.510707".into()));
+        assert_eq!(top_up_preview(&key, Money::from_usd(1)), Ok("remaining -$1.489293 owed → -$0.489293 owed".into()));
+        assert!(top_up_preview(&key, Money::from_usd(-1)).unwrap_err().contains("remaining $0.00"));
+    }
+
+    #[test]
+    fn an_expiry_in_the_past_is_warned_about_when_set() {
+        let mut form = Form::edit(&user_key());
+        type_into(&mut form, FieldId::Expires, "2026-03-01");
+        let expires = form.field(FieldId::Expires).unwrap();
+        assert!(form.warning(expires, NOW).unwrap().starts_with("is in the past"));
+        assert_eq!(form.first_error(NOW), None, "a warning, not an error");
+        type_into(&mut form, FieldId::Expires, "2026-04-01");
+        assert_eq!(form.past_expiry(NOW), None);
+        let mut expired = user_key();
+        expired.expires_at = Some(NOW - chrono::TimeDelta::days(1));
+        assert_eq!(Form::edit(&expired).past_expiry(NOW), None, "editing another field of an expired key");
+    }
+
+    #[test]
     fn fields_explain_bad_input_inline() {
         let mut form = Form::top_up(&prepaid_key(), "tui-test-1".into());
         type_into(&mut form, FieldId::Amount, "1e3");
@@ -627,7 +672,7 @@ mod tests {
         type_into(&mut form, FieldId::Balance, "abc");
         assert_eq!(form.first_error(NOW), None);
         form.focus = 2;
-        assert!(form.cycle_choice());
+        assert!(form.cycle_choice(1));
         assert_eq!(form.first_error(NOW).unwrap().0, 3);
         type_into(&mut form, FieldId::Balance, "25");
         let spec = form.new_key_spec(NOW).unwrap();
@@ -640,7 +685,7 @@ mod tests {
     fn money_fields_take_what_the_flags_take() {
         let mut form = Form::create("alice");
         form.focus = 2;
-        assert!(form.cycle_choice(), "prepaid");
+        assert!(form.cycle_choice(1), "prepaid");
         type_into(&mut form, FieldId::Balance, "25");
         type_into(&mut form, FieldId::Budget, "0");
         assert_eq!(form.first_error(NOW).unwrap().1, "budget must be more than $0 (got $0.00); use none to remove it");
@@ -662,7 +707,7 @@ mod tests {
         assert_eq!(form.key_patch(NOW), Ok(KeyPatch::default()), "opened and closed: nothing changes");
         let period = form.fields.iter().position(|f| f.id == FieldId::BudgetPeriod).unwrap();
         form.focus = period;
-        assert!(form.cycle_choice(), "month → week");
+        assert!(form.cycle_choice(1), "month → week");
         type_into(&mut form, FieldId::Refill, "");
         let patch = form.key_patch(NOW).unwrap();
         let budget = key.money.budget.unwrap();

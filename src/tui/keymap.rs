@@ -17,6 +17,7 @@ pub enum Context {
     Confirm,
     Secret,
     Help,
+    Report,
 }
 
 impl Context {
@@ -30,6 +31,7 @@ impl Context {
             Context::Confirm => "Confirmation",
             Context::Secret => "Key shown once",
             Context::Help => "Help",
+            Context::Report => "Sweep report",
         }
     }
 }
@@ -72,12 +74,14 @@ pub enum Action {
     NextField,
     PreviousField,
     CycleChoice,
+    PreviousChoice,
     Confirm,
     Copy,
+    SweepReport,
 }
 
 impl Action {
-    const ALL: [Action; 37] = [
+    const ALL: [Action; 39] = [
         Action::ForceQuit,
         Action::Quit,
         Action::Help,
@@ -113,8 +117,10 @@ impl Action {
         Action::NextField,
         Action::PreviousField,
         Action::CycleChoice,
+        Action::PreviousChoice,
         Action::Confirm,
         Action::Copy,
+        Action::SweepReport,
     ];
 
     /// The name used in the `[keybindings]` table of the config file.
@@ -155,8 +161,10 @@ impl Action {
             Action::NextField => "next_field",
             Action::PreviousField => "previous_field",
             Action::CycleChoice => "cycle_choice",
+            Action::PreviousChoice => "previous_choice",
             Action::Confirm => "confirm",
             Action::Copy => "copy",
+            Action::SweepReport => "sweep_report",
         }
     }
 
@@ -336,6 +344,7 @@ const DEFAULTS: &[DefaultBinding] = &[
     bind(C::List, A::Reveal, &["R"], "Reveal the key's plaintext (audited)", None),
     bind(C::List, A::Roll, &["K"], "Roll: a new secret, the old one valid 24h more", None),
     bind(C::List, A::Sweep, &["S"], "Run the expiry sweep now (after a dry run)", None),
+    bind(C::List, A::SweepReport, &["L"], "Show what the last sweep did", None),
     bind(C::List, A::Refresh, &["r"], "Refresh now", None),
     bind(C::List, A::ToggleAutoRefresh, &["a"], "Turn auto-refresh on or off", None),
     bind(C::List, A::Help, &["?"], "Show this help", Some("help")),
@@ -360,7 +369,8 @@ const DEFAULTS: &[DefaultBinding] = &[
     bind(C::Form, A::Cancel, &["esc"], "Cancel", Some("cancel")),
     bind(C::Form, A::NextField, &["tab", "down"], "Next field", Some("next field")),
     bind(C::Form, A::PreviousField, &["backtab", "up"], "Previous field", None),
-    bind(C::Form, A::CycleChoice, &["space"], "Change a choice field", Some("change choice")),
+    bind(C::Form, A::CycleChoice, &["space", "right"], "Change a choice field", Some("change choice")),
+    bind(C::Form, A::PreviousChoice, &["left"], "Change a choice field back", None),
     bind(C::Confirm, A::Confirm, &["y"], "Yes, do it", Some("yes")),
     bind(C::Confirm, A::Cancel, &["n", "esc"], "No, cancel", Some("no")),
     bind(C::Secret, A::Copy, &["c"], "Copy to the clipboard (OSC 52, works over SSH)", Some("copy")),
@@ -372,6 +382,7 @@ const DEFAULTS: &[DefaultBinding] = &[
     bind(C::Help, A::First, &["g", "home"], "Scroll to the top", None),
     bind(C::Help, A::Last, &["G", "end"], "Scroll to the bottom", None),
     bind(C::Help, A::Back, &["esc", "?", "q"], "Close the help", Some("close")),
+    bind(C::Report, A::Back, &["esc", "enter", "q"], "Close the report", Some("close")),
 ];
 
 /// One binding of the effective keymap.
@@ -388,6 +399,9 @@ pub struct Binding {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Keymap {
     bindings: Vec<Binding>,
+    /// The bindings that write, left out under `--read-only`: pressing one says why nothing
+    /// happens instead of doing nothing.
+    withheld: Vec<Binding>,
 }
 
 impl Keymap {
@@ -396,7 +410,6 @@ impl Keymap {
     pub fn new(overrides: &BTreeMap<String, String>, read_only: bool) -> Result<Keymap, String> {
         let mut bindings: Vec<Binding> = DEFAULTS
             .iter()
-            .filter(|binding| !(read_only && binding.action.writes()))
             .map(|binding| Binding {
                 context: binding.context,
                 action: binding.action,
@@ -415,9 +428,11 @@ impl Keymap {
                 binding.keys = vec![chord];
             }
         }
-        let keymap = Keymap { bindings };
+        let keymap = Keymap { bindings, withheld: Vec::new() };
         keymap.check_conflicts()?;
-        Ok(keymap)
+        let (withheld, bindings) =
+            keymap.bindings.into_iter().partition(|binding| read_only && binding.action.writes());
+        Ok(Keymap { bindings, withheld })
     }
 
     fn check_conflicts(&self) -> Result<(), String> {
@@ -445,6 +460,11 @@ impl Keymap {
         [context, Context::Global].into_iter().find_map(|ctx| {
             self.bindings.iter().find(|b| b.context == ctx && b.keys.contains(&chord)).map(|b| b.action)
         })
+    }
+
+    /// The binding of a key press that `--read-only` left out, if it is one.
+    pub fn withheld(&self, context: Context, chord: KeyChord) -> Option<&Binding> {
+        self.withheld.iter().find(|b| b.context == context && b.keys.contains(&chord))
     }
 
     /// Every binding of `context`, then the global ones: the help's content.
@@ -545,5 +565,7 @@ mod tests {
             assert!(keymap.bindings(context).all(|b| !b.action.writes()));
         }
         assert_eq!(keymap.action(Context::List, KeyChord::parse("t").unwrap()), None);
+        let withheld = keymap.withheld(Context::List, KeyChord::parse("S").unwrap()).unwrap();
+        assert_eq!(withheld.action, Action::Sweep);
     }
 }

@@ -15,6 +15,7 @@ mod keymap;
 mod live;
 mod paging;
 mod state;
+mod sweep_report;
 mod terminal;
 mod theme;
 mod update;

@@ -5,7 +5,7 @@ use tui_input::Input;
 use uuid::Uuid;
 
 use crate::domain::{ApiKey, KeyCounts, KeyQuery, KeyScope, LedgerEntry, Money, SortKey};
-use crate::service::{KeyStats, MoneyView};
+use crate::service::{AdmissionCheck, KeyStats, MoneyView};
 use crate::store::SweepReport;
 
 use super::forms::Form;
@@ -58,6 +58,10 @@ pub struct State {
     pub counts: Option<KeyCounts>,
     pub auto_refresh: bool,
     pub last_sweep: Option<SweepResult>,
+    /// What the sweeps of this session changed, all runs together.
+    pub sweep_totals: SweepTotals,
+    /// The latest sweep that changed any key: the report worth opening again.
+    pub last_changing_sweep: Option<SweepResult>,
     pub toast: Option<Toast>,
     /// Writes in flight (top-up, create…), for the busy mark.
     pub writes_in_flight: usize,
@@ -83,6 +87,8 @@ impl State {
             counts: None,
             auto_refresh: false,
             last_sweep: None,
+            sweep_totals: SweepTotals::default(),
+            last_changing_sweep: None,
             toast: None,
             writes_in_flight: 0,
             outage: None,
@@ -112,6 +118,7 @@ impl State {
             Some(Modal::Form(_)) => Context::Form,
             Some(Modal::Confirm(_)) => Context::Confirm,
             Some(Modal::Secret(_)) => Context::Secret,
+            Some(Modal::Report(_)) => Context::Report,
             None if self.filter_box.is_some() => Context::Filter,
             None => self.screen_context(),
         }
@@ -136,9 +143,36 @@ impl State {
     }
 
     pub fn toast(&mut self, kind: ToastKind, text: impl Into<String>) {
-        self.toast =
-            Some(Toast { kind, text: text.into(), until: self.now + chrono::TimeDelta::seconds(TOAST_SECONDS) });
+        let until = self.now + chrono::TimeDelta::seconds(TOAST_SECONDS);
+        self.toast = Some(Toast { kind, text: text.into(), until, raised_in: self.toast_context() });
     }
+
+    /// What a message is about: the screen, the selected key and the dialog on top.
+    pub fn toast_context(&self) -> ToastContext {
+        ToastContext {
+            screen: self.screen,
+            selected: self.list.selected_key().map(|key| key.id),
+            dialogs: self.modals.len(),
+            top_dialog: self.modals.last().map(std::mem::discriminant),
+        }
+    }
+
+    /// Drops a message whose context has changed ("No key selected" once a key is selected, a
+    /// refused create once the dialog closed): it would be read as being about what is shown now.
+    pub fn drop_stale_toast(&mut self) {
+        if self.toast.as_ref().is_some_and(|toast| toast.raised_in != self.toast_context()) {
+            self.toast = None;
+        }
+    }
+}
+
+/// The part of the state a message is about; see [`State::drop_stale_toast`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToastContext {
+    screen: Screen,
+    selected: Option<Uuid>,
+    dialogs: usize,
+    top_dialog: Option<std::mem::Discriminant<Modal>>,
 }
 
 const TOAST_SECONDS: i64 = 6;
@@ -172,6 +206,9 @@ pub struct KeyList {
     /// Bumped by every keystroke in the filter box; only the last one's debounce reloads.
     pub filter_edits: u64,
     pub error: Option<String>,
+    /// The count of keys the query matches (up to the cap), and the request it answers.
+    pub matches: Option<u64>,
+    pub matches_request: Option<RequestId>,
 }
 
 impl Default for KeyList {
@@ -190,6 +227,8 @@ impl Default for KeyList {
             stale: false,
             filter_edits: 0,
             error: None,
+            matches: None,
+            matches_request: None,
         }
     }
 }
@@ -262,6 +301,8 @@ pub struct DetailData {
     pub ledger: Vec<LedgerEntry>,
     /// The budget's use and the low-balance line.
     pub money: MoneyView,
+    /// What `verify` would decide for the key now.
+    pub admission: AdmissionCheck,
 }
 
 #[derive(Debug, Clone)]
@@ -273,6 +314,15 @@ pub enum Modal {
     Form(Form),
     Confirm(Confirm),
     Secret(Secret),
+    /// What the last sweep did, opened again from the list.
+    Report(Report),
+}
+
+/// Lines to read, with nothing to decide: the last sweep's report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub title: String,
+    pub lines: Vec<String>,
 }
 
 /// A question before something that cannot be taken back, saying exactly what will happen.
@@ -298,11 +348,23 @@ pub struct TopUpRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Confirmed {
     TopUp(TopUpRequest),
-    SetActive { key_id: Uuid, active: bool },
-    Purge { key_id: Uuid },
-    Reveal { key_id: Uuid },
-    Roll { key_id: Uuid },
-    Sweep,
+    SetActive {
+        key_id: Uuid,
+        active: bool,
+    },
+    Purge {
+        key_id: Uuid,
+    },
+    Reveal {
+        key_id: Uuid,
+    },
+    Roll {
+        key_id: Uuid,
+    },
+    /// Submit the dialog underneath although its expiry is in the past.
+    PastExpiry,
+    /// The sweep, as its dry run showed it: confirming runs it only if it would still do that.
+    Sweep(Box<SweepReport>),
 }
 
 /// A plaintext key on screen: after create (never shown again) or after a reveal.
@@ -331,6 +393,7 @@ pub struct Toast {
     pub kind: ToastKind,
     pub text: String,
     pub until: DateTime<Utc>,
+    pub raised_in: ToastContext,
 }
 
 /// The database stopped answering. The list and the detail keep their last data meanwhile;
@@ -349,6 +412,14 @@ pub struct Outage {
 /// The wait before retry number `attempt` (1, 2, 4, 8, 16, then every 30 s).
 pub fn retry_delay(attempt: u32) -> std::time::Duration {
     std::time::Duration::from_secs(1u64 << attempt.saturating_sub(1).min(5)).min(std::time::Duration::from_secs(30))
+}
+
+/// Keys the sweeps of a session disabled and deleted, for the status bar: the latest run alone
+/// often reads "0 disabled, 0 deleted" after an earlier one did the work.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepTotals {
+    pub disabled: u64,
+    pub deleted: u64,
 }
 
 /// The last sweep, for the status bar.

@@ -98,7 +98,7 @@ impl Theme {
     pub fn status(&self, status: KeyStatus) -> Style {
         match status {
             KeyStatus::Active => self.status_active,
-            KeyStatus::Disabled => self.status_disabled,
+            KeyStatus::Disabled | KeyStatus::OwnerDisabled => self.status_disabled,
             KeyStatus::Expired => self.status_expired,
             KeyStatus::Exhausted => self.status_exhausted,
         }

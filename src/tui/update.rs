@@ -20,6 +20,7 @@ use super::state::{
     Confirm, Confirmed, DetailData, Focus, Modal, Outage, RANGES, RequestId, Screen, Secret, State, SweepResult,
     ToastKind, TopUpRequest, retry_delay,
 };
+use super::sweep_report;
 use super::view::{help, layout};
 
 /// The first effects of a session: the list and the counts.
@@ -30,15 +31,29 @@ pub fn start(state: &mut State) -> Vec<Effect> {
 }
 
 pub fn update(state: &mut State, event: Event) -> Vec<Effect> {
+    let effects = dispatch(state, event);
+    state.drop_stale_toast();
+    effects
+}
+
+fn dispatch(state: &mut State, event: Event) -> Vec<Effect> {
     match event {
         Event::Key(key) => on_key(state, key),
         Event::Paste(text) => match focused_text_input(state) {
             Some(input) => {
-                // Pasted text is untrusted too: only printable characters go into a field.
-                for ch in sanitize(&text).chars() {
+                // Every field is one line: a line break ends the paste, since dropping it would
+                // join "12\n34" into 1234. Pasted text is untrusted too: only printable
+                // characters go into a field.
+                let mut lines = text.lines();
+                for ch in sanitize(lines.next().unwrap_or_default()).chars() {
                     input.handle(tui_input::InputRequest::InsertChar(ch));
                 }
-                after_text_edit(state)
+                let cut = lines.any(|line| !line.trim().is_empty());
+                let effects = after_text_edit(state);
+                if cut {
+                    state.toast(ToastKind::Info, "Pasted the first line only: a field holds one line");
+                }
+                effects
             }
             None => Vec::new(),
         },
@@ -105,6 +120,7 @@ fn answered(outcome: &Outcome) -> bool {
     match outcome {
         Outcome::Page(result) => result.is_ok(),
         Outcome::Counts(result) => result.is_ok(),
+        Outcome::Matches(result) => result.is_ok(),
         Outcome::Detail(result) => result.is_ok(),
         Outcome::ToppedUp(result) => result.is_ok(),
         Outcome::Created(result) => result.is_ok(),
@@ -112,6 +128,7 @@ fn answered(outcome: &Outcome) -> bool {
         Outcome::Purged(result) => result.is_ok(),
         Outcome::Revealed(result) | Outcome::Rolled(result) => result.is_ok(),
         Outcome::Swept { result, .. } => result.is_ok(),
+        Outcome::SweepChanged(_) => true,
     }
 }
 
@@ -134,7 +151,13 @@ fn on_key(state: &mut State, key: KeyEvent) -> Vec<Effect> {
     }
     match state.session.keymap.action(context, chord) {
         Some(action) => perform(state, context, action),
-        None => Vec::new(),
+        None => {
+            if let Some(binding) = state.session.keymap.withheld(context, chord) {
+                let text = format!("Read-only session: {} is not available", binding.description.to_lowercase());
+                state.toast(ToastKind::Info, text);
+            }
+            Vec::new()
+        }
     }
 }
 
@@ -188,10 +211,10 @@ fn perform(state: &mut State, context: Context, action: Action) -> Vec<Effect> {
             let request = state.list.window.request(Placement::End, page_size(state));
             vec![start_page(state, Placement::End, request, Focus::Last)]
         }
-        Action::Open => {
+        Action::Open => with_current_key(state, |state, _| {
             state.screen = Screen::Detail;
             load_detail(state)
-        }
+        }),
         Action::Back if context == Context::Detail => {
             state.screen = Screen::List;
             Vec::new()
@@ -302,6 +325,10 @@ fn perform(state: &mut State, context: Context, action: Action) -> Vec<Effect> {
             confirm(state, format!("Roll {name}?"), lines, Confirmed::Roll { key_id: key.id })
         }),
         Action::Sweep => vec![call(state, Call::Sweep { dry_run: true })],
+        Action::SweepReport => {
+            sweep_report::open(state);
+            Vec::new()
+        }
         Action::Submit => submit_form(state),
         Action::NextField | Action::PreviousField => {
             if let Some(Modal::Form(form)) = state.modals.last_mut() {
@@ -309,9 +336,9 @@ fn perform(state: &mut State, context: Context, action: Action) -> Vec<Effect> {
             }
             Vec::new()
         }
-        Action::CycleChoice => {
+        Action::CycleChoice | Action::PreviousChoice => {
             if let Some(Modal::Form(form)) = state.modals.last_mut() {
-                form.cycle_choice();
+                form.cycle_choice(if action == Action::CycleChoice { 1 } else { -1 });
             }
             Vec::new()
         }
@@ -361,9 +388,20 @@ fn with_current_key(state: &mut State, then: impl FnOnce(&mut State, ApiKey) -> 
     match state.current_key().cloned() {
         Some(key) => then(state, key),
         None => {
-            state.toast(ToastKind::Info, "No key selected");
+            let message = nothing_listed(state);
+            state.toast(ToastKind::Info, message);
             Vec::new()
         }
+    }
+}
+
+/// Why there is no key to act on: the filter matched nothing, or the scope holds no key.
+fn nothing_listed(state: &State) -> String {
+    let filter = state.list.filter.trim();
+    if filter.is_empty() {
+        format!("No key in the scope {:?}", state.list.scope.label())
+    } else {
+        format!("No key matches \"{}\"", sanitize(filter))
     }
 }
 
@@ -401,6 +439,16 @@ fn submit_form(state: &mut State) -> Vec<Effect> {
         form.focus = index;
         return Vec::new();
     }
+    if !form.past_expiry_accepted
+        && let Some(at) = form.past_expiry(now)
+    {
+        let when = at.format("%Y-%m-%d %H:%M UTC");
+        let lines = vec![
+            format!("{when} has passed: the key will be expired as soon as this is saved."),
+            "If it deletes on expiry, the next sweep deletes it.".into(),
+        ];
+        return confirm(state, format!("Expire the key at {when}, in the past?"), lines, Confirmed::PastExpiry);
+    }
     let call = match &form.kind {
         FormKind::TopUp(key, idempotency_key) => form.top_up_request().map(|(amount, note)| {
             Call::TopUp(TopUpRequest { key_id: key.id, amount, note, idempotency_key: idempotency_key.clone() })
@@ -433,12 +481,18 @@ fn submit_form(state: &mut State) -> Vec<Effect> {
 
 fn run_confirmed(state: &mut State, action: Confirmed) -> Vec<Effect> {
     let call = match action {
+        Confirmed::PastExpiry => {
+            if let Some(Modal::Form(form)) = state.modals.last_mut() {
+                form.past_expiry_accepted = true;
+            }
+            return submit_form(state);
+        }
         Confirmed::TopUp(request) => Call::TopUp(request),
         Confirmed::SetActive { key_id, active } => Call::SetActive { key_id, active },
         Confirmed::Purge { key_id } => Call::Purge { key_id },
         Confirmed::Reveal { key_id } => Call::Reveal { key_id },
         Confirmed::Roll { key_id } => Call::Roll { key_id },
-        Confirmed::Sweep => Call::Sweep { dry_run: false },
+        Confirmed::Sweep(shown) => Call::SweepAsShown(shown),
     };
     write(state, call)
 }
@@ -482,7 +536,11 @@ fn start_page(state: &mut State, placement: Placement, request: PageRequest, foc
 
 fn reload(state: &mut State, focus: Focus) -> Vec<Effect> {
     let request = state.list.window.request(Placement::Reload, page_size(state));
-    vec![start_page(state, Placement::Reload, request, focus)]
+    let page = start_page(state, Placement::Reload, request, focus);
+    let count = state.next_request();
+    state.list.matches_request = Some(count);
+    let query = state.list.query(request, state.now);
+    vec![page, Effect::Call(count, Call::CountMatches(query))]
 }
 
 /// Reloads from the top of the list because the query changed (filter, scope, sort, `g`).
@@ -575,6 +633,13 @@ fn on_outcome(state: &mut State, request: RequestId, outcome: Outcome) -> Vec<Ef
             state.counts = Some(counts);
             Vec::new()
         }
+        Outcome::Matches(result) => {
+            // Only the answer to the latest query counts; an error leaves the title without it.
+            if state.list.matches_request == Some(request) {
+                state.list.matches = result.ok();
+            }
+            Vec::new()
+        }
         Outcome::Counts(Err(message)) => {
             if state.outage.is_none() {
                 state.toast(ToastKind::Error, format!("Cannot count keys: {message}"));
@@ -651,19 +716,7 @@ fn on_outcome(state: &mut State, request: RequestId, outcome: Outcome) -> Vec<Ef
             state.modals.push(Modal::Secret(Secret { name, plaintext: revealed.plaintext, once: false }));
             Vec::new()
         }),
-        Outcome::Swept { dry_run: true, result: Ok(report) } => {
-            let lines = sweep_lines(&report);
-            if lines.is_empty() {
-                state.toast(ToastKind::Info, "Nothing to sweep: no enabled key has expired");
-                Vec::new()
-            } else {
-                let title = format!(
-                    "Run the expiry sweep now? {} to disable, {} to delete",
-                    report.disabled_count, report.deleted_count
-                );
-                confirm(state, title, lines, Confirmed::Sweep)
-            }
-        }
+        Outcome::Swept { dry_run: true, result: Ok(report) } => confirm_sweep(state, report, None),
         Outcome::Swept { dry_run: true, result: Err(message) } => {
             state.toast(ToastKind::Error, format!("Sweep dry run failed: {message}"));
             Vec::new()
@@ -671,13 +724,42 @@ fn on_outcome(state: &mut State, request: RequestId, outcome: Outcome) -> Vec<Ef
         Outcome::Swept { dry_run: false, result } => {
             state.writes_in_flight = state.writes_in_flight.saturating_sub(1);
             let changed = result.as_ref().is_ok_and(|r| r.disabled_count > 0 || r.deleted_count > 0);
-            if let Err(message) = &result {
-                state.toast(ToastKind::Error, format!("Sweep failed: {message}"));
+            match &result {
+                Ok(report) => sweep_report::record(state, report),
+                Err(message) => state.toast(ToastKind::Error, format!("Sweep failed: {message}")),
             }
             state.last_sweep = Some(SweepResult { at: state.now, outcome: result });
             if changed { refresh(state) } else { Vec::new() }
         }
+        Outcome::SweepChanged(report) => {
+            state.writes_in_flight = state.writes_in_flight.saturating_sub(1);
+            // What the dry run showed was (partly) swept elsewhere: the list is out of date too.
+            let mut effects =
+                confirm_sweep(state, report, Some("Nothing was swept: the expired keys changed since the dry run"));
+            effects.extend(refresh(state));
+            effects
+        }
     }
+}
+
+/// Asks to confirm the sweep a dry run showed; `changed` says why it is asked again.
+fn confirm_sweep(state: &mut State, report: SweepReport, changed: Option<&str>) -> Vec<Effect> {
+    let lines = sweep_report::lines_of(&report, ("disable", "delete"));
+    if lines.is_empty() {
+        let nothing = "no enabled key has expired";
+        let text = match changed {
+            Some(why) => format!("{why}; now {nothing}"),
+            None => format!("Nothing to sweep: {nothing}"),
+        };
+        state.toast(ToastKind::Info, text);
+        return Vec::new();
+    }
+    let plan = format!("{} to disable, {} to delete", report.disabled_count, report.deleted_count);
+    let (title, lines) = match changed {
+        Some(why) => (format!("The sweep changed: now {plan}. Run it?"), [vec![format!("{why}.")], lines].concat()),
+        None => (format!("Run the expiry sweep now? {plan}"), lines),
+    };
+    confirm(state, title, lines, Confirmed::Sweep(Box::new(report)))
 }
 
 fn on_page(state: &mut State, request: RequestId, result: Result<Vec<ApiKey>, String>) -> Vec<Effect> {
@@ -781,19 +863,4 @@ fn replace_row(state: &mut State, fresh: &ApiKey) {
 fn refresh_detail_of(state: &mut State, key_id: Uuid) -> Vec<Effect> {
     let showing = state.screen == Screen::Detail && state.list.selected_key().is_some_and(|key| key.id == key_id);
     if showing { load_detail(state) } else { Vec::new() }
-}
-
-/// What a sweep would do, one line per key (sanitised names).
-fn sweep_lines(report: &SweepReport) -> Vec<String> {
-    let line = |verb: &str, key: &crate::domain::SweptKey| format!("{verb} {} ({})", sanitize(&key.name), key.id);
-    report
-        .disabled
-        .iter()
-        .map(|key| line("disable", key))
-        .chain(report.deleted.iter().map(|key| line("delete", key)))
-        .chain(report.truncated.then(|| {
-            let listed = (report.disabled.len() + report.deleted.len()) as u64;
-            format!("… and {} more", (report.disabled_count + report.deleted_count).saturating_sub(listed))
-        }))
-        .collect()
 }

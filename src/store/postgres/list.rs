@@ -25,12 +25,47 @@ fn sort_value(sort: SortKey) -> &'static str {
 /// Only fixed SQL fragments chosen by `match` are spliced into the text; every value from the
 /// query (owner, filter text, cursor, time, limit) is a bound parameter.
 pub(super) async fn list_keys(pool: &PgPool, query: &KeyQuery) -> Result<Vec<ApiKey>, sqlx::Error> {
+    let before = matches!(query.from, PageFrom::Before(_));
+    let (mut sql, filtered) = list_query(pool, query, "").await?;
+    // A filtered list is planned for its own values every time (an unnamed statement): the plan
+    // that suits a rare substring (OR the index bitmaps, then sort) is not the one for a common
+    // one (walk the sort order), and a generic plan cannot tell them apart.
+    let mut keys: Vec<ApiKey> = sql
+        .build_query_as::<KeyRow>()
+        .persistent(!filtered)
+        .fetch_all(pool)
+        .await?
+        .into_iter()
+        .map(ApiKey::from)
+        .collect();
+    if before {
+        keys.reverse();
+    }
+    Ok(keys)
+}
+
+/// The keys a list matches, counted over at most `cap` of them: the list query itself from the
+/// start, with `cap` as its limit, so it costs what reading `cap` keys of the list costs.
+pub(super) async fn count_matching(pool: &PgPool, query: &KeyQuery, cap: u32) -> Result<u64, sqlx::Error> {
+    let capped = KeyQuery { from: PageFrom::Start, limit: cap, ..query.clone() };
+    let (mut sql, filtered) = list_query(pool, &capped, "SELECT COUNT(*) FROM (").await?;
+    sql.push(") AS matching");
+    let count: i64 = sql.build_query_scalar().persistent(!filtered).fetch_one(pool).await?;
+    Ok(count.max(0) as u64)
+}
+
+/// The list query, after `prefix`, and whether it has a filter (see `list_keys`).
+async fn list_query(
+    pool: &PgPool,
+    query: &KeyQuery,
+    prefix: &str,
+) -> Result<(QueryBuilder<Postgres>, bool), sqlx::Error> {
     let sort = sort_value(query.sort);
     let before = matches!(query.from, PageFrom::Before(_));
     // Rows before a cursor are collected by scanning against the list order, then reversed.
     let scan_descending = query.descending != before;
 
-    let mut sql = QueryBuilder::<Postgres>::new(concat!(select_keys!(), " WHERE TRUE"));
+    let mut sql = QueryBuilder::<Postgres>::new(format!("{prefix}{}", concat!(select_keys!(), " WHERE TRUE")));
     let mut filtered = false;
     match query.scope {
         KeyScope::All => {}
@@ -51,9 +86,13 @@ pub(super) async fn list_keys(pool: &PgPool, query: &KeyQuery) -> Result<Vec<Api
     };
     if let Some(negation) = negation {
         let now = query.now.unwrap_or_else(Utc::now);
-        sql.push(format_args!(" AND {negation}(k.is_active AND (k.expires_at IS NULL OR k.expires_at > "))
-            .push_bind(now)
-            .push("))");
+        // Usable now: enabled, not expired, and owned by an enabled user (verify refuses the
+        // keys of a disabled owner).
+        sql.push(format_args!(
+            " AND {negation}(k.is_active AND u.is_active AND (k.expires_at IS NULL OR k.expires_at > "
+        ))
+        .push_bind(now)
+        .push("))");
     }
     if let Some(text) = query.filter.as_deref().map(str::trim).filter(|text| !text.is_empty()) {
         // Each condition on `k` alone and each one an index answers, so the planner ORs index
@@ -92,22 +131,7 @@ pub(super) async fn list_keys(pool: &PgPool, query: &KeyQuery) -> Result<Vec<Api
     }
     let direction = if scan_descending { "DESC" } else { "ASC" };
     sql.push(format_args!(" ORDER BY {sort} {direction}, k.id {direction} LIMIT ")).push_bind(i64::from(query.limit));
-
-    // A filtered list is planned for its own values every time (an unnamed statement): the plan
-    // that suits a rare substring (OR the index bitmaps, then sort) is not the one for a common
-    // one (walk the sort order), and a generic plan cannot tell them apart.
-    let mut keys: Vec<ApiKey> = sql
-        .build_query_as::<KeyRow>()
-        .persistent(!filtered)
-        .fetch_all(pool)
-        .await?
-        .into_iter()
-        .map(ApiKey::from)
-        .collect();
-    if before {
-        keys.reverse();
-    }
-    Ok(keys)
+    Ok((sql, filtered))
 }
 
 /// Escapes the LIKE wildcards (and the escape character) so `text` matches literally.

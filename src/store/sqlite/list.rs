@@ -28,6 +28,17 @@ pub(super) async fn list_keys(store: &SqliteStore, query: &KeyQuery) -> StoreRes
     Ok(keys)
 }
 
+/// The keys a list matches, counted over at most `cap` of them: the list query itself from the
+/// start, with `cap` as its limit, so it costs what reading `cap` keys of the list costs.
+pub(super) async fn count_matching(store: &SqliteStore, query: &KeyQuery, cap: u32) -> StoreResult<u64> {
+    let capped = KeyQuery { from: PageFrom::Start, limit: cap, ..query.clone() };
+    let mut builder = QueryBuilder::new("SELECT COUNT(*) FROM (");
+    push_list_query(&mut builder, &capped, query.now.unwrap_or_else(Utc::now));
+    builder.push(")");
+    let count: i64 = builder.build_query_scalar().fetch_one(store.pool()).await.map_err(super::store_error)?;
+    Ok(count.max(0) as u64)
+}
+
 /// The page of a filtered list found by walking the list's own order over at most
 /// [`WALK_ROWS`] keys and filtering them, when they hold a whole page of matches; `None`
 /// otherwise (then the trigram index answers). Filters shorter than a trigram have no index
@@ -80,12 +91,17 @@ fn push_list_query(builder: &mut QueryBuilder<Sqlite>, query: &KeyQuery, now: Da
     }
     match query.active {
         ActiveFilter::Any => {}
+        // Usable now: enabled, not expired, and owned by an enabled user (verify refuses the
+        // keys of a disabled owner).
         ActiveFilter::Active => {
-            builder.push(" AND k.is_active = 1 AND (k.expires_at IS NULL OR k.expires_at > ").push_bind(millis(now));
-            builder.push(")");
+            builder.push(" AND k.is_active = 1 AND u.is_active = 1 AND (k.expires_at IS NULL OR k.expires_at > ");
+            builder.push_bind(millis(now)).push(")");
         }
         ActiveFilter::Inactive => {
-            builder.push(" AND (k.is_active = 0 OR k.expires_at <= ").push_bind(millis(now)).push(")");
+            builder
+                .push(" AND (k.is_active = 0 OR u.is_active = 0 OR k.expires_at <= ")
+                .push_bind(millis(now))
+                .push(")");
         }
     }
     if let Some(filter) = list_filter(query) {

@@ -194,7 +194,7 @@ fn a_confirmation_longer_than_the_screen_keeps_its_question() {
         let confirm = Confirm {
             title: "Run the expiry sweep now? 200 to disable, 0 to delete".into(),
             lines: (0..200).map(|n| format!("disable key-{n}")).collect(),
-            action: Confirmed::Sweep,
+            action: Confirmed::Sweep(Box::default()),
         };
         with_modal(loaded_state(size), Modal::Confirm(confirm))
     };
@@ -213,7 +213,7 @@ fn a_confirmation_of_long_wide_lines_keeps_its_question_in_a_narrow_window() {
         let confirm = Confirm {
             title: "Run the expiry sweep now?".into(),
             lines: (0..40).map(|n| format!("disable {name}-{n}")).collect(),
-            action: Confirmed::Sweep,
+            action: Confirmed::Sweep(Box::default()),
         };
         let screen = format!("{:?}", draw(&with_modal(loaded_state(size), Modal::Confirm(confirm))).backend());
         assert!(screen.contains("Go ahead?") && screen.contains("more lines"), "{size:?}\n{screen}");

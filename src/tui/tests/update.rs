@@ -45,8 +45,11 @@ fn only_call(effects: &[Effect]) -> (RequestId, Call) {
     calls.into_iter().next().unwrap()
 }
 
+/// The page query among `effects`, leaving out the count of matches that goes with a reload.
 fn list_query(effects: &[Effect]) -> (RequestId, crate::domain::KeyQuery) {
-    match only_call(effects) {
+    let pages: Vec<Effect> =
+        effects.iter().filter(|effect| !matches!(effect, Effect::Call(_, Call::CountMatches(_)))).cloned().collect();
+    match only_call(&pages) {
         (id, Call::ListKeys(query)) => (id, query),
         (_, other) => panic!("expected a list query, got {other:?}"),
     }
@@ -68,15 +71,26 @@ fn toast(state: &State) -> &str {
 fn start_loads_the_first_page_and_the_counts() {
     let mut state = State::new(session(false, Theme::mono()), NOW, (100, 30));
     let effects = start(&mut state);
-    assert_eq!(effects.len(), 2);
+    assert_eq!(effects.len(), 3);
     let Effect::Call(request, Call::ListKeys(query)) = &effects[0] else { panic!("{effects:?}") };
     assert_eq!(query.from, PageFrom::Start);
     assert!(query.descending, "newest first");
-    assert_eq!(effects[1], Effect::Call(RequestId(2), Call::CountKeys));
+    let Effect::Call(matches, Call::CountMatches(counted)) = &effects[1] else { panic!("{effects:?}") };
+    assert_eq!(counted.filter, query.filter, "the matches of the same query");
+    assert_eq!(effects[2], Effect::Call(RequestId(3), Call::CountKeys));
     assert!(state.busy());
     done(&mut state, *request, Outcome::Page(Ok(keys())));
     assert_eq!(state.list.window.rows.len(), 30);
     assert!(!state.busy());
+    done(&mut state, *matches, Outcome::Matches(Ok(1_234)));
+    assert_eq!(state.list.matches, Some(1_234));
+    // A count for an older query is dropped.
+    let effects = press(&mut state, "tab");
+    done(&mut state, *matches, Outcome::Matches(Ok(7)));
+    assert_eq!(state.list.matches, Some(1_234));
+    let Effect::Call(newer, Call::CountMatches(_)) = &effects[1] else { panic!("{effects:?}") };
+    done(&mut state, *newer, Outcome::Matches(Ok(7)));
+    assert_eq!(state.list.matches, Some(7));
 }
 
 #[test]
@@ -351,7 +365,7 @@ fn refresh_reloads_in_place_and_keeps_the_selected_key() {
     let mut state = list_state();
     state.list.selected = 4;
     let effects = press(&mut state, "r");
-    assert_eq!(effects.len(), 2, "the list and the counts");
+    assert_eq!(effects.len(), 3, "the list, its matches and the counts");
     let Effect::Call(request, Call::ListKeys(_)) = &effects[0] else { panic!("{effects:?}") };
     let mut reordered = keys();
     reordered.swap(0, 4);
@@ -366,8 +380,8 @@ fn auto_refresh_toggles_and_refreshes_at_once_when_turned_on() {
     assert!(update(&mut state, Event::RefreshDue).is_empty(), "off by default");
     let effects = press(&mut state, "a");
     assert!(state.auto_refresh);
-    assert_eq!(effects.len(), 2);
-    assert_eq!(update(&mut state, Event::RefreshDue).len(), 2);
+    assert_eq!(effects.len(), 3);
+    assert_eq!(update(&mut state, Event::RefreshDue).len(), 3);
     press(&mut state, "a");
     assert!(!state.auto_refresh);
 }
@@ -452,7 +466,7 @@ fn create_submits_the_spec_and_shows_the_key_once_with_copy() {
     let created = CreatedSecret { key: user_key(), plaintext: "sk-secret".into() };
     let effects = done(&mut state, request, Outcome::Created(Ok(created)));
     assert!(matches!(top_modal(&state), Modal::Secret(secret) if secret.once && secret.plaintext == "sk-secret"));
-    assert_eq!(effects.len(), 2, "the list and the counts reload");
+    assert_eq!(effects.len(), 3, "the list, its matches and the counts reload");
     assert_eq!(press(&mut state, "c"), vec![Effect::CopyToClipboard("sk-secret".into())]);
     press(&mut state, "esc");
     assert!(state.modals.is_empty(), "the plaintext is gone from the state");
@@ -584,10 +598,37 @@ fn sweep_shows_a_dry_run_then_runs_on_confirmation() {
     let Modal::Confirm(confirm) = top_modal(&state) else { panic!() };
     assert!(confirm.lines[0].starts_with("disable staging[2J"), "names are sanitised: {:?}", confirm.lines);
     let (request, call) = only_call(&press(&mut state, "y"));
-    assert_eq!(call, Call::Sweep { dry_run: false });
+    assert_eq!(call, Call::SweepAsShown(Box::new(report.clone())), "the sweep as shown, not whatever is due");
     let effects = done(&mut state, request, Outcome::Swept { dry_run: false, result: Ok(report) });
     assert_eq!(state.last_sweep.as_ref().unwrap().at, NOW);
     assert!(!effects.is_empty(), "keys changed, so the list reloads");
+}
+
+#[test]
+fn a_sweep_confirmed_after_things_changed_shows_the_new_dry_run_instead() {
+    let mut state = list_state();
+    let (request, _) = only_call(&press(&mut state, "S"));
+    let swept = |id: uuid::Uuid| SweptKey { id, name: "staging".into() };
+    let shown = SweepReport { disabled: vec![swept(user_key().id)], disabled_count: 1, ..SweepReport::default() };
+    done(&mut state, request, Outcome::Swept { dry_run: true, result: Ok(shown) });
+    let (request, _) = only_call(&press(&mut state, "y"));
+    let now = SweepReport { deleted: vec![swept(prepaid_key().id)], deleted_count: 1, ..SweepReport::default() };
+    let effects = done(&mut state, request, Outcome::SweepChanged(now.clone()));
+    let Modal::Confirm(confirm) = top_modal(&state) else { panic!("a new confirmation") };
+    assert_eq!(confirm.title, "The sweep changed: now 0 to disable, 1 to delete. Run it?");
+    assert_eq!(confirm.action, Confirmed::Sweep(Box::new(now)));
+    assert!(effects.iter().any(|e| matches!(e, Effect::Call(_, Call::ListKeys(_)))), "the list reloads");
+    assert_eq!(state.writes_in_flight, 0);
+
+    // Swept meanwhile to nothing: no confirmation, a message saying so.
+    let (request, _) = only_call(&press(&mut state, "y"));
+    done(&mut state, request, Outcome::SweepChanged(SweepReport::default()));
+    assert!(state.modals.is_empty());
+    assert!(
+        toast(&state).starts_with("Nothing was swept: the expired keys changed since the dry run"),
+        "{}",
+        toast(&state)
+    );
 }
 
 #[test]
@@ -615,9 +656,39 @@ fn read_only_ignores_every_key_that_writes() {
     let mut state = list_state();
     state.session = session(true, Theme::mono());
     for key in ["t", "n", "e", "d", "D", "R", "S"] {
+        state.toast = None;
         assert!(press(&mut state, key).is_empty(), "{key}");
         assert!(state.modals.is_empty(), "{key}");
+        assert!(toast(&state).starts_with("Read-only session: "), "{key} says why nothing happens");
     }
+    assert_eq!(toast(&state), "Read-only session: run the expiry sweep now (after a dry run) is not available");
+}
+
+#[test]
+fn left_and_right_change_a_choice() {
+    let mut state = list_state();
+    press(&mut state, "n");
+    press(&mut state, "tab");
+    press(&mut state, "tab"); // Prepaid ‹ no ›
+    press(&mut state, "right");
+    let Modal::Form(form) = top_modal(&state) else { panic!() };
+    assert_eq!(form.fields[form.focus].shown(), "yes");
+    press(&mut state, "left");
+    let Modal::Form(form) = top_modal(&state) else { panic!() };
+    assert_eq!(form.fields[form.focus].shown(), "no");
+}
+
+#[test]
+fn a_pasted_line_break_ends_the_paste_instead_of_joining_numbers() {
+    let mut state = list_state();
+    press(&mut state, "t");
+    update(&mut state, Event::Paste("12\n34".into()));
+    let Modal::Form(form) = top_modal(&state) else { panic!() };
+    assert_eq!(form.fields[0].shown(), "12");
+    assert_eq!(toast(&state), "Pasted the first line only: a field holds one line");
+    update(&mut state, Event::Paste("5\r\n".into()));
+    let Modal::Form(form) = top_modal(&state) else { panic!() };
+    assert_eq!(form.fields[0].shown(), "125", "a trailing line break is just the end of the line");
 }
 
 #[test]
@@ -667,4 +738,98 @@ fn each_top_up_dialog_has_its_own_idempotency_key() {
     press(&mut state, "esc");
     press(&mut state, "t");
     assert_ne!(submit(&mut state).1, first, "a new dialog");
+}
+
+#[test]
+fn enter_on_a_filter_that_matched_nothing_stays_in_the_list_and_says_so() {
+    let mut state = list_state();
+    press(&mut state, "/");
+    type_text(&mut state, "acme");
+    let (request, _) = list_query(&press(&mut state, "enter"));
+    done(&mut state, request, Outcome::Page(Ok(Vec::new())));
+    assert!(press(&mut state, "enter").is_empty(), "nothing to load");
+    assert_eq!(state.screen, Screen::List);
+    assert_eq!(toast(&state), "No key matches \"acme\"");
+    for action in ["t", "e", "d"] {
+        state.toast = None;
+        press(&mut state, action);
+        assert!(state.modals.is_empty());
+        assert_eq!(toast(&state), "No key matches \"acme\"", "after {action}");
+    }
+}
+
+#[test]
+fn an_expiry_in_the_past_asks_before_it_is_saved() {
+    let mut state = list_state();
+    state.list.selected = 1; // a user key
+    press(&mut state, "e");
+    let Modal::Form(form) = top_modal(&state) else { panic!() };
+    let expires = form.fields.iter().position(|f| f.id == crate::tui::forms::FieldId::Expires).unwrap();
+    for _ in 0..expires {
+        press(&mut state, "tab");
+    }
+    for _ in 0.."never".len() {
+        press(&mut state, "backspace");
+    }
+    type_text(&mut state, "2026-03-01");
+    assert!(press(&mut state, "enter").is_empty(), "nothing is written before the admin confirms");
+    let Modal::Confirm(confirm) = top_modal(&state) else { panic!("a confirmation") };
+    assert_eq!(confirm.title, "Expire the key at 2026-03-01 00:00 UTC, in the past?");
+    let (_, call) = only_call(&press(&mut state, "y"));
+    let Call::Update { patch, .. } = call else { panic!("{call:?}") };
+    assert_eq!(patch.expires_at, crate::domain::Patch::Set("2026-03-01T00:00:00Z".parse().unwrap()));
+}
+
+#[test]
+fn a_message_goes_when_what_it_was_about_changes() {
+    // "No key selected" goes once a key is selected.
+    let mut state = State::new(session(false, Theme::mono()), NOW, (100, 30));
+    let effects = start(&mut state);
+    let Effect::Call(request, _) = effects[0] else { panic!() };
+    done(&mut state, request, Outcome::Page(Ok(Vec::new())));
+    press(&mut state, "t");
+    assert!(state.toast.is_some());
+    let effects = press(&mut state, "r");
+    let Effect::Call(request, Call::ListKeys(_)) = effects[0] else { panic!("{effects:?}") };
+    done(&mut state, request, Outcome::Page(Ok(keys())));
+    assert_eq!(state.toast, None, "a key is selected now");
+
+    // A refused create goes once the dialog has closed with a created key.
+    let mut state = list_state();
+    press(&mut state, "n");
+    let (request, _) = only_call(&press(&mut state, "enter"));
+    done(&mut state, request, Outcome::Created(Err("no user matches \"acme\"".into())));
+    assert_eq!(toast(&state), "no user matches \"acme\"");
+    let (request, _) = only_call(&press(&mut state, "enter"));
+    done(&mut state, request, Outcome::Created(Ok(CreatedSecret { key: user_key(), plaintext: "sk-x".into() })));
+    assert!(matches!(top_modal(&state), Modal::Secret(_)));
+    assert_eq!(state.toast, None, "the error was about the closed dialog");
+}
+
+#[test]
+fn the_session_keeps_sweep_totals_says_when_a_timed_sweep_changed_keys_and_reopens_its_report() {
+    let mut state = list_state();
+    let swept = |id: uuid::Uuid| SweptKey { id, name: "staging".into() };
+    let busy = SweepReport {
+        disabled: vec![swept(user_key().id)],
+        deleted: vec![swept(prepaid_key().id)],
+        disabled_count: 110,
+        deleted_count: 46,
+        truncated: true,
+        ..SweepReport::default()
+    };
+    let (request, _) = only_call(&update(&mut state, Event::SweepDue));
+    done(&mut state, request, Outcome::Swept { dry_run: false, result: Ok(busy) });
+    assert_eq!(toast(&state), "The sweep disabled 110 and deleted 46 keys (L shows which)");
+    let (request, _) = only_call(&update(&mut state, Event::SweepDue));
+    done(&mut state, request, Outcome::Swept { dry_run: false, result: Ok(SweepReport::default()) });
+    assert_eq!((state.sweep_totals.disabled, state.sweep_totals.deleted), (110, 46), "the quiet run adds nothing");
+
+    press(&mut state, "L");
+    let Modal::Report(report) = top_modal(&state) else { panic!("the report") };
+    assert_eq!(report.lines[0], "Disabled 110, deleted 46.", "the last run that changed anything");
+    assert_eq!(report.lines[1], format!("disabled staging ({})", user_key().id));
+    assert_eq!(report.lines[3], "… and 154 more");
+    press(&mut state, "esc");
+    assert!(state.modals.is_empty());
 }

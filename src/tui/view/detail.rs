@@ -9,8 +9,8 @@ use crate::domain::Refill;
 use crate::tui::state::{DetailData, Screen, State};
 use crate::tui::theme::Theme;
 
-use super::chart;
 use super::format::{self, safe};
+use super::{admission, chart};
 
 /// Width of the labels column.
 const LABEL_WIDTH: usize = 13;
@@ -144,7 +144,10 @@ fn fields<'a>(data: &'a DetailData, state: &State) -> Vec<Field<'a>> {
         Some(balance) => vec![
             text(format!("credited {}", balance.credited.map_or("unlimited".into(), |c| c.to_string()))),
             text(format!("used {}", balance.used)),
-            Span::styled(format!("remaining {}", format::remaining(key)), theme.title),
+            Span::styled(
+                format!("remaining {}", format::remaining(key)),
+                if format::owes(key) { theme.error } else { theme.title },
+            ),
         ],
     };
     let expires =
@@ -155,8 +158,11 @@ fn fields<'a>(data: &'a DetailData, state: &State) -> Vec<Field<'a>> {
         Some(false) => "disable",
     };
     let owner_state = if key.owner_active { "" } else { " (owner disabled)" };
+    let (admission, admitted) = admission::describe(&data.admission, key, now);
+    let admission_style = if admitted { theme.success } else { theme.error };
     let mut fields = vec![
         field("Status", [Span::styled(status.as_str(), theme.status(status)), text(kind.into())]),
+        field("Admission", admission.into_iter().map(|part| Span::styled(part, admission_style))),
         field("Owner", [text(format!("{}{owner_state}", safe(&key.owner_name)))]),
         field("Key", [text(safe(&key.key_hint).into_owned()), text(format!("id {}", key.id))]),
         field("Balance", balance),

@@ -43,24 +43,35 @@ pub fn last_used(key: &ApiKey, now: DateTime<Utc>) -> String {
     key.last_used_at.map_or("never".into(), |at| relative(at, now))
 }
 
-/// What is left to spend, exactly: `—` for a key that is not prepaid.
+/// What is left to spend, exactly: `—` for a key that is not prepaid, and a debt (usage charged
+/// past the credit) as a negative amount marked `owed`, never as `$0.00`.
 pub fn remaining(key: &ApiKey) -> String {
-    remaining_as(key, Money::to_string)
+    remaining_as(key, |money| money)
 }
 
-/// What is left to spend, cut to whole cents (never rounded up): the key table's form, where
-/// six decimals are noise. The detail shows the exact amount.
+/// What is left to spend, cut to whole cents towards less money (a debt of $1.489 reads `-$1.49`):
+/// the key table's form, where six decimals are noise. The detail shows the exact amount.
 pub fn remaining_in_cents(key: &ApiKey) -> String {
-    remaining_as(key, |money| Money::from_micros(money.micros() / MICROS_PER_CENT * MICROS_PER_CENT).to_string())
+    remaining_as(key, |money| Money::from_micros(money.micros().div_euclid(MICROS_PER_CENT) * MICROS_PER_CENT))
 }
 
 const MICROS_PER_CENT: i64 = 10_000;
 
-fn remaining_as(key: &ApiKey, show: impl Fn(&Money) -> String) -> String {
+fn remaining_as(key: &ApiKey, shown: impl Fn(Money) -> Money) -> String {
     match key.balance() {
         None => "—".into(),
-        Some(balance) => balance.remaining.as_ref().map_or("unlimited".into(), show),
+        Some(balance) => balance.net().map_or("unlimited".into(), |net| owed_or_left(shown(net))),
     }
+}
+
+/// `$3.51`, or `-$1.49 owed` for a negative balance.
+pub fn owed_or_left(net: Money) -> String {
+    if net.is_negative() { format!("{net} owed") } else { net.to_string() }
+}
+
+/// Whether a key owes money: usage charged past its credit.
+pub fn owes(key: &ApiKey) -> bool {
+    key.balance().and_then(|balance| balance.net()).is_some_and(Money::is_negative)
 }
 
 pub fn rate_limit(limit: Option<i64>) -> String {
@@ -120,6 +131,16 @@ mod tests {
         odd.used = Money::from_micros(1_234_567);
         assert_eq!(remaining(&odd), "$10.765433");
         assert_eq!(remaining_in_cents(&odd), "$10.76");
+    }
+
+    #[test]
+    fn an_overdrawn_key_shows_its_debt_not_zero() {
+        let mut overdrawn = prepaid_key();
+        overdrawn.credited = Some(Money::from_usd(5));
+        overdrawn.used = Money::from_micros(6_489_293);
+        assert_eq!(remaining(&overdrawn), "-$1.489293 owed");
+        assert_eq!(remaining_in_cents(&overdrawn), "-$1.49 owed", "a debt is never shown smaller");
+        assert!(owes(&overdrawn) && !owes(&prepaid_key()));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState, Wrap};
 use unicode_width::UnicodeWidthStr;
 
 use crate::domain::{ApiKey, KeyStatus};
+use crate::tui::effect::MATCH_COUNT_CAP;
 use crate::tui::keymap::{Action, Context};
 use crate::tui::state::{Screen, State};
 
@@ -68,8 +69,12 @@ impl Column {
             Column::Name => Constraint::Fill(1),
             Column::Owner => fitted(12, &|key| safe(&key.owner_name).width()),
             Column::Hint => Constraint::Length(17),
-            // Whole cents: `$1,996.43`, `unlimited`.
-            Column::Remaining => Constraint::Length(10),
+            // Whole cents: `$1,996.43`, `unlimited`, `-$1.49 owed`.
+            Column::Remaining => {
+                let owed =
+                    rows.iter().filter(|key| format::owes(key)).map(|key| format::remaining_in_cents(key).width());
+                Constraint::Length(owed.max().unwrap_or(0).clamp(10, 16) as u16)
+            }
             Column::Rate => Constraint::Length(9),
             Column::Expires => fitted(15, &|key| format::expiry(key, state.now).width()),
             Column::LastUsed => Constraint::Length(9),
@@ -87,7 +92,10 @@ impl Column {
             Column::Name => Cell::from(safe_within(&key.name, width)),
             Column::Owner => Cell::from(safe_within(&key.owner_name, width)),
             Column::Hint => Cell::from(safe(&key.key_hint)),
-            Column::Remaining => Cell::from(Line::from(format::remaining_in_cents(key)).right_aligned()),
+            Column::Remaining => {
+                let cell = Cell::from(Line::from(format::remaining_in_cents(key)).right_aligned());
+                if format::owes(key) { cell.style(state.session.theme.error) } else { cell }
+            }
             Column::Rate => Cell::from(format::rate_limit(key.rate_limit)),
             Column::Expires => {
                 let cell = Cell::from(format::expiry(key, now));
@@ -105,6 +113,9 @@ pub fn render(frame: &mut Frame, state: &State, area: Rect) {
     let border = if focused { theme.focused_border } else { theme.border };
     let mut title =
         vec![Span::styled(" Keys ", theme.title), Span::styled(format!("· {} ", list.scope.label()), theme.text)];
+    if let Some(matches) = list.matches {
+        title.push(Span::styled(format!("· {} ", match_count(matches)), theme.text));
+    }
     let arrow = if list.descending { "↓" } else { "↑" };
     title.push(Span::styled(format!("· by {} {arrow} ", list.sort.label()), theme.muted));
     if !list.filter.is_empty() {
@@ -123,11 +134,11 @@ pub fn render(frame: &mut Frame, state: &State, area: Rect) {
     }
     if list.window.rows.is_empty() {
         let message = if list.reload.is_some() {
-            "Loading…"
-        } else if list.filter.is_empty() {
-            "No keys here."
+            "Loading…".to_string()
+        } else if list.filter.trim().is_empty() {
+            "No keys here.".to_string()
         } else {
-            "No key matches the filter."
+            format!("No key matches \"{}\".", safe(list.filter.trim()))
         };
         frame.render_widget(Paragraph::new(Line::styled(message, theme.muted)).block(block), area);
         return;
@@ -153,6 +164,16 @@ pub fn render(frame: &mut Frame, state: &State, area: Rect) {
         .highlight_symbol(HIGHLIGHT);
     let mut table_state = TableState::new().with_offset(list.offset).with_selected(Some(list.selected));
     frame.render_stateful_widget(table, area, &mut table_state);
+}
+
+/// `1 key`, `1,234 keys`, `10,000+ keys` (the count stops at the cap).
+fn match_count(matches: u64) -> String {
+    let shown = crate::domain::money::group_thousands(matches);
+    match matches {
+        1 => "1 key".into(),
+        n if n >= u64::from(MATCH_COUNT_CAP) => format!("{shown}+ keys"),
+        _ => format!("{shown} keys"),
+    }
 }
 
 fn retry_hint(state: &State) -> String {

@@ -1,6 +1,7 @@
 //! Views: functions of `&State` that draw into a frame. They never wait for anything and never
 //! change the state.
 
+mod admission;
 mod chart;
 mod detail;
 mod dialogs;
@@ -9,6 +10,7 @@ pub mod help;
 pub mod layout;
 mod list;
 mod status;
+mod wrap;
 
 use ratatui::Frame;
 
@@ -35,6 +37,7 @@ pub fn render(frame: &mut Frame, state: &State) {
             Modal::Form(form) => dialogs::form::render(frame, state, form),
             Modal::Confirm(confirm) => dialogs::confirm::render(frame, state, confirm),
             Modal::Secret(secret) => dialogs::secret::render(frame, state, secret),
+            Modal::Report(report) => dialogs::confirm::render_lines(frame, state, &report.title, &report.lines, None),
         }
     }
 }

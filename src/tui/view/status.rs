@@ -107,14 +107,21 @@ fn sweep_span(state: &State) -> Span<'static> {
         Some(every) => format!("sweep every {}s", every.as_secs()),
         None => "sweep off".into(),
     };
+    let totals = &state.sweep_totals;
+    // The latest run alone often did nothing after an earlier one did the work.
+    let session = if totals.disabled + totals.deleted > 0 {
+        format!(" (session: {} disabled, {} deleted)", totals.disabled, totals.deleted)
+    } else {
+        String::new()
+    };
     match &state.last_sweep {
         None => Span::styled(schedule, theme.muted),
         Some(SweepResult { at, outcome: Ok(report) }) => {
             let time = at.format("%H:%M");
             let text = if report.skipped {
-                format!("sweep {time}: another process was sweeping")
+                format!("sweep {time}: another process was sweeping{session}")
             } else {
-                format!("sweep {time}: {} disabled, {} deleted", report.disabled_count, report.deleted_count)
+                format!("sweep {time}: {} disabled, {} deleted{session}", report.disabled_count, report.deleted_count)
             };
             Span::styled(text, theme.text)
         }

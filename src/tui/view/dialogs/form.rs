@@ -9,6 +9,7 @@ use crate::domain::{ApiKey, Money};
 use crate::tui::forms::{Field, FieldValue, Form, FormKind, top_up_preview};
 use crate::tui::state::State;
 use crate::tui::view::format;
+use crate::tui::view::wrap::wrap;
 
 use super::popup;
 
@@ -19,7 +20,8 @@ pub fn render(frame: &mut Frame, state: &State, form: &Form) {
     let theme = &state.session.theme;
     let mut lines: Vec<Line> = Vec::new();
     if let FormKind::TopUp(key, _) = &form.kind {
-        lines.push(Line::styled(format!("Remaining now: {}", format::remaining(key)), theme.text));
+        let style = if format::owes(key) { theme.error } else { theme.text };
+        lines.push(Line::styled(format!("Remaining now: {}", format::remaining(key)), style));
         lines.push(Line::default());
     }
     let mut cursor = None;
@@ -29,17 +31,23 @@ pub fn render(frame: &mut Frame, state: &State, form: &Form) {
             cursor = Some((lines.len() as u16, input.visual_cursor() as u16));
         }
         lines.push(field_line(state, field, focused));
-        let error = form.error(field, state.now).filter(|_| field.edited());
-        match error {
-            Some(error) => lines.push(Line::styled(
-                format!("{:LABEL_WIDTH$}{error}", "", LABEL_WIDTH = usize::from(LABEL_WIDTH)),
-                theme.error,
-            )),
-            None if focused => lines.push(Line::styled(
-                format!("{:LABEL_WIDTH$}{}", "", field.id.help(), LABEL_WIDTH = usize::from(LABEL_WIDTH)),
-                theme.muted,
-            )),
-            None => {}
+        // What is wrong, else what is odd, else (on the focused field) what is accepted; wrapped
+        // under the value, so a long message is read whole.
+        let note = match form.error(field, state.now).filter(|_| field.edited()) {
+            Some(error) => Some((error, theme.error)),
+            None => match form.warning(field, state.now) {
+                Some(warning) => Some((warning, theme.warning)),
+                None => focused.then(|| (field.id.help().to_string(), theme.muted)),
+            },
+        };
+        if let Some((text, style)) = note {
+            let room = usize::from(WIDTH.min(frame.area().width).saturating_sub(4 + LABEL_WIDTH));
+            for part in wrap(&text, room) {
+                lines.push(Line::styled(
+                    format!("{:LABEL_WIDTH$}{part}", "", LABEL_WIDTH = usize::from(LABEL_WIDTH)),
+                    style,
+                ));
+            }
         }
     }
     if let FormKind::TopUp(key, _) = &form.kind {
