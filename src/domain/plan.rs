@@ -347,9 +347,9 @@ mod tests {
         let now = at("2026-12-22T12:00:00Z");
         let budget = Budget::new(usd(50), Period::Month).unwrap();
         let under = BudgetUse { budget, span: Period::Month.span_at(now), spent: usd(12) };
-        assert_eq!(under.describe(now), "spent $12.00 of $50.00 this month (resets in 9d)");
+        assert_eq!(under.describe(now), "spent $12.00 of $50.00 this month (resets in 10d)");
         let over = BudgetUse { spent: usd(60), ..under };
-        assert_eq!(over.describe(now), "spent $60.00 of $50.00 this month (resets in 9d) · over budget");
+        assert_eq!(over.describe(now), "spent $60.00 of $50.00 this month (resets in 10d) · over budget");
         let daily = BudgetUse {
             budget: Budget { period: Period::Day, ..budget },
             span: Period::Day.span_at(now),
