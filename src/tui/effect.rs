@@ -7,11 +7,12 @@ use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
 use uuid::Uuid;
 
-use crate::domain::{ApiKey, KeyPatch, KeyQuery, Money};
+use crate::domain::{ApiKey, KeyPatch, KeyQuery, Money, SpenderKind};
 use crate::service::{KeyService, NewKeySpec, ServiceError, ServiceResult};
 use crate::store::StoreError;
 
 use super::event::{CreatedSecret, Event, Outcome};
+use super::screens::usage::{TOP_SPENDERS, UsageData};
 use super::state::{DetailData, RequestId, TopUpRequest};
 
 /// How many ledger rows the detail shows.
@@ -62,6 +63,10 @@ pub enum Call {
     },
     Sweep {
         dry_run: bool,
+    },
+    /// The usage screen over the last `days` days.
+    Usage {
+        days: u32,
     },
 }
 
@@ -132,6 +137,7 @@ impl Runner {
             Call::Purge { key_id } => Outcome::Purged(self.shown(service.purge_key(key_id).await.map(|()| key_id))),
             Call::Reveal { key_id } => Outcome::Revealed(self.shown(self.reveal(key_id).await)),
             Call::Sweep { dry_run } => Outcome::Swept { dry_run, result: self.shown(service.sweep(dry_run).await) },
+            Call::Usage { days } => Outcome::Usage(self.shown(self.usage(days).await.map(Box::new))),
         }
     }
 
@@ -164,6 +170,15 @@ impl Runner {
         let Some(credited) = credit else { return Ok(key) };
         self.service.set_credit(key_id, credited, Some(CREDIT_NOTE)).await?;
         self.service.key(key_id).await
+    }
+
+    async fn usage(&self, days: u32) -> ServiceResult<UsageData> {
+        let (fleet, top_keys, top_users) = tokio::try_join!(
+            self.service.fleet_stats(days),
+            self.service.top_spenders(SpenderKind::Key, days, TOP_SPENDERS),
+            self.service.top_spenders(SpenderKind::User, days, TOP_SPENDERS),
+        )?;
+        Ok(UsageData { fleet, top_keys, top_users })
     }
 
     async fn reveal(&self, key_id: Uuid) -> ServiceResult<CreatedSecret> {

@@ -8,6 +8,7 @@ use crate::domain::{ApiKey, KeyCounts};
 use crate::service::TopUp;
 use crate::store::SweepReport;
 
+use super::screens::usage::UsageData;
 use super::state::{DetailData, RequestId};
 
 #[derive(Debug)]
@@ -48,6 +49,7 @@ pub enum Outcome {
     Purged(Result<Uuid, String>),
     Revealed(Result<CreatedSecret, String>),
     Swept { dry_run: bool, result: Result<SweepReport, String> },
+    Usage(Result<Box<UsageData>, String>),
 }
 
 /// A key with its plaintext (after create or reveal). The plaintext never reaches `Debug`.

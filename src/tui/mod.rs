@@ -13,6 +13,7 @@ mod event;
 mod forms;
 mod keymap;
 mod paging;
+mod screens;
 mod state;
 mod terminal;
 mod theme;

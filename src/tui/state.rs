@@ -11,6 +11,8 @@ use crate::store::SweepReport;
 use super::forms::Form;
 use super::keymap::{Context, Keymap};
 use super::paging::{PageRequest, Placement, Window};
+use super::screens::Tab;
+use super::screens::usage::UsageScreen;
 use super::theme::Theme;
 
 /// Tags a request so that an answer to an outdated request can be recognised and dropped.
@@ -46,6 +48,9 @@ pub struct State {
     pub now: DateTime<Utc>,
     /// Terminal size in cells.
     pub size: (u16, u16),
+    /// The screen open (keys, usage…); `screen` is where the keys screen is at.
+    pub tab: Tab,
+    pub usage: UsageScreen,
     pub screen: Screen,
     pub list: KeyList,
     pub detail: Detail,
@@ -71,6 +76,8 @@ impl State {
             session,
             now,
             size,
+            tab: Tab::Keys,
+            usage: UsageScreen::default(),
             screen: Screen::List,
             list: KeyList::default(),
             detail: Detail::default(),
@@ -98,6 +105,7 @@ impl State {
             || self.list.paging.is_some()
             || self.detail.pending.is_some()
             || self.writes_in_flight > 0
+            || self.usage.pending.is_some()
     }
 
     /// The keymap context of what has the keyboard.
@@ -114,6 +122,9 @@ impl State {
 
     /// The context of the screen under any dialog (what the help describes).
     pub fn screen_context(&self) -> Context {
+        if let Some(context) = self.tab.context() {
+            return context;
+        }
         match self.screen {
             Screen::List => Context::List,
             Screen::Detail => Context::Detail,

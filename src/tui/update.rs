@@ -14,6 +14,7 @@ use super::event::{Event, Outcome};
 use super::forms::{FieldValue, Form, FormKind, top_up_preview};
 use super::keymap::{Action, Context, KeyChord};
 use super::paging::{PageRequest, Placement};
+use super::screens;
 use super::state::{
     Confirm, Confirmed, DetailData, Focus, Modal, Outage, RANGES, RequestId, Screen, Secret, State, SweepResult,
     ToastKind, TopUpRequest, retry_delay,
@@ -104,6 +105,7 @@ fn answered(outcome: &Outcome) -> bool {
         Outcome::Purged(result) => result.is_ok(),
         Outcome::Revealed(result) => result.is_ok(),
         Outcome::Swept { result, .. } => result.is_ok(),
+        Outcome::Usage(result) => result.is_ok(),
     }
 }
 
@@ -155,6 +157,9 @@ fn after_text_edit(state: &mut State) -> Vec<Effect> {
 }
 
 fn perform(state: &mut State, context: Context, action: Action) -> Vec<Effect> {
+    if let Some(effects) = screens::perform(state, context, action) {
+        return effects;
+    }
     match action {
         Action::ForceQuit | Action::Quit => {
             state.quit = true;
@@ -164,6 +169,7 @@ fn perform(state: &mut State, context: Context, action: Action) -> Vec<Effect> {
             state.modals.push(Modal::Help { scroll: 0 });
             Vec::new()
         }
+        Action::Show(tab) => screens::open(state, tab),
         Action::Up | Action::Down | Action::PageUp | Action::PageDown | Action::First | Action::Last
             if context == Context::Help =>
         {
@@ -467,7 +473,7 @@ fn reload(state: &mut State, focus: Focus) -> Vec<Effect> {
 }
 
 /// Reloads from the top of the list because the query changed (filter, scope, sort, `g`).
-fn reload_from_start(state: &mut State, focus: Focus) -> Vec<Effect> {
+pub(super) fn reload_from_start(state: &mut State, focus: Focus) -> Vec<Effect> {
     state.list.filter_edits += 1; // a pending debounce is now moot
     state.list.window.rewind();
     state.list.stale = true;
@@ -485,7 +491,7 @@ fn refresh(state: &mut State) -> Vec<Effect> {
     effects
 }
 
-fn load_detail(state: &mut State) -> Vec<Effect> {
+pub(super) fn load_detail(state: &mut State) -> Vec<Effect> {
     let Some(key_id) = state.list.selected_key().map(|key| key.id) else { return Vec::new() };
     let request = state.next_request();
     state.detail.pending = Some((request, key_id));
@@ -543,6 +549,7 @@ fn on_outcome(state: &mut State, request: RequestId, outcome: Outcome) -> Vec<Ef
     }
     match outcome {
         Outcome::Page(result) => on_page(state, request, result),
+        Outcome::Usage(result) => screens::usage::update::on_loaded(state, request, result),
         Outcome::Counts(Ok(counts)) => {
             state.counts = Some(counts);
             Vec::new()

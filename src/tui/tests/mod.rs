@@ -4,3 +4,4 @@
 mod outage;
 mod render;
 mod update;
+mod usage;

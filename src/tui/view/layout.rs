@@ -17,7 +17,8 @@ pub struct Areas {
     pub filter: Option<Rect>,
     pub status: Rect,
     pub hints: Rect,
-    body: Rect,
+    /// Everything between the title and the status lines: what a screen draws in.
+    pub body: Rect,
 }
 
 impl Areas {

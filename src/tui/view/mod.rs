@@ -1,7 +1,7 @@
 //! Views: functions of `&State` that draw into a frame. They never wait for anything and never
 //! change the state.
 
-mod chart;
+pub mod chart;
 mod detail;
 mod dialogs;
 pub mod format;
@@ -12,17 +12,22 @@ mod status;
 
 use ratatui::Frame;
 
+use super::screens::{self, Tab};
 use super::state::{Modal, State};
 use layout::Areas;
 
 pub fn render(frame: &mut Frame, state: &State) {
     let areas = Areas::new(frame.area(), state.screen, state.filter_box.is_some());
     status::render_title(frame, state, areas.title);
-    if let Some(area) = areas.list {
-        list::render(frame, state, area);
-    }
-    if let Some(area) = areas.detail {
-        detail::render(frame, state, area);
+    if state.tab == Tab::Keys {
+        if let Some(area) = areas.list {
+            list::render(frame, state, area);
+        }
+        if let Some(area) = areas.detail {
+            detail::render(frame, state, area);
+        }
+    } else {
+        screens::render(frame, state, areas.body);
     }
     if let Some(area) = areas.filter {
         status::render_filter(frame, state, area);
