@@ -7,11 +7,12 @@ use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
 use uuid::Uuid;
 
-use crate::domain::{ApiKey, KeyPatch, KeyQuery, Money, SpenderKind};
+use crate::domain::{ApiKey, AuditEntry, AuditQuery, KeyPatch, KeyQuery, Money, SpenderKind};
 use crate::service::{KeyService, NewKeySpec, ServiceError, ServiceResult};
 use crate::store::StoreError;
 
 use super::event::{CreatedSecret, Event, Outcome};
+use super::screens::audit::AuditFilter;
 use super::screens::usage::{TOP_SPENDERS, UsageData};
 use super::state::{DetailData, RequestId, TopUpRequest};
 
@@ -67,6 +68,12 @@ pub enum Call {
     /// The usage screen over the last `days` days.
     Usage {
         days: u32,
+    },
+    /// One page of the audit log.
+    Audit {
+        filter: AuditFilter,
+        before_id: Option<i64>,
+        limit: u32,
     },
 }
 
@@ -138,6 +145,9 @@ impl Runner {
             Call::Reveal { key_id } => Outcome::Revealed(self.shown(self.reveal(key_id).await)),
             Call::Sweep { dry_run } => Outcome::Swept { dry_run, result: self.shown(service.sweep(dry_run).await) },
             Call::Usage { days } => Outcome::Usage(self.shown(self.usage(days).await.map(Box::new))),
+            Call::Audit { filter, before_id, limit } => {
+                Outcome::Audit(self.shown(self.audit_page(filter, before_id, limit).await))
+            }
         }
     }
 
@@ -179,6 +189,21 @@ impl Runner {
             self.service.top_spenders(SpenderKind::User, days, TOP_SPENDERS),
         )?;
         Ok(UsageData { fleet, top_keys, top_users })
+    }
+
+    /// A page of the audit log; a key named in the filter is looked up first.
+    async fn audit_page(
+        &self,
+        filter: AuditFilter,
+        before_id: Option<i64>,
+        limit: u32,
+    ) -> ServiceResult<Vec<AuditEntry>> {
+        let key_ids = match &filter.key {
+            Some(reference) => Some(vec![self.service.resolve_key(reference).await?.id]),
+            None => None,
+        };
+        let query = AuditQuery { actor: filter.actor, action: filter.action, key_ids, since: None, before_id, limit };
+        self.service.audit_page(&query).await
     }
 
     async fn reveal(&self, key_id: Uuid) -> ServiceResult<CreatedSecret> {

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use crossterm::event::KeyEvent;
 use uuid::Uuid;
 
-use crate::domain::{ApiKey, KeyCounts};
+use crate::domain::{ApiKey, AuditEntry, KeyCounts};
 use crate::service::TopUp;
 use crate::store::SweepReport;
 
@@ -50,6 +50,7 @@ pub enum Outcome {
     Revealed(Result<CreatedSecret, String>),
     Swept { dry_run: bool, result: Result<SweepReport, String> },
     Usage(Result<Box<UsageData>, String>),
+    Audit(Result<Vec<AuditEntry>, String>),
 }
 
 /// A key with its plaintext (after create or reveal). The plaintext never reaches `Debug`.

@@ -8,7 +8,7 @@ use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use uuid::Uuid;
 
 use crate::config::ThemeChoice;
-use crate::domain::{ApiKey, DailyUsage, KeyCounts, LedgerEntry, Money, Spender, SpenderKind, UsageTotals};
+use crate::domain::{ApiKey, AuditEntry, DailyUsage, KeyCounts, LedgerEntry, Money, Spender, SpenderKind, UsageTotals};
 use crate::service::{FleetStats, KeyStats, Ranked, TopSpenders, UsageSeries};
 
 use super::keymap::Keymap;
@@ -246,4 +246,26 @@ pub fn usage_data(days: u32) -> UsageData {
         None,
     );
     UsageData { fleet, top_keys, top_users }
+}
+
+/// Audit rows, newest first: edits and a top-up of keys, a user added, a master key rotation.
+pub fn audit_rows(count: usize) -> Vec<AuditEntry> {
+    (0..count)
+        .map(|index| {
+            let (action, key, details) = match index % 4 {
+                0 => ("key_update", Some(user_key().id), r#"{"rate_limit":{"from":100,"to":250}}"#),
+                1 => ("key_top_up", Some(prepaid_key().id), r#"{"amount":"5.00","note":"monthly"}"#),
+                2 => ("user_add", None, r#"{"user":"dave"}"#),
+                _ => ("key_disable", Some(key_named(3, "old-batch-job").id), "{}"),
+            };
+            AuditEntry {
+                id: 1_000 - index as i64,
+                at: NOW - TimeDelta::minutes(7 * index as i64),
+                actor: if index % 3 == 0 { "alice".into() } else { "admin".into() },
+                action: action.into(),
+                api_key_id: key,
+                details: details.into(),
+            }
+        })
+        .collect()
 }

@@ -17,6 +17,7 @@ pub enum Context {
     List,
     Detail,
     Usage,
+    Audit,
     Filter,
     Form,
     Confirm,
@@ -32,6 +33,7 @@ impl Context {
             Context::List => "Key list",
             Context::Detail => "Key detail",
             Context::Usage => "Usage",
+            Context::Audit => "Audit log",
             Context::Filter => "Filter box",
             Context::Form => "Dialog",
             Context::Confirm => "Confirmation",
@@ -42,7 +44,7 @@ impl Context {
 
     /// Whether this is a screen's own context, under which the `Screens` bindings apply.
     fn is_screen(self) -> bool {
-        matches!(self, Context::List | Context::Detail | Context::Usage)
+        matches!(self, Context::List | Context::Detail | Context::Usage | Context::Audit)
     }
 
     /// The contexts a key press in `self` is looked up in, most specific first.
@@ -101,7 +103,7 @@ pub enum Action {
 }
 
 impl Action {
-    const ALL: [Action; 38] = [
+    const ALL: [Action; 39] = [
         Action::ForceQuit,
         Action::Quit,
         Action::Help,
@@ -140,6 +142,7 @@ impl Action {
         Action::Copy,
         Action::Show(Tab::Keys),
         Action::Show(Tab::Usage),
+        Action::Show(Tab::Audit),
     ];
 
     /// The name used in the `[keybindings]` table of the config file.
@@ -183,6 +186,7 @@ impl Action {
             Action::Copy => "copy",
             Action::Show(Tab::Keys) => "keys_screen",
             Action::Show(Tab::Usage) => "usage_screen",
+            Action::Show(Tab::Audit) => "audit_screen",
         }
     }
 
@@ -344,6 +348,7 @@ const DEFAULTS: &[DefaultBinding] = &[
     bind(C::Global, A::ForceQuit, &["ctrl-c"], "Quit at once", None),
     bind(C::Screens, A::Show(Tab::Keys), &["1"], "Show the keys screen", None),
     bind(C::Screens, A::Show(Tab::Usage), &["2"], "Show the fleet's usage", None),
+    bind(C::Screens, A::Show(Tab::Audit), &["4"], "Show the audit log", None),
     bind(C::List, A::Open, &["enter"], "Open the selected key", Some("open")),
     bind(C::List, A::Up, &["up", "k"], "Previous key", None),
     bind(C::List, A::Down, &["down", "j"], "Next key", None),
@@ -388,6 +393,22 @@ const DEFAULTS: &[DefaultBinding] = &[
     bind(C::Usage, A::Refresh, &["r"], "Refresh now", None),
     bind(C::Usage, A::Help, &["?"], "Show this help", Some("help")),
     bind(C::Usage, A::Quit, &["q"], "Quit", Some("quit")),
+    bind(C::Audit, A::Open, &["enter"], "Open the key of the selected row", Some("open key")),
+    bind(C::Audit, A::Up, &["up", "k"], "Previous row", None),
+    bind(C::Audit, A::Down, &["down", "j"], "Next row (older rows load as you go)", None),
+    bind(C::Audit, A::PageUp, &["pgup"], "Page up", None),
+    bind(C::Audit, A::PageDown, &["pgdn"], "Page down", None),
+    bind(C::Audit, A::First, &["g", "home"], "Newest row", None),
+    bind(
+        C::Audit,
+        A::Filter,
+        &["/"],
+        "Filter: actor:NAME action:ACTION key:NAME (a bare word is an actor)",
+        Some("filter"),
+    ),
+    bind(C::Audit, A::Refresh, &["r"], "Reload the newest rows", None),
+    bind(C::Audit, A::Help, &["?"], "Show this help", Some("help")),
+    bind(C::Audit, A::Quit, &["q"], "Quit", Some("quit")),
     bind(C::Filter, A::ApplyFilter, &["enter"], "Keep the filter and select the first match", Some("keep")),
     bind(C::Filter, A::ClearFilter, &["esc"], "Clear the filter", Some("clear")),
     bind(C::Form, A::Submit, &["enter"], "Apply", Some("apply")),

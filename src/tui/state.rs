@@ -12,6 +12,7 @@ use super::forms::Form;
 use super::keymap::{Context, Keymap};
 use super::paging::{PageRequest, Placement, Window};
 use super::screens::Tab;
+use super::screens::audit::AuditScreen;
 use super::screens::usage::UsageScreen;
 use super::theme::Theme;
 
@@ -51,6 +52,7 @@ pub struct State {
     /// The screen open (keys, usage…); `screen` is where the keys screen is at.
     pub tab: Tab,
     pub usage: UsageScreen,
+    pub audit: AuditScreen,
     pub screen: Screen,
     pub list: KeyList,
     pub detail: Detail,
@@ -78,6 +80,7 @@ impl State {
             size,
             tab: Tab::Keys,
             usage: UsageScreen::default(),
+            audit: AuditScreen::default(),
             screen: Screen::List,
             list: KeyList::default(),
             detail: Detail::default(),
@@ -106,6 +109,7 @@ impl State {
             || self.detail.pending.is_some()
             || self.writes_in_flight > 0
             || self.usage.pending.is_some()
+            || self.audit.pending.is_some()
     }
 
     /// The keymap context of what has the keyboard.

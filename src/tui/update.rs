@@ -106,6 +106,7 @@ fn answered(outcome: &Outcome) -> bool {
         Outcome::Revealed(result) => result.is_ok(),
         Outcome::Swept { result, .. } => result.is_ok(),
         Outcome::Usage(result) => result.is_ok(),
+        Outcome::Audit(result) => result.is_ok(),
     }
 }
 
@@ -148,7 +149,8 @@ fn after_text_edit(state: &mut State) -> Vec<Effect> {
     let Some(filter) = state.filter_box.as_ref().filter(|_| state.modals.is_empty()) else {
         return Vec::new();
     };
-    if filter.value() == state.list.filter {
+    // The other screens' filters apply on Enter.
+    if filter.value() == state.list.filter || state.tab != screens::Tab::Keys {
         return Vec::new();
     }
     state.list.filter = filter.value().to_string();
@@ -550,6 +552,7 @@ fn on_outcome(state: &mut State, request: RequestId, outcome: Outcome) -> Vec<Ef
     match outcome {
         Outcome::Page(result) => on_page(state, request, result),
         Outcome::Usage(result) => screens::usage::update::on_loaded(state, request, result),
+        Outcome::Audit(result) => screens::audit::update::on_loaded(state, request, result),
         Outcome::Counts(Ok(counts)) => {
             state.counts = Some(counts);
             Vec::new()

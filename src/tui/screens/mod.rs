@@ -4,6 +4,7 @@
 //! The keys screen itself still lives in `update`, `state` and `view`; `update` and `view`
 //! hand everything of another screen to [`perform`] and [`render`].
 
+pub mod audit;
 pub mod usage;
 
 use ratatui::Frame;
@@ -23,15 +24,17 @@ pub enum Tab {
     #[default]
     Keys,
     Usage,
+    Audit,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 2] = [Tab::Keys, Tab::Usage];
+    pub const ALL: [Tab; 3] = [Tab::Keys, Tab::Usage, Tab::Audit];
 
     pub fn title(self) -> &'static str {
         match self {
             Tab::Keys => "Keys",
             Tab::Usage => "Usage",
+            Tab::Audit => "Audit",
         }
     }
 
@@ -41,6 +44,7 @@ impl Tab {
         match self {
             Tab::Keys => None,
             Tab::Usage => Some(Context::Usage),
+            Tab::Audit => Some(Context::Audit),
         }
     }
 }
@@ -50,6 +54,8 @@ impl Tab {
 pub fn perform(state: &mut State, context: Context, action: Action) -> Option<Vec<Effect>> {
     match context {
         Context::Usage => usage::update::perform(state, action),
+        Context::Audit => audit::update::perform(state, action),
+        Context::Filter if state.tab == Tab::Audit => audit::update::perform_filter(state, action),
         _ => None,
     }
 }
@@ -60,6 +66,7 @@ pub fn open(state: &mut State, tab: Tab) -> Vec<Effect> {
     match tab {
         Tab::Keys => Vec::new(),
         Tab::Usage => usage::update::load(state),
+        Tab::Audit => audit::update::load(state),
     }
 }
 
@@ -85,6 +92,7 @@ pub fn render(frame: &mut Frame, state: &State, area: Rect) {
     match state.tab {
         Tab::Keys => {}
         Tab::Usage => usage::view::render(frame, state, area),
+        Tab::Audit => audit::view::render(frame, state, area),
     }
 }
 

@@ -28,7 +28,7 @@ pub(super) fn press(state: &mut State, key: &str) -> Vec<Effect> {
     update(state, key_event(chord.code, chord.modifiers))
 }
 
-fn type_text(state: &mut State, text: &str) -> Vec<Effect> {
+pub(super) fn type_text(state: &mut State, text: &str) -> Vec<Effect> {
     text.chars().flat_map(|ch| update(state, key_event(KeyCode::Char(ch), KeyModifiers::NONE))).collect()
 }
 

@@ -55,3 +55,8 @@ impl Areas {
 pub fn list_rows(state: &State) -> usize {
     usize::from(Areas::of(state).body.height.saturating_sub(TABLE_CHROME_ROWS))
 }
+
+/// Rows a screen's table shows (its border and header left out).
+pub fn screen_rows(state: &State) -> usize {
+    list_rows(state)
+}

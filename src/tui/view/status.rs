@@ -19,13 +19,14 @@ pub fn render_title(frame: &mut Frame, state: &State, area: Rect) {
     }
     let mut spans = vec![Span::styled(" keytop ", theme.title), Span::raw(" ")];
     spans.extend(screens::tab_bar(state));
-    spans.push(Span::styled(safe(&state.session.database).into_owned(), theme.muted));
+    // The marks before the database, which is the part a narrow terminal may cut.
     if state.session.read_only {
-        spans.push(Span::styled("  read-only", theme.warning));
+        spans.push(Span::styled("read-only  ", theme.warning));
     }
     if state.busy() {
-        spans.push(Span::styled("  ⟳ loading", theme.warning));
+        spans.push(Span::styled("⟳ loading  ", theme.warning));
     }
+    spans.push(Span::styled(safe(&state.session.database).into_owned(), theme.muted));
     frame.render_widget(Line::from(spans), area);
 }
 
