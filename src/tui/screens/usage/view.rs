@@ -6,7 +6,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, TableState, Wrap};
 
-use crate::domain::UsageTotals;
+use crate::domain::{Money, UsageTotals};
 use crate::service::{Ranked, TopSpenders};
 use crate::tui::state::State;
 use crate::tui::view::chart;
@@ -18,6 +18,8 @@ use super::{TOP_SPENDERS, UsageData};
 const HIGHLIGHT: &str = "▶ ";
 /// From this width on, the top keys and users sit side by side.
 const SIDE_BY_SIDE_COLUMNS: u16 = 70;
+/// From this table width on, a key's owner follows its name.
+const OWNER_FROM_COLUMNS: u16 = 50;
 /// Rows the chart keeps at least, before the tables give way.
 const CHART_MIN_ROWS: u16 = 5;
 
@@ -115,15 +117,15 @@ fn render_top(frame: &mut Frame, state: &State, top: &TopSpenders, selected: Opt
         .iter()
         .map(|Ranked { spender, share }| {
             let mut name = vec![Span::styled(safe(&spender.name).into_owned(), theme.text)];
-            if let Some(owner) = &spender.owner {
+            if let Some(owner) = spender.owner.as_ref().filter(|_| area.width >= OWNER_FROM_COLUMNS) {
                 name.push(Span::styled(format!(" ({})", safe(owner)), theme.muted));
             }
-            row(Line::from(name), spender.totals.cost.to_string(), *share)
+            row(Line::from(name), cents(spender.totals.cost), *share)
         })
         .collect();
     // Usage of keys since purged still counts in the total: a line of its own, not dropped.
     if let Some(purged) = &top.purged {
-        rows.push(row(Line::styled("purged keys", theme.muted), purged.spender.cost.to_string(), purged.share));
+        rows.push(row(Line::styled("purged keys", theme.muted), cents(purged.spender.cost), purged.share));
     }
     let header = Row::new([
         Cell::from("Name"),
@@ -131,7 +133,7 @@ fn render_top(frame: &mut Frame, state: &State, top: &TopSpenders, selected: Opt
         Cell::from(Line::from("Share").right_aligned()),
     ])
     .style(theme.header);
-    let widths = [Constraint::Fill(1), Constraint::Length(11), Constraint::Length(6)];
+    let widths = [Constraint::Fill(1), Constraint::Length(10), Constraint::Length(6)];
     let table = Table::new(rows, widths)
         .header(header)
         .block(block)
@@ -142,7 +144,27 @@ fn render_top(frame: &mut Frame, state: &State, top: &TopSpenders, selected: Opt
     frame.render_stateful_widget(table, area, &mut table_state);
 }
 
+/// A spender's cost to the cent: the ranking compares spenders, and micro-dollars would take
+/// the room of their names.
+fn cents(cost: Money) -> String {
+    let micros = cost.micros();
+    Money::from_micros((micros + micros.signum() * 5_000) / 10_000 * 10_000).to_string()
+}
+
 /// A share as a percentage with one decimal: `12.5%`.
 fn percent(share: f64) -> String {
     format!("{:.1}%", share * 100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn costs_are_rounded_to_the_cent() {
+        assert_eq!(cents(Money::from_micros(126_176_809)), "$126.18");
+        assert_eq!(cents(Money::from_micros(4_994_999)), "$4.99");
+        assert_eq!(cents(Money::from_micros(-1_005_000)), "-$1.01");
+        assert_eq!(cents(Money::ZERO), "$0.00");
+    }
 }
