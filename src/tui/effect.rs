@@ -18,6 +18,8 @@ use super::state::{DetailData, RequestId, TopUpRequest};
 
 /// How many ledger rows the detail shows.
 pub const DETAIL_LEDGER_ROWS: u32 = 5;
+/// How many audit rows the detail's history shows.
+pub const DETAIL_HISTORY_ROWS: u32 = 5;
 /// The ledger note of a credit set in the edit form.
 const CREDIT_NOTE: &str = "credit set in the edit form";
 /// How long the filter box must be still before the list reloads.
@@ -164,13 +166,15 @@ impl Runner {
     }
 
     async fn detail(&self, key_id: Uuid, days: u32) -> ServiceResult<DetailData> {
-        let (key, stats, mut ledger) = tokio::try_join!(
+        let history = AuditQuery { key_ids: Some(vec![key_id]), limit: DETAIL_HISTORY_ROWS, ..AuditQuery::default() };
+        let (key, stats, mut ledger, history) = tokio::try_join!(
             self.service.key(key_id),
             self.service.stats(key_id, days),
             self.service.ledger(key_id, Some(DETAIL_LEDGER_ROWS)),
+            self.service.audit_page(&history),
         )?;
         ledger.reverse();
-        Ok(DetailData { key, stats, ledger })
+        Ok(DetailData { key, stats, ledger, history })
     }
 
     /// Saves an edit: the fields, then a changed credit as a ledger entry. Both are idempotent, so

@@ -139,7 +139,8 @@ pub fn detail_data(key: ApiKey, days: u32) -> DetailData {
         ledger_entry(&key, 1, Money::from_usd(5), Some(Money::from_usd(15)), None),
         ledger_entry(&key, 0, Money::from_usd(10), Some(Money::from_usd(10)), Some("initial balance")),
     ];
-    DetailData { key, stats, ledger }
+    let history = audit_rows(2).into_iter().map(|entry| AuditEntry { api_key_id: Some(key.id), ..entry }).collect();
+    DetailData { key, stats, ledger, history }
 }
 
 /// A weekly rhythm: busy weekdays, quiet weekends.

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use tui_input::Input;
 use uuid::Uuid;
 
-use crate::domain::{ApiKey, KeyCounts, KeyQuery, KeyScope, LedgerEntry, Money, SortKey};
+use crate::domain::{ApiKey, AuditEntry, KeyCounts, KeyQuery, KeyScope, LedgerEntry, Money, SortKey};
 use crate::service::KeyStats;
 use crate::store::SweepReport;
 
@@ -270,6 +270,8 @@ pub struct DetailData {
     pub stats: KeyStats,
     /// The most recent balance changes, newest first.
     pub ledger: Vec<LedgerEntry>,
+    /// The key's last audit rows, newest first.
+    pub history: Vec<AuditEntry>,
 }
 
 #[derive(Debug, Clone)]

@@ -153,3 +153,13 @@ fn the_audit_screen_in_the_mono_theme() {
     assert!(cell_modifiers(buffer, "rate_limit: 100 → 250").contains(ratatui::style::Modifier::REVERSED));
     assert_snapshot!("audit_no_color_120x32", terminal.backend());
 }
+
+/// The key detail lists the key's last audit rows where it has room (under the ledger).
+#[test]
+fn the_key_detail_shows_the_keys_history() {
+    let screen = draw(&crate::tui::fixtures::detail_state((160, 48))).backend().to_string();
+    assert!(screen.contains("History"), "{screen}");
+    assert!(screen.contains("alice key_update rate_limit: 100 → 250"), "{screen}");
+    let cramped = draw(&crate::tui::fixtures::detail_state((80, 24))).backend().to_string();
+    assert!(!cramped.contains("History"), "no half history where there is no room: {cramped}");
+}
