@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use keytop::crypto::MasterKey;
 use keytop::domain::Money;
-use keytop::service::{KeyService, ServiceSettings};
+use keytop::service::{KeyService, ServiceSettings, UsageInput};
 use portable_pty::{CommandBuilder, PtySize, native_pty_system};
 
 const ROWS: u16 = 30;
@@ -227,4 +227,42 @@ async fn a_sweep_confirmed_after_another_process_swept_says_so_instead_of_sweepi
     tui.wait_for_text("Nothing was swept: the expired keys changed since the dry run");
     tui.type_keys("q");
     tui.wait_for_exit();
+}
+
+/// The usage screen's top key opens on the keys screen, where it can be topped up, and `Esc`
+/// goes back to the key list.
+#[tokio::test(flavor = "multi_thread")]
+async fn usage_top_key_top_up_and_back() {
+    let sandbox = Sandbox::new();
+    set_up_data(&sandbox);
+    let service = sandbox.service().await;
+    for (name, dollars) in [("ci-key", "2"), ("laptop", "0.5")] {
+        let key = service.resolve_key(name).await.unwrap();
+        let usage = UsageInput { total_tokens: 1_000, cost: Money::parse(dollars).unwrap(), ..UsageInput::default() };
+        service.record_usage(key.id, &usage).await.unwrap();
+    }
+
+    let mut tui = Tui::start(&sandbox);
+    tui.wait_for_text("batch-job");
+    tui.wait_until_idle();
+
+    tui.type_keys("2");
+    tui.wait_for_text("Top keys by cost");
+    tui.wait_for("ci-key first, with its share", |screen| screen.contains("▶ ci-key") && screen.contains("80.0%"));
+    tui.type_keys("\r");
+    tui.wait_for_text("Balance");
+    tui.wait_until_idle();
+    tui.type_keys("t");
+    tui.wait_for_text("Top up ci-key");
+    tui.type_keys("5");
+    tui.wait_for_text("remaining $8.00 → $13.00");
+    tui.type_keys("\r");
+    tui.wait_for_text("Added $5.00 on ci-key: remaining $13.00");
+    tui.type_keys("\x1b");
+    tui.wait_for("the key list again", |screen| screen.contains("Status") && !screen.contains("Balance"));
+    tui.type_keys("q");
+    tui.wait_for_exit();
+
+    let key = service.resolve_key("ci-key").await.unwrap();
+    assert_eq!(service.balance(key.id).await.unwrap().remaining, Some(Money::parse("13").unwrap()));
 }

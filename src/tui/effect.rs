@@ -7,15 +7,19 @@ use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
 use uuid::Uuid;
 
-use crate::domain::{ApiKey, KeyPatch, KeyQuery, Money};
+use crate::domain::{ApiKey, AuditEntry, AuditQuery, KeyPatch, KeyQuery, Money, SpenderKind};
 use crate::service::{ConfirmedSweep, DEFAULT_GRACE, KeyService, NewKeySpec, ServiceError, ServiceResult};
 use crate::store::{StoreError, SweepReport};
 
 use super::event::{CreatedSecret, Event, Outcome};
+use super::screens::audit::AuditFilter;
+use super::screens::usage::{TOP_SPENDERS, UsageData};
 use super::state::{DetailData, RequestId, TopUpRequest};
 
 /// How many ledger rows the detail shows.
 pub const DETAIL_LEDGER_ROWS: u32 = 5;
+/// How many audit rows the detail's history shows.
+pub const DETAIL_HISTORY_ROWS: u32 = 5;
 /// The ledger note of a credit set in the edit form.
 const CREDIT_NOTE: &str = "credit set in the edit form";
 /// The most matches the list's title counts; past it, the title says "10,000+".
@@ -73,6 +77,16 @@ pub enum Call {
     },
     /// The sweep an admin confirmed, if it still does what this dry run showed.
     SweepAsShown(Box<SweepReport>),
+    /// The usage screen over the last `days` days.
+    Usage {
+        days: u32,
+    },
+    /// One page of the audit log.
+    Audit {
+        filter: AuditFilter,
+        before_id: Option<i64>,
+        limit: u32,
+    },
 }
 
 /// Runs effects that do not need the terminal.
@@ -158,6 +172,10 @@ impl Runner {
                 Ok(ConfirmedSweep::Changed(report)) => Outcome::SweepChanged(report),
                 Err(message) => Outcome::Swept { dry_run: false, result: Err(message) },
             },
+            Call::Usage { days } => Outcome::Usage(self.shown(self.usage(days).await.map(Box::new))),
+            Call::Audit { filter, before_id, limit } => {
+                Outcome::Audit(self.shown(self.audit_page(filter, before_id, limit).await))
+            }
         }
     }
 
@@ -174,15 +192,17 @@ impl Runner {
     }
 
     async fn detail(&self, key_id: Uuid, days: u32) -> ServiceResult<DetailData> {
-        let (key, stats, mut ledger, admission) = tokio::try_join!(
+        let history = AuditQuery { key_ids: Some(vec![key_id]), limit: DETAIL_HISTORY_ROWS, ..AuditQuery::default() };
+        let (key, stats, mut ledger, admission, history) = tokio::try_join!(
             self.service.key(key_id),
             self.service.stats(key_id, days),
             self.service.ledger(key_id, Some(DETAIL_LEDGER_ROWS)),
             self.service.admission(key_id),
+            self.service.audit_page(&history),
         )?;
         ledger.reverse();
         let money = self.service.money_view(&key).await?;
-        Ok(DetailData { key, stats, ledger, money, admission })
+        Ok(DetailData { key, stats, ledger, money, admission, history })
     }
 
     /// Saves an edit: the fields, then a changed credit as a ledger entry. Both are idempotent, so
@@ -192,6 +212,30 @@ impl Runner {
         let Some(credited) = credit else { return Ok(key) };
         self.service.set_credit(key_id, credited, Some(CREDIT_NOTE)).await?;
         self.service.key(key_id).await
+    }
+
+    async fn usage(&self, days: u32) -> ServiceResult<UsageData> {
+        let (fleet, top_keys, top_users) = tokio::try_join!(
+            self.service.fleet_stats(days),
+            self.service.top_spenders(SpenderKind::Key, days, TOP_SPENDERS),
+            self.service.top_spenders(SpenderKind::User, days, TOP_SPENDERS),
+        )?;
+        Ok(UsageData { fleet, top_keys, top_users })
+    }
+
+    /// A page of the audit log; a key named in the filter is looked up first.
+    async fn audit_page(
+        &self,
+        filter: AuditFilter,
+        before_id: Option<i64>,
+        limit: u32,
+    ) -> ServiceResult<Vec<AuditEntry>> {
+        let key_ids = match &filter.key {
+            Some(reference) => Some(vec![self.service.resolve_key(reference).await?.id]),
+            None => None,
+        };
+        let query = AuditQuery { actor: filter.actor, action: filter.action, key_ids, since: None, before_id, limit };
+        self.service.audit_page(&query).await
     }
 
     async fn reveal(&self, key_id: Uuid) -> ServiceResult<CreatedSecret> {

@@ -4,10 +4,11 @@ use chrono::{DateTime, Utc};
 use crossterm::event::KeyEvent;
 use uuid::Uuid;
 
-use crate::domain::{ApiKey, KeyCounts};
+use crate::domain::{ApiKey, AuditEntry, KeyCounts};
 use crate::service::TopUp;
 use crate::store::SweepReport;
 
+use super::screens::usage::UsageData;
 use super::state::{DetailData, RequestId};
 
 #[derive(Debug)]
@@ -61,6 +62,8 @@ pub enum Outcome {
     /// A confirmed sweep did nothing, because it would no longer do what its dry run showed:
     /// this is the new dry run.
     SweepChanged(SweepReport),
+    Usage(Result<Box<UsageData>, String>),
+    Audit(Result<Vec<AuditEntry>, String>),
 }
 
 /// A key with its plaintext (after create or reveal). The plaintext never reaches `Debug`.

@@ -8,11 +8,18 @@ use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use uuid::Uuid;
 
 use crate::config::ThemeChoice;
-use crate::domain::{ApiKey, Budget, DailyUsage, KeyCounts, LedgerEntry, Money, MoneyPlan, Period, Refill, RefillMode};
-use crate::service::{AdmissionCheck, KeyStats, MoneyView, VerifyDecision};
+use crate::domain::{
+    ApiKey, AuditEntry, Budget, DailyUsage, KeyCounts, LedgerEntry, Money, MoneyPlan, Period, Refill, RefillMode,
+    Spender, SpenderKind, UsageTotals,
+};
+use crate::service::{
+    AdmissionCheck, FleetStats, KeyStats, MoneyView, Ranked, TopSpenders, UsageSeries, VerifyDecision,
+};
 
 use super::keymap::Keymap;
 use super::paging::Window;
+use super::screens::Tab;
+use super::screens::usage::UsageData;
 use super::state::{DetailData, Screen, Session, State};
 use super::theme::Theme;
 
@@ -156,7 +163,8 @@ pub fn detail_data(key: ApiKey, days: u32) -> DetailData {
         },
         recorded_requests: 3,
     };
-    DetailData { key, stats, ledger, money, admission }
+    let history = audit_rows(2).into_iter().map(|entry| AuditEntry { api_key_id: Some(key.id), ..entry }).collect();
+    DetailData { key, stats, ledger, money, admission, history }
 }
 
 /// A weekly rhythm: busy weekdays, quiet weekends.
@@ -191,4 +199,98 @@ fn ledger_entry(
         note: note.map(String::from),
         idempotency_key: None,
     }
+}
+
+/// `loaded_state` on the usage screen, loaded for 30 days: a fleet series, three top keys
+/// (one standalone), the usage of a purged key, two top users.
+pub fn usage_state(size: (u16, u16)) -> State {
+    let mut state = loaded_state(size);
+    state.tab = Tab::Usage;
+    state.usage.data = Some(usage_data(30));
+    state
+}
+
+pub fn usage_data(days: u32) -> UsageData {
+    let last_day = NOW.date_naive();
+    let first_day = last_day - TimeDelta::days(i64::from(days) - 1);
+    let daily: Vec<DailyUsage> =
+        first_day.iter_days().take(days as usize).enumerate().map(|(index, day)| usage_on(index as i64, day)).collect();
+    let usage = UsageSeries::summarise(days, first_day, last_day, &daily);
+    let purged_daily = [DailyUsage { day: last_day, ..usage_on(1, last_day) }];
+    let purged = UsageSeries::summarise(days, first_day, last_day, &purged_daily);
+    let of_day =
+        |day: NaiveDate| daily.iter().find(|row| row.day == day).map_or_else(UsageTotals::default, UsageTotals::from);
+    let fleet = FleetStats {
+        today: of_day(last_day),
+        yesterday: of_day(last_day - TimeDelta::days(1)),
+        usage: usage.clone(),
+        purged: purged.clone(),
+    };
+    let total = usage.total_cost;
+    let ranked = |id: Uuid, name: &str, owner: Option<&str>, cost: Money| Ranked {
+        spender: Spender {
+            id,
+            name: name.into(),
+            owner: owner.map(String::from),
+            totals: UsageTotals { requests: cost.micros() / 2_400, tokens: cost.micros() / 2_400 * 1_250, cost },
+        },
+        share: cost.micros() as f64 / total.micros() as f64,
+    };
+    let tenths = |parts: i64| Money::from_micros(total.micros() * parts / 10);
+    let top = |by: SpenderKind, spenders: Vec<Ranked<Spender>>, purged: Option<&UsageSeries>| TopSpenders {
+        by,
+        days,
+        first_day,
+        last_day,
+        total,
+        spenders,
+        purged: purged.map(|series| Ranked {
+            spender: UsageTotals {
+                requests: series.total_requests,
+                tokens: series.total_tokens,
+                cost: series.total_cost,
+            },
+            share: series.total_cost.micros() as f64 / total.micros() as f64,
+        }),
+    };
+    let top_keys = top(
+        SpenderKind::Key,
+        vec![
+            ranked(user_key().id, "laptop", Some("alice"), tenths(5)),
+            ranked(prepaid_key().id, "ci-key", None, tenths(3)),
+            ranked(key_named(3, "x").id, "old-batch-job", Some("bob"), tenths(1)),
+        ],
+        Some(&purged),
+    );
+    let top_users = top(
+        SpenderKind::User,
+        vec![
+            ranked(Uuid::from_u128(0xa11ce), "alice", None, tenths(6)),
+            ranked(Uuid::from_u128(0xb0b), "bob", None, tenths(1)),
+        ],
+        None,
+    );
+    UsageData { fleet, top_keys, top_users }
+}
+
+/// Audit rows, newest first: edits and a top-up of keys, a user added, a master key rotation.
+pub fn audit_rows(count: usize) -> Vec<AuditEntry> {
+    (0..count)
+        .map(|index| {
+            let (action, key, details) = match index % 4 {
+                0 => ("key_update", Some(user_key().id), r#"{"rate_limit":{"from":100,"to":250}}"#),
+                1 => ("key_top_up", Some(prepaid_key().id), r#"{"amount":"5.00","note":"monthly"}"#),
+                2 => ("user_add", None, r#"{"user":"dave"}"#),
+                _ => ("key_disable", Some(key_named(3, "old-batch-job").id), "{}"),
+            };
+            AuditEntry {
+                id: 1_000 - index as i64,
+                at: NOW - TimeDelta::minutes(7 * index as i64),
+                actor: if index % 3 == 0 { "alice".into() } else { "admin".into() },
+                action: action.into(),
+                api_key_id: key,
+                details: details.into(),
+            }
+        })
+        .collect()
 }

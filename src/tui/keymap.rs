@@ -6,12 +6,18 @@ use std::fmt;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
+use super::screens::Tab;
+
 /// Where a binding applies. `Global` bindings apply everywhere, under every other context.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Context {
     Global,
+    /// Every screen (not dialogs or text boxes): switching screens.
+    Screens,
     List,
     Detail,
+    Usage,
+    Audit,
     Filter,
     Form,
     Confirm,
@@ -24,8 +30,11 @@ impl Context {
     pub fn title(self) -> &'static str {
         match self {
             Context::Global => "Everywhere",
+            Context::Screens => "Every screen",
             Context::List => "Key list",
             Context::Detail => "Key detail",
+            Context::Usage => "Usage",
+            Context::Audit => "Audit log",
             Context::Filter => "Filter box",
             Context::Form => "Dialog",
             Context::Confirm => "Confirmation",
@@ -33,6 +42,22 @@ impl Context {
             Context::Help => "Help",
             Context::Report => "Sweep report",
         }
+    }
+
+    /// Whether this is a screen's own context, under which the `Screens` bindings apply.
+    fn is_screen(self) -> bool {
+        matches!(self, Context::List | Context::Detail | Context::Usage | Context::Audit)
+    }
+
+    /// The contexts a key press in `self` is looked up in, most specific first.
+    fn lookup_order(self) -> impl Iterator<Item = Context> {
+        let global = (self != Context::Global).then_some(Context::Global);
+        [Some(self), self.is_screen().then_some(Context::Screens), global].into_iter().flatten()
+    }
+
+    /// Whether one key may not mean two things in these two contexts.
+    fn overlaps(self, other: Context) -> bool {
+        self.lookup_order().any(|context| context == other) || other.lookup_order().any(|context| context == self)
     }
 }
 
@@ -78,10 +103,12 @@ pub enum Action {
     Confirm,
     Copy,
     SweepReport,
+    /// Open one of the screens.
+    Show(Tab),
 }
 
 impl Action {
-    const ALL: [Action; 39] = [
+    const ALL: [Action; 42] = [
         Action::ForceQuit,
         Action::Quit,
         Action::Help,
@@ -121,6 +148,9 @@ impl Action {
         Action::Confirm,
         Action::Copy,
         Action::SweepReport,
+        Action::Show(Tab::Keys),
+        Action::Show(Tab::Usage),
+        Action::Show(Tab::Audit),
     ];
 
     /// The name used in the `[keybindings]` table of the config file.
@@ -165,6 +195,9 @@ impl Action {
             Action::Confirm => "confirm",
             Action::Copy => "copy",
             Action::SweepReport => "sweep_report",
+            Action::Show(Tab::Keys) => "keys_screen",
+            Action::Show(Tab::Usage) => "usage_screen",
+            Action::Show(Tab::Audit) => "audit_screen",
         }
     }
 
@@ -325,6 +358,9 @@ use Context as C;
 /// The default keymap, in the order the help lists it.
 const DEFAULTS: &[DefaultBinding] = &[
     bind(C::Global, A::ForceQuit, &["ctrl-c"], "Quit at once", None),
+    bind(C::Screens, A::Show(Tab::Keys), &["1"], "Show the keys screen", None),
+    bind(C::Screens, A::Show(Tab::Usage), &["2"], "Show the fleet's usage", None),
+    bind(C::Screens, A::Show(Tab::Audit), &["4"], "Show the audit log", None),
     bind(C::List, A::Open, &["enter"], "Open the selected key", Some("open")),
     bind(C::List, A::Up, &["up", "k"], "Previous key", None),
     bind(C::List, A::Down, &["down", "j"], "Next key", None),
@@ -363,6 +399,31 @@ const DEFAULTS: &[DefaultBinding] = &[
     bind(C::Detail, A::Roll, &["K"], "Roll: a new secret, the old one valid 24h more", None),
     bind(C::Detail, A::Refresh, &["r"], "Refresh now", None),
     bind(C::Detail, A::Help, &["?"], "Show this help", Some("help")),
+    bind(C::Usage, A::Open, &["enter"], "Open the selected key", Some("open")),
+    bind(C::Usage, A::Up, &["up", "k"], "Previous key", None),
+    bind(C::Usage, A::Down, &["down", "j"], "Next key", None),
+    bind(C::Usage, A::CycleMetric, &["m"], "Chart: requests, tokens or cost", Some("metric")),
+    bind(C::Usage, A::ShorterRange, &["["], "Shorter range (90, 30, 7 days)", None),
+    bind(C::Usage, A::LongerRange, &["]"], "Longer range (7, 30, 90 days)", Some("range")),
+    bind(C::Usage, A::Refresh, &["r"], "Refresh now", None),
+    bind(C::Usage, A::Help, &["?"], "Show this help", Some("help")),
+    bind(C::Usage, A::Quit, &["q"], "Quit", Some("quit")),
+    bind(C::Audit, A::Open, &["enter"], "Open the key of the selected row", Some("open key")),
+    bind(C::Audit, A::Up, &["up", "k"], "Previous row", None),
+    bind(C::Audit, A::Down, &["down", "j"], "Next row (older rows load as you go)", None),
+    bind(C::Audit, A::PageUp, &["pgup"], "Page up", None),
+    bind(C::Audit, A::PageDown, &["pgdn"], "Page down", None),
+    bind(C::Audit, A::First, &["g", "home"], "Newest row", None),
+    bind(
+        C::Audit,
+        A::Filter,
+        &["/"],
+        "Filter: actor:NAME action:ACTION key:NAME (a bare word is an actor)",
+        Some("filter"),
+    ),
+    bind(C::Audit, A::Refresh, &["r"], "Reload the newest rows", None),
+    bind(C::Audit, A::Help, &["?"], "Show this help", Some("help")),
+    bind(C::Audit, A::Quit, &["q"], "Quit", Some("quit")),
     bind(C::Filter, A::ApplyFilter, &["enter"], "Keep the filter and select the first match", Some("keep")),
     bind(C::Filter, A::ClearFilter, &["esc"], "Clear the filter", Some("clear")),
     bind(C::Form, A::Submit, &["enter"], "Apply", Some("apply")),
@@ -438,9 +499,7 @@ impl Keymap {
     fn check_conflicts(&self) -> Result<(), String> {
         for (index, first) in self.bindings.iter().enumerate() {
             for second in &self.bindings[index + 1..] {
-                let overlap = first.context == second.context
-                    || first.context == Context::Global
-                    || second.context == Context::Global;
+                let overlap = first.context.overlaps(second.context);
                 if let Some(key) = first.keys.iter().find(|key| overlap && second.keys.contains(key)) {
                     return Err(format!(
                         "keybindings: {key} is bound to both {} and {} in the {} context; give one of them \
@@ -457,7 +516,7 @@ impl Keymap {
 
     /// The action a key press asks for in `context` (falling back to the global bindings).
     pub fn action(&self, context: Context, chord: KeyChord) -> Option<Action> {
-        [context, Context::Global].into_iter().find_map(|ctx| {
+        context.lookup_order().find_map(|ctx| {
             self.bindings.iter().find(|b| b.context == ctx && b.keys.contains(&chord)).map(|b| b.action)
         })
     }
@@ -467,10 +526,9 @@ impl Keymap {
         self.withheld.iter().find(|b| b.context == context && b.keys.contains(&chord))
     }
 
-    /// Every binding of `context`, then the global ones: the help's content.
+    /// Every binding of `context`, then those of the contexts under it: the help's content.
     pub fn bindings(&self, context: Context) -> impl Iterator<Item = &Binding> {
-        let of = move |ctx: Context| self.bindings.iter().filter(move |b| b.context == ctx);
-        of(context).chain(of(Context::Global))
+        context.lookup_order().flat_map(move |ctx| self.bindings.iter().filter(move |b| b.context == ctx))
     }
 
     /// The few bindings of `context` worth showing in the status bar.

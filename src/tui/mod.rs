@@ -14,6 +14,7 @@ mod forms;
 mod keymap;
 mod live;
 mod paging;
+mod screens;
 mod state;
 mod sweep_report;
 mod terminal;

@@ -4,13 +4,16 @@ use chrono::{DateTime, Utc};
 use tui_input::Input;
 use uuid::Uuid;
 
-use crate::domain::{ApiKey, KeyCounts, KeyQuery, KeyScope, LedgerEntry, Money, SortKey};
+use crate::domain::{ApiKey, AuditEntry, KeyCounts, KeyQuery, KeyScope, LedgerEntry, Money, SortKey};
 use crate::service::{AdmissionCheck, KeyStats, MoneyView};
 use crate::store::SweepReport;
 
 use super::forms::Form;
 use super::keymap::{Context, Keymap};
 use super::paging::{PageRequest, Placement, Window};
+use super::screens::Tab;
+use super::screens::audit::AuditScreen;
+use super::screens::usage::UsageScreen;
 use super::theme::Theme;
 
 /// Tags a request so that an answer to an outdated request can be recognised and dropped.
@@ -48,6 +51,10 @@ pub struct State {
     pub now: DateTime<Utc>,
     /// Terminal size in cells.
     pub size: (u16, u16),
+    /// The screen open (keys, usage…); `screen` is where the keys screen is at.
+    pub tab: Tab,
+    pub usage: UsageScreen,
+    pub audit: AuditScreen,
     pub screen: Screen,
     pub list: KeyList,
     pub detail: Detail,
@@ -79,6 +86,9 @@ impl State {
             session,
             now,
             size,
+            tab: Tab::Keys,
+            usage: UsageScreen::default(),
+            audit: AuditScreen::default(),
             screen: Screen::List,
             list: KeyList::default(),
             detail: Detail::default(),
@@ -109,6 +119,8 @@ impl State {
             || self.list.paging.is_some()
             || self.detail.pending.is_some()
             || self.writes_in_flight > 0
+            || self.usage.pending.is_some()
+            || self.audit.pending.is_some()
     }
 
     /// The keymap context of what has the keyboard.
@@ -126,6 +138,9 @@ impl State {
 
     /// The context of the screen under any dialog (what the help describes).
     pub fn screen_context(&self) -> Context {
+        if let Some(context) = self.tab.context() {
+            return context;
+        }
         match self.screen {
             Screen::List => Context::List,
             Screen::Detail => Context::Detail,
@@ -303,6 +318,8 @@ pub struct DetailData {
     pub money: MoneyView,
     /// What `verify` would decide for the key now.
     pub admission: AdmissionCheck,
+    /// The key's last audit rows, newest first.
+    pub history: Vec<AuditEntry>,
 }
 
 #[derive(Debug, Clone)]

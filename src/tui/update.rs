@@ -16,6 +16,7 @@ use super::forms::{FieldValue, Form, FormKind, top_up_preview};
 use super::keymap::{Action, Context, KeyChord};
 use super::live;
 use super::paging::{PageRequest, Placement};
+use super::screens;
 use super::state::{
     Confirm, Confirmed, DetailData, Focus, Modal, Outage, RANGES, RequestId, Screen, Secret, State, SweepResult,
     ToastKind, TopUpRequest, retry_delay,
@@ -129,6 +130,8 @@ fn answered(outcome: &Outcome) -> bool {
         Outcome::Revealed(result) | Outcome::Rolled(result) => result.is_ok(),
         Outcome::Swept { result, .. } => result.is_ok(),
         Outcome::SweepChanged(_) => true,
+        Outcome::Usage(result) => result.is_ok(),
+        Outcome::Audit(result) => result.is_ok(),
     }
 }
 
@@ -177,7 +180,8 @@ fn after_text_edit(state: &mut State) -> Vec<Effect> {
     let Some(filter) = state.filter_box.as_ref().filter(|_| state.modals.is_empty()) else {
         return Vec::new();
     };
-    if filter.value() == state.list.filter {
+    // The other screens' filters apply on Enter.
+    if filter.value() == state.list.filter || state.tab != screens::Tab::Keys {
         return Vec::new();
     }
     state.list.filter = filter.value().to_string();
@@ -186,6 +190,9 @@ fn after_text_edit(state: &mut State) -> Vec<Effect> {
 }
 
 fn perform(state: &mut State, context: Context, action: Action) -> Vec<Effect> {
+    if let Some(effects) = screens::perform(state, context, action) {
+        return effects;
+    }
     match action {
         Action::ForceQuit | Action::Quit => {
             state.quit = true;
@@ -195,6 +202,7 @@ fn perform(state: &mut State, context: Context, action: Action) -> Vec<Effect> {
             state.modals.push(Modal::Help { scroll: 0 });
             Vec::new()
         }
+        Action::Show(tab) => screens::open(state, tab),
         Action::Up | Action::Down | Action::PageUp | Action::PageDown | Action::First | Action::Last
             if context == Context::Help =>
         {
@@ -544,7 +552,7 @@ fn reload(state: &mut State, focus: Focus) -> Vec<Effect> {
 }
 
 /// Reloads from the top of the list because the query changed (filter, scope, sort, `g`).
-fn reload_from_start(state: &mut State, focus: Focus) -> Vec<Effect> {
+pub(super) fn reload_from_start(state: &mut State, focus: Focus) -> Vec<Effect> {
     state.list.filter_edits += 1; // a pending debounce is now moot
     state.list.window.rewind();
     state.list.stale = true;
@@ -562,7 +570,7 @@ fn refresh(state: &mut State) -> Vec<Effect> {
     effects
 }
 
-fn load_detail(state: &mut State) -> Vec<Effect> {
+pub(super) fn load_detail(state: &mut State) -> Vec<Effect> {
     let Some(key_id) = state.list.selected_key().map(|key| key.id) else { return Vec::new() };
     let request = state.next_request();
     state.detail.pending = Some((request, key_id));
@@ -629,6 +637,8 @@ fn on_outcome(state: &mut State, request: RequestId, outcome: Outcome) -> Vec<Ef
             }
             effects
         }
+        Outcome::Usage(result) => screens::usage::update::on_loaded(state, request, result),
+        Outcome::Audit(result) => screens::audit::update::on_loaded(state, request, result),
         Outcome::Counts(Ok(counts)) => {
             state.counts = Some(counts);
             Vec::new()

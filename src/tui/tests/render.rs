@@ -8,7 +8,7 @@ use ratatui::style::Modifier;
 
 use crate::service::KeyStats;
 use crate::tui::event::Event;
-use crate::tui::fixtures::{detail_data, detail_state, loaded_state, prepaid_key, session};
+use crate::tui::fixtures::{detail_data, detail_state, loaded_state, prepaid_key, session, usage_state};
 use crate::tui::forms::Form;
 use crate::tui::state::{Confirm, Confirmed, Metric, Modal, Secret, State};
 use crate::tui::theme::Theme;
@@ -17,7 +17,7 @@ use crate::tui::view;
 
 const SIZES: [(u16, u16); 2] = [(80, 24), (160, 48)];
 
-fn draw(state: &State) -> Terminal<TestBackend> {
+pub(super) fn draw(state: &State) -> Terminal<TestBackend> {
     let (width, height) = state.size;
     let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
     terminal.draw(|frame| view::render(frame, state)).unwrap();
@@ -25,7 +25,7 @@ fn draw(state: &State) -> Terminal<TestBackend> {
 }
 
 /// Snapshots the state `build` makes, at both sizes.
-fn snapshot(name: &str, build: impl Fn((u16, u16)) -> State) {
+pub(super) fn snapshot(name: &str, build: impl Fn((u16, u16)) -> State) {
     for size in SIZES {
         let terminal = draw(&build(size));
         insta::assert_snapshot!(format!("{name}_{}x{}", size.0, size.1), terminal.backend());
@@ -263,6 +263,7 @@ fn renders_at_every_size_without_panicking() {
         typed(with_modal(detail_state((1, 1)), Modal::Form(Form::top_up(&prepaid_key(), "tui-test-1".into()))), "-3"),
         with_modal(loaded_state((1, 1)), Modal::Form(Form::create("alice"))),
         with_modal(detail_state((1, 1)), Modal::Help { scroll: 0 }),
+        usage_state((1, 1)),
     ];
     let mut terminal = Terminal::new(TestBackend::new(1, 1)).unwrap();
     let mut render_at = |state: &State, width: u16, height: u16| {
@@ -289,7 +290,7 @@ fn renders_at_every_size_without_panicking() {
     }
 }
 
-fn cell_modifiers(buffer: &Buffer, text: &str) -> Modifier {
+pub(super) fn cell_modifiers(buffer: &Buffer, text: &str) -> Modifier {
     let area = buffer.area;
     for y in area.top()..area.bottom() {
         let row: String = (area.left()..area.right()).map(|x| buffer[(x, y)].symbol()).collect();

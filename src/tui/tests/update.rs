@@ -23,17 +23,17 @@ fn key_event(code: KeyCode, modifiers: KeyModifiers) -> Event {
 }
 
 /// Presses a key written as in the config file (`t`, `enter`, `ctrl-c`).
-fn press(state: &mut State, key: &str) -> Vec<Effect> {
+pub(super) fn press(state: &mut State, key: &str) -> Vec<Effect> {
     let chord = crate::tui::keymap::KeyChord::parse(key).unwrap();
     update(state, key_event(chord.code, chord.modifiers))
 }
 
-fn type_text(state: &mut State, text: &str) -> Vec<Effect> {
+pub(super) fn type_text(state: &mut State, text: &str) -> Vec<Effect> {
     text.chars().flat_map(|ch| update(state, key_event(KeyCode::Char(ch), KeyModifiers::NONE))).collect()
 }
 
 /// The only service call among `effects`.
-fn only_call(effects: &[Effect]) -> (RequestId, Call) {
+pub(super) fn only_call(effects: &[Effect]) -> (RequestId, Call) {
     let calls: Vec<_> = effects
         .iter()
         .filter_map(|effect| match effect {
@@ -46,7 +46,7 @@ fn only_call(effects: &[Effect]) -> (RequestId, Call) {
 }
 
 /// The page query among `effects`, leaving out the count of matches that goes with a reload.
-fn list_query(effects: &[Effect]) -> (RequestId, crate::domain::KeyQuery) {
+pub(super) fn list_query(effects: &[Effect]) -> (RequestId, crate::domain::KeyQuery) {
     let pages: Vec<Effect> =
         effects.iter().filter(|effect| !matches!(effect, Effect::Call(_, Call::CountMatches(_)))).cloned().collect();
     match only_call(&pages) {
@@ -55,15 +55,15 @@ fn list_query(effects: &[Effect]) -> (RequestId, crate::domain::KeyQuery) {
     }
 }
 
-fn done(state: &mut State, request: RequestId, outcome: Outcome) -> Vec<Effect> {
+pub(super) fn done(state: &mut State, request: RequestId, outcome: Outcome) -> Vec<Effect> {
     update(state, Event::Done(request, Box::new(outcome)))
 }
 
-fn top_modal(state: &State) -> &Modal {
+pub(super) fn top_modal(state: &State) -> &Modal {
     state.modals.last().expect("a dialog is open")
 }
 
-fn toast(state: &State) -> &str {
+pub(super) fn toast(state: &State) -> &str {
     &state.toast.as_ref().expect("a toast").text
 }
 

@@ -68,29 +68,33 @@ impl Metric {
 }
 
 pub fn render(frame: &mut Frame, state: &State, stats: &KeyStats, area: Rect) {
+    render_daily(frame, state, state.detail.metric, &stats.daily, area);
+}
+
+/// The chart of any daily series (a key's, a user's, the fleet's), oldest day first.
+pub fn render_daily(frame: &mut Frame, state: &State, metric: Metric, daily: &[DailyUsage], area: Rect) {
     let theme = &state.session.theme;
-    let metric = state.detail.metric;
-    let title = Line::styled(format!(" {} · last {} days, UTC ", metric.title(), stats.days), theme.title);
+    let days = daily.len();
+    let title = Line::styled(format!(" {} · last {days} days, UTC ", metric.title()), theme.title);
     // Only a top rule: the detail around it already has a border, and rows are precious.
     let block = Block::new().borders(Borders::TOP).border_style(theme.border).title(title);
-    if stats.total_requests == 0 {
+    if daily.iter().all(|day| day.requests == 0) {
         // Empty axes scaled to an invented top would look like a chart of zeros.
-        let note = Line::styled(format!("No requests in the last {} days", stats.days), theme.muted);
+        let note = Line::styled(format!("No requests in the last {days} days"), theme.muted);
         let vertical_middle = block.inner(area).height.saturating_sub(1) / 2;
         let padded: Vec<Line> =
             std::iter::repeat_n(Line::default(), usize::from(vertical_middle)).chain([note]).collect();
         frame.render_widget(Paragraph::new(padded).centered().block(block), area);
-    } else if stats.daily.len() <= BAR_CHART_MAX_DAYS {
-        bar_chart(frame, state, stats, block, area);
+    } else if days <= BAR_CHART_MAX_DAYS {
+        bar_chart(frame, state, metric, daily, block, area);
     } else {
-        line_chart(frame, state, stats, block, area);
+        line_chart(frame, state, metric, daily, block, area);
     }
 }
 
-fn bar_chart(frame: &mut Frame, state: &State, stats: &KeyStats, block: Block, area: Rect) {
+fn bar_chart(frame: &mut Frame, state: &State, metric: Metric, daily: &[DailyUsage], block: Block, area: Rect) {
     let theme = &state.session.theme;
-    let metric = state.detail.metric;
-    let days = stats.daily.len().max(1) as u16;
+    let days = daily.len().max(1) as u16;
     let bar_width = ((area.width + 1) / days).saturating_sub(1).max(1);
     // `Mon 24` when it fits, else the weekday alone (unique within a week), else the date.
     let label_format = match bar_width {
@@ -98,8 +102,7 @@ fn bar_chart(frame: &mut Frame, state: &State, stats: &KeyStats, block: Block, a
         3.. => "%a",
         _ => "%d",
     };
-    let bars: Vec<Bar> = stats
-        .daily
+    let bars: Vec<Bar> = daily
         .iter()
         .map(|day| {
             Bar::default()
@@ -119,12 +122,10 @@ fn bar_chart(frame: &mut Frame, state: &State, stats: &KeyStats, block: Block, a
     frame.render_widget(chart, area);
 }
 
-fn line_chart(frame: &mut Frame, state: &State, stats: &KeyStats, block: Block, area: Rect) {
+fn line_chart(frame: &mut Frame, state: &State, metric: Metric, daily: &[DailyUsage], block: Block, area: Rect) {
     let theme = &state.session.theme;
-    let metric = state.detail.metric;
     // Days without usage get no bar at all rather than a sliver on the axis.
-    let points: Vec<(f64, f64)> = stats
-        .daily
+    let points: Vec<(f64, f64)> = daily
         .iter()
         .enumerate()
         .map(|(index, day)| (index as f64, metric.value(day)))
@@ -135,8 +136,8 @@ fn line_chart(frame: &mut Frame, state: &State, stats: &KeyStats, block: Block, 
     let top = if highest > 0.0 { highest * 1.1 } else { 1.0 };
     // Counts are whole: an even top keeps the middle label a whole number too (0, 1, 2 req).
     let top = if metric == Metric::Cost { top } else { (top / 2.0).ceil() * 2.0 };
-    let last_index = stats.daily.len().saturating_sub(1);
-    let day_label = |index: usize| stats.daily.get(index).map_or(String::new(), |d| d.day.format("%b %d").to_string());
+    let last_index = daily.len().saturating_sub(1);
+    let day_label = |index: usize| daily.get(index).map_or(String::new(), |d| d.day.format("%b %d").to_string());
 
     let dataset =
         Dataset::default().graph_type(GraphType::Bar).marker(Marker::HalfBlock).style(theme.chart).data(&points);

@@ -11,6 +11,7 @@ use crate::tui::theme::Theme;
 
 use super::format::{self, safe};
 use super::{admission, chart};
+use crate::tui::screens::audit::view::changes as audit_changes;
 
 /// Width of the labels column.
 const LABEL_WIDTH: usize = 13;
@@ -71,13 +72,18 @@ pub fn render(frame: &mut Frame, state: &State, area: Rect) {
         frame.render_widget(Paragraph::new(totals), totals_area);
     } else {
         let ledger_room = inner.height.saturating_sub(field_rows + totals_rows + CHART_MIN_ROWS).min(ledger_rows);
-        let [fields_area, chart_area, totals_area, ledger_area] = Layout::vertical([
+        let history_rows = if data.history.is_empty() { 0 } else { data.history.len() as u16 + 1 };
+        let history_room =
+            inner.height.saturating_sub(field_rows + totals_rows + CHART_MIN_ROWS + ledger_room).min(history_rows);
+        let [fields_area, chart_area, totals_area, ledger_area, history_area] = Layout::vertical([
             Constraint::Length(field_rows),
             Constraint::Fill(1),
             Constraint::Length(totals_rows),
             Constraint::Length(ledger_room),
+            Constraint::Length(history_room),
         ])
         .areas(inner);
+        frame.render_widget(Paragraph::new(history(data, theme, history_room)), history_area);
         frame.render_widget(Paragraph::new(fields), fields_area);
         chart::render(frame, state, &data.stats, chart_area);
         frame.render_widget(Paragraph::new(totals), totals_area);
@@ -208,6 +214,22 @@ fn budget<'a>(data: &DetailData, state: &State) -> Vec<Span<'a>> {
         parts.push(Span::styled("over budget", theme.warning));
     }
     parts
+}
+
+/// The key's last audit rows, when there is room for them all: who did what, and what changed.
+fn history<'a>(data: &'a DetailData, theme: &Theme, rows: u16) -> Vec<Line<'a>> {
+    if usize::from(rows) <= data.history.len() {
+        return Vec::new();
+    }
+    let mut lines = vec![Line::styled("History", theme.header)];
+    lines.extend(data.history.iter().map(|entry| {
+        Line::from(vec![
+            Span::styled(entry.at.format("%Y-%m-%d %H:%M ").to_string(), theme.muted),
+            Span::styled(format!("{} {} ", safe(&entry.actor), safe(&entry.action)), theme.text),
+            Span::styled(audit_changes(entry), theme.muted),
+        ])
+    }));
+    lines
 }
 
 /// The latest balance changes; `compact` (beside the chart) keeps the day, the change and the

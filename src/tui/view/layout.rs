@@ -17,7 +17,8 @@ pub struct Areas {
     pub filter: Option<Rect>,
     pub status: Rect,
     pub hints: Rect,
-    body: Rect,
+    /// Everything between the title and the status lines: what a screen draws in.
+    pub body: Rect,
 }
 
 impl Areas {
@@ -53,4 +54,9 @@ impl Areas {
 /// keeps its size).
 pub fn list_rows(state: &State) -> usize {
     usize::from(Areas::of(state).body.height.saturating_sub(TABLE_CHROME_ROWS))
+}
+
+/// Rows a screen's table shows (its border and header left out).
+pub fn screen_rows(state: &State) -> usize {
+    list_rows(state)
 }

@@ -2,7 +2,7 @@
 //! change the state.
 
 mod admission;
-mod chart;
+pub mod chart;
 mod detail;
 mod dialogs;
 pub mod format;
@@ -14,17 +14,22 @@ mod wrap;
 
 use ratatui::Frame;
 
+use super::screens::{self, Tab};
 use super::state::{Modal, State};
 use layout::Areas;
 
 pub fn render(frame: &mut Frame, state: &State) {
     let areas = Areas::new(frame.area(), state.screen, state.filter_box.is_some());
     status::render_title(frame, state, areas.title);
-    if let Some(area) = areas.list {
-        list::render(frame, state, area);
-    }
-    if let Some(area) = areas.detail {
-        detail::render(frame, state, area);
+    if state.tab == Tab::Keys {
+        if let Some(area) = areas.list {
+            list::render(frame, state, area);
+        }
+        if let Some(area) = areas.detail {
+            detail::render(frame, state, area);
+        }
+    } else {
+        screens::render(frame, state, areas.body);
     }
     if let Some(area) = areas.filter {
         status::render_filter(frame, state, area);

@@ -6,6 +6,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use crate::tui::keymap::Binding;
+use crate::tui::screens;
 use crate::tui::state::{Outage, State, SweepResult, ToastKind};
 
 use super::format::safe;
@@ -16,14 +17,16 @@ pub fn render_title(frame: &mut Frame, state: &State, area: Rect) {
         frame.render_widget(Line::from(outage_banner(state, outage)), area);
         return;
     }
-    let mut spans =
-        vec![Span::styled(" keytop ", theme.title), Span::styled(safe(&state.session.database), theme.muted)];
+    let mut spans = vec![Span::styled(" keytop ", theme.title), Span::raw(" ")];
+    spans.extend(screens::tab_bar(state));
+    // The marks before the database, which is the part a narrow terminal may cut.
     if state.session.read_only {
-        spans.push(Span::styled("  read-only", theme.warning));
+        spans.push(Span::styled("read-only  ", theme.warning));
     }
     if state.busy() {
-        spans.push(Span::styled("  ⟳ loading", theme.warning));
+        spans.push(Span::styled("⟳ loading  ", theme.warning));
     }
+    spans.push(Span::styled(safe(&state.session.database).into_owned(), theme.muted));
     frame.render_widget(Line::from(spans), area);
 }
 

@@ -1,0 +1,118 @@
+//! The screens beside the keys screen, one module each (state, update, view), and what they
+//! share: which screen is open, switching between them, the tab bar.
+//!
+//! The keys screen itself still lives in `update`, `state` and `view`; `update` and `view`
+//! hand everything of another screen to [`perform`] and [`render`].
+
+pub mod audit;
+pub mod usage;
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::text::Span;
+
+use super::effect::Effect;
+use super::keymap::{Action, Context};
+use super::state::{Focus, Screen, State};
+use super::update::{load_detail, reload_from_start};
+use crate::domain::KeyScope;
+use uuid::Uuid;
+
+/// The screen open, as the tab bar names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Tab {
+    #[default]
+    Keys,
+    Usage,
+    Audit,
+}
+
+impl Tab {
+    pub const ALL: [Tab; 3] = [Tab::Keys, Tab::Usage, Tab::Audit];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Tab::Keys => "Keys",
+            Tab::Usage => "Usage",
+            Tab::Audit => "Audit",
+        }
+    }
+
+    /// The keymap context of the screen; `None` for the keys screen, whose context depends on
+    /// whether a key is open.
+    pub fn context(self) -> Option<Context> {
+        match self {
+            Tab::Keys => None,
+            Tab::Usage => Some(Context::Usage),
+            Tab::Audit => Some(Context::Audit),
+        }
+    }
+}
+
+/// The actions of the screens other than the keys screen. `None` leaves the action to the keys
+/// screen's `update` (and to the actions every screen shares: help, quit, switching screens).
+pub fn perform(state: &mut State, context: Context, action: Action) -> Option<Vec<Effect>> {
+    match context {
+        Context::Usage => usage::update::perform(state, action),
+        Context::Audit => audit::update::perform(state, action),
+        Context::Filter if state.tab == Tab::Audit => audit::update::perform_filter(state, action),
+        _ => None,
+    }
+}
+
+/// Opens a screen, loading it the first time and whenever it is opened again.
+pub fn open(state: &mut State, tab: Tab) -> Vec<Effect> {
+    state.tab = tab;
+    match tab {
+        Tab::Keys => Vec::new(),
+        Tab::Usage => usage::update::load(state),
+        Tab::Audit => audit::update::load(state),
+    }
+}
+
+/// Opens a key's detail on the keys screen, from any other screen. The key may be anywhere in
+/// the list (or outside its scope), so the list is filtered to the key's id, which the filter
+/// box then shows; actions wait until that reload has selected the key.
+pub fn open_key(state: &mut State, key_id: Uuid) -> Vec<Effect> {
+    state.tab = Tab::Keys;
+    state.screen = Screen::Detail;
+    state.list.scope = KeyScope::All;
+    state.list.filter = key_id.to_string();
+    let already_selected = state.list.selected_key().is_some_and(|key| key.id == key_id);
+    let mut effects = reload_from_start(state, Focus::Key(key_id));
+    // Otherwise the detail loads when the reload moves the selection onto the key.
+    if already_selected {
+        effects.extend(load_detail(state));
+    }
+    effects
+}
+
+/// Draws the open screen's body, for every screen but the keys screen.
+pub fn render(frame: &mut Frame, state: &State, area: Rect) {
+    match state.tab {
+        Tab::Keys => {}
+        Tab::Usage => usage::view::render(frame, state, area),
+        Tab::Audit => audit::view::render(frame, state, area),
+    }
+}
+
+/// The tab bar: each screen with the key that opens it, the open one in brackets (and
+/// highlighted), so it reads without colour too.
+pub fn tab_bar(state: &State) -> Vec<Span<'static>> {
+    let theme = &state.session.theme;
+    let keymap = &state.session.keymap;
+    Tab::ALL
+        .into_iter()
+        .flat_map(|tab| {
+            let key =
+                keymap.key_for(Context::Screens, Action::Show(tab)).map(|key| key.to_string()).unwrap_or_default();
+            let label = format!("{key} {}", tab.title());
+            let tab = if tab == state.tab {
+                Span::styled(format!("[{label}]"), theme.selected)
+            } else {
+                Span::styled(format!(" {label} "), theme.muted)
+            };
+            [tab, Span::raw(" ")]
+        })
+        .collect()
+}

@@ -1,0 +1,170 @@
+//! The usage screen: totals for today, yesterday and the range, the fleet's daily chart, and
+//! the top keys and users by cost with their share of the fleet's spend.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, TableState, Wrap};
+
+use crate::domain::{Money, UsageTotals};
+use crate::service::{Ranked, TopSpenders};
+use crate::tui::state::State;
+use crate::tui::view::chart;
+use crate::tui::view::format::{compact_count, safe};
+
+use super::{TOP_SPENDERS, UsageData};
+
+/// The mark of the selected key, as in the key list.
+const HIGHLIGHT: &str = "▶ ";
+/// From this width on, the top keys and users sit side by side.
+const SIDE_BY_SIDE_COLUMNS: u16 = 70;
+/// From this table width on, a key's owner follows its name.
+const OWNER_FROM_COLUMNS: u16 = 50;
+/// Rows the chart keeps at least, before the tables give way.
+const CHART_MIN_ROWS: u16 = 5;
+
+pub fn render(frame: &mut Frame, state: &State, area: Rect) {
+    let theme = &state.session.theme;
+    let screen = &state.usage;
+    let Some(data) = &screen.data else {
+        let text = match &screen.error {
+            Some(error) => vec![
+                Line::styled("The fleet's usage could not be loaded:", theme.error),
+                Line::styled(safe(error).into_owned(), theme.text),
+            ],
+            None => vec![Line::styled("Loading…", theme.muted)],
+        };
+        frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }), area);
+        return;
+    };
+    let [totals, chart_area, tops] = Layout::vertical([
+        Constraint::Length(3),
+        Constraint::Min(CHART_MIN_ROWS),
+        Constraint::Length(table_height(data)),
+    ])
+    .areas(area);
+    render_totals(frame, state, data, totals);
+    chart::render_daily(frame, state, screen.metric, &data.fleet.usage.daily, chart_area);
+    let (keys, users) = if tops.width >= SIDE_BY_SIDE_COLUMNS {
+        let [keys, users] = Layout::horizontal([Constraint::Fill(1), Constraint::Fill(1)]).spacing(1).areas(tops);
+        (keys, Some(users))
+    } else {
+        (tops, None)
+    };
+    render_top(frame, state, &data.top_keys, Some(screen.selected), keys);
+    if let Some(users) = users {
+        render_top(frame, state, &data.top_users, None, users);
+    }
+}
+
+/// The rows the rankings need: the longer of the two, a header and a rule (at least one row
+/// for the "no spend" note).
+fn table_height(data: &UsageData) -> u16 {
+    let rows = |top: &TopSpenders| top.spenders.len() + usize::from(top.purged.is_some());
+    let longest = rows(&data.top_keys).max(rows(&data.top_users)).clamp(1, TOP_SPENDERS as usize + 1);
+    longest as u16 + 2
+}
+
+fn render_totals(frame: &mut Frame, state: &State, data: &UsageData, area: Rect) {
+    let theme = &state.session.theme;
+    let usage = &data.fleet.usage;
+    let range = UsageTotals { requests: usage.total_requests, tokens: usage.total_tokens, cost: usage.total_cost };
+    let line = |label: String, totals: &UsageTotals| {
+        Line::from(vec![
+            Span::styled(format!(" {label:<20}"), theme.label),
+            Span::styled(
+                format!(
+                    "{} requests · {} tokens · {}",
+                    compact_count(totals.requests as f64),
+                    compact_count(totals.tokens as f64),
+                    totals.cost
+                ),
+                theme.text,
+            ),
+        ])
+    };
+    let lines = vec![
+        line(format!("Today ({})", usage.last_day.format("%b %d")), &data.fleet.today),
+        line("Yesterday".into(), &data.fleet.yesterday),
+        line(format!("Last {} days, UTC", usage.days), &range),
+    ];
+    frame.render_widget(Paragraph::new(lines), area);
+}
+
+/// A ranking of keys or users; `selected` marks the row `Enter` opens.
+fn render_top(frame: &mut Frame, state: &State, top: &TopSpenders, selected: Option<usize>, area: Rect) {
+    let theme = &state.session.theme;
+    let who = match top.by {
+        crate::domain::SpenderKind::Key => "keys",
+        crate::domain::SpenderKind::User => "users",
+    };
+    let title = Line::styled(format!(" Top {who} by cost · {} days ", top.days), theme.title);
+    let block = Block::new().borders(Borders::TOP).border_style(theme.border).title(title);
+    if top.spenders.is_empty() && top.purged.is_none() {
+        let note = Line::styled(format!("No spend in the last {} days", top.days), theme.muted);
+        frame.render_widget(Paragraph::new(note).block(block), area);
+        return;
+    }
+    let row = |name: Line<'static>, ranked_cost: String, share: f64| {
+        Row::new([
+            Cell::from(name),
+            Cell::from(Line::from(ranked_cost).right_aligned()),
+            Cell::from(Line::from(percent(share)).right_aligned()),
+        ])
+    };
+    let mut rows: Vec<Row> = top
+        .spenders
+        .iter()
+        .map(|Ranked { spender, share }| {
+            let mut name = vec![Span::styled(safe(&spender.name).into_owned(), theme.text)];
+            if let Some(owner) = spender.owner.as_ref().filter(|_| area.width >= OWNER_FROM_COLUMNS) {
+                name.push(Span::styled(format!(" ({})", safe(owner)), theme.muted));
+            }
+            row(Line::from(name), cents(spender.totals.cost), *share)
+        })
+        .collect();
+    // Usage of keys since purged still counts in the total: a line of its own, not dropped.
+    if let Some(purged) = &top.purged {
+        rows.push(row(Line::styled("purged keys", theme.muted), cents(purged.spender.cost), purged.share));
+    }
+    let header = Row::new([
+        Cell::from("Name"),
+        Cell::from(Line::from("Cost").right_aligned()),
+        Cell::from(Line::from("Share").right_aligned()),
+    ])
+    .style(theme.header);
+    let widths = [Constraint::Fill(1), Constraint::Length(10), Constraint::Length(6)];
+    let table = Table::new(rows, widths)
+        .header(header)
+        .block(block)
+        .row_highlight_style(theme.selected)
+        .highlight_symbol(HIGHLIGHT)
+        .highlight_spacing(ratatui::widgets::HighlightSpacing::Always);
+    let mut table_state = TableState::new().with_selected(selected.filter(|_| !top.spenders.is_empty()));
+    frame.render_stateful_widget(table, area, &mut table_state);
+}
+
+/// A spender's cost to the cent: the ranking compares spenders, and micro-dollars would take
+/// the room of their names.
+fn cents(cost: Money) -> String {
+    let micros = cost.micros();
+    Money::from_micros((micros + micros.signum() * 5_000) / 10_000 * 10_000).to_string()
+}
+
+/// A share as a percentage with one decimal: `12.5%`.
+fn percent(share: f64) -> String {
+    format!("{:.1}%", share * 100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn costs_are_rounded_to_the_cent() {
+        assert_eq!(cents(Money::from_micros(126_176_809)), "$126.18");
+        assert_eq!(cents(Money::from_micros(4_994_999)), "$4.99");
+        assert_eq!(cents(Money::from_micros(-1_005_000)), "-$1.01");
+        assert_eq!(cents(Money::ZERO), "$0.00");
+    }
+}
