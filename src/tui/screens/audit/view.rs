@@ -48,7 +48,8 @@ pub fn render(frame: &mut Frame, state: &State, area: Rect) {
     let widths = [
         Constraint::Length(11),
         Constraint::Length(10),
-        Constraint::Length(12),
+        // The longest action keytop writes, `sweep_disable`, whole.
+        Constraint::Length(13),
         Constraint::Length(8),
         Constraint::Fill(1),
     ];
