@@ -237,8 +237,8 @@ async fn check_fleet_totals(service: &KeyService, fleet: &RandomFleet) -> Result
             days.iter().map(|day| recorded.get(&(key, *day)).copied().unwrap_or_default()).collect::<Vec<_>>()
         } else {
             let stats = service.stats(*id, fleet.days).await.unwrap();
-            prop_assert_eq!(stats.daily.iter().map(|d| d.day).collect::<Vec<_>>(), days.clone());
-            stats.daily.iter().map(sums_of).collect()
+            prop_assert_eq!(stats.series.daily.iter().map(|d| d.day).collect::<Vec<_>>(), days.clone());
+            stats.series.daily.iter().map(sums_of).collect()
         });
     }
     let sum_of = |keys: &mut dyn Iterator<Item = usize>| {

@@ -9,7 +9,7 @@ use super::output::{
 };
 use super::{Context, Outcome, parse};
 use crate::domain::text::sanitize;
-use crate::service::{UsageInput, UsageSeries, VerifyDecision, VerifyRequest};
+use crate::service::{KeyStats, UsageInput, VerifyDecision, VerifyRequest};
 use crate::store::UsageOutcome;
 
 pub async fn topup(ctx: &Context, args: TopupArgs) -> anyhow::Result<()> {
@@ -85,9 +85,7 @@ pub async fn record_usage(ctx: &Context, args: RecordArgs) -> anyhow::Result<()>
 
 pub async fn stats(ctx: &Context, reference: &str, days: u32) -> anyhow::Result<()> {
     let key = ctx.service.resolve_key(reference).await?;
-    let stats = ctx.service.stats(key.id, days).await?;
-    let key_id = stats.key_id;
-    let series = UsageSeries::from(stats);
+    let KeyStats { key_id, series } = ctx.service.stats(key.id, days).await?;
     if ctx.json {
         let mut fields = serde_json::Map::from_iter([("key_id".to_string(), json!(key_id))]);
         fields.extend(series_json(&series));

@@ -47,20 +47,12 @@ pub struct UsageSeries {
     pub daily: Vec<DailyUsage>,
 }
 
-/// Totals and a zero-filled daily series over the last `days` UTC days, today included.
+/// A key's totals and zero-filled daily series over the last `days` UTC days, today included.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct KeyStats {
     pub key_id: Uuid,
-    pub days: u32,
-    pub first_day: NaiveDate,
-    pub last_day: NaiveDate,
-    pub total_requests: i64,
-    pub total_tokens: i64,
-    pub total_cost: Money,
-    /// Mean over the range's requests that reported a response time; `None` without any.
-    pub avg_response_ms: Option<f64>,
-    /// One entry per day, oldest first.
-    pub daily: Vec<DailyUsage>,
+    #[serde(flatten)]
+    pub series: UsageSeries,
 }
 
 /// What the gateway asks about a request before serving it.
@@ -291,26 +283,7 @@ impl KeyStats {
     /// The totals and the daily series of the days `first_day..=last_day`, from the rollup rows
     /// of those days (in day order); days without a row count as days without requests.
     pub fn summarise(key_id: Uuid, days: u32, first_day: NaiveDate, last_day: NaiveDate, rows: &[DailyUsage]) -> Self {
-        let UsageSeries { days, first_day, last_day, total_requests, total_tokens, total_cost, avg_response_ms, daily } =
-            UsageSeries::summarise(days, first_day, last_day, rows);
-        KeyStats { key_id, days, first_day, last_day, total_requests, total_tokens, total_cost, avg_response_ms, daily }
-    }
-}
-
-impl From<KeyStats> for UsageSeries {
-    fn from(stats: KeyStats) -> Self {
-        let KeyStats {
-            days,
-            first_day,
-            last_day,
-            total_requests,
-            total_tokens,
-            total_cost,
-            avg_response_ms,
-            daily,
-            ..
-        } = stats;
-        UsageSeries { days, first_day, last_day, total_requests, total_tokens, total_cost, avg_response_ms, daily }
+        KeyStats { key_id, series: UsageSeries::summarise(days, first_day, last_day, rows) }
     }
 }
 
@@ -360,14 +333,14 @@ mod tests {
             timed_requests: requests,
         };
         let stats = KeyStats::summarise(Uuid::nil(), 5, first, last, &[row(2, 3), row(4, 1)]);
-        assert_eq!(stats.daily.len(), 5);
-        assert_eq!(stats.daily.iter().map(|d| d.requests).collect::<Vec<_>>(), vec![0, 3, 0, 1, 0]);
-        assert_eq!(stats.daily[0].day, first);
-        assert_eq!(stats.daily[4].day, last);
-        assert_eq!(stats.total_requests, 4);
-        assert_eq!(stats.total_tokens, 40);
-        assert_eq!(stats.total_cost, Money::from_micros(28));
-        assert_eq!(stats.avg_response_ms, Some(100.0));
+        assert_eq!(stats.series.daily.len(), 5);
+        assert_eq!(stats.series.daily.iter().map(|d| d.requests).collect::<Vec<_>>(), vec![0, 3, 0, 1, 0]);
+        assert_eq!(stats.series.daily[0].day, first);
+        assert_eq!(stats.series.daily[4].day, last);
+        assert_eq!(stats.series.total_requests, 4);
+        assert_eq!(stats.series.total_tokens, 40);
+        assert_eq!(stats.series.total_cost, Money::from_micros(28));
+        assert_eq!(stats.series.avg_response_ms, Some(100.0));
     }
 
     /// A request recorded without a response time says nothing about speed: it must not count
@@ -378,9 +351,9 @@ mod tests {
         let timed_and_untimed =
             DailyUsage { requests: 4, response_ms_sum: 900, timed_requests: 3, ..DailyUsage::empty(day) };
         let stats = KeyStats::summarise(Uuid::nil(), 1, day, day, &[timed_and_untimed]);
-        assert_eq!(stats.avg_response_ms, Some(300.0));
+        assert_eq!(stats.series.avg_response_ms, Some(300.0));
         let untimed = DailyUsage { requests: 2, ..DailyUsage::empty(day) };
         let stats = KeyStats::summarise(Uuid::nil(), 1, day, day, &[untimed]);
-        assert_eq!((stats.total_requests, stats.avg_response_ms), (2, None));
+        assert_eq!((stats.series.total_requests, stats.series.avg_response_ms), (2, None));
     }
 }

@@ -93,7 +93,7 @@ fn detail_of_an_unused_key() {
     snapshot("detail_unused", |size| {
         let mut state = detail_state(size);
         let mut data = detail_data(prepaid_key(), 30);
-        data.stats = KeyStats::summarise(data.key.id, 30, data.stats.first_day, data.stats.last_day, &[]);
+        data.stats = KeyStats::summarise(data.key.id, 30, data.stats.series.first_day, data.stats.series.last_day, &[]);
         data.key.last_used_at = None;
         state.detail.data = Some(data);
         state

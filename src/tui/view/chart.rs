@@ -10,7 +10,7 @@ use ratatui::text::Line;
 use ratatui::widgets::{Axis, Bar, BarChart, BarGroup, Block, Borders, Chart, Dataset, GraphType, Paragraph};
 
 use crate::domain::DailyUsage;
-use crate::service::KeyStats;
+use crate::service::{KeyStats, UsageSeries};
 use crate::tui::state::{Metric, State};
 
 use super::format::compact_count;
@@ -68,7 +68,7 @@ impl Metric {
 }
 
 pub fn render(frame: &mut Frame, state: &State, stats: &KeyStats, area: Rect) {
-    render_daily(frame, state, state.detail.metric, &stats.daily, area);
+    render_daily(frame, state, state.detail.metric, &stats.series.daily, area);
 }
 
 /// The chart of any daily series (a key's, a user's, the fleet's), oldest day first.
@@ -157,7 +157,7 @@ fn line_chart(frame: &mut Frame, state: &State, metric: Metric, daily: &[DailyUs
 }
 
 /// The range's totals, under the chart, in parts: requests, tokens, cost, average response time.
-pub fn totals(stats: &KeyStats) -> [String; 4] {
+pub fn totals(stats: &UsageSeries) -> [String; 4] {
     let average = match stats.avg_response_ms {
         Some(ms) => format!("avg {ms:.0} ms"),
         None if stats.total_requests > 0 => "no response times".into(),
@@ -177,12 +177,11 @@ pub fn totals(stats: &KeyStats) -> [String; 4] {
 #[cfg(test)]
 mod tests {
     use chrono::NaiveDate;
-    use uuid::Uuid;
 
     use super::*;
 
     fn average_of(day: DailyUsage) -> String {
-        let [.., average] = totals(&KeyStats::summarise(Uuid::nil(), 1, day.day, day.day, &[day]));
+        let [.., average] = totals(&UsageSeries::summarise(1, day.day, day.day, &[day]));
         average
     }
 

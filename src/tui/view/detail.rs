@@ -51,7 +51,7 @@ pub fn render(frame: &mut Frame, state: &State, area: Rect) {
 
     let fields = lay_out(fields(data, state), inner.width, theme);
     let field_rows = fields.len() as u16;
-    let totals = field("Totals", chart::totals(&data.stats).map(|part| Span::styled(part, theme.text)));
+    let totals = field("Totals", chart::totals(&data.stats.series).map(|part| Span::styled(part, theme.text)));
     let totals = lay_out(vec![totals], inner.width, theme);
     let totals_rows = totals.len() as u16;
     let ledger_rows = if data.ledger.is_empty() { 0 } else { data.ledger.len().min(LEDGER_ROWS) as u16 + 1 };
