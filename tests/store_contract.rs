@@ -179,6 +179,72 @@ async fn users_are_unique_by_name_and_can_be_disabled() {
     });
 }
 
+/// Runs raw SQL on the test database: `sqlite` on SQLite, `postgres` on PostgreSQL.
+async fn raw_execute(db: &TestDb, sqlite: &'static str, postgres: &'static str) {
+    if db.label == "sqlite" {
+        let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+        sqlx::raw_sql(sqlite).execute(&pool).await.unwrap();
+        pool.close().await;
+    } else {
+        let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+        sqlx::raw_sql(postgres).execute(&pool).await.unwrap();
+        pool.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_users_keys_are_disabled_together_or_not_at_all() {
+    for_each_backend!(|db| {
+        let store = db.store.as_ref();
+        let alice = add_user(store, "alice").await;
+        let bob = add_user(store, "bob").await;
+        let (first, second, off) =
+            (new_key(&alice, "a1", at(1)), new_key(&alice, "a2", at(2)), new_key(&alice, "a3", at(3)));
+        let others = new_key(&bob, "b1", at(4));
+        for key in [&first, &second, &off, &others] {
+            insert(store, key).await;
+        }
+        store.set_key_active(off.id, false, &audit("key_disable", Some(off.id))).await.unwrap();
+        let disable_all = AuditRecord { at: at(10), ..audit("key_disable_all", None) };
+        let active_names = || async {
+            let keys = store.list_keys(&all_keys()).await.unwrap();
+            keys.into_iter().filter(|key| key.is_active).map(|key| key.name).collect::<BTreeSet<String>>()
+        };
+        let rows_written = "SELECT COUNT(*) FROM audit_log WHERE action = 'key_disable_all' OR $1 IS NOT NULL";
+
+        // The second audit row fails: the first key's change and audit row go back with it.
+        raw_execute(
+            &db,
+            "CREATE TRIGGER refuse_second BEFORE INSERT ON audit_log WHEN NEW.action = 'key_disable_all' \
+             AND (SELECT COUNT(*) FROM audit_log WHERE action = 'key_disable_all') >= 1 \
+             BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+            "CREATE FUNCTION refuse_second() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             IF (SELECT COUNT(*) FROM audit_log WHERE action = 'key_disable_all') >= 1 THEN \
+             RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$; \
+             CREATE TRIGGER refuse_second BEFORE INSERT ON audit_log FOR EACH ROW \
+             WHEN (NEW.action = 'key_disable_all') EXECUTE FUNCTION refuse_second();",
+        )
+        .await;
+        assert!(store.disable_user_keys(alice.id, &disable_all).await.is_err());
+        let everything: BTreeSet<String> = ["a1", "a2", "b1"].map(String::from).into();
+        assert_eq!(active_names().await, everything, "nothing half-done");
+        assert_eq!(raw_i64(&db, rows_written, None).await, 0, "no audit row either");
+
+        raw_execute(&db, "DROP TRIGGER refuse_second;", "DROP TRIGGER refuse_second ON audit_log;").await;
+        let disabled = store.disable_user_keys(alice.id, &disable_all).await.unwrap();
+        assert_eq!(id_set(disabled), id_set([first.id, second.id]), "the enabled keys, and only the user's");
+        assert_eq!(active_names().await, BTreeSet::from(["b1".to_string()]));
+        let key = store.key(first.id).await.unwrap().unwrap();
+        assert_eq!(key.updated_at, at(10));
+        assert_eq!(raw_i64(&db, rows_written, None).await, 2, "one audit row per key");
+        for key in [&first, &second] {
+            assert_eq!(actions(store, Some(key.id)).await, ["key_disable_all", "create"]);
+        }
+        assert_eq!(actions(store, Some(off.id)).await, ["key_disable", "create"], "already off: no row");
+        assert!(store.disable_user_keys(alice.id, &disable_all).await.unwrap().is_empty(), "nothing left");
+    });
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn keys_round_trip_with_every_field() {
     for_each_backend!(|db| {

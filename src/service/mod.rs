@@ -159,6 +159,14 @@ impl KeyService {
         Ok(user)
     }
 
+    /// Disables every enabled key of a user at once, with an audit row per key; all or none.
+    /// Returns the keys disabled.
+    pub async fn disable_user_keys(&self, name: &str) -> ServiceResult<Vec<Uuid>> {
+        let user = self.user(name).await?;
+        let audit = self.audit_record("key_disable", None, serde_json::json!({ "all_keys_of": user.name }));
+        Ok(self.store.disable_user_keys(user.id, &audit).await?)
+    }
+
     // Sweep and audit
 
     /// One sweep: expired keys disabled or deleted under the global policy of the settings, then

@@ -70,6 +70,9 @@ pub trait Store: Send + Sync {
     async fn set_user_active(&self, id: Uuid, active: bool, audit: &AuditRecord) -> StoreResult<bool>;
     /// One page of users by name, with their key counts, spend and last use.
     async fn user_overviews(&self, query: &UserQuery) -> StoreResult<Vec<UserOverview>>;
+    /// Disables every enabled key of a user in one transaction, writing `audit` once per key
+    /// with that key's id: all of them or, on any failure, none. Returns the keys disabled.
+    async fn disable_user_keys(&self, user_id: Uuid, audit: &AuditRecord) -> StoreResult<Vec<Uuid>>;
 
     /// Inserts a key; `initial_credit` writes its first ledger row in the same transaction.
     async fn insert_key(

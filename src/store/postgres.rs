@@ -261,6 +261,10 @@ impl Store for PgStore {
         fleet::user_overviews(&self.pool, query).await.map_err(|error| self.store_error(error))
     }
 
+    async fn disable_user_keys(&self, user_id: Uuid, audit: &AuditRecord) -> StoreResult<Vec<Uuid>> {
+        self.retrying(|| users::disable_user_keys(&self.pool, user_id, audit)).await
+    }
+
     async fn insert_key(
         &self,
         key: &ApiKey,

@@ -305,6 +305,10 @@ impl Store for SqliteStore {
         fleet::user_overviews(&self.pool, query).await
     }
 
+    async fn disable_user_keys(&self, user_id: Uuid, audit: &AuditRecord) -> StoreResult<Vec<Uuid>> {
+        users::disable_user_keys(self, user_id, audit).await
+    }
+
     async fn insert_key(
         &self,
         key: &ApiKey,

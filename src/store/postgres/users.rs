@@ -60,3 +60,23 @@ pub(super) async fn set_user_active(
     }
     Ok(found)
 }
+
+pub(super) async fn disable_user_keys(
+    pool: &PgPool,
+    user_id: Uuid,
+    audit: &AuditRecord,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "UPDATE api_keys SET is_active = FALSE, updated_at = $2 WHERE user_id = $1 AND is_active RETURNING id",
+    )
+    .bind(user_id)
+    .bind(audit.at)
+    .fetch_all(&mut *tx)
+    .await?;
+    for id in &ids {
+        insert_audit(&mut tx, &AuditRecord { api_key_id: Some(*id), ..audit.clone() }).await?;
+    }
+    tx.commit().await?;
+    Ok(ids)
+}

@@ -1,6 +1,7 @@
 //! Users: the owners of keys.
 
 use uuid::Uuid;
+use uuid::fmt::Hyphenated;
 
 use super::rows::{get, millis, user_from_row};
 use super::{SqliteStore, conflict_as, insert_audit, store_error};
@@ -50,4 +51,26 @@ pub(super) async fn set_user_active(
 ) -> StoreResult<bool> {
     let update = sqlx::query("UPDATE users SET is_active = ? WHERE id = ?").bind(active).bind(id.hyphenated());
     store.write_audited(update, audit).await
+}
+
+pub(super) async fn disable_user_keys(
+    store: &SqliteStore,
+    user_id: Uuid,
+    audit: &AuditRecord,
+) -> StoreResult<Vec<Uuid>> {
+    let mut tx = store.begin_write().await?;
+    let ids: Vec<Hyphenated> = sqlx::query_scalar(
+        "UPDATE api_keys SET is_active = 0, updated_at = ? WHERE user_id = ? AND is_active RETURNING id",
+    )
+    .bind(millis(audit.at))
+    .bind(user_id.hyphenated())
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(store_error)?;
+    let ids: Vec<Uuid> = ids.into_iter().map(Hyphenated::into_uuid).collect();
+    for id in &ids {
+        insert_audit(&mut tx, &AuditRecord { api_key_id: Some(*id), ..audit.clone() }).await?;
+    }
+    tx.commit().await.map_err(store_error)?;
+    Ok(ids)
 }
