@@ -11,9 +11,10 @@ use crate::domain::{ApiKey, AuditEntry, AuditQuery, KeyPatch, KeyQuery, Money, S
 use crate::service::{ConfirmedSweep, DEFAULT_GRACE, KeyService, NewKeySpec, ServiceError, ServiceResult};
 use crate::store::{StoreError, SweepReport};
 
-use super::event::{CreatedSecret, Event, Outcome};
+use super::event::{CreatedSecret, Event, Outcome, UserWrite};
 use super::screens::audit::AuditFilter;
 use super::screens::usage::{TOP_SPENDERS, UsageData};
+use super::screens::users::UserData;
 use super::state::{DetailData, RequestId, TopUpRequest};
 
 /// How many ledger rows the detail shows.
@@ -81,6 +82,29 @@ pub enum Call {
     Usage {
         days: u32,
     },
+    /// One page of users by name, their spend over `days`.
+    Users {
+        filter: Option<String>,
+        after: Option<String>,
+        days: u32,
+        limit: u32,
+    },
+    /// One user with their chart over `days` and their keys.
+    User {
+        name: String,
+        days: u32,
+    },
+    AddUser(String),
+    SetUserActive {
+        name: String,
+        active: bool,
+    },
+    /// Every enabled key of the user, at once.
+    DisableUserKeys {
+        name: String,
+    },
+    /// A key and its owner, a user who does not exist yet.
+    CreateWithOwner(Box<NewKeySpec>),
     /// One page of the audit log.
     Audit {
         filter: AuditFilter,
@@ -142,14 +166,12 @@ impl Runner {
                         .await,
                 ),
             ),
-            Call::Create(spec) => Outcome::Created(
-                self.shown(
-                    service
-                        .create_key(&spec)
-                        .await
-                        .map(|created| CreatedSecret { key: created.key, plaintext: created.plaintext }),
-                ),
-            ),
+            Call::Create(spec) => match self.owner_exists(&spec.owner).await {
+                Ok(false) => Outcome::OwnerMissing(spec),
+                Ok(true) => Outcome::Created(self.shown(self.create(&spec).await)),
+                Err(error) => Outcome::Created(self.shown(Err(error))),
+            },
+            Call::CreateWithOwner(spec) => Outcome::Created(self.shown(self.create_with_owner(&spec).await)),
             Call::Update { key_id, patch, credit } => {
                 Outcome::Updated(self.shown(self.edit(key_id, &patch, credit).await))
             }
@@ -173,6 +195,19 @@ impl Runner {
                 Err(message) => Outcome::Swept { dry_run: false, result: Err(message) },
             },
             Call::Usage { days } => Outcome::Usage(self.shown(self.usage(days).await.map(Box::new))),
+            Call::Users { filter, after, days, limit } => Outcome::Users(
+                self.shown(service.user_overviews(filter.as_deref(), after.as_deref(), limit, days).await),
+            ),
+            Call::User { name, days } => Outcome::User(self.shown(self.user(&name, days).await.map(Box::new))),
+            Call::AddUser(name) => {
+                Outcome::UserWritten(self.shown(service.add_user(&name).await.map(UserWrite::Added)))
+            }
+            Call::SetUserActive { name, active } => {
+                Outcome::UserWritten(self.shown(service.set_user_active(&name, active).await.map(UserWrite::SetActive)))
+            }
+            Call::DisableUserKeys { name } => Outcome::UserWritten(self.shown(
+                service.disable_user_keys(&name).await.map(|keys| UserWrite::KeysDisabled { name, count: keys.len() }),
+            )),
             Call::Audit { filter, before_id, limit } => {
                 Outcome::Audit(self.shown(self.audit_page(filter, before_id, limit).await))
             }
@@ -212,6 +247,32 @@ impl Runner {
         let Some(credited) = credit else { return Ok(key) };
         self.service.set_credit(key_id, credited, Some(CREDIT_NOTE)).await?;
         self.service.key(key_id).await
+    }
+
+    async fn owner_exists(&self, name: &str) -> ServiceResult<bool> {
+        match self.service.user(name).await {
+            Ok(_) => Ok(true),
+            Err(ServiceError::NotFound { .. }) => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn create(&self, spec: &NewKeySpec) -> ServiceResult<CreatedSecret> {
+        let created = self.service.create_key(spec).await?;
+        Ok(CreatedSecret { key: created.key, plaintext: created.plaintext })
+    }
+
+    /// Adds the owner, then creates the key. If the key then fails, the user stays: the dialog
+    /// is still open, and submitting it again creates the key for them.
+    async fn create_with_owner(&self, spec: &NewKeySpec) -> ServiceResult<CreatedSecret> {
+        self.service.add_user(&spec.owner).await?;
+        self.create(spec).await
+    }
+
+    async fn user(&self, name: &str, days: u32) -> ServiceResult<UserData> {
+        let (stats, detail) =
+            tokio::try_join!(self.service.user_stats(name, days), self.service.user_detail(name, days))?;
+        Ok(UserData { stats, detail })
     }
 
     async fn usage(&self, days: u32) -> ServiceResult<UsageData> {

@@ -4,11 +4,12 @@ use chrono::{DateTime, Utc};
 use crossterm::event::KeyEvent;
 use uuid::Uuid;
 
-use crate::domain::{ApiKey, AuditEntry, KeyCounts};
-use crate::service::TopUp;
+use crate::domain::{ApiKey, AuditEntry, KeyCounts, User, UserOverview};
+use crate::service::{NewKeySpec, TopUp};
 use crate::store::SweepReport;
 
 use super::screens::usage::UsageData;
+use super::screens::users::UserData;
 use super::state::{DetailData, RequestId};
 
 #[derive(Debug)]
@@ -63,7 +64,20 @@ pub enum Outcome {
     /// this is the new dry run.
     SweepChanged(SweepReport),
     Usage(Result<Box<UsageData>, String>),
+    Users(Result<Vec<UserOverview>, String>),
+    User(Result<Box<UserData>, String>),
+    UserWritten(Result<UserWrite, String>),
+    /// A key was not created because its owner does not exist (nothing was written).
+    OwnerMissing(Box<NewKeySpec>),
     Audit(Result<Vec<AuditEntry>, String>),
+}
+
+/// A change to a user, done.
+#[derive(Debug)]
+pub enum UserWrite {
+    Added(User),
+    SetActive(User),
+    KeysDisabled { name: String, count: usize },
 }
 
 /// A key with its plaintext (after create or reveal). The plaintext never reaches `Debug`.

@@ -10,16 +10,18 @@ use uuid::Uuid;
 use crate::config::ThemeChoice;
 use crate::domain::{
     ApiKey, AuditEntry, Budget, DailyUsage, KeyCounts, LedgerEntry, Money, MoneyPlan, Period, Refill, RefillMode,
-    Spender, SpenderKind, UsageTotals,
+    Spender, SpenderKind, UsageTotals, User, UserOverview,
 };
 use crate::service::{
-    AdmissionCheck, FleetStats, KeyStats, MoneyView, Ranked, TopSpenders, UsageSeries, VerifyDecision,
+    AdmissionCheck, FleetStats, KeyStats, MoneyView, Ranked, TopSpenders, UsageSeries, UserDetail, UserStats,
+    VerifyDecision,
 };
 
 use super::keymap::Keymap;
 use super::paging::Window;
 use super::screens::Tab;
 use super::screens::usage::UsageData;
+use super::screens::users::{UserData, UserView};
 use super::state::{DetailData, Screen, Session, State};
 use super::theme::Theme;
 
@@ -293,4 +295,62 @@ pub fn audit_rows(count: usize) -> Vec<AuditEntry> {
             }
         })
         .collect()
+}
+
+/// Users by name: alice owns most keys and spent most, bob is disabled, dave has no key yet.
+pub fn user_overviews() -> Vec<UserOverview> {
+    let user = |id: u128, name: &str, is_active: bool| User {
+        id: Uuid::from_u128(id),
+        name: name.into(),
+        is_active,
+        created_at: NOW - TimeDelta::days(90),
+    };
+    let overview = |user: User, keys: i64, active_keys: i64, cents: i64, used_hours_ago: Option<i64>| UserOverview {
+        user,
+        keys,
+        active_keys,
+        spend: Money::from_micros(cents * 10_000),
+        last_used_at: used_hours_ago.map(|hours| NOW - TimeDelta::hours(hours)),
+    };
+    vec![
+        overview(user(0xa11ce, "alice", true), 27, 25, 12_675, Some(1)),
+        overview(user(0xb0b, "bob", false), 1, 0, 318, Some(50)),
+        overview(user(0xca201, "carol", true), 1, 0, 500, Some(300)),
+        overview(user(0xda7e, "dave", true), 0, 0, 0, None),
+    ]
+}
+
+/// The users screen at `size`, every user loaded and the first selected.
+pub fn users_state(size: (u16, u16)) -> State {
+    let mut state = loaded_state(size);
+    state.tab = Tab::Users;
+    state.users.pages.rows = user_overviews();
+    state.users.pages.at_end = true;
+    state
+}
+
+/// alice, open, with her chart over `days` and her keys.
+pub fn user_data(days: u32) -> UserData {
+    let overview = user_overviews().remove(0);
+    let last_day = NOW.date_naive();
+    let first_day = last_day - TimeDelta::days(i64::from(days) - 1);
+    let daily: Vec<DailyUsage> =
+        first_day.iter_days().take(days as usize).enumerate().map(|(index, day)| usage_on(index as i64, day)).collect();
+    let keys: Vec<ApiKey> = keys().into_iter().filter(|key| key.owner_name == "alice").take(6).collect();
+    UserData {
+        stats: UserStats {
+            user: overview.user.clone(),
+            usage: UsageSeries::summarise(days, first_day, last_day, &daily),
+        },
+        detail: UserDetail { overview, days, keys },
+    }
+}
+
+/// The users screen with alice open.
+pub fn user_state(size: (u16, u16)) -> State {
+    let mut state = users_state(size);
+    let mut view = UserView::new("alice".into());
+    view.data = Some(user_data(30));
+    state.users.open = Some(view);
+    state
 }

@@ -19,6 +19,7 @@ pub enum FieldId {
     Amount,
     Note,
     Owner,
+    UserName,
     Name,
     Standalone,
     Balance,
@@ -44,6 +45,7 @@ impl FieldId {
             FieldId::Amount => "Amount (USD)",
             FieldId::Note => "Note",
             FieldId::Owner => "Owner",
+            FieldId::UserName => "User name",
             FieldId::Name => "Name",
             FieldId::Standalone => "Prepaid",
             FieldId::Balance => "Balance (USD)",
@@ -69,7 +71,8 @@ impl FieldId {
         match self {
             FieldId::Amount => "e.g. 7.50; a negative amount deducts",
             FieldId::Note => "optional, kept in the ledger",
-            FieldId::Owner => "the user who owns the key",
+            FieldId::Owner => "the user who owns the key; a new name adds the user (after asking)",
+            FieldId::UserName => "a new user, who can then own keys",
             FieldId::Name => "blank gives \"API Key <date>\"",
             FieldId::Standalone => "prepaid keys have their own balance",
             FieldId::Balance => "initial credit; blank = unlimited",
@@ -145,6 +148,7 @@ pub enum FormKind {
     TopUp(Box<ApiKey>, String),
     Create,
     Edit(Box<ApiKey>),
+    AddUser,
 }
 
 #[derive(Debug, Clone)]
@@ -189,6 +193,10 @@ impl Form {
         )
     }
 
+    pub fn add_user() -> Form {
+        Form::with_fields(FormKind::AddUser, vec![Field::text(FieldId::UserName, "")])
+    }
+
     pub fn edit(key: &ApiKey) -> Form {
         let list = |items: &Option<Vec<String>>| items.as_ref().map(|l| sanitize(&l.join(", ")).into_owned());
         let auto_delete = match key.auto_delete_on_expiry {
@@ -222,6 +230,7 @@ impl Form {
             FormKind::TopUp(key, _) => format!("Top up {}", sanitize(&key.name)),
             FormKind::Create => "Create a key".into(),
             FormKind::Edit(key) => format!("Edit {}", sanitize(&key.name)),
+            FormKind::AddUser => "Add a user".into(),
         }
     }
 
@@ -286,6 +295,7 @@ impl Form {
             FieldId::Owner => {
                 validate::name("owner", text, validate::MAX_USER_NAME_CHARS).map(drop).map_err(|e| e.to_string())
             }
+            FieldId::UserName => self.user_name().map(drop),
             FieldId::Name => parse_name(text, matches!(self.kind, FormKind::Create)).map(drop),
             FieldId::Balance | FieldId::Credit => parse_credit(field.id, text).map(drop),
             FieldId::RateLimit | FieldId::Concurrency => parse_limit(field.id, text).map(drop),
@@ -334,6 +344,12 @@ impl Form {
         let amount = parse_amount(self.text(FieldId::Amount))?;
         let note = validate::note(Some(self.text(FieldId::Note))).map_err(|e| e.to_string())?;
         Ok((amount, note))
+    }
+
+    /// The name of an add-user form.
+    pub fn user_name(&self) -> Result<String, String> {
+        validate::name("user name", self.text(FieldId::UserName), validate::MAX_USER_NAME_CHARS)
+            .map_err(|e| e.to_string())
     }
 
     /// The spec of a create form.

@@ -17,6 +17,9 @@ pub enum Context {
     List,
     Detail,
     Usage,
+    Users,
+    /// One user open from the users screen.
+    User,
     Audit,
     Filter,
     Form,
@@ -34,6 +37,8 @@ impl Context {
             Context::List => "Key list",
             Context::Detail => "Key detail",
             Context::Usage => "Usage",
+            Context::Users => "Users",
+            Context::User => "User",
             Context::Audit => "Audit log",
             Context::Filter => "Filter box",
             Context::Form => "Dialog",
@@ -46,7 +51,10 @@ impl Context {
 
     /// Whether this is a screen's own context, under which the `Screens` bindings apply.
     fn is_screen(self) -> bool {
-        matches!(self, Context::List | Context::Detail | Context::Usage | Context::Audit)
+        matches!(
+            self,
+            Context::List | Context::Detail | Context::Usage | Context::Users | Context::User | Context::Audit
+        )
     }
 
     /// The contexts a key press in `self` is looked up in, most specific first.
@@ -103,12 +111,14 @@ pub enum Action {
     Confirm,
     Copy,
     SweepReport,
+    /// Disable every key of the open user at once.
+    DisableAllKeys,
     /// Open one of the screens.
     Show(Tab),
 }
 
 impl Action {
-    const ALL: [Action; 42] = [
+    const ALL: [Action; 44] = [
         Action::ForceQuit,
         Action::Quit,
         Action::Help,
@@ -148,8 +158,10 @@ impl Action {
         Action::Confirm,
         Action::Copy,
         Action::SweepReport,
+        Action::DisableAllKeys,
         Action::Show(Tab::Keys),
         Action::Show(Tab::Usage),
+        Action::Show(Tab::Users),
         Action::Show(Tab::Audit),
     ];
 
@@ -195,8 +207,10 @@ impl Action {
             Action::Confirm => "confirm",
             Action::Copy => "copy",
             Action::SweepReport => "sweep_report",
+            Action::DisableAllKeys => "disable_all_keys",
             Action::Show(Tab::Keys) => "keys_screen",
             Action::Show(Tab::Usage) => "usage_screen",
+            Action::Show(Tab::Users) => "users_screen",
             Action::Show(Tab::Audit) => "audit_screen",
         }
     }
@@ -218,6 +232,7 @@ impl Action {
                 | Action::Reveal
                 | Action::Roll
                 | Action::Sweep
+                | Action::DisableAllKeys
         )
     }
 }
@@ -360,6 +375,7 @@ const DEFAULTS: &[DefaultBinding] = &[
     bind(C::Global, A::ForceQuit, &["ctrl-c"], "Quit at once", None),
     bind(C::Screens, A::Show(Tab::Keys), &["1"], "Show the keys screen", None),
     bind(C::Screens, A::Show(Tab::Usage), &["2"], "Show the fleet's usage", None),
+    bind(C::Screens, A::Show(Tab::Users), &["3"], "Show the users", None),
     bind(C::Screens, A::Show(Tab::Audit), &["4"], "Show the audit log", None),
     bind(C::List, A::Open, &["enter"], "Open the selected key", Some("open")),
     bind(C::List, A::Up, &["up", "k"], "Previous key", None),
@@ -408,6 +424,31 @@ const DEFAULTS: &[DefaultBinding] = &[
     bind(C::Usage, A::Refresh, &["r"], "Refresh now", None),
     bind(C::Usage, A::Help, &["?"], "Show this help", Some("help")),
     bind(C::Usage, A::Quit, &["q"], "Quit", Some("quit")),
+    bind(C::Users, A::Open, &["enter"], "Open the selected user: their chart and keys", Some("open")),
+    bind(C::Users, A::Up, &["up", "k"], "Previous user", None),
+    bind(C::Users, A::Down, &["down", "j"], "Next user (more load as you go)", None),
+    bind(C::Users, A::PageUp, &["pgup"], "Page up", None),
+    bind(C::Users, A::PageDown, &["pgdn"], "Page down", None),
+    bind(C::Users, A::First, &["g", "home"], "First user", None),
+    bind(C::Users, A::Filter, &["/"], "Filter users by name", Some("filter")),
+    bind(C::Users, A::Create, &["n"], "Add a user", Some("add user")),
+    bind(C::Users, A::ToggleActive, &["d"], "Disable or enable the selected user (their keys with them)", None),
+    bind(C::Users, A::ShorterRange, &["["], "Spend over a shorter range (90, 30, 7 days)", None),
+    bind(C::Users, A::LongerRange, &["]"], "Spend over a longer range (7, 30, 90 days)", Some("range")),
+    bind(C::Users, A::Refresh, &["r"], "Reload the users", None),
+    bind(C::Users, A::Help, &["?"], "Show this help", Some("help")),
+    bind(C::Users, A::Quit, &["q"], "Quit", Some("quit")),
+    bind(C::User, A::Back, &["esc", "q"], "Back to the users", Some("back")),
+    bind(C::User, A::Open, &["enter"], "Open the selected key", Some("open key")),
+    bind(C::User, A::Up, &["up", "k"], "Previous key", None),
+    bind(C::User, A::Down, &["down", "j"], "Next key", None),
+    bind(C::User, A::CycleMetric, &["m"], "Chart: requests, tokens or cost", Some("metric")),
+    bind(C::User, A::ShorterRange, &["["], "Chart: shorter range (90, 30, 7 days)", None),
+    bind(C::User, A::LongerRange, &["]"], "Chart: longer range (7, 30, 90 days)", Some("range")),
+    bind(C::User, A::ToggleActive, &["d"], "Disable or enable this user (their keys with them)", None),
+    bind(C::User, A::DisableAllKeys, &["X"], "Disable all of this user's keys at once", Some("disable keys")),
+    bind(C::User, A::Refresh, &["r"], "Refresh now", None),
+    bind(C::User, A::Help, &["?"], "Show this help", Some("help")),
     bind(C::Audit, A::Open, &["enter"], "Open the key of the selected row", Some("open key")),
     bind(C::Audit, A::Up, &["up", "k"], "Previous row", None),
     bind(C::Audit, A::Down, &["down", "j"], "Next row (older rows load as you go)", None),

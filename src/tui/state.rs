@@ -5,7 +5,7 @@ use tui_input::Input;
 use uuid::Uuid;
 
 use crate::domain::{ApiKey, AuditEntry, KeyCounts, KeyQuery, KeyScope, LedgerEntry, Money, SortKey};
-use crate::service::{AdmissionCheck, KeyStats, MoneyView};
+use crate::service::{AdmissionCheck, KeyStats, MoneyView, NewKeySpec};
 use crate::store::SweepReport;
 
 use super::forms::Form;
@@ -14,6 +14,7 @@ use super::paging::{PageRequest, Placement, Window};
 use super::screens::Tab;
 use super::screens::audit::AuditScreen;
 use super::screens::usage::UsageScreen;
+use super::screens::users::UsersScreen;
 use super::theme::Theme;
 
 /// Tags a request so that an answer to an outdated request can be recognised and dropped.
@@ -54,6 +55,7 @@ pub struct State {
     /// The screen open (keys, usage…); `screen` is where the keys screen is at.
     pub tab: Tab,
     pub usage: UsageScreen,
+    pub users: UsersScreen,
     pub audit: AuditScreen,
     pub screen: Screen,
     pub list: KeyList,
@@ -88,6 +90,7 @@ impl State {
             size,
             tab: Tab::Keys,
             usage: UsageScreen::default(),
+            users: UsersScreen::default(),
             audit: AuditScreen::default(),
             screen: Screen::List,
             list: KeyList::default(),
@@ -120,7 +123,8 @@ impl State {
             || self.detail.pending.is_some()
             || self.writes_in_flight > 0
             || self.usage.pending.is_some()
-            || self.audit.pending.is_some()
+            || self.users.busy()
+            || self.audit.pages.pending.is_some()
     }
 
     /// The keymap context of what has the keyboard.
@@ -138,6 +142,9 @@ impl State {
 
     /// The context of the screen under any dialog (what the help describes).
     pub fn screen_context(&self) -> Context {
+        if self.tab == Tab::Users && self.users.open.is_some() {
+            return Context::User;
+        }
         if let Some(context) = self.tab.context() {
             return context;
         }
@@ -291,6 +298,12 @@ impl Metric {
 /// The chart's range in days.
 pub const RANGES: [u32; 3] = [7, 30, 90];
 
+/// The next range up (`longer`) or down from `days`, stopping at either end.
+pub fn step_range(days: u32, longer: bool) -> u32 {
+    let index = RANGES.iter().position(|&d| d == days).unwrap_or(1);
+    RANGES[if longer { (index + 1).min(RANGES.len() - 1) } else { index.saturating_sub(1) }]
+}
+
 #[derive(Debug, Clone)]
 pub struct Detail {
     pub metric: Metric,
@@ -382,6 +395,15 @@ pub enum Confirmed {
     PastExpiry,
     /// The sweep, as its dry run showed it: confirming runs it only if it would still do that.
     Sweep(Box<SweepReport>),
+    SetUserActive {
+        name: String,
+        active: bool,
+    },
+    DisableUserKeys {
+        name: String,
+    },
+    /// Create the key the dialog underneath describes, and its owner, who does not exist yet.
+    CreateWithOwner(Box<NewKeySpec>),
 }
 
 /// A plaintext key on screen: after create (never shown again) or after a reveal.

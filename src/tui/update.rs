@@ -7,7 +7,7 @@ use tui_input::{Input, backend::crossterm::to_input_request};
 use uuid::Uuid;
 
 use crate::domain::{ApiKey, text::sanitize};
-use crate::service::DEFAULT_GRACE;
+use crate::service::{DEFAULT_GRACE, NewKeySpec};
 use crate::store::SweepReport;
 
 use super::effect::{Call, Effect};
@@ -18,8 +18,8 @@ use super::live;
 use super::paging::{PageRequest, Placement};
 use super::screens;
 use super::state::{
-    Confirm, Confirmed, DetailData, Focus, Modal, Outage, RANGES, RequestId, Screen, Secret, State, SweepResult,
-    ToastKind, TopUpRequest, retry_delay,
+    Confirm, Confirmed, DetailData, Focus, Modal, Outage, RequestId, Screen, Secret, State, SweepResult, ToastKind,
+    TopUpRequest, retry_delay, step_range,
 };
 use super::sweep_report;
 use super::view::{help, layout};
@@ -131,6 +131,10 @@ fn answered(outcome: &Outcome) -> bool {
         Outcome::Swept { result, .. } => result.is_ok(),
         Outcome::SweepChanged(_) => true,
         Outcome::Usage(result) => result.is_ok(),
+        Outcome::Users(result) => result.is_ok(),
+        Outcome::User(result) => result.is_ok(),
+        Outcome::UserWritten(result) => result.is_ok(),
+        Outcome::OwnerMissing(_) => true,
         Outcome::Audit(result) => result.is_ok(),
     }
 }
@@ -274,10 +278,7 @@ fn perform(state: &mut State, context: Context, action: Action) -> Vec<Effect> {
             Vec::new()
         }
         Action::ShorterRange | Action::LongerRange => {
-            let index = RANGES.iter().position(|&d| d == state.detail.days).unwrap_or(1);
-            let index =
-                if action == Action::LongerRange { (index + 1).min(RANGES.len() - 1) } else { index.saturating_sub(1) };
-            state.detail.days = RANGES[index];
+            state.detail.days = step_range(state.detail.days, action == Action::LongerRange);
             load_detail(state)
         }
         Action::TopUp => with_current_key(state, open_top_up),
@@ -333,6 +334,8 @@ fn perform(state: &mut State, context: Context, action: Action) -> Vec<Effect> {
             confirm(state, format!("Roll {name}?"), lines, Confirmed::Roll { key_id: key.id })
         }),
         Action::Sweep => vec![call(state, Call::Sweep { dry_run: true })],
+        // The users screen's own; `screens::perform` took it if a user is open.
+        Action::DisableAllKeys => Vec::new(),
         Action::SweepReport => {
             sweep_report::open(state);
             Vec::new()
@@ -431,7 +434,7 @@ fn open_top_up(state: &mut State, key: ApiKey) -> Vec<Effect> {
     Vec::new()
 }
 
-fn confirm(state: &mut State, title: String, lines: Vec<String>, action: Confirmed) -> Vec<Effect> {
+pub(super) fn confirm(state: &mut State, title: String, lines: Vec<String>, action: Confirmed) -> Vec<Effect> {
     state.modals.push(Modal::Confirm(Confirm { title, lines, action }));
     Vec::new()
 }
@@ -462,6 +465,7 @@ fn submit_form(state: &mut State) -> Vec<Effect> {
             Call::TopUp(TopUpRequest { key_id: key.id, amount, note, idempotency_key: idempotency_key.clone() })
         }),
         FormKind::Create => form.new_key_spec(now).map(|spec| Call::Create(Box::new(spec))),
+        FormKind::AddUser => form.user_name().map(Call::AddUser),
         FormKind::Edit(key) => form.key_patch(now).and_then(|patch| {
             Ok(Call::Update { key_id: key.id, patch: Box::new(patch), credit: form.credit_change()? })
         }),
@@ -501,6 +505,9 @@ fn run_confirmed(state: &mut State, action: Confirmed) -> Vec<Effect> {
         Confirmed::Reveal { key_id } => Call::Reveal { key_id },
         Confirmed::Roll { key_id } => Call::Roll { key_id },
         Confirmed::Sweep(shown) => Call::SweepAsShown(shown),
+        Confirmed::SetUserActive { name, active } => Call::SetUserActive { name, active },
+        Confirmed::DisableUserKeys { name } => Call::DisableUserKeys { name },
+        Confirmed::CreateWithOwner(spec) => Call::CreateWithOwner(spec),
     };
     write(state, call)
 }
@@ -560,7 +567,7 @@ pub(super) fn reload_from_start(state: &mut State, focus: Focus) -> Vec<Effect> 
 }
 
 /// Reloads what is on screen, in place: `r` and auto-refresh.
-fn refresh(state: &mut State) -> Vec<Effect> {
+pub(super) fn refresh(state: &mut State) -> Vec<Effect> {
     let focus = state.list.selected_key().map_or(Focus::First, |key| Focus::Key(key.id));
     let mut effects = reload(state, focus);
     effects.push(count_keys(state));
@@ -639,6 +646,10 @@ fn on_outcome(state: &mut State, request: RequestId, outcome: Outcome) -> Vec<Ef
         }
         Outcome::Usage(result) => screens::usage::update::on_loaded(state, request, result),
         Outcome::Audit(result) => screens::audit::update::on_loaded(state, request, result),
+        Outcome::Users(result) => screens::users::update::on_loaded(state, request, result),
+        Outcome::User(result) => screens::users::update::on_user_loaded(state, request, result),
+        Outcome::UserWritten(result) => screens::users::update::on_written(state, result),
+        Outcome::OwnerMissing(spec) => confirm_new_owner(state, spec),
         Outcome::Counts(Ok(counts)) => {
             state.counts = Some(counts);
             Vec::new()
@@ -752,6 +763,20 @@ fn on_outcome(state: &mut State, request: RequestId, outcome: Outcome) -> Vec<Ef
     }
 }
 
+/// The create dialog names an owner who does not exist: asks before creating them with the key.
+fn confirm_new_owner(state: &mut State, spec: Box<NewKeySpec>) -> Vec<Effect> {
+    state.writes_in_flight = state.writes_in_flight.saturating_sub(1);
+    if let Some(Modal::Form(form)) = state.modals.last_mut() {
+        form.submitting = false;
+    }
+    let owner = sanitize(&spec.owner).into_owned();
+    let lines = vec![
+        format!("There is no user named {owner} yet."),
+        format!("Confirming adds the user {owner}, then creates the key for them."),
+    ];
+    confirm(state, format!("Create the user {owner} too?"), lines, Confirmed::CreateWithOwner(spec))
+}
+
 /// Asks to confirm the sweep a dry run showed; `changed` says why it is asked again.
 fn confirm_sweep(state: &mut State, report: SweepReport, changed: Option<&str>) -> Vec<Effect> {
     let lines = sweep_report::lines_of(&report, ("disable", "delete"));
@@ -833,7 +858,7 @@ fn on_page(state: &mut State, request: RequestId, result: Result<Vec<ApiKey>, St
 
 /// Ends a write: on success closes the form it came from and runs `then`; on failure keeps the
 /// form open so the admin can correct it, and says what went wrong.
-fn after_write<T>(
+pub(super) fn after_write<T>(
     state: &mut State,
     result: Result<T, String>,
     then: impl FnOnce(&mut State, T) -> Vec<Effect>,

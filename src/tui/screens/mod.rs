@@ -5,7 +5,9 @@
 //! hand everything of another screen to [`perform`] and [`render`].
 
 pub mod audit;
+pub mod pages;
 pub mod usage;
+pub mod users;
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -24,16 +26,18 @@ pub enum Tab {
     #[default]
     Keys,
     Usage,
+    Users,
     Audit,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 3] = [Tab::Keys, Tab::Usage, Tab::Audit];
+    pub const ALL: [Tab; 4] = [Tab::Keys, Tab::Usage, Tab::Users, Tab::Audit];
 
     pub fn title(self) -> &'static str {
         match self {
             Tab::Keys => "Keys",
             Tab::Usage => "Usage",
+            Tab::Users => "Users",
             Tab::Audit => "Audit",
         }
     }
@@ -44,6 +48,7 @@ impl Tab {
         match self {
             Tab::Keys => None,
             Tab::Usage => Some(Context::Usage),
+            Tab::Users => Some(Context::Users),
             Tab::Audit => Some(Context::Audit),
         }
     }
@@ -54,8 +59,24 @@ impl Tab {
 pub fn perform(state: &mut State, context: Context, action: Action) -> Option<Vec<Effect>> {
     match context {
         Context::Usage => usage::update::perform(state, action),
+        Context::Users => users::update::perform(state, action),
+        Context::User => users::update::perform_on_user(state, action),
         Context::Audit => audit::update::perform(state, action),
+        Context::Filter if state.tab == Tab::Users => users::update::perform_filter(state, action),
         Context::Filter if state.tab == Tab::Audit => audit::update::perform_filter(state, action),
+        _ => None,
+    }
+}
+
+/// The filter box's keys on the screens whose filter applies on `Enter`: the text to filter
+/// by (empty once `Esc` cleared it), with the box closed; `None` for other keys.
+pub fn filter_text(state: &mut State, action: Action) -> Option<String> {
+    match action {
+        Action::ApplyFilter => Some(state.filter_box.take()?.value().trim().to_string()),
+        Action::ClearFilter => {
+            state.filter_box = None;
+            Some(String::new())
+        }
         _ => None,
     }
 }
@@ -66,6 +87,7 @@ pub fn open(state: &mut State, tab: Tab) -> Vec<Effect> {
     match tab {
         Tab::Keys => Vec::new(),
         Tab::Usage => usage::update::load(state),
+        Tab::Users => users::update::load(state),
         Tab::Audit => audit::update::load(state),
     }
 }
@@ -92,6 +114,7 @@ pub fn render(frame: &mut Frame, state: &State, area: Rect) {
     match state.tab {
         Tab::Keys => {}
         Tab::Usage => usage::view::render(frame, state, area),
+        Tab::Users => users::view::render(frame, state, area),
         Tab::Audit => audit::view::render(frame, state, area),
     }
 }

@@ -42,15 +42,15 @@ fn four_opens_the_audit_log_newest_first() {
     assert_eq!((filter, before), (AuditFilter::default(), None));
     assert!(state.busy());
     done(&mut state, request, Outcome::Audit(Ok(audit_rows(5))));
-    assert_eq!(state.audit.rows.len(), 5);
-    assert!(state.audit.at_end, "a short page is the last");
+    assert_eq!(state.audit.pages.rows.len(), 5);
+    assert!(state.audit.pages.at_end, "a short page is the last");
     assert!(!state.busy());
 }
 
 #[test]
 fn scrolling_near_the_last_row_loads_older_rows_after_it() {
     let mut state = audit_state((100, 30), PAGE_ROWS as usize);
-    assert!(!state.audit.at_end);
+    assert!(!state.audit.pages.at_end);
     assert!(press(&mut state, "j").is_empty(), "far from the end");
     assert!(press(&mut state, "k").is_empty());
     for _ in 0..3 {
@@ -60,15 +60,15 @@ fn scrolling_near_the_last_row_loads_older_rows_after_it() {
     assert_eq!(before, Some(audit_rows(PAGE_ROWS as usize).last().unwrap().id));
     assert!(press(&mut state, "down").is_empty(), "one page fetch at a time");
     done(&mut state, request, Outcome::Audit(Ok(audit_rows(3))));
-    assert_eq!(state.audit.rows.len(), PAGE_ROWS as usize + 3);
-    assert_eq!(state.audit.selected, 97, "the selection stays where it was");
-    assert!(state.audit.at_end);
+    assert_eq!(state.audit.pages.rows.len(), PAGE_ROWS as usize + 3);
+    assert_eq!(state.audit.pages.selected, 97, "the selection stays where it was");
+    assert!(state.audit.pages.at_end);
     assert!(press(&mut state, "pgdn").is_empty(), "nothing older to load");
-    assert_eq!(state.audit.selected, PAGE_ROWS as usize + 2);
+    assert_eq!(state.audit.pages.selected, PAGE_ROWS as usize + 2);
     press(&mut state, "pgup");
-    assert_eq!(state.audit.selected, PAGE_ROWS as usize + 2 - 24);
+    assert_eq!(state.audit.pages.selected, PAGE_ROWS as usize + 2 - 24);
     press(&mut state, "g");
-    assert_eq!((state.audit.selected, state.audit.offset), (0, 0));
+    assert_eq!((state.audit.pages.selected, state.audit.pages.offset), (0, 0));
 }
 
 #[test]
@@ -77,9 +77,9 @@ fn an_answer_to_an_older_load_is_dropped() {
     let (first, _, _) = audit_load(&mut state, "4");
     let (second, _, _) = audit_load(&mut state, "r");
     done(&mut state, first, Outcome::Audit(Ok(audit_rows(9))));
-    assert!(state.audit.rows.is_empty());
+    assert!(state.audit.pages.rows.is_empty());
     done(&mut state, second, Outcome::Audit(Ok(audit_rows(2))));
-    assert_eq!(state.audit.rows.len(), 2);
+    assert_eq!(state.audit.pages.rows.len(), 2);
 }
 
 #[test]

@@ -6,3 +6,4 @@ mod outage;
 mod render;
 mod update;
 mod usage;
+mod users;

@@ -98,6 +98,13 @@ pub fn timestamp(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
+/// A cost to the cent, where spenders are compared: micro-dollars would take the room of their
+/// names.
+pub fn cents(cost: Money) -> String {
+    let micros = cost.micros();
+    Money::from_micros((micros + micros.signum() * 5_000) / 10_000 * 10_000).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,5 +156,13 @@ mod tests {
         assert_eq!(compact_count(12_345.0), "12.3k");
         assert_eq!(compact_count(4_500_000.0), "4.5M");
         assert_eq!(compact_count(250_000.0), "250k");
+    }
+
+    #[test]
+    fn costs_are_rounded_to_the_cent() {
+        assert_eq!(cents(Money::from_micros(126_176_809)), "$126.18");
+        assert_eq!(cents(Money::from_micros(4_994_999)), "$4.99");
+        assert_eq!(cents(Money::from_micros(-1_005_000)), "-$1.01");
+        assert_eq!(cents(Money::ZERO), "$0.00");
     }
 }

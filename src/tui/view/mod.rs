@@ -10,6 +10,7 @@ pub mod help;
 pub mod layout;
 mod list;
 mod status;
+pub mod table;
 mod wrap;
 
 use ratatui::Frame;

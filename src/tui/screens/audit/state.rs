@@ -1,28 +1,14 @@
 //! What the audit screen shows, as plain data.
 
 use crate::domain::AuditEntry;
-use crate::tui::state::RequestId;
+use crate::tui::screens::pages::Pages;
 
 #[derive(Debug, Clone, Default)]
 pub struct AuditScreen {
     /// The rows loaded so far, newest first.
-    pub rows: Vec<AuditEntry>,
-    pub selected: usize,
-    /// The first row shown, kept so that scrolling is steady.
-    pub offset: usize,
+    pub pages: Pages<AuditEntry>,
     /// The filter as typed (`actor:alice action:key_update key:ci-key`).
     pub filter: String,
-    /// The load in flight, and whether its rows go after the loaded ones.
-    pub pending: Option<(RequestId, bool)>,
-    /// The oldest row is loaded.
-    pub at_end: bool,
-    pub error: Option<String>,
-}
-
-impl AuditScreen {
-    pub fn selected_entry(&self) -> Option<&AuditEntry> {
-        self.rows.get(self.selected)
-    }
 }
 
 /// The filter box's text, read as `field:value` words (`actor:`, `action:`, `key:`); a bare

@@ -3,15 +3,13 @@
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Cell, HighlightSpacing, Paragraph, Row, Table, TableState, Wrap};
+use ratatui::widgets::{Block, Cell, Paragraph, Row, TableState, Wrap};
 use serde_json::Value;
 
 use crate::domain::AuditEntry;
 use crate::tui::state::State;
 use crate::tui::view::format::safe;
-
-/// The mark of the selected row, as in the key list.
-const HIGHLIGHT: &str = "▶ ";
+use crate::tui::view::table;
 
 pub fn render(frame: &mut Frame, state: &State, area: Rect) {
     let theme = &state.session.theme;
@@ -21,7 +19,8 @@ pub fn render(frame: &mut Frame, state: &State, area: Rect) {
         title.push(Span::styled(format!("· filter \"{}\" ", safe(&screen.filter)), theme.warning));
     }
     let block = Block::bordered().border_style(theme.focused_border).title(Line::from(title));
-    if let Some(error) = &screen.error {
+    let pages = &screen.pages;
+    if let Some(error) = &pages.error {
         let text = vec![
             Line::styled("The audit log could not be loaded:", theme.error),
             Line::styled(safe(error).into_owned(), theme.text),
@@ -29,13 +28,13 @@ pub fn render(frame: &mut Frame, state: &State, area: Rect) {
         frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }).block(block), area);
         return;
     }
-    if screen.rows.is_empty() {
-        let message = if screen.pending.is_some() { "Loading…" } else { "No audit rows here." };
+    if pages.rows.is_empty() {
+        let message = if pages.pending.is_some() { "Loading…" } else { "No audit rows here." };
         frame.render_widget(Paragraph::new(Line::styled(message, theme.muted)).block(block), area);
         return;
     }
-    let header = Row::new(["When (UTC)", "Who", "What", "Key", "Changes"].map(Cell::from)).style(theme.header);
-    let rows = screen.rows.iter().map(|entry| {
+    let header = Row::new(["When (UTC)", "Who", "What", "Key", "Changes"].map(Cell::from));
+    let rows = pages.rows.iter().map(|entry| {
         Row::new([
             Cell::from(entry.at.format("%m-%d %H:%M").to_string()),
             Cell::from(safe(&entry.actor).into_owned()),
@@ -53,13 +52,8 @@ pub fn render(frame: &mut Frame, state: &State, area: Rect) {
         Constraint::Length(8),
         Constraint::Fill(1),
     ];
-    let table = Table::new(rows, widths)
-        .header(header)
-        .block(block)
-        .row_highlight_style(theme.selected)
-        .highlight_symbol(HIGHLIGHT)
-        .highlight_spacing(HighlightSpacing::Always);
-    let mut table_state = TableState::new().with_offset(screen.offset).with_selected(Some(screen.selected));
+    let table = table::selectable(state, rows, widths, header, block);
+    let mut table_state = TableState::new().with_offset(pages.offset).with_selected(Some(pages.selected));
     frame.render_stateful_widget(table, area, &mut table_state);
 }
 

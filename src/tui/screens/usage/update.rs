@@ -3,7 +3,7 @@
 use crate::tui::effect::{Call, Effect};
 use crate::tui::keymap::Action;
 use crate::tui::screens::open_key;
-use crate::tui::state::{RANGES, State, ToastKind};
+use crate::tui::state::{State, ToastKind, step_range};
 
 use super::UsageData;
 
@@ -25,10 +25,7 @@ pub fn perform(state: &mut State, action: Action) -> Option<Vec<Effect>> {
             Vec::new()
         }
         Action::ShorterRange | Action::LongerRange => {
-            let index = RANGES.iter().position(|&days| days == screen.days).unwrap_or(1);
-            let index =
-                if action == Action::LongerRange { (index + 1).min(RANGES.len() - 1) } else { index.saturating_sub(1) };
-            screen.days = RANGES[index];
+            screen.days = step_range(screen.days, action == Action::LongerRange);
             load(state)
         }
         Action::Refresh => load(state),

@@ -4,18 +4,16 @@
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, TableState, Wrap};
+use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, TableState, Wrap};
 
-use crate::domain::{Money, UsageTotals};
+use crate::domain::UsageTotals;
 use crate::service::{Ranked, TopSpenders};
 use crate::tui::state::State;
-use crate::tui::view::chart;
-use crate::tui::view::format::{compact_count, safe};
+use crate::tui::view::format::{cents, compact_count, safe};
+use crate::tui::view::{chart, table};
 
 use super::{TOP_SPENDERS, UsageData};
 
-/// The mark of the selected key, as in the key list.
-const HIGHLIGHT: &str = "▶ ";
 /// From this width on, the top keys and users sit side by side.
 const SIDE_BY_SIDE_COLUMNS: u16 = 70;
 /// From this table width on, a key's owner follows its name.
@@ -131,40 +129,14 @@ fn render_top(frame: &mut Frame, state: &State, top: &TopSpenders, selected: Opt
         Cell::from("Name"),
         Cell::from(Line::from("Cost").right_aligned()),
         Cell::from(Line::from("Share").right_aligned()),
-    ])
-    .style(theme.header);
+    ]);
     let widths = [Constraint::Fill(1), Constraint::Length(10), Constraint::Length(6)];
-    let table = Table::new(rows, widths)
-        .header(header)
-        .block(block)
-        .row_highlight_style(theme.selected)
-        .highlight_symbol(HIGHLIGHT)
-        .highlight_spacing(ratatui::widgets::HighlightSpacing::Always);
+    let table = table::selectable(state, rows, widths, header, block);
     let mut table_state = TableState::new().with_selected(selected.filter(|_| !top.spenders.is_empty()));
     frame.render_stateful_widget(table, area, &mut table_state);
-}
-
-/// A spender's cost to the cent: the ranking compares spenders, and micro-dollars would take
-/// the room of their names.
-fn cents(cost: Money) -> String {
-    let micros = cost.micros();
-    Money::from_micros((micros + micros.signum() * 5_000) / 10_000 * 10_000).to_string()
 }
 
 /// A share as a percentage with one decimal: `12.5%`.
 fn percent(share: f64) -> String {
     format!("{:.1}%", share * 100.0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn costs_are_rounded_to_the_cent() {
-        assert_eq!(cents(Money::from_micros(126_176_809)), "$126.18");
-        assert_eq!(cents(Money::from_micros(4_994_999)), "$4.99");
-        assert_eq!(cents(Money::from_micros(-1_005_000)), "-$1.01");
-        assert_eq!(cents(Money::ZERO), "$0.00");
-    }
 }
