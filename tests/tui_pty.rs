@@ -266,3 +266,42 @@ async fn usage_top_key_top_up_and_back() {
     let key = service.resolve_key("ci-key").await.unwrap();
     assert_eq!(service.balance(key.id).await.unwrap().remaining, Some(Money::parse("13").unwrap()));
 }
+
+/// From the users screen, a user's keys are disabled at once: one confirmation naming the count,
+/// every key disabled, one audit row each.
+#[tokio::test(flavor = "multi_thread")]
+async fn users_screen_disables_all_of_a_users_keys() {
+    let sandbox = Sandbox::new();
+    set_up_data(&sandbox);
+
+    let mut tui = Tui::start(&sandbox);
+    tui.wait_for_text("batch-job");
+    tui.wait_until_idle();
+
+    tui.type_keys("3");
+    tui.wait_for_text("Keys on/all");
+    tui.wait_until_idle();
+    tui.type_keys("j");
+    tui.wait_for_text("▶ active   bob");
+    tui.type_keys("\r");
+    tui.wait_for_text("3 of 3 keys active");
+    tui.type_keys("X");
+    tui.wait_for_text("Disable all 3 enabled keys of bob?");
+    tui.type_keys("y");
+    tui.wait_for_text("Disabled 3 keys of bob");
+    tui.wait_for_text("0 of 3 keys active");
+    tui.type_keys("q");
+    tui.wait_for("the users again", |screen| screen.contains("Keys on/all") && screen.contains("0 / 3"));
+    tui.type_keys("q");
+    tui.wait_for_exit();
+
+    let service = sandbox.service().await;
+    let detail = service.user_detail("bob", 30).await.unwrap();
+    assert!(detail.keys.iter().all(|key| !key.is_active), "{:?}", detail.keys);
+    let audit = service.audit(None, 100).await.unwrap();
+    let disabled: Vec<_> = audit.iter().filter(|row| row.action == "key_disable").collect();
+    assert_eq!(disabled.len(), 3, "one audit row per key");
+    assert!(disabled.iter().all(|row| row.actor == "pty-test" && row.details.contains("bob")));
+    let alice = service.user_detail("alice", 30).await.unwrap();
+    assert!(alice.keys.iter().all(|key| key.is_active), "only bob's keys");
+}
