@@ -305,3 +305,30 @@ async fn users_screen_disables_all_of_a_users_keys() {
     let alice = service.user_detail("alice", 30).await.unwrap();
     assert!(alice.keys.iter().all(|key| key.is_active), "only bob's keys");
 }
+
+/// The create dialog names an owner who does not exist: it asks, then adds them with the key.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_create_dialog_adds_a_missing_owner_after_asking() {
+    let sandbox = Sandbox::new();
+    set_up_data(&sandbox);
+
+    let mut tui = Tui::start(&sandbox);
+    tui.wait_for_text("batch-job");
+    tui.wait_until_idle();
+    tui.type_keys("n");
+    tui.wait_for_text("Create a key");
+    tui.type_keys(&"\x7f".repeat(10));
+    tui.type_keys("zoe\t");
+    tui.type_keys("zoe-laptop\r");
+    tui.wait_for_text("Create the user zoe too?");
+    tui.type_keys("y");
+    tui.wait_for_text("New key zoe-laptop");
+    tui.type_keys("\x1b");
+    tui.wait_for("the list again", |screen| screen.contains("zoe-laptop") && !screen.contains("New key"));
+    tui.type_keys("q");
+    tui.wait_for_exit();
+
+    let service = sandbox.service().await;
+    let zoe = service.user_detail("zoe", 30).await.unwrap();
+    assert_eq!(zoe.keys.iter().map(|key| key.name.as_str()).collect::<Vec<_>>(), ["zoe-laptop"]);
+}
