@@ -246,6 +246,62 @@ async fn a_users_keys_are_disabled_together_or_not_at_all() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn keys_needing_attention_come_in_order_and_bounded() {
+    for_each_backend!(|db| {
+        let store = db.store.as_ref();
+        let owner = add_user(store, "owner").await;
+        let prepaid_with = |name: &str, credited: i64, used: i64, line: Option<i64>| {
+            let mut key = prepaid(new_key(&owner, name, at(0)), Some(Money::from_usd(credited)));
+            key.used = Money::from_usd(used);
+            key.money.low_balance = line.map(Money::from_usd);
+            key
+        };
+        let exhausted = prepaid_with("exhausted", 5, 5, None);
+        let under_default = prepaid_with("under-default", 10, 7, None);
+        let under_own_line = prepaid_with("under-own-line", 20, 5, Some(20));
+        let mut disabled = prepaid_with("disabled", 5, 5, None);
+        disabled.is_active = false;
+        let others = [
+            prepaid_with("plenty", 10, 1, None),
+            prepaid_with("no-line", 10, 8, Some(0)),
+            prepaid(new_key(&owner, "unlimited", at(0)), None),
+            new_key(&owner, "billed-to-owner", at(0)),
+            disabled,
+        ];
+        for key in [&exhausted, &under_default, &under_own_line].into_iter().chain(&others) {
+            insert(store, key).await;
+        }
+        let names = |keys: Vec<ApiKey>| keys.into_iter().map(|key| key.name).collect::<Vec<_>>();
+        let low = store.low_balance_keys(Money::from_usd(5), 10).await.unwrap();
+        assert_eq!(names(low), ["exhausted", "under-default", "under-own-line"], "least remaining first");
+        assert_eq!(names(store.low_balance_keys(Money::from_usd(5), 2).await.unwrap()), ["exhausted", "under-default"]);
+        let low = store.low_balance_keys(Money::ZERO, 10).await.unwrap();
+        assert_eq!(names(low), ["exhausted", "under-own-line"], "no default line: exhausted or under their own");
+
+        let expiring_at = |name: &str, expires: Option<DateTime<Utc>>, active: bool| {
+            let mut key = new_key(&owner, name, at(0));
+            key.expires_at = expires;
+            key.is_active = active;
+            key
+        };
+        let (now, week) = (at(1_000), Duration::days(7));
+        for key in [
+            expiring_at("expired", Some(at(500)), true),
+            expiring_at("in-3-days", Some(now + Duration::days(3)), true),
+            expiring_at("in-an-hour", Some(now + Duration::hours(1)), true),
+            expiring_at("in-8-days", Some(now + Duration::days(8)), true),
+            expiring_at("never", None, true),
+            expiring_at("off", Some(now + Duration::hours(2)), false),
+        ] {
+            insert(store, &key).await;
+        }
+        let expiring = store.expiring_keys(now, now + week, 10).await.unwrap();
+        assert_eq!(names(expiring), ["in-an-hour", "in-3-days"], "soonest first, enabled, in the window");
+        assert_eq!(names(store.expiring_keys(now, now + week, 1).await.unwrap()), ["in-an-hour"]);
+    });
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn keys_round_trip_with_every_field() {
     for_each_backend!(|db| {
         let store = db.store.as_ref();

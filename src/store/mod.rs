@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 use crate::domain::{
     ApiKey, AuditEntry, AuditQuery, Balance, CurrentPeriods, DailyUsage, KeyCounts, KeyPatch, KeyQuery, LedgerEntry,
-    Spender, SpenderKind, User, UserOverview, UserQuery, UserSummary,
+    Money, Spender, SpenderKind, User, UserOverview, UserQuery, UserSummary,
 };
 
 pub use records::{
@@ -86,6 +86,12 @@ pub trait Store: Send + Sync {
     async fn keys_by_id_prefix(&self, prefix: &str, limit: u32) -> StoreResult<Vec<ApiKey>>;
     /// Keys whose name is exactly `name`, at most `limit`.
     async fn keys_by_name(&self, name: &str, limit: u32) -> StoreResult<Vec<ApiKey>>;
+    /// Enabled prepaid keys with nothing left or less than their low-balance line
+    /// (`default_line` for a key without its own), least remaining first, at most `limit`.
+    async fn low_balance_keys(&self, default_line: Money, limit: u32) -> StoreResult<Vec<ApiKey>>;
+    /// Enabled keys expiring after `after` and at the latest `until`, soonest first, at most
+    /// `limit`.
+    async fn expiring_keys(&self, after: DateTime<Utc>, until: DateTime<Utc>, limit: u32) -> StoreResult<Vec<ApiKey>>;
     /// One page of keys in the query's order.
     async fn list_keys(&self, query: &KeyQuery) -> StoreResult<Vec<ApiKey>>;
     async fn count_keys(&self, now: DateTime<Utc>) -> StoreResult<KeyCounts>;

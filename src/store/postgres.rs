@@ -81,6 +81,7 @@ macro_rules! add_to_purged {
     };
 }
 
+mod attention;
 mod audit;
 mod balance;
 mod bulk;
@@ -284,6 +285,14 @@ impl Store for PgStore {
 
     async fn keys_by_name(&self, name: &str, limit: u32) -> StoreResult<Vec<ApiKey>> {
         keys::keys_by_name(&self.pool, name, limit).await.map_err(|error| self.store_error(error))
+    }
+
+    async fn low_balance_keys(&self, default_line: Money, limit: u32) -> StoreResult<Vec<ApiKey>> {
+        attention::low_balance_keys(&self.pool, default_line, limit).await.map_err(|error| self.store_error(error))
+    }
+
+    async fn expiring_keys(&self, after: DateTime<Utc>, until: DateTime<Utc>, limit: u32) -> StoreResult<Vec<ApiKey>> {
+        attention::expiring_keys(&self.pool, after, until, limit).await.map_err(|error| self.store_error(error))
     }
 
     async fn list_keys(&self, query: &KeyQuery) -> StoreResult<Vec<ApiKey>> {

@@ -25,7 +25,7 @@ use super::{
 };
 use crate::domain::{
     ApiKey, AuditEntry, AuditQuery, Balance, CurrentPeriods, DailyUsage, KeyCounts, KeyPatch, KeyQuery, LedgerEntry,
-    Spender, SpenderKind, User, UserOverview, UserQuery, UserSummary,
+    Money, Spender, SpenderKind, User, UserOverview, UserQuery, UserSummary,
 };
 
 type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>;
@@ -95,6 +95,7 @@ macro_rules! add_to_purged {
     };
 }
 
+mod attention;
 mod audit;
 mod balance;
 mod bulk;
@@ -328,6 +329,14 @@ impl Store for SqliteStore {
 
     async fn keys_by_name(&self, name: &str, limit: u32) -> StoreResult<Vec<ApiKey>> {
         keys::keys_by_name(self, name, limit).await
+    }
+
+    async fn low_balance_keys(&self, default_line: Money, limit: u32) -> StoreResult<Vec<ApiKey>> {
+        attention::low_balance_keys(self, default_line, limit).await
+    }
+
+    async fn expiring_keys(&self, after: DateTime<Utc>, until: DateTime<Utc>, limit: u32) -> StoreResult<Vec<ApiKey>> {
+        attention::expiring_keys(self, after, until, limit).await
     }
 
     async fn list_keys(&self, query: &KeyQuery) -> StoreResult<Vec<ApiKey>> {
