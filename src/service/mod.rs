@@ -3,6 +3,7 @@
 //! The CLI and the TUI call only this layer. It validates input, resolves references, builds
 //! audit records, and turns store outcomes into clear errors.
 
+mod attention;
 mod balance;
 mod error;
 mod fleet;
@@ -25,6 +26,7 @@ use crate::domain::{AuditEntry, Clock, Money, SystemClock, User, UserSummary, pl
 use crate::store::plan::RefillPeriods;
 use crate::store::{AuditRecord, BulkLoad, Store, SweepReport};
 
+pub use attention::{Attention, EXPIRING_WITHIN, SWEPT_WITHIN};
 pub use balance::TopUp;
 pub use error::{ServiceError, ServiceResult};
 pub use fleet::{FleetStats, MAX_PAGE, Ranked, TopSpenders, USER_KEYS_SHOWN, UserDetail, UserStats};

@@ -13,7 +13,7 @@ use crate::store::{StoreError, SweepReport};
 
 use super::event::{CreatedSecret, Event, Outcome, UserWrite};
 use super::screens::audit::AuditFilter;
-use super::screens::usage::{TOP_SPENDERS, UsageData};
+use super::screens::usage::{ATTENTION_ROWS, TOP_SPENDERS, UsageData};
 use super::screens::users::UserData;
 use super::state::{DetailData, RequestId, TopUpRequest};
 
@@ -276,12 +276,13 @@ impl Runner {
     }
 
     async fn usage(&self, days: u32) -> ServiceResult<UsageData> {
-        let (fleet, top_keys, top_users) = tokio::try_join!(
+        let (fleet, top_keys, top_users, attention) = tokio::try_join!(
             self.service.fleet_stats(days),
             self.service.top_spenders(SpenderKind::Key, days, TOP_SPENDERS),
             self.service.top_spenders(SpenderKind::User, days, TOP_SPENDERS),
+            self.service.attention(ATTENTION_ROWS),
         )?;
-        Ok(UsageData { fleet, top_keys, top_users })
+        Ok(UsageData { fleet, top_keys, top_users, attention })
     }
 
     /// A page of the audit log; a key named in the filter is looked up first.

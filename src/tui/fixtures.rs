@@ -13,8 +13,8 @@ use crate::domain::{
     Spender, SpenderKind, UsageTotals, User, UserOverview,
 };
 use crate::service::{
-    AdmissionCheck, FleetStats, KeyStats, MoneyView, Ranked, TopSpenders, UsageSeries, UserDetail, UserStats,
-    VerifyDecision,
+    AdmissionCheck, Attention, FleetStats, KeyStats, MoneyView, Ranked, TopSpenders, UsageSeries, UserDetail,
+    UserStats, VerifyDecision,
 };
 
 use super::keymap::Keymap;
@@ -272,7 +272,32 @@ pub fn usage_data(days: u32) -> UsageData {
         ],
         None,
     );
-    UsageData { fleet, top_keys, top_users }
+    UsageData { fleet, top_keys, top_users, attention: attention() }
+}
+
+/// Two low balances (one exhausted), a key expiring in 3 days, a key the sweep disabled and one
+/// it deleted.
+pub fn attention() -> Attention {
+    let all = keys();
+    let named = |name: &str| all.iter().find(|key| key.name.starts_with(name)).cloned().expect("a fixture key");
+    let low = ApiKey { used: Money::from_micros(9_700_000), ..named("ci-key") };
+    let swept = |index: i64, action: &str, key: Option<Uuid>, name: &str| AuditEntry {
+        id: 2_000 - index,
+        at: NOW - TimeDelta::hours(2 + 3 * index),
+        actor: "keytop-sweep".into(),
+        action: action.into(),
+        api_key_id: key,
+        details: format!(r#"{{"name":"{name}"}}"#),
+    };
+    Attention {
+        low_balance: vec![named("demo-trial"), low],
+        expiring: vec![named("partner-")],
+        swept: vec![
+            swept(0, "sweep_disable", Some(named("staging").id), "staging"),
+            swept(1, "sweep_delete", Some(Uuid::from_u128(0xdead)), "temp-contractor"),
+        ],
+        limit: 10,
+    }
 }
 
 /// Audit rows, newest first: edits and a top-up of keys, a user added, a master key rotation.

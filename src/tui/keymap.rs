@@ -113,12 +113,14 @@ pub enum Action {
     SweepReport,
     /// Disable every key of the open user at once.
     DisableAllKeys,
+    /// Move the selection to the screen's other list.
+    SwitchPane,
     /// Open one of the screens.
     Show(Tab),
 }
 
 impl Action {
-    const ALL: [Action; 44] = [
+    const ALL: [Action; 45] = [
         Action::ForceQuit,
         Action::Quit,
         Action::Help,
@@ -159,6 +161,7 @@ impl Action {
         Action::Copy,
         Action::SweepReport,
         Action::DisableAllKeys,
+        Action::SwitchPane,
         Action::Show(Tab::Keys),
         Action::Show(Tab::Usage),
         Action::Show(Tab::Users),
@@ -208,6 +211,7 @@ impl Action {
             Action::Copy => "copy",
             Action::SweepReport => "sweep_report",
             Action::DisableAllKeys => "disable_all_keys",
+            Action::SwitchPane => "switch_pane",
             Action::Show(Tab::Keys) => "keys_screen",
             Action::Show(Tab::Usage) => "usage_screen",
             Action::Show(Tab::Users) => "users_screen",
@@ -418,6 +422,13 @@ const DEFAULTS: &[DefaultBinding] = &[
     bind(C::Usage, A::Open, &["enter"], "Open the selected key", Some("open")),
     bind(C::Usage, A::Up, &["up", "k"], "Previous key", None),
     bind(C::Usage, A::Down, &["down", "j"], "Next key", None),
+    bind(
+        C::Usage,
+        A::SwitchPane,
+        &["tab"],
+        "Move between the top keys and the keys needing attention",
+        Some("attention"),
+    ),
     bind(C::Usage, A::CycleMetric, &["m"], "Chart: requests, tokens or cost", Some("metric")),
     bind(C::Usage, A::ShorterRange, &["["], "Shorter range (90, 30, 7 days)", None),
     bind(C::Usage, A::LongerRange, &["]"], "Longer range (7, 30, 90 days)", Some("range")),

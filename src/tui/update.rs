@@ -334,8 +334,8 @@ fn perform(state: &mut State, context: Context, action: Action) -> Vec<Effect> {
             confirm(state, format!("Roll {name}?"), lines, Confirmed::Roll { key_id: key.id })
         }),
         Action::Sweep => vec![call(state, Call::Sweep { dry_run: true })],
-        // The users screen's own; `screens::perform` took it if a user is open.
-        Action::DisableAllKeys => Vec::new(),
+        // Other screens' own, which `screens::perform` took on those screens.
+        Action::DisableAllKeys | Action::SwitchPane => Vec::new(),
         Action::SweepReport => {
             sweep_report::open(state);
             Vec::new()

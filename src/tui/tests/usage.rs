@@ -9,6 +9,7 @@ use crate::tui::event::Outcome;
 use crate::tui::fixtures::{loaded_state, prepaid_key, usage_data, usage_state, user_key};
 use crate::tui::keymap::Context;
 use crate::tui::screens::Tab;
+use crate::tui::screens::usage::Pane;
 use crate::tui::state::{Metric, Modal, RequestId, Screen, State};
 use crate::tui::theme::Theme;
 
@@ -198,4 +199,44 @@ fn the_usage_screen_in_the_mono_theme() {
     assert!(cell_modifiers(buffer, "laptop").contains(Modifier::REVERSED));
     assert!(!cell_modifiers(buffer, "ci-key").contains(Modifier::REVERSED));
     assert_snapshot!("usage_no_color_120x32", terminal.backend());
+}
+
+#[test]
+fn tab_moves_between_the_top_keys_and_the_keys_needing_attention() {
+    let mut state = usage_state((100, 30));
+    press(&mut state, "tab");
+    assert_eq!(state.usage.pane, Pane::Attention);
+    press(&mut state, "j");
+    press(&mut state, "k");
+    press(&mut state, "j");
+    assert_eq!((state.usage.selected, state.usage.attention_selected), (0, 1), "only the attention list moves");
+    press(&mut state, "enter");
+    assert_eq!((state.tab, state.screen), (Tab::Keys, Screen::Detail));
+    assert_eq!(state.list.filter, prepaid_key().id.to_string(), "the low balance's key opens");
+
+    let mut state = usage_state((100, 30));
+    press(&mut state, "tab");
+    for _ in 0..10 {
+        press(&mut state, "j");
+    }
+    assert_eq!(state.usage.attention_selected, 4, "stops at the last row");
+    assert!(press(&mut state, "enter").is_empty());
+    assert_eq!(toast(&state), "The sweep deleted this key: there is nothing to open");
+    press(&mut state, "tab");
+    assert_eq!(state.usage.pane, Pane::TopKeys);
+    press(&mut state, "enter");
+    assert_eq!(state.list.filter, user_key().id.to_string(), "the top key opens again");
+}
+
+/// Ten top keys and the attention list at 80×24: the rankings are cut to fit, but the purged
+/// keys' line, part of the total, stays.
+#[test]
+fn a_short_terminal_keeps_the_purged_keys_line_and_the_attention_list() {
+    let mut state = usage_state((80, 24));
+    let data = state.usage.data.as_mut().unwrap();
+    let first = data.top_keys.spenders[0].clone();
+    data.top_keys.spenders = vec![first; 10];
+    let screen = draw(&state).backend().to_string();
+    assert!(screen.contains("purged keys"), "{screen}");
+    assert!(screen.contains("Needs attention") && screen.contains("demo-trial"), "{screen}");
 }

@@ -12,14 +12,18 @@ use crate::tui::state::State;
 use crate::tui::view::format::{cents, compact_count, safe};
 use crate::tui::view::{chart, table};
 
-use super::{TOP_SPENDERS, UsageData};
+use super::{Pane, TOP_SPENDERS, UsageData, attention};
 
 /// From this width on, the top keys and users sit side by side.
 const SIDE_BY_SIDE_COLUMNS: u16 = 70;
 /// From this table width on, a key's owner follows its name.
 const OWNER_FROM_COLUMNS: u16 = 50;
 /// Rows the chart keeps at least, before the tables give way.
-const CHART_MIN_ROWS: u16 = 5;
+const CHART_MIN_ROWS: u16 = 6;
+/// Rows of the totals: today, yesterday, the range.
+const TOTALS_ROWS: u16 = 3;
+/// From this width on, the attention list is a third column beside the rankings.
+const THREE_COLUMNS: u16 = 120;
 
 pub fn render(frame: &mut Frame, state: &State, area: Rect) {
     let theme = &state.session.theme;
@@ -35,24 +39,40 @@ pub fn render(frame: &mut Frame, state: &State, area: Rect) {
         frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }), area);
         return;
     };
-    let [totals, chart_area, tops] = Layout::vertical([
-        Constraint::Length(3),
-        Constraint::Min(CHART_MIN_ROWS),
-        Constraint::Length(table_height(data)),
+    // The chart keeps its rows; the lists below share the rest, the attention list taking at
+    // most half of it below the rankings, or a third column from THREE_COLUMNS on.
+    let room = area.height.saturating_sub(TOTALS_ROWS + CHART_MIN_ROWS);
+    let three_columns = area.width >= THREE_COLUMNS;
+    let (tops_rows, attention_rows) = if three_columns {
+        // As high as the rankings at most: a longer attention list scrolls.
+        let tallest = table_height(data).max(attention::height(data).min(TOP_SPENDERS as u16 + 3));
+        (tallest.min(room), 0)
+    } else {
+        let attention_rows = attention::height(data).min(room / 2);
+        (table_height(data).min(room - attention_rows), attention_rows)
+    };
+    let [totals, chart_area, tops, below] = Layout::vertical([
+        Constraint::Length(TOTALS_ROWS),
+        Constraint::Fill(1),
+        Constraint::Length(tops_rows),
+        Constraint::Length(attention_rows),
     ])
     .areas(area);
     render_totals(frame, state, data, totals);
     chart::render_daily(frame, state, screen.metric, &data.fleet.usage.daily, chart_area);
-    let (keys, users) = if tops.width >= SIDE_BY_SIDE_COLUMNS {
-        let [keys, users] = Layout::horizontal([Constraint::Fill(1), Constraint::Fill(1)]).spacing(1).areas(tops);
-        (keys, Some(users))
+    let columns: Vec<Rect> = if three_columns {
+        Layout::horizontal([Constraint::Fill(1); 3]).spacing(1).split(tops).to_vec()
+    } else if tops.width >= SIDE_BY_SIDE_COLUMNS {
+        Layout::horizontal([Constraint::Fill(1); 2]).spacing(1).split(tops).to_vec()
     } else {
-        (tops, None)
+        vec![tops]
     };
-    render_top(frame, state, &data.top_keys, Some(screen.selected), keys);
-    if let Some(users) = users {
+    let selected = (screen.pane == Pane::TopKeys).then_some(screen.selected);
+    render_top(frame, state, &data.top_keys, selected, columns[0]);
+    if let Some(&users) = columns.get(1) {
         render_top(frame, state, &data.top_users, None, users);
     }
+    attention::render(frame, state, data, columns.get(2).copied().unwrap_or(below));
 }
 
 /// The rows the rankings need: the longer of the two, a header and a rule (at least one row
@@ -110,9 +130,16 @@ fn render_top(frame: &mut Frame, state: &State, top: &TopSpenders, selected: Opt
             Cell::from(Line::from(percent(share)).right_aligned()),
         ])
     };
+    // When the rows are cut, the purged keys' line stays: it is part of the total.
+    let room = usize::from(area.height.saturating_sub(2));
+    let shown = match &top.purged {
+        Some(_) if top.spenders.len() >= room => room.saturating_sub(1).max(selected.map_or(0, |row| row + 1)),
+        _ => top.spenders.len(),
+    };
     let mut rows: Vec<Row> = top
         .spenders
         .iter()
+        .take(shown)
         .map(|Ranked { spender, share }| {
             let mut name = vec![Span::styled(safe(&spender.name).into_owned(), theme.text)];
             if let Some(owner) = spender.owner.as_ref().filter(|_| area.width >= OWNER_FROM_COLUMNS) {
