@@ -37,7 +37,10 @@ pub(super) async fn expiring_keys(
 ) -> Result<Vec<ApiKey>, sqlx::Error> {
     let rows: Vec<KeyRow> = sqlx::query_as(concat!(
         select_keys!(),
-        " WHERE k.expires_at > $1 AND k.expires_at <= $2 AND k.is_active ORDER BY k.expires_at, k.id LIMIT $3"
+        // The expression `api_keys_expires_order` indexes, so the range walks it.
+        " WHERE COALESCE(k.expires_at, 'infinity'::timestamptz) > $1 \
+         AND COALESCE(k.expires_at, 'infinity'::timestamptz) <= $2 AND k.is_active \
+         ORDER BY COALESCE(k.expires_at, 'infinity'::timestamptz), k.id LIMIT $3"
     ))
     .bind(after)
     .bind(until)

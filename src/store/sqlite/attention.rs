@@ -39,8 +39,14 @@ pub(super) async fn expiring_keys(
             sqlx::query(concat!(
                 key_columns!(),
                 key_from!(),
-                " WHERE k.expires_at > ? AND k.expires_at <= ? AND k.is_active = 1 \
-                 ORDER BY k.expires_at, k.id LIMIT ?"
+                // The expression `api_keys_expires_order` indexes, so the range walks it.
+                " WHERE ",
+                expiry_order!("k."),
+                " > ? AND ",
+                expiry_order!("k."),
+                " <= ? AND k.is_active = 1 ORDER BY ",
+                expiry_order!("k."),
+                ", k.id LIMIT ?"
             ))
             .bind(millis(after))
             .bind(millis(until))

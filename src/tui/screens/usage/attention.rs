@@ -44,7 +44,7 @@ pub fn render(frame: &mut Frame, state: &State, data: &UsageData, area: Rect) {
         ])
     });
     let header = Row::new([Cell::from("Why"), Cell::from("Key"), Cell::from(Line::from("").right_aligned())]);
-    let widths = [Constraint::Length(11), Constraint::Fill(1), Constraint::Length(12)];
+    let widths = [Constraint::Length(11), Constraint::Fill(1), Constraint::Length(10)];
     let table = table::selectable(state, rows, widths, header, block);
     let screen = &state.usage;
     let selected = (screen.pane == Pane::Attention).then_some(screen.attention_selected);
