@@ -87,7 +87,11 @@ pub fn open(state: &mut State, tab: Tab) -> Vec<Effect> {
     match tab {
         Tab::Keys => Vec::new(),
         Tab::Usage => usage::update::load(state),
-        Tab::Users => users::update::load(state),
+        Tab::Users => {
+            let mut effects = users::update::load(state);
+            effects.extend(users::update::load_user(state));
+            effects
+        }
         Tab::Audit => audit::update::load(state),
     }
 }

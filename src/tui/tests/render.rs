@@ -8,7 +8,9 @@ use ratatui::style::Modifier;
 
 use crate::service::KeyStats;
 use crate::tui::event::Event;
-use crate::tui::fixtures::{detail_data, detail_state, loaded_state, prepaid_key, session, usage_state};
+use crate::tui::fixtures::{
+    detail_data, detail_state, loaded_state, prepaid_key, session, usage_state, user_state, users_state,
+};
 use crate::tui::forms::Form;
 use crate::tui::state::{Confirm, Confirmed, Metric, Modal, Secret, State};
 use crate::tui::theme::Theme;
@@ -264,6 +266,8 @@ fn renders_at_every_size_without_panicking() {
         with_modal(loaded_state((1, 1)), Modal::Form(Form::create("alice"))),
         with_modal(detail_state((1, 1)), Modal::Help { scroll: 0 }),
         usage_state((1, 1)),
+        users_state((1, 1)),
+        user_state((1, 1)),
     ];
     let mut terminal = Terminal::new(TestBackend::new(1, 1)).unwrap();
     let mut render_at = |state: &State, width: u16, height: u16| {

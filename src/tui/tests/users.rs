@@ -234,6 +234,30 @@ fn x_disables_every_enabled_key_of_the_user_after_one_confirmation() {
 }
 
 #[test]
+fn three_again_reloads_the_users_and_the_open_user() {
+    let mut state = user_state((100, 30));
+    press(&mut state, "1");
+    let effects = press(&mut state, "3");
+    users_load(&effects);
+    assert_eq!(user_load(&effects).1, "alice");
+}
+
+#[test]
+fn the_users_bindings_can_be_rebound() {
+    let mut state = user_state((100, 30));
+    let overrides = std::collections::BTreeMap::from([("disable_all_keys".to_string(), "ctrl-x".to_string())]);
+    state.session.keymap = crate::tui::keymap::Keymap::new(&overrides, false).unwrap();
+    press(&mut state, "X");
+    assert!(state.modals.is_empty(), "X is no longer bound");
+    press(&mut state, "ctrl-x");
+    assert!(matches!(confirmation(&state).2, Confirmed::DisableUserKeys { .. }));
+    let hints = draw(&state).backend().to_string();
+    assert!(hints.contains("y yes"), "{hints}");
+    press(&mut state, "esc");
+    assert!(draw(&state).backend().to_string().contains("Ctrl-x disable keys"), "the hints follow the keymap");
+}
+
+#[test]
 fn d_in_the_user_asks_about_the_user() {
     let mut state = user_state((100, 30));
     press(&mut state, "d");
