@@ -18,6 +18,17 @@ pub fn step(action: Action, visible: usize) -> Option<isize> {
     })
 }
 
+/// Where the rows of a load go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Load {
+    /// Replace the rows, back to the first (a new filter or range).
+    Replace,
+    /// Replace the rows, the selection staying on the same row number (after a change).
+    Refresh,
+    /// After the loaded rows.
+    Append,
+}
+
 #[derive(Debug, Clone)]
 pub struct Pages<T> {
     /// The rows loaded so far, in the screen's order.
@@ -25,8 +36,8 @@ pub struct Pages<T> {
     pub selected: usize,
     /// The first row shown, kept so that scrolling is steady.
     pub offset: usize,
-    /// The load in flight, and whether its rows go after the loaded ones.
-    pub pending: Option<(RequestId, bool)>,
+    /// The load in flight, and where its rows go.
+    pub pending: Option<(RequestId, Load)>,
     /// The last row is loaded.
     pub at_end: bool,
     pub error: Option<String>,
@@ -43,9 +54,8 @@ impl<T> Pages<T> {
         self.rows.get(self.selected)
     }
 
-    /// A load started: `append` puts its rows after the loaded ones, else they replace them.
-    pub fn start(&mut self, request: RequestId, append: bool) {
-        self.pending = Some((request, append));
+    pub fn start(&mut self, request: RequestId, load: Load) {
+        self.pending = Some((request, load));
     }
 
     /// Moves the selection by `delta` rows, scrolling to keep it among the `visible` rows shown.
@@ -67,17 +77,24 @@ impl<T> Pages<T> {
     /// Takes the answer to load `request` of pages of `page_rows`; an answer to an older load
     /// is dropped.
     pub fn on_loaded(&mut self, request: RequestId, result: Result<Vec<T>, String>, page_rows: u32) {
-        let Some((_, append)) = self.pending.filter(|(pending, _)| *pending == request) else { return };
+        let Some((_, load)) = self.pending.filter(|(pending, _)| *pending == request) else { return };
         self.pending = None;
         match result {
             Ok(rows) => {
                 self.at_end = rows.len() < page_rows as usize;
-                if !append {
-                    self.rows.clear();
-                    self.selected = 0;
-                    self.offset = 0;
+                match load {
+                    Load::Replace => {
+                        self.selected = 0;
+                        self.offset = 0;
+                        self.rows = rows;
+                    }
+                    Load::Refresh => {
+                        self.selected = self.selected.min(rows.len().saturating_sub(1));
+                        self.offset = self.offset.min(self.selected);
+                        self.rows = rows;
+                    }
+                    Load::Append => self.rows.extend(rows),
                 }
-                self.rows.extend(rows);
                 self.error = None;
             }
             Err(message) => self.error = Some(message),

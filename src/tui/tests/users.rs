@@ -160,6 +160,12 @@ fn d_asks_naming_the_active_keys_it_blocks_then_disables_or_enables() {
     press(&mut state, "j");
     press(&mut state, "d");
     assert_eq!(confirmation(&state).0, "Enable bob?");
+    let (request, _) = only_call(&press(&mut state, "y"));
+    let effects = done(&mut state, request, Outcome::UserWritten(Ok(UserWrite::SetActive(named("bob")))));
+    let (request, ..) = users_load(&effects);
+    done(&mut state, request, Outcome::Users(Ok(user_overviews())));
+    assert_eq!(state.users.pages.selected, 1, "the selection stays on bob's row");
+    press(&mut state, "d");
     press(&mut state, "n");
     assert!(state.modals.is_empty(), "n cancels");
 }

@@ -5,7 +5,8 @@ use tui_input::Input;
 use crate::domain::AuditEntry;
 use crate::tui::effect::{Call, Effect};
 use crate::tui::keymap::Action;
-use crate::tui::screens::{filter_text, open_key, pages};
+use crate::tui::screens::pages::{self, Load};
+use crate::tui::screens::{filter_text, open_key};
 use crate::tui::state::{RequestId, State, ToastKind};
 use crate::tui::view::layout;
 
@@ -50,7 +51,7 @@ pub fn load(state: &mut State) -> Vec<Effect> {
 
 fn fetch(state: &mut State, before_id: Option<i64>) -> Vec<Effect> {
     let request = state.next_request();
-    state.audit.pages.start(request, before_id.is_some());
+    state.audit.pages.start(request, if before_id.is_some() { Load::Append } else { Load::Replace });
     let filter = AuditFilter::parse(&state.audit.filter);
     vec![Effect::Call(request, Call::Audit { filter, before_id, limit: PAGE_ROWS })]
 }

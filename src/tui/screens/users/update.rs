@@ -8,7 +8,8 @@ use crate::tui::effect::{Call, Effect};
 use crate::tui::event::UserWrite;
 use crate::tui::forms::Form;
 use crate::tui::keymap::Action;
-use crate::tui::screens::{filter_text, open_key, pages};
+use crate::tui::screens::pages::{self, Load};
+use crate::tui::screens::{filter_text, open_key};
 use crate::tui::state::{Confirmed, Modal, RequestId, State, ToastKind, step_range};
 use crate::tui::update::{after_write, confirm, refresh};
 use crate::tui::view::layout;
@@ -150,13 +151,13 @@ fn confirm_disable_all(state: &mut State, data: &UserData) -> Vec<Effect> {
 
 /// Loads the first page of users for the filter and range, replacing what is loaded.
 pub fn load(state: &mut State) -> Vec<Effect> {
-    fetch(state, None)
+    fetch(state, Load::Replace, None)
 }
 
-fn fetch(state: &mut State, after: Option<String>) -> Vec<Effect> {
+fn fetch(state: &mut State, load: Load, after: Option<String>) -> Vec<Effect> {
     let request = state.next_request();
     let screen = &mut state.users;
-    screen.pages.start(request, after.is_some());
+    screen.pages.start(request, load);
     let filter = Some(screen.filter.clone()).filter(|filter| !filter.is_empty());
     vec![Effect::Call(request, Call::Users { filter, after, days: screen.days, limit: PAGE_ROWS })]
 }
@@ -166,7 +167,7 @@ fn move_selection(state: &mut State, delta: isize) -> Vec<Effect> {
     let pages = &mut state.users.pages;
     if pages.move_selection(delta, visible) {
         let last = pages.rows.last().map(|user| user.user.name.clone());
-        return fetch(state, last);
+        return fetch(state, Load::Append, last);
     }
     Vec::new()
 }
@@ -216,7 +217,8 @@ pub fn on_written(state: &mut State, result: Result<UserWrite, String>) -> Vec<E
             }
         };
         state.toast(ToastKind::Info, text);
-        let mut effects = load(state);
+        // The first page again, the selection staying on its row (the changed user's, usually).
+        let mut effects = fetch(state, Load::Refresh, None);
         effects.extend(load_user(state));
         effects.extend(refresh(state));
         effects
