@@ -6,8 +6,12 @@
 //! notifications the triggers of migration 0014 send at each commit; on SQLite it polls
 //! `PRAGMA data_version`, which changes when another connection commits. After a lost connection
 //! the counter goes up too, since changes may have been missed meanwhile.
+//!
+//! Writes made in this process are published at once ([`Changes::publish`]): the sessions of one
+//! `keytop serve` see each other's changes without waiting for the poll or the notification.
 
 use std::str::FromStr as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::Connection as _;
@@ -25,9 +29,37 @@ const SQLITE_POLL: Duration = Duration::from_millis(250);
 /// The wait before reconnecting a watcher whose connection failed.
 const RECONNECT_DELAY: Duration = Duration::from_secs(1);
 
-/// A running watcher. Receivers see the counter go up; dropping the feed stops the watcher.
+/// The counter, shared by the watcher and everyone in this process who reads or writes.
+#[derive(Debug, Clone)]
+pub struct Changes {
+    sender: Arc<watch::Sender<u64>>,
+}
+
+impl Changes {
+    /// A counter only this process moves, until a watcher is started on it.
+    pub fn new() -> Changes {
+        Changes { sender: Arc::new(watch::channel(0).0) }
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.sender.subscribe()
+    }
+
+    /// Tells every subscriber in this process that the database changed, now.
+    pub fn publish(&self) {
+        self.sender.send_modify(|generation| *generation += 1);
+    }
+}
+
+impl Default for Changes {
+    fn default() -> Self {
+        Changes::new()
+    }
+}
+
+/// A running watcher. Subscribers see the counter go up; dropping the feed stops the watcher.
 pub struct ChangeFeed {
-    receiver: watch::Receiver<u64>,
+    changes: Changes,
     task: JoinHandle<()>,
 }
 
@@ -36,24 +68,24 @@ impl ChangeFeed {
     pub async fn start(url: &str) -> StoreResult<ChangeFeed> {
         let unavailable =
             |error: sqlx::Error| StoreError::Unavailable { url: redact_url(url), reason: error.to_string() };
-        let (sender, receiver) = watch::channel(0);
+        let changes = Changes::new();
         let task = match Backend::of_url(url) {
             Some(Backend::Sqlite) => {
                 let options = SqliteConnectOptions::from_str(url).map_err(unavailable)?.read_only(true);
                 let connection = SqliteConnection::connect_with(&options).await.map_err(unavailable)?;
-                tokio::spawn(poll_sqlite(connection, options, sender))
+                tokio::spawn(poll_sqlite(connection, options, changes.clone()))
             }
             Some(Backend::Postgres) => {
                 let listener = listen(url).await.map_err(unavailable)?;
-                tokio::spawn(listen_postgres(listener, url.to_string(), sender))
+                tokio::spawn(listen_postgres(listener, url.to_string(), changes.clone()))
             }
             None => return Err(StoreError::Database(format!("no database backend for {}", redact_url(url)))),
         };
-        Ok(ChangeFeed { receiver, task })
+        Ok(ChangeFeed { changes, task })
     }
 
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.receiver.clone()
+    pub fn changes(&self) -> Changes {
+        self.changes.clone()
     }
 }
 
@@ -63,22 +95,18 @@ impl Drop for ChangeFeed {
     }
 }
 
-fn bump(sender: &watch::Sender<u64>) {
-    sender.send_modify(|generation| *generation += 1);
-}
-
-async fn poll_sqlite(mut connection: SqliteConnection, options: SqliteConnectOptions, sender: watch::Sender<u64>) {
+async fn poll_sqlite(mut connection: SqliteConnection, options: SqliteConnectOptions, changes: Changes) {
     let mut last = None;
     let mut ticks = tokio::time::interval(SQLITE_POLL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    while !sender.is_closed() {
+    loop {
         ticks.tick().await;
         // Values are per connection, so this one connection is asked every time; it runs no
         // transaction of its own, so it never holds back a checkpoint.
         match sqlx::query_scalar::<_, i64>("PRAGMA data_version").fetch_one(&mut connection).await {
             Ok(version) => {
                 if last.is_some_and(|last| last != version) {
-                    bump(&sender);
+                    changes.publish();
                 }
                 last = Some(version);
             }
@@ -88,7 +116,7 @@ async fn poll_sqlite(mut connection: SqliteConnection, options: SqliteConnectOpt
                 if let Ok(fresh) = SqliteConnection::connect_with(&options).await {
                     connection = fresh;
                     last = None;
-                    bump(&sender);
+                    changes.publish();
                 }
             }
         }
@@ -102,19 +130,19 @@ async fn listen(url: &str) -> Result<PgListener, sqlx::Error> {
     Ok(listener)
 }
 
-async fn listen_postgres(mut listener: PgListener, url: String, sender: watch::Sender<u64>) {
-    while !sender.is_closed() {
+async fn listen_postgres(mut listener: PgListener, url: String, changes: Changes) {
+    loop {
         match listener.try_recv().await {
-            Ok(Some(_)) => bump(&sender),
+            Ok(Some(_)) => changes.publish(),
             // The connection dropped and sqlx reconnected and listens again; whatever was sent in
             // between is lost, so everyone reloads.
-            Ok(None) => bump(&sender),
+            Ok(None) => changes.publish(),
             Err(error) => {
                 tracing::warn!(%error, "the change watcher lost its PostgreSQL connection");
                 tokio::time::sleep(RECONNECT_DELAY).await;
                 if let Ok(fresh) = listen(&url).await {
                     listener = fresh;
-                    bump(&sender);
+                    changes.publish();
                 }
             }
         }

@@ -59,7 +59,7 @@ impl Bench {
     pub async fn new(service: KeyService, options: &TuiOptions, size: (u16, u16)) -> anyhow::Result<Bench> {
         let session = session(&service, options, false)?;
         let (events_tx, events) = unbounded_channel();
-        let runner = Runner::new(service.clone(), events_tx);
+        let runner = Runner::new(service.clone(), events_tx, None);
         let state = State::new(session, service.now(), size);
         let written = Counter::default();
         let terminal = terminal(written.clone(), size)?;

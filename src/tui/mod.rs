@@ -33,6 +33,7 @@ use anyhow::Context as _;
 
 use crate::config::{SweepConfig, UiConfig};
 use crate::service::KeyService;
+use crate::store::changes::Changes;
 
 use app::Feeds;
 pub use app::Hangup;
@@ -51,8 +52,9 @@ pub struct TuiOptions {
     /// Action name → key (`top_up = "t"`), from the `[keybindings]` table of the config file.
     pub keybindings: BTreeMap<String, String>,
     /// The database's change feed ([`crate::store::changes`]): with it, changes show as they
-    /// happen; without it, only on a refresh.
-    pub changes: Option<tokio::sync::watch::Receiver<u64>>,
+    /// happen, and this TUI's own writes are published to the others in the process; without it,
+    /// changes show only on a refresh.
+    pub changes: Option<Changes>,
 }
 
 /// Runs the TUI until the admin quits (or SIGTERM/SIGHUP). The terminal is restored on every way
