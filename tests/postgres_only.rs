@@ -36,7 +36,14 @@ fn now() -> DateTime<Utc> {
 }
 
 fn audit(action: &str, api_key_id: Option<Uuid>) -> AuditRecord {
-    AuditRecord { at: now(), actor: "test".into(), action: action.into(), api_key_id, details: serde_json::json!({}) }
+    AuditRecord {
+        at: now(),
+        actor: "test".into(),
+        actor_key: None,
+        action: action.into(),
+        api_key_id,
+        details: serde_json::json!({}),
+    }
 }
 
 async fn add_user(store: &dyn Store) -> User {
@@ -90,6 +97,7 @@ fn adjustment(key: &ApiKey, micros: i64, idempotency_key: Option<&str>) -> Balan
         change: BalanceChange::Add(Money::from_micros(micros)),
         at: now(),
         actor: "test".into(),
+        actor_key: None,
         note: None,
         idempotency_key: idempotency_key.map(str::to_string),
     }

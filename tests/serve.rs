@@ -53,6 +53,13 @@ impl Keys {
         std::fs::read_to_string(private.with_extension("pub")).unwrap().trim().to_string()
     }
 
+    /// The key's SHA256 fingerprint, as OpenSSH prints it.
+    fn fingerprint(&self, private: &Path) -> String {
+        let output = Command::new("ssh-keygen").args(["-l", "-E", "sha256", "-f"]).arg(private).output().unwrap();
+        let line = String::from_utf8(output.stdout).unwrap();
+        line.split_whitespace().nth(1).expect("ssh-keygen -l prints a fingerprint").to_string()
+    }
+
     fn authorized_keys(&self) -> PathBuf {
         self.dir.path().join("authorized_keys")
     }
@@ -294,9 +301,14 @@ fn a_top_up_in_one_session_shows_in_the_other_within_a_second() {
     bob.wait_for_within("the top-up to reach bob", Duration::from_secs(1), |screen| screen.contains("$15.00"));
     eprintln!("top-up seen by the other session after {:?}", applied.elapsed());
 
-    // The ledger names the admin; the audit log also keeps their key's fingerprint.
-    let actors = setup.sandbox.sql("SELECT actor FROM balance_ledger ORDER BY at");
-    assert_eq!(actors.last().map(String::as_str), Some("alice"));
+    // The ledger and the audit log name the admin and keep their key's fingerprint, which unlike
+    // the name cannot be edited.
+    let fingerprint = setup.keys.fingerprint(&setup.alice);
+    let ledger = setup.sandbox.sql("SELECT actor || ' ' || actor_key FROM balance_ledger ORDER BY id");
+    assert_eq!(ledger.last(), Some(&format!("alice {fingerprint}")));
+    let audit = setup.sandbox.json(&["audit", "--action", "topup"]);
+    assert_eq!(audit[0]["actor"], "alice", "{audit}");
+    assert_eq!(audit[0]["actor_key"], fingerprint.as_str(), "{audit}");
 }
 
 #[test]

@@ -31,6 +31,7 @@ fn audit(action: &str, key: Option<Uuid>) -> AuditRecord {
     AuditRecord {
         at: at(0),
         actor: "tester".into(),
+        actor_key: None,
         action: action.into(),
         api_key_id: key,
         details: serde_json::json!({ "test": action }),
@@ -105,6 +106,7 @@ fn adjustment(key: Uuid, change: BalanceChange, idempotency_key: Option<&str>) -
         change,
         at: at(60),
         actor: "cashier".into(),
+        actor_key: None,
         note: Some("contract".into()),
         idempotency_key: idempotency_key.map(str::to_string),
     }
@@ -199,6 +201,7 @@ async fn keys_round_trip_with_every_field() {
             api_key_id: key.id,
             at: at(-100),
             actor: "tester".into(),
+            actor_key: None,
             delta: Money::from_micros(12_345_678),
             credited_after: Some(Money::from_micros(12_345_678)),
             note: Some("initial".into()),
@@ -1008,6 +1011,37 @@ async fn audit_log_is_newest_first_and_per_key() {
     });
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn the_actors_key_fingerprint_is_kept_in_ledger_and_audit_rows() {
+    for_each_backend!(|db| {
+        let store = db.store.as_ref();
+        let owner = add_user(store, "owner").await;
+        let wallet = prepaid(new_key(&owner, "wallet", at(0)), Some(Money::from_usd(10)));
+        insert(store, &wallet).await;
+        let by_alice = |change| BalanceAdjustment {
+            actor: "alice".into(),
+            actor_key: Some("SHA256:alice".into()),
+            ..adjustment(wallet.id, change, None)
+        };
+        // A top-up (one statement) and a new credited total (a transaction) take different paths.
+        store.adjust_balance(&by_alice(add(1_000_000))).await.unwrap();
+        store.adjust_balance(&by_alice(BalanceChange::SetCredited(Some(Money::from_usd(20))))).await.unwrap();
+        let note = AuditRecord { actor_key: Some("SHA256:alice".into()), ..audit("reveal", Some(wallet.id)) };
+        store.append_audit(&note).await.unwrap();
+
+        let ledger = store.ledger(wallet.id, None).await.unwrap();
+        let keys: Vec<Option<&str>> = ledger.iter().map(|entry| entry.actor_key.as_deref()).collect();
+        assert_eq!(keys, [Some("SHA256:alice"), Some("SHA256:alice")]);
+        let rows = store.audit(Some(wallet.id), 10).await.unwrap();
+        let keys: Vec<(&str, Option<&str>)> =
+            rows.iter().map(|row| (row.action.as_str(), row.actor_key.as_deref())).collect();
+        let by_alice = Some("SHA256:alice");
+        assert_eq!(keys, [("reveal", by_alice), ("set_credit", by_alice), ("topup", by_alice), ("create", None)]);
+        let page = store.audit_page(&AuditQuery { limit: 1, ..AuditQuery::default() }).await.unwrap();
+        assert_eq!(page[0].actor_key.as_deref(), by_alice);
+    });
+}
+
 // ---------------------------------------------------------------------------------------------
 // The fleet: owner, fleet and purged rollups, top spenders, users, audit pages
 
@@ -1245,6 +1279,7 @@ async fn audit_pages_filter_by_actor_action_key_and_time_newest_first() {
             let record = AuditRecord {
                 at: at(3_600 * n),
                 actor: actor.into(),
+                actor_key: None,
                 action: action.into(),
                 api_key_id: key,
                 details: serde_json::json!({ "n": n }),

@@ -26,6 +26,7 @@ fn audit(action: &str, key: Option<Uuid>) -> AuditRecord {
     AuditRecord {
         at: utc("2026-01-01T00:00:00Z"),
         actor: "tester".into(),
+        actor_key: None,
         action: action.into(),
         api_key_id: key,
         details: serde_json::json!({}),

@@ -13,6 +13,8 @@ use crate::domain::{ApiKey, Balance, KeyAdmission, LedgerEntry, Money, SweptKey,
 pub struct AuditRecord {
     pub at: DateTime<Utc>,
     pub actor: String,
+    /// The fingerprint of the actor's SSH key (`keytop serve`), which cannot be edited.
+    pub actor_key: Option<String>,
     pub action: String,
     pub api_key_id: Option<Uuid>,
     pub details: serde_json::Value,
@@ -25,6 +27,7 @@ impl AuditRecord {
         AuditRecord {
             at: entry.at,
             actor: entry.actor.clone(),
+            actor_key: entry.actor_key.clone(),
             action: change.audit_action().into(),
             api_key_id: Some(entry.api_key_id),
             details: serde_json::json!({
@@ -62,6 +65,8 @@ pub struct BalanceAdjustment {
     pub change: BalanceChange,
     pub at: DateTime<Utc>,
     pub actor: String,
+    /// The fingerprint of the actor's SSH key (`keytop serve`).
+    pub actor_key: Option<String>,
     pub note: Option<String>,
     /// A second adjustment with the same idempotency key applies nothing and reports the first.
     pub idempotency_key: Option<String>,

@@ -517,6 +517,7 @@ mod tests {
         let audit = AuditRecord {
             at: Utc::now(),
             actor: "tester".into(),
+            actor_key: None,
             action: "test".into(),
             api_key_id: None,
             details: serde_json::Value::Null,

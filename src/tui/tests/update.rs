@@ -422,6 +422,7 @@ fn top_up_previews_confirms_large_amounts_and_updates_the_row() {
         api_key_id: after.id,
         at: NOW,
         actor: "admin".into(),
+        actor_key: None,
         delta: Money::from_micros(7_500_000),
         credited_after: after.credited,
         note: None,
