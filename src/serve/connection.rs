@@ -19,6 +19,7 @@ use super::admins::{Admin, AdminKeys};
 use super::input::ClientInput;
 use super::screen::clamp_size;
 use super::session::{SessionSpec, spawn_session};
+use crate::tui::ColorDepth;
 
 /// Input waiting for a busy session, in packets; more is dropped (and counted) rather than queued.
 const INPUT_QUEUE: usize = 256;
@@ -35,7 +36,9 @@ pub struct Connection {
     pub authenticated: Arc<AtomicBool>,
     channel: Option<ChannelId>,
     pty: Option<Pty>,
+    /// `NO_COLOR` (non-empty) and `COLORTERM` as the client sent them, for its colour depth.
     no_color: bool,
+    colorterm: Option<String>,
     input: Option<mpsc::Sender<ClientInput>>,
     dropped_input: u64,
 }
@@ -56,6 +59,7 @@ impl Connection {
             channel: None,
             pty: None,
             no_color: false,
+            colorterm: None,
             input: None,
             dropped_input: 0,
         }
@@ -158,14 +162,16 @@ impl Handler for Connection {
         &mut self,
         channel: ChannelId,
         name: &str,
-        _value: &str,
+        value: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         if !ALLOWED_ENV.contains(&name) && !name.starts_with("LC_") {
             return session.channel_failure(channel);
         }
-        if name == "NO_COLOR" {
-            self.no_color = true;
+        match name {
+            "NO_COLOR" => self.no_color = !value.is_empty(),
+            "COLORTERM" => self.colorterm = Some(value.to_string()),
+            _ => {}
         }
         session.channel_success(channel)
     }
@@ -188,7 +194,7 @@ impl Handler for Connection {
                 peer: self.peer,
                 term: pty.term.clone(),
                 size: pty.size,
-                no_color: self.no_color,
+                color_depth: ColorDepth::detect(Some(&pty.term), self.colorterm.as_deref(), self.no_color),
                 handle: session.handle(),
                 channel,
                 input: receiver,

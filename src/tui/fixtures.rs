@@ -16,6 +16,7 @@ use crate::service::{
     AdmissionCheck, FleetStats, KeyStats, MoneyView, Ranked, TopSpenders, UsageSeries, VerifyDecision,
 };
 
+use super::color_depth::ColorDepth;
 use super::keymap::Keymap;
 use super::paging::Window;
 use super::screens::Tab;
@@ -128,7 +129,7 @@ pub fn session(read_only: bool, theme: Theme) -> Session {
 
 /// A state with `keys()` loaded (a complete list) and the first key selected.
 pub fn loaded_state(size: (u16, u16)) -> State {
-    let mut state = State::new(session(false, Theme::for_choice(ThemeChoice::Color, false)), NOW, size);
+    let mut state = State::new(session(false, Theme::for_choice(ThemeChoice::Color, ColorDepth::TrueColor)), NOW, size);
     state.list.window = Window { rows: keys(), anchor: None, at_start: true, at_end: true };
     state.counts = Some(KeyCounts { total: 30, disabled: 1, expired: 1 });
     state
