@@ -236,6 +236,10 @@ fn an_admin_gets_the_list_and_q_ends_only_their_session() {
     let log = setup.server.log();
     assert!(log.contains("auth ok peer=127.0.0.1:"), "{log}");
     assert!(log.contains("admin=\"alice\" role=admin key=SHA256:"), "{log}");
+    // The ends of the session and of the connection are logged with who it was.
+    let fingerprint = setup.keys.fingerprint(&setup.alice);
+    assert!(log.contains(&format!("session end admin=\"alice\" key={fingerprint} peer=127.0.0.1:")), "{log}");
+    setup.server.wait_for_log(&format!("admin=\"alice\" key={fingerprint} closed after"));
 }
 
 #[test]

@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 use russh::keys::ssh_key::HashAlg;
 use russh::server::{Auth, ChannelOpenHandle, Handler, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
@@ -31,9 +31,8 @@ pub struct Connection {
     peer: SocketAddr,
     /// Read on the first authentication attempt, so that every connection sees the file as it is.
     admin_keys: Option<Arc<AdminKeys>>,
-    admin: Option<Admin>,
-    /// Set once authenticated: the login grace timer looks at it.
-    pub authenticated: Arc<AtomicBool>,
+    /// Set once authenticated: the login grace timer and the connection's log line look at it.
+    pub signed_in: Arc<OnceLock<Admin>>,
     channel: Option<ChannelId>,
     pty: Option<Pty>,
     /// `NO_COLOR` (non-empty) and `COLORTERM` as the client sent them, for its colour depth.
@@ -54,8 +53,7 @@ impl Connection {
             shared,
             peer,
             admin_keys: None,
-            admin: None,
-            authenticated: Arc::new(AtomicBool::new(false)),
+            signed_in: Arc::new(OnceLock::new()),
             channel: None,
             pty: None,
             no_color: false,
@@ -115,8 +113,7 @@ impl Handler for Connection {
                     admin.role.as_str(),
                     admin.fingerprint
                 ));
-                self.admin = Some(admin);
-                self.authenticated.store(true, Ordering::Release);
+                let _ = self.signed_in.set(admin);
                 Ok(Auth::Accept)
             }
             None => {
@@ -178,7 +175,7 @@ impl Handler for Connection {
 
     async fn shell_request(&mut self, channel: ChannelId, session: &mut Session) -> Result<(), Self::Error> {
         session.channel_success(channel)?;
-        let (Some(admin), Some(pty)) = (self.admin.clone(), self.pty.as_ref()) else {
+        let (Some(admin), Some(pty)) = (self.signed_in.get().cloned(), self.pty.as_ref()) else {
             // No pty: there is no terminal to draw on (ssh -T, or a pipe).
             return self.refuse(channel, "keytop needs a terminal: connect with ssh -t", session);
         };

@@ -55,8 +55,9 @@ pub fn spawn_session(shared: Arc<Shared>, spec: SessionSpec) {
         finish(&handle, channel, &ending).await;
         drop(present);
         super::log(format!(
-            "session end admin={:?} peer={peer} after {}s: {} ({} sessions left)",
+            "session end admin={:?} key={} peer={peer} after {}s: {} ({} sessions left)",
             admin.name,
+            admin.fingerprint,
             started.elapsed().as_secs(),
             ending.reason,
             shared.presence.count()

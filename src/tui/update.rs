@@ -629,11 +629,12 @@ fn on_outcome(state: &mut State, request: RequestId, outcome: Outcome) -> Vec<Ef
     match outcome {
         Outcome::Page(result) => {
             let dialog_key = live::dialog_key(state);
-            let fresh =
-                result.as_ref().ok().and_then(|rows| rows.iter().find(|key| Some(key.id) == dialog_key)).cloned();
+            let find = |rows: &[ApiKey]| rows.iter().find(|key| Some(key.id) == dialog_key).cloned();
+            let before = find(&state.list.window.rows);
+            let fresh = result.as_ref().ok().and_then(|rows| find(rows));
             let effects = on_page(state, request, result);
             if let Some(key) = fresh {
-                live::on_dialog_key_seen(state, key);
+                live::on_dialog_key_seen(state, before.as_ref(), key);
             }
             effects
         }
