@@ -567,6 +567,11 @@ fn refresh(state: &mut State) -> Vec<Effect> {
     if state.screen == Screen::Detail {
         effects.extend(load_detail(state));
     }
+    match state.tab {
+        screens::Tab::Keys => {}
+        screens::Tab::Usage => effects.extend(screens::usage::update::load(state)),
+        screens::Tab::Audit => effects.extend(screens::audit::update::refresh(state)),
+    }
     effects
 }
 

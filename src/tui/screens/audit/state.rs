@@ -12,11 +12,23 @@ pub struct AuditScreen {
     pub offset: usize,
     /// The filter as typed (`actor:alice action:key_update key:ci-key`).
     pub filter: String,
-    /// The load in flight, and whether its rows go after the loaded ones.
-    pub pending: Option<(RequestId, bool)>,
+    /// The load in flight, and what its rows do to the loaded ones.
+    pub pending: Option<(RequestId, Fetch)>,
     /// The oldest row is loaded.
     pub at_end: bool,
     pub error: Option<String>,
+}
+
+/// What the rows of a load do to the rows loaded before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fetch {
+    /// They replace them, the first selected (a new filter, the screen opened again).
+    Replace,
+    /// They follow them (the next page, older).
+    Append,
+    /// They replace them, as many as were loaded, the same row staying selected where it was on
+    /// screen (the database changed).
+    Refresh,
 }
 
 impl AuditScreen {

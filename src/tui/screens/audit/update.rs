@@ -9,10 +9,13 @@ use crate::tui::screens::open_key;
 use crate::tui::state::{RequestId, State, ToastKind};
 use crate::tui::view::layout;
 
-use super::AuditFilter;
+use super::state::Fetch;
+use super::{AuditFilter, AuditScreen};
 
 /// Rows fetched per page.
 pub const PAGE_ROWS: u32 = 100;
+/// The most rows a refresh loads again; an admin scrolled further back starts over at the newest.
+const MAX_REFRESH_ROWS: u32 = 1_000;
 
 /// The audit screen's actions; `None` for those it shares with every screen (help, quit).
 pub fn perform(state: &mut State, action: Action) -> Option<Vec<Effect>> {
@@ -56,14 +59,25 @@ pub fn perform_filter(state: &mut State, action: Action) -> Option<Vec<Effect>> 
 
 /// Loads the newest rows, replacing what is loaded.
 pub fn load(state: &mut State) -> Vec<Effect> {
-    fetch(state, None)
+    fetch(state, Fetch::Replace, None, PAGE_ROWS)
 }
 
-fn fetch(state: &mut State, before_id: Option<i64>) -> Vec<Effect> {
+/// Loads the newest rows again, as many as are loaded (up to [`MAX_REFRESH_ROWS`]), keeping the
+/// selected row selected, where it was on screen.
+pub fn refresh(state: &mut State) -> Vec<Effect> {
+    let limit = refresh_rows(&state.audit);
+    fetch(state, Fetch::Refresh, None, limit)
+}
+
+fn refresh_rows(screen: &AuditScreen) -> u32 {
+    u32::try_from(screen.rows.len()).unwrap_or(u32::MAX).clamp(PAGE_ROWS, MAX_REFRESH_ROWS)
+}
+
+fn fetch(state: &mut State, kind: Fetch, before_id: Option<i64>, limit: u32) -> Vec<Effect> {
     let request = state.next_request();
-    state.audit.pending = Some((request, before_id.is_some()));
+    state.audit.pending = Some((request, kind));
     let filter = AuditFilter::parse(&state.audit.filter);
-    vec![Effect::Call(request, Call::Audit { filter, before_id, limit: PAGE_ROWS })]
+    vec![Effect::Call(request, Call::Audit { filter, before_id, limit })]
 }
 
 fn move_selection(state: &mut State, delta: isize) -> Vec<Effect> {
@@ -83,26 +97,37 @@ fn move_selection(state: &mut State, delta: isize) -> Vec<Effect> {
     let near_end = screen.selected + visible >= screen.rows.len();
     if near_end && !screen.at_end && screen.pending.is_none() {
         let oldest = screen.rows.last().map(|entry| entry.id);
-        return fetch(state, oldest);
+        return fetch(state, Fetch::Append, oldest, PAGE_ROWS);
     }
     Vec::new()
 }
 
 pub fn on_loaded(state: &mut State, request: RequestId, result: Result<Vec<AuditEntry>, String>) -> Vec<Effect> {
     let screen = &mut state.audit;
-    let Some((_, append)) = screen.pending.filter(|(pending, _)| *pending == request) else {
+    let Some((_, kind)) = screen.pending.filter(|(pending, _)| *pending == request) else {
         return Vec::new(); // a newer load is on its way
     };
     screen.pending = None;
     match result {
         Ok(rows) => {
-            screen.at_end = rows.len() < PAGE_ROWS as usize;
-            if !append {
+            let asked = match kind {
+                Fetch::Refresh => refresh_rows(screen),
+                Fetch::Replace | Fetch::Append => PAGE_ROWS,
+            };
+            screen.at_end = rows.len() < asked as usize;
+            let selected_id = screen.selected_entry().map(|entry| entry.id);
+            let row_on_screen = screen.selected.saturating_sub(screen.offset);
+            if kind != Fetch::Append {
                 screen.rows.clear();
                 screen.selected = 0;
                 screen.offset = 0;
             }
             screen.rows.extend(rows);
+            if kind == Fetch::Refresh {
+                let found = screen.rows.iter().position(|entry| Some(entry.id) == selected_id);
+                screen.selected = found.unwrap_or(0);
+                screen.offset = screen.selected.saturating_sub(row_on_screen);
+            }
             screen.error = None;
         }
         Err(message) => screen.error = Some(message),
