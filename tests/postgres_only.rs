@@ -165,7 +165,8 @@ async fn two_sweeps_at_once_sweep_each_key_once() {
         expired.push(add_key(&*db.store, &owner, None, Some(past)).await.id);
     }
     let at = now();
-    let (first, second) = tokio::join!(db.store.sweep(at, false, false, "one"), other.sweep(at, false, false, "two"));
+    let (first, second) =
+        tokio::join!(db.store.sweep(at, false, false, "one".into()), other.sweep(at, false, false, "two".into()));
     let (first, second) = (first.unwrap(), second.unwrap());
 
     let mut swept: Vec<Uuid> = first.disabled.iter().chain(&second.disabled).map(|key| key.id).collect();
@@ -192,10 +193,10 @@ async fn a_sweep_skips_while_another_process_holds_the_lock() {
         .unwrap();
     assert!(locked);
 
-    let report = db.store.sweep(now(), true, false, "test").await.unwrap();
+    let report = db.store.sweep(now(), true, false, "test".into()).await.unwrap();
     assert!(report.skipped && report.deleted.is_empty() && report.disabled.is_empty(), "{report:?}");
     tx.rollback().await.unwrap();
-    let report = db.store.sweep(now(), true, false, "test").await.unwrap();
+    let report = db.store.sweep(now(), true, false, "test".into()).await.unwrap();
     assert!(!report.skipped);
     assert_eq!(report.deleted.iter().map(|swept| swept.id).collect::<Vec<_>>(), [key.id]);
 }

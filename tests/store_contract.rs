@@ -938,11 +938,12 @@ async fn sweep_follows_the_tri_state_policy() {
         let counts_before = store.count_keys(at(0)).await.unwrap();
         assert_eq!(counts_before, KeyCounts { total: 6, disabled: 1, expired: 3 });
 
-        let preview = store.sweep(at(0), false, true, "sweeper").await.unwrap();
+        let preview = store.sweep(at(0), false, true, "sweeper".into()).await.unwrap();
         assert_eq!(store.audit(None, 1_000).await.unwrap(), audit_before, "a dry run writes nothing");
         assert_eq!(store.count_keys(at(0)).await.unwrap(), counts_before);
 
-        let report = store.sweep(at(0), false, false, "sweeper").await.unwrap();
+        let sweeper = keytop::store::Actor { name: "sweeper", key: Some("SHA256:sweeper") };
+        let report = store.sweep(at(0), false, false, sweeper).await.unwrap();
         let swept =
             |keys: &[keytop::domain::SweptKey]| keys.iter().map(|k| (k.id, k.name.clone())).collect::<BTreeSet<_>>();
         assert_eq!(swept(&report.deleted), BTreeSet::from([(delete_yes.id, "yes".to_string())]));
@@ -973,13 +974,15 @@ async fn sweep_follows_the_tri_state_policy() {
             ("sweep_disable".into(), Some(follow.id), "sweeper".into()),
         ]);
         assert_eq!(sweep_audit.into_iter().collect::<BTreeSet<_>>(), expected_audit);
+        let keys: Vec<Option<String>> = store.audit(None, 3).await.unwrap().into_iter().map(|e| e.actor_key).collect();
+        assert_eq!(keys, vec![Some("SHA256:sweeper".to_string()); 3], "the sweeper's key fingerprint in every row");
 
-        let again = store.sweep(at(0), false, false, "sweeper").await.unwrap();
+        let again = store.sweep(at(0), false, false, "sweeper".into()).await.unwrap();
         assert!(again.deleted.is_empty() && again.disabled.is_empty(), "{again:?}");
 
         // With the global policy on, keys that follow it are deleted even though disabled;
         // keys that said no stay.
-        let global = store.sweep(at(0), true, false, "sweeper").await.unwrap();
+        let global = store.sweep(at(0), true, false, "sweeper".into()).await.unwrap();
         assert_eq!(swept(&global.deleted), BTreeSet::from([(follow.id, "follow".to_string())]));
         assert!(global.disabled.is_empty());
         assert!(store.key(delete_no.id).await.unwrap().is_some());
@@ -1134,7 +1137,7 @@ async fn keys_deleted_by_the_sweep_count_as_purged() {
         store.record_usage(&usage("doomed-1", doomed.id, 700, noon(1))).await.unwrap();
         store.record_usage(&usage("kept-1", kept.id, 300, noon(1))).await.unwrap();
 
-        let report = store.sweep(at(120), false, false, "sweeper").await.unwrap();
+        let report = store.sweep(at(120), false, false, "sweeper".into()).await.unwrap();
         assert_eq!(report.deleted_count, 1);
         let cost = |rows: Vec<keytop::domain::DailyUsage>| rows.iter().map(|d| d.cost.micros()).sum::<i64>();
         assert_eq!(cost(store.purged_daily_usage(day(1), day(1)).await.unwrap()), 700);

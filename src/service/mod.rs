@@ -23,7 +23,7 @@ use uuid::Uuid;
 use crate::crypto::MasterKey;
 use crate::domain::{AuditEntry, Clock, Money, SystemClock, User, UserSummary, plan::DEFAULT_LOW_BALANCE, validate};
 use crate::store::plan::RefillPeriods;
-use crate::store::{AuditRecord, BulkLoad, Store, SweepReport};
+use crate::store::{Actor, AuditRecord, BulkLoad, Store, SweepReport};
 
 pub use balance::TopUp;
 pub use error::{ServiceError, ServiceResult};
@@ -170,8 +170,9 @@ impl KeyService {
     /// processes sweep), so they run even when another process holds it.
     pub async fn sweep(&self, dry_run: bool) -> ServiceResult<SweepReport> {
         let now = self.now();
-        let mut report = self.store.sweep(now, self.settings.global_auto_delete, dry_run, &self.actor).await?;
-        let refills = self.store.refill_due(&RefillPeriods::at(now), &self.actor, dry_run).await?;
+        let actor = Actor { name: &self.actor, key: self.credential.as_deref() };
+        let mut report = self.store.sweep(now, self.settings.global_auto_delete, dry_run, actor).await?;
+        let refills = self.store.refill_due(&RefillPeriods::at(now), actor, dry_run).await?;
         report.refilled = refills.refilled;
         report.refilled_keys = refills.keys;
         Ok(report)

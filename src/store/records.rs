@@ -20,6 +20,21 @@ pub struct AuditRecord {
     pub details: serde_json::Value,
 }
 
+/// Who makes the changes of a statement the store writes in SQL (a sweep, refills), as the audit
+/// log and the ledger record them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Actor<'a> {
+    pub name: &'a str,
+    /// The fingerprint of their SSH key (`keytop serve`).
+    pub key: Option<&'a str>,
+}
+
+impl<'a> From<&'a str> for Actor<'a> {
+    fn from(name: &'a str) -> Self {
+        Actor { name, key: None }
+    }
+}
+
 impl AuditRecord {
     /// The audit row of an applied balance adjustment. The one-statement writes (PostgreSQL's
     /// `ADD_IN_ONE_STATEMENT`, SQLite's `balance_addition` trigger) build the same row in SQL.
