@@ -37,7 +37,8 @@ pub struct Changes {
 }
 
 impl Changes {
-    /// A counter only this process moves, until a watcher is started on it.
+    /// A counter nothing moves yet: [`ChangeFeed::start`] gives it a watcher; a TUI's writes
+    /// publish on it.
     pub fn new() -> Changes {
         Changes { sender: Arc::new(watch::channel(0).0) }
     }
