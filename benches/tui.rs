@@ -130,12 +130,20 @@ struct Output {
 impl Pty {
     /// Spawns `keytop --read-only` (the sweep timer off: the cached database never changes).
     fn spawn(fixture: &Fixture, columns: u16, rows: u16) -> (Pty, Instant) {
+        Pty::spawn_with(fixture, columns, rows, &[])
+    }
+
+    /// [`Pty::spawn`] with more environment variables (or others' values): the terminal's colours.
+    fn spawn_with(fixture: &Fixture, columns: u16, rows: u16, terminal: &[(&str, &str)]) -> (Pty, Instant) {
         let pair =
             native_pty_system().openpty(PtySize { rows, cols: columns, pixel_width: 0, pixel_height: 0 }).unwrap();
         let mut command = CommandBuilder::new(env!("CARGO_BIN_EXE_keytop"));
         command.args(["--db", &fixture.db_url, "--read-only"]);
         command.env_clear();
         for (name, value) in fixture.env() {
+            command.env(name, value);
+        }
+        for (name, value) in terminal {
             command.env(name, value);
         }
         let output = Arc::new(Mutex::new(Output {
@@ -350,8 +358,8 @@ fn peak_memory(fixture: &Fixture) -> (Stats, String) {
 }
 
 /// Bytes written for one step down; `detail` opens the detail first (beside the list at 160).
-fn bytes_per_step(fixture: &Fixture, columns: u16, rows: u16, detail: bool) -> Stats {
-    let (mut pty, _) = Pty::spawn(fixture, columns, rows);
+fn bytes_per_step(fixture: &Fixture, (columns, rows): (u16, u16), detail: bool, terminal: &[(&str, &str)]) -> Stats {
+    let (mut pty, _) = Pty::spawn_with(fixture, columns, rows, terminal);
     pty.wait_for("the first key row", has_key_row);
     pty.settle();
     if detail {
@@ -417,9 +425,15 @@ fn main() {
         println!("(browsing script: {script})");
     }
     if wanted("bytes") {
-        let list = bytes_per_step(&fixture, 100, 30, false);
+        let list = bytes_per_step(&fixture, (100, 30), false, &[]);
         row("bytes for one step down, 100×30 list", &list, "B", 1500.0);
-        let detail = bytes_per_step(&fixture, 160, 48, true);
+        let detail = bytes_per_step(&fixture, (160, 48), true, &[]);
         row("bytes for one step down, 160×48 list + detail", &detail, "B", 6000.0);
+        // The figures above are at 256 colours (TERM=xterm-256color); the theme's colours take
+        // fewer bytes at 16 and more in truecolor.
+        let basic = bytes_per_step(&fixture, (100, 30), false, &[("TERM", "xterm")]);
+        row("bytes for one step down, 100×30 list, 16 colours", &basic, "B", 1500.0);
+        let truecolor = bytes_per_step(&fixture, (100, 30), false, &[("COLORTERM", "truecolor")]);
+        row("bytes for one step down, 100×30 list, truecolor", &truecolor, "B", 1500.0);
     }
 }

@@ -100,7 +100,8 @@ pub struct AlertsConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ThemeChoice {
-    /// Colour, unless `NO_COLOR` is set.
+    /// Colour at the terminal's depth (`TERM`, `COLORTERM`: truecolor, 256 or 16 colours), none
+    /// with `NO_COLOR` or `TERM=dumb`.
     #[default]
     Auto,
     Color,

@@ -81,6 +81,7 @@ async fn upgrade_and_purge(url: &str) {
         change: BalanceChange::Add(Money::from_micros(micros)),
         at: chrono::Utc::now(),
         actor: "test".into(),
+        actor_key: None,
         note: None,
         idempotency_key: idempotency_key.map(Into::into),
     };
@@ -102,6 +103,7 @@ async fn upgrade_and_purge(url: &str) {
     let audit = AuditRecord {
         at: chrono::Utc::now(),
         actor: "test".into(),
+        actor_key: None,
         action: "purge".into(),
         api_key_id: Some(key),
         details: serde_json::json!({}),

@@ -36,7 +36,14 @@ fn now() -> DateTime<Utc> {
 }
 
 fn audit(action: &str, api_key_id: Option<Uuid>) -> AuditRecord {
-    AuditRecord { at: now(), actor: "test".into(), action: action.into(), api_key_id, details: serde_json::json!({}) }
+    AuditRecord {
+        at: now(),
+        actor: "test".into(),
+        actor_key: None,
+        action: action.into(),
+        api_key_id,
+        details: serde_json::json!({}),
+    }
 }
 
 async fn add_user(store: &dyn Store) -> User {
@@ -90,6 +97,7 @@ fn adjustment(key: &ApiKey, micros: i64, idempotency_key: Option<&str>) -> Balan
         change: BalanceChange::Add(Money::from_micros(micros)),
         at: now(),
         actor: "test".into(),
+        actor_key: None,
         note: None,
         idempotency_key: idempotency_key.map(str::to_string),
     }
@@ -157,7 +165,8 @@ async fn two_sweeps_at_once_sweep_each_key_once() {
         expired.push(add_key(&*db.store, &owner, None, Some(past)).await.id);
     }
     let at = now();
-    let (first, second) = tokio::join!(db.store.sweep(at, false, false, "one"), other.sweep(at, false, false, "two"));
+    let (first, second) =
+        tokio::join!(db.store.sweep(at, false, false, "one".into()), other.sweep(at, false, false, "two".into()));
     let (first, second) = (first.unwrap(), second.unwrap());
 
     let mut swept: Vec<Uuid> = first.disabled.iter().chain(&second.disabled).map(|key| key.id).collect();
@@ -184,10 +193,10 @@ async fn a_sweep_skips_while_another_process_holds_the_lock() {
         .unwrap();
     assert!(locked);
 
-    let report = db.store.sweep(now(), true, false, "test").await.unwrap();
+    let report = db.store.sweep(now(), true, false, "test".into()).await.unwrap();
     assert!(report.skipped && report.deleted.is_empty() && report.disabled.is_empty(), "{report:?}");
     tx.rollback().await.unwrap();
-    let report = db.store.sweep(now(), true, false, "test").await.unwrap();
+    let report = db.store.sweep(now(), true, false, "test".into()).await.unwrap();
     assert!(!report.skipped);
     assert_eq!(report.deleted.iter().map(|swept| swept.id).collect::<Vec<_>>(), [key.id]);
 }

@@ -4,6 +4,7 @@
 mod common;
 mod sandbox;
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -51,6 +52,13 @@ impl Keys {
 
     fn public(&self, private: &Path) -> String {
         std::fs::read_to_string(private.with_extension("pub")).unwrap().trim().to_string()
+    }
+
+    /// The key's SHA256 fingerprint, as OpenSSH prints it.
+    fn fingerprint(&self, private: &Path) -> String {
+        let output = Command::new("ssh-keygen").args(["-l", "-E", "sha256", "-f"]).arg(private).output().unwrap();
+        let line = String::from_utf8(output.stdout).unwrap();
+        line.split_whitespace().nth(1).expect("ssh-keygen -l prints a fingerprint").to_string()
     }
 
     fn authorized_keys(&self) -> PathBuf {
@@ -140,12 +148,18 @@ impl Server {
 
     /// `ssh -tt` in a terminal of its own: an admin's session.
     fn connect(&self, key: &Path) -> Tui {
+        self.connect_with(key, "xterm-256color", &[])
+    }
+
+    /// [`Server::connect`] from a terminal named `term`, with more options for `ssh`.
+    fn connect_with(&self, key: &Path, term: &str, options: &[&str]) -> Tui {
         let mut command = CommandBuilder::new("ssh");
         command.arg("-tt");
         command.args(self.ssh_args(key));
+        command.args(options);
         command.arg("admin@127.0.0.1");
         command.env_clear();
-        command.env("TERM", "xterm-256color");
+        command.env("TERM", term);
         command.env("PATH", std::env::var("PATH").unwrap_or_default());
         Tui::spawn(command, ROWS, COLUMNS)
     }
@@ -222,6 +236,10 @@ fn an_admin_gets_the_list_and_q_ends_only_their_session() {
     let log = setup.server.log();
     assert!(log.contains("auth ok peer=127.0.0.1:"), "{log}");
     assert!(log.contains("admin=\"alice\" role=admin key=SHA256:"), "{log}");
+    // The ends of the session and of the connection are logged with who it was.
+    let fingerprint = setup.keys.fingerprint(&setup.alice);
+    assert!(log.contains(&format!("session end admin=\"alice\" key={fingerprint} peer=127.0.0.1:")), "{log}");
+    setup.server.wait_for_log(&format!("admin=\"alice\" key={fingerprint} closed after"));
 }
 
 #[test]
@@ -294,9 +312,56 @@ fn a_top_up_in_one_session_shows_in_the_other_within_a_second() {
     bob.wait_for_within("the top-up to reach bob", Duration::from_secs(1), |screen| screen.contains("$15.00"));
     eprintln!("top-up seen by the other session after {:?}", applied.elapsed());
 
-    // The ledger names the admin; the audit log also keeps their key's fingerprint.
-    let actors = setup.sandbox.sql("SELECT actor FROM balance_ledger ORDER BY at");
-    assert_eq!(actors.last().map(String::as_str), Some("alice"));
+    // The ledger and the audit log name the admin and keep their key's fingerprint, which unlike
+    // the name cannot be edited.
+    let fingerprint = setup.keys.fingerprint(&setup.alice);
+    let ledger = setup.sandbox.sql("SELECT actor || ' ' || actor_key FROM balance_ledger ORDER BY id");
+    assert_eq!(ledger.last(), Some(&format!("alice {fingerprint}")));
+    let audit = setup.sandbox.json(&["audit", "--action", "topup"]);
+    assert_eq!(audit[0]["actor"], "alice", "{audit}");
+    assert_eq!(audit[0]["actor_key"], fingerprint.as_str(), "{audit}");
+}
+
+/// The kinds of colour the screen was drawn with: `rgb`, `256` (palette indices past the first
+/// 16) and `16`, read from the SGR sequences in `raw`.
+fn colour_kinds(raw: &[u8]) -> BTreeSet<&'static str> {
+    let text = String::from_utf8_lossy(raw);
+    let mut kinds = BTreeSet::new();
+    for sequence in text.split("\x1b[").filter_map(|chunk| chunk.split_once('m').map(|(codes, _)| codes)) {
+        let codes: Vec<&str> = sequence.split(';').collect();
+        for at in 0..codes.len() {
+            match (codes[at], codes.get(at + 1), codes.get(at + 2)) {
+                ("38" | "48", Some(&"2"), _) => kinds.insert("rgb"),
+                ("38" | "48", Some(&"5"), Some(index)) if index.parse::<u8>().is_ok_and(|index| index >= 16) => {
+                    kinds.insert("256")
+                }
+                ("38" | "48", Some(&"5"), Some(_)) => kinds.insert("16"),
+                _ => false,
+            };
+        }
+    }
+    kinds
+}
+
+#[test]
+fn each_session_is_drawn_in_the_colours_its_terminal_says_it_shows() {
+    let Some(setup) = setup() else { return };
+    /// A terminal (`TERM`, options for ssh), the depth the server logs, the colours it draws with.
+    struct Case(&'static str, &'static [&'static str], &'static str, &'static [&'static str]);
+    let cases = [
+        Case("xterm-256color", &[], "256", &["256"]),
+        Case("xterm-256color", &["-o", "SetEnv=COLORTERM=truecolor"], "truecolor", &["rgb"]),
+        Case("xterm", &[], "16", &["16"]),
+        Case("xterm-256color", &["-o", "SetEnv=NO_COLOR=1"], "none", &[]),
+    ];
+    for Case(term, options, depth, kinds) in cases {
+        let mut tui = setup.server.connect_with(&setup.alice, term, options);
+        open_list(&tui);
+        setup.server.wait_for_log(&format!("term={term} colors={depth} "));
+        assert_eq!(colour_kinds(&tui.raw()).into_iter().collect::<Vec<_>>(), kinds, "TERM={term} {options:?}");
+        tui.type_keys("q");
+        assert!(tui.wait_for_exit().success());
+    }
 }
 
 #[test]

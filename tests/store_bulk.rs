@@ -26,6 +26,7 @@ fn audit(action: &str) -> AuditRecord {
     AuditRecord {
         at: at(0),
         actor: "loader".into(),
+        actor_key: None,
         action: action.into(),
         api_key_id: None,
         details: serde_json::json!({ "test": action }),
@@ -69,6 +70,7 @@ fn initial_credit(key: &ApiKey) -> Option<LedgerEntry> {
         api_key_id: key.id,
         at: key.created_at,
         actor: "loader".into(),
+        actor_key: None,
         delta: amount,
         credited_after: Some(amount),
         note: Some("initial balance".into()),

@@ -31,6 +31,7 @@ fn audit(action: &str, key: Option<Uuid>) -> AuditRecord {
     AuditRecord {
         at: at(0),
         actor: "tester".into(),
+        actor_key: None,
         action: action.into(),
         api_key_id: key,
         details: serde_json::json!({ "test": action }),
@@ -105,6 +106,7 @@ fn adjustment(key: Uuid, change: BalanceChange, idempotency_key: Option<&str>) -
         change,
         at: at(60),
         actor: "cashier".into(),
+        actor_key: None,
         note: Some("contract".into()),
         idempotency_key: idempotency_key.map(str::to_string),
     }
@@ -321,6 +323,7 @@ async fn keys_round_trip_with_every_field() {
             api_key_id: key.id,
             at: at(-100),
             actor: "tester".into(),
+            actor_key: None,
             delta: Money::from_micros(12_345_678),
             credited_after: Some(Money::from_micros(12_345_678)),
             note: Some("initial".into()),
@@ -1057,11 +1060,12 @@ async fn sweep_follows_the_tri_state_policy() {
         let counts_before = store.count_keys(at(0)).await.unwrap();
         assert_eq!(counts_before, KeyCounts { total: 6, disabled: 1, expired: 3 });
 
-        let preview = store.sweep(at(0), false, true, "sweeper").await.unwrap();
+        let preview = store.sweep(at(0), false, true, "sweeper".into()).await.unwrap();
         assert_eq!(store.audit(None, 1_000).await.unwrap(), audit_before, "a dry run writes nothing");
         assert_eq!(store.count_keys(at(0)).await.unwrap(), counts_before);
 
-        let report = store.sweep(at(0), false, false, "sweeper").await.unwrap();
+        let sweeper = keytop::store::Actor { name: "sweeper", key: Some("SHA256:sweeper") };
+        let report = store.sweep(at(0), false, false, sweeper).await.unwrap();
         let swept =
             |keys: &[keytop::domain::SweptKey]| keys.iter().map(|k| (k.id, k.name.clone())).collect::<BTreeSet<_>>();
         assert_eq!(swept(&report.deleted), BTreeSet::from([(delete_yes.id, "yes".to_string())]));
@@ -1092,13 +1096,15 @@ async fn sweep_follows_the_tri_state_policy() {
             ("sweep_disable".into(), Some(follow.id), "sweeper".into()),
         ]);
         assert_eq!(sweep_audit.into_iter().collect::<BTreeSet<_>>(), expected_audit);
+        let keys: Vec<Option<String>> = store.audit(None, 3).await.unwrap().into_iter().map(|e| e.actor_key).collect();
+        assert_eq!(keys, vec![Some("SHA256:sweeper".to_string()); 3], "the sweeper's key fingerprint in every row");
 
-        let again = store.sweep(at(0), false, false, "sweeper").await.unwrap();
+        let again = store.sweep(at(0), false, false, "sweeper".into()).await.unwrap();
         assert!(again.deleted.is_empty() && again.disabled.is_empty(), "{again:?}");
 
         // With the global policy on, keys that follow it are deleted even though disabled;
         // keys that said no stay.
-        let global = store.sweep(at(0), true, false, "sweeper").await.unwrap();
+        let global = store.sweep(at(0), true, false, "sweeper".into()).await.unwrap();
         assert_eq!(swept(&global.deleted), BTreeSet::from([(follow.id, "follow".to_string())]));
         assert!(global.disabled.is_empty());
         assert!(store.key(delete_no.id).await.unwrap().is_some());
@@ -1127,6 +1133,37 @@ async fn audit_log_is_newest_first_and_per_key() {
         let details: serde_json::Value = serde_json::from_str(&reveal.details).unwrap();
         assert_eq!(details, serde_json::json!({ "why": "rotation" }));
         assert_eq!(actions(store, Some(key.id)).await, ["reveal", "create"]);
+    });
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_actors_key_fingerprint_is_kept_in_ledger_and_audit_rows() {
+    for_each_backend!(|db| {
+        let store = db.store.as_ref();
+        let owner = add_user(store, "owner").await;
+        let wallet = prepaid(new_key(&owner, "wallet", at(0)), Some(Money::from_usd(10)));
+        insert(store, &wallet).await;
+        let by_alice = |change| BalanceAdjustment {
+            actor: "alice".into(),
+            actor_key: Some("SHA256:alice".into()),
+            ..adjustment(wallet.id, change, None)
+        };
+        // A top-up (one statement) and a new credited total (a transaction) take different paths.
+        store.adjust_balance(&by_alice(add(1_000_000))).await.unwrap();
+        store.adjust_balance(&by_alice(BalanceChange::SetCredited(Some(Money::from_usd(20))))).await.unwrap();
+        let note = AuditRecord { actor_key: Some("SHA256:alice".into()), ..audit("reveal", Some(wallet.id)) };
+        store.append_audit(&note).await.unwrap();
+
+        let ledger = store.ledger(wallet.id, None).await.unwrap();
+        let keys: Vec<Option<&str>> = ledger.iter().map(|entry| entry.actor_key.as_deref()).collect();
+        assert_eq!(keys, [Some("SHA256:alice"), Some("SHA256:alice")]);
+        let rows = store.audit(Some(wallet.id), 10).await.unwrap();
+        let keys: Vec<(&str, Option<&str>)> =
+            rows.iter().map(|row| (row.action.as_str(), row.actor_key.as_deref())).collect();
+        let by_alice = Some("SHA256:alice");
+        assert_eq!(keys, [("reveal", by_alice), ("set_credit", by_alice), ("topup", by_alice), ("create", None)]);
+        let page = store.audit_page(&AuditQuery { limit: 1, ..AuditQuery::default() }).await.unwrap();
+        assert_eq!(page[0].actor_key.as_deref(), by_alice);
     });
 }
 
@@ -1222,7 +1259,7 @@ async fn keys_deleted_by_the_sweep_count_as_purged() {
         store.record_usage(&usage("doomed-1", doomed.id, 700, noon(1))).await.unwrap();
         store.record_usage(&usage("kept-1", kept.id, 300, noon(1))).await.unwrap();
 
-        let report = store.sweep(at(120), false, false, "sweeper").await.unwrap();
+        let report = store.sweep(at(120), false, false, "sweeper".into()).await.unwrap();
         assert_eq!(report.deleted_count, 1);
         let cost = |rows: Vec<keytop::domain::DailyUsage>| rows.iter().map(|d| d.cost.micros()).sum::<i64>();
         assert_eq!(cost(store.purged_daily_usage(day(1), day(1)).await.unwrap()), 700);
@@ -1367,6 +1404,7 @@ async fn audit_pages_filter_by_actor_action_key_and_time_newest_first() {
             let record = AuditRecord {
                 at: at(3_600 * n),
                 actor: actor.into(),
+                actor_key: None,
                 action: action.into(),
                 api_key_id: key,
                 details: serde_json::json!({ "n": n }),

@@ -9,7 +9,7 @@ use keytop::domain::{
     ApiKey, Budget, CurrentPeriods, KeyPatch, Money, MoneyPlan, Patch, Period, PlanPatch, Refill, RefillMode, User,
 };
 use keytop::store::plan::RefillPeriods;
-use keytop::store::{AuditRecord, SecretRoll, Store, UsageRecord};
+use keytop::store::{Actor, AuditRecord, SecretRoll, Store, UsageRecord};
 use uuid::Uuid;
 
 use common::TestDb;
@@ -26,6 +26,7 @@ fn audit(action: &str, key: Option<Uuid>) -> AuditRecord {
     AuditRecord {
         at: utc("2026-01-01T00:00:00Z"),
         actor: "tester".into(),
+        actor_key: None,
         action: action.into(),
         api_key_id: key,
         details: serde_json::json!({}),
@@ -103,8 +104,11 @@ async fn credited(store: &dyn Store, key: &ApiKey) -> Money {
     store.key(key.id).await.unwrap().unwrap().credited.unwrap()
 }
 
+/// The sweep's actor: an admin of `keytop serve` who ran it from their session.
+const SWEEPER: Actor = Actor { name: "sweeper", key: Some("SHA256:sweeper") };
+
 async fn refill_at(db: &TestDb, now: &str) -> keytop::store::plan::RefillReport {
-    db.store.refill_due(&RefillPeriods::at(utc(now)), "sweeper", false).await.unwrap()
+    db.store.refill_due(&RefillPeriods::at(utc(now)), SWEEPER, false).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -201,8 +205,9 @@ async fn a_refill_lands_once_at_the_first_sweep_of_each_period() {
         assert_eq!(last.note.as_deref(), Some("refill (month 2027-01)"));
         assert_eq!(last.idempotency_key, Some(format!("refill:{}:month:2027-01-01", key.id)));
         assert_eq!((last.delta, last.credited_after, last.actor.as_str()), (usd(50), Some(usd(60)), "sweeper"));
+        assert_eq!(last.actor_key.as_deref(), SWEEPER.key);
         let audit = store.audit(Some(key.id), 10).await.unwrap();
-        assert_eq!(audit[0].action, "refill");
+        assert_eq!((audit[0].action.as_str(), audit[0].actor_key.as_deref()), ("refill", SWEEPER.key));
         assert!(audit[0].details.contains("refill (month 2027-01)"), "{}", audit[0].details);
 
         // February follows January's 31st without skipping or shortening a month.
@@ -258,7 +263,7 @@ async fn reset_refills_top_up_to_the_amount_and_skip_disabled_or_expired_keys() 
 
         let before = store.audit(None, 1000).await.unwrap().len();
         let preview =
-            db.store.refill_due(&RefillPeriods::at(utc("2026-12-08T00:00:00Z")), "sweeper", true).await.unwrap();
+            db.store.refill_due(&RefillPeriods::at(utc("2026-12-08T00:00:00Z")), "sweeper".into(), true).await.unwrap();
         assert_eq!(preview.refilled, 2, "{preview:?}");
         assert_eq!(store.audit(None, 1000).await.unwrap().len(), before, "a dry run writes nothing");
         assert_eq!(credited(store, &low).await, usd(30));
@@ -289,7 +294,7 @@ async fn purges_during_refills_leave_every_book_balanced() {
         let periods = RefillPeriods::at(utc("2026-12-08T00:00:00Z"));
         let refills = (0..2).map(|_| {
             let (store, periods) = (store.clone(), periods.clone());
-            tokio::spawn(async move { store.refill_due(&periods, "sweeper", false).await.unwrap().refilled })
+            tokio::spawn(async move { store.refill_due(&periods, "sweeper".into(), false).await.unwrap().refilled })
         });
         let refills: Vec<_> = refills.collect();
         for key in keys.iter().step_by(2) {

@@ -1,5 +1,6 @@
 //! SIGTERM and SIGHUP (the terminal or the SSH session closed) end the TUI like `q`: the terminal
-//! gets its restore sequences and `keytop --demo` removes its throwaway database directory.
+//! gets its restore sequences and `keytop --demo` removes its throwaway database directory. The
+//! demo shows live updates like any TUI.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -66,6 +67,8 @@ fn signal_ends_the_demo_cleanly(signal: &str) {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(demo_dirs(&tmp).len(), 1, "the demo's database directory exists while it runs");
+    let screen = output.lock().unwrap().0.screen().contents();
+    assert!(screen.contains("│ live │"), "the demo watches its database for changes; the screen:\n{screen}");
     let restored_before = output.lock().unwrap().1.len();
 
     let pid = child.process_id().expect("a pid").to_string();

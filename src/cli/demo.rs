@@ -2,9 +2,10 @@
 //! opens the TUI on a throwaway one. The data itself comes from [`crate::demo`].
 
 use super::args::{Cli, DemoArgs};
-use super::{actor, load_config, service_settings, tui_options};
+use super::{actor, load_config, service_settings, start_change_feed, tui_options};
 use crate::demo::{self, DemoSpec};
 use crate::service::KeyService;
+use crate::store::changes::ChangeFeed;
 
 impl From<&DemoArgs> for DemoSpec {
     fn from(args: &DemoArgs) -> Self {
@@ -36,7 +37,14 @@ pub(super) async fn run_tui_on_demo_data(cli: &Cli) -> anyhow::Result<()> {
         filled = demo::fill(&service, &spec, false) => { filled?; }
         () = hangup.recv() => return Ok(()),
     }
-    let outcome = crate::tui::run_with_hangup(service, tui_options(&config, cli.read_only), hangup).await;
+    // Live like any other TUI: another keytop may open the demo's database too.
+    let feed = start_change_feed(&url).await;
+    let options = crate::tui::TuiOptions {
+        changes: feed.as_ref().map(ChangeFeed::changes),
+        ..tui_options(&config, cli.read_only)
+    };
+    let outcome = crate::tui::run_with_hangup(service, options, hangup).await;
+    drop(feed);
     drop(dir);
     outcome
 }

@@ -207,11 +207,13 @@ pub async fn audit(ctx: &Context, actor: Option<String>, args: AuditArgs) -> any
         }
         _ => false,
     };
-    print_records(ctx.json, &entries, "no audit rows", &["ID", "TIME", "ACTOR", "ACTION", "KEY", "DETAILS"], |e| {
+    let headers = ["ID", "TIME", "ACTOR", "ACTOR KEY", "ACTION", "KEY", "DETAILS"];
+    print_records(ctx.json, &entries, "no audit rows", &headers, |e| {
         vec![
             e.id.to_string(),
             timestamp(e.at),
             sanitize(&e.actor).into_owned(),
+            e.actor_key.as_deref().map_or_else(|| "—".into(), |key| sanitize(key).into_owned()),
             sanitize(&e.action).into_owned(),
             e.api_key_id.map(|id| id.to_string()[..8].to_string()).unwrap_or_else(|| "—".into()),
             sanitize(&e.details).into_owned(),

@@ -146,15 +146,17 @@ pub fn tui_options(config: &Config, read_only: bool) -> crate::tui::TuiOptions {
 /// and the options watching it. Without a feed the TUI still works, refreshing on demand or on
 /// its timer, so a feed that does not start is only logged.
 async fn live_tui_options(ctx: &Context, read_only: bool) -> (Option<ChangeFeed>, crate::tui::TuiOptions) {
-    let feed = match ChangeFeed::start(&ctx.database_url).await {
-        Ok(feed) => Some(feed),
-        Err(error) => {
-            tracing::warn!(%error, "no live updates: the change feed did not start");
-            None
-        }
-    };
-    let changes = feed.as_ref().map(ChangeFeed::subscribe);
+    let feed = start_change_feed(&ctx.database_url).await;
+    let changes = feed.as_ref().map(ChangeFeed::changes);
     (feed, crate::tui::TuiOptions { changes, ..tui_options(&ctx.config, read_only) })
+}
+
+/// The change feed of the database at `url`, or none (logged) if it does not start.
+pub(super) async fn start_change_feed(url: &str) -> Option<ChangeFeed> {
+    ChangeFeed::start(url)
+        .await
+        .inspect_err(|error| tracing::warn!(%error, "no live updates: the change feed did not start"))
+        .ok()
 }
 
 /// Reads the config, opens the database, loads the master key and builds the service.

@@ -412,6 +412,9 @@ pub struct LedgerEntry {
     pub api_key_id: Uuid,
     pub at: DateTime<Utc>,
     pub actor: String,
+    /// The SHA256 fingerprint of the SSH key the actor signed in with (`keytop serve`): unlike the
+    /// name, it cannot be edited. `None` for the CLI and the local TUI.
+    pub actor_key: Option<String>,
     pub delta: Money,
     /// `None` when the key became unlimited.
     pub credited_after: Option<Money>,
@@ -427,6 +430,7 @@ impl LedgerEntry {
             api_key_id,
             at,
             actor: actor.to_string(),
+            actor_key: None,
             delta: amount,
             credited_after: Some(amount),
             note: Some("initial balance".into()),
@@ -441,6 +445,8 @@ pub struct AuditEntry {
     pub id: i64,
     pub at: DateTime<Utc>,
     pub actor: String,
+    /// The SHA256 fingerprint of the actor's SSH key, as in [`LedgerEntry::actor_key`].
+    pub actor_key: Option<String>,
     pub action: String,
     pub api_key_id: Option<Uuid>,
     /// JSON object with the details of the change.

@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 use russh::keys::ssh_key::HashAlg;
 use russh::server::{Auth, ChannelOpenHandle, Handler, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
@@ -19,6 +19,7 @@ use super::admins::{Admin, AdminKeys};
 use super::input::ClientInput;
 use super::screen::clamp_size;
 use super::session::{SessionSpec, spawn_session};
+use crate::tui::ColorDepth;
 
 /// Input waiting for a busy session, in packets; more is dropped (and counted) rather than queued.
 const INPUT_QUEUE: usize = 256;
@@ -30,12 +31,13 @@ pub struct Connection {
     peer: SocketAddr,
     /// Read on the first authentication attempt, so that every connection sees the file as it is.
     admin_keys: Option<Arc<AdminKeys>>,
-    admin: Option<Admin>,
-    /// Set once authenticated: the login grace timer looks at it.
-    pub authenticated: Arc<AtomicBool>,
+    /// Set once authenticated: the login grace timer and the connection's log line look at it.
+    pub signed_in: Arc<OnceLock<Admin>>,
     channel: Option<ChannelId>,
     pty: Option<Pty>,
+    /// `NO_COLOR` (non-empty) and `COLORTERM` as the client sent them, for its colour depth.
     no_color: bool,
+    colorterm: Option<String>,
     input: Option<mpsc::Sender<ClientInput>>,
     dropped_input: u64,
 }
@@ -51,11 +53,11 @@ impl Connection {
             shared,
             peer,
             admin_keys: None,
-            admin: None,
-            authenticated: Arc::new(AtomicBool::new(false)),
+            signed_in: Arc::new(OnceLock::new()),
             channel: None,
             pty: None,
             no_color: false,
+            colorterm: None,
             input: None,
             dropped_input: 0,
         }
@@ -111,8 +113,7 @@ impl Handler for Connection {
                     admin.role.as_str(),
                     admin.fingerprint
                 ));
-                self.admin = Some(admin);
-                self.authenticated.store(true, Ordering::Release);
+                let _ = self.signed_in.set(admin);
                 Ok(Auth::Accept)
             }
             None => {
@@ -158,21 +159,23 @@ impl Handler for Connection {
         &mut self,
         channel: ChannelId,
         name: &str,
-        _value: &str,
+        value: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         if !ALLOWED_ENV.contains(&name) && !name.starts_with("LC_") {
             return session.channel_failure(channel);
         }
-        if name == "NO_COLOR" {
-            self.no_color = true;
+        match name {
+            "NO_COLOR" => self.no_color = !value.is_empty(),
+            "COLORTERM" => self.colorterm = Some(value.to_string()),
+            _ => {}
         }
         session.channel_success(channel)
     }
 
     async fn shell_request(&mut self, channel: ChannelId, session: &mut Session) -> Result<(), Self::Error> {
         session.channel_success(channel)?;
-        let (Some(admin), Some(pty)) = (self.admin.clone(), self.pty.as_ref()) else {
+        let (Some(admin), Some(pty)) = (self.signed_in.get().cloned(), self.pty.as_ref()) else {
             // No pty: there is no terminal to draw on (ssh -T, or a pipe).
             return self.refuse(channel, "keytop needs a terminal: connect with ssh -t", session);
         };
@@ -188,7 +191,7 @@ impl Handler for Connection {
                 peer: self.peer,
                 term: pty.term.clone(),
                 size: pty.size,
-                no_color: self.no_color,
+                color_depth: ColorDepth::detect(Some(&pty.term), self.colorterm.as_deref(), self.no_color),
                 handle: session.handle(),
                 channel,
                 input: receiver,

@@ -16,7 +16,6 @@ mod session;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -213,7 +212,7 @@ async fn serve_connection(
     let started = std::time::Instant::now();
     let grace = shared.settings.login_grace;
     let connection = Connection::new(shared.clone(), peer);
-    let authenticated = connection.authenticated.clone();
+    let signed_in = connection.signed_in.clone();
     let running = match tokio::time::timeout(grace, russh::server::run_stream(config, socket, connection)).await {
         Ok(Ok(running)) => running,
         Ok(Err(error)) => return log(format!("connection from {peer} failed: {error}")),
@@ -231,7 +230,7 @@ async fn serve_connection(
                 Ok(()) => "closed".to_string(),
                 Err(error) => format!("ended: {error}"),
             },
-            () = &mut login_deadline, if !authenticated.load(Ordering::Acquire) => {
+            () = &mut login_deadline, if signed_in.get().is_none() => {
                 disconnect(&handle, "login grace time over").await;
                 break "not authenticated within the login grace time".to_string();
             }
@@ -246,7 +245,11 @@ async fn serve_connection(
             }
         }
     };
-    log(format!("connection from {peer} {reason} after {}s", started.elapsed().as_secs()));
+    let who = match signed_in.get() {
+        Some(admin) => format!(" admin={:?} key={}", admin.name, admin.fingerprint),
+        None => String::new(),
+    };
+    log(format!("connection from {peer}{who} {reason} after {}s", started.elapsed().as_secs()));
 }
 
 /// SIGHUP, which re-reads the admins' keys (instead of ending the process).

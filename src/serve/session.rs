@@ -15,14 +15,14 @@ use super::Shared;
 use super::admins::{Admin, Role};
 use super::input::{self, ClientInput};
 use super::screen::{self, SshScreen};
-use crate::tui::{self, RemoteTerminal};
+use crate::tui::{self, ColorDepth, RemoteTerminal};
 
 pub struct SessionSpec {
     pub admin: Admin,
     pub peer: SocketAddr,
     pub term: String,
     pub size: (u16, u16),
-    pub no_color: bool,
+    pub color_depth: ColorDepth,
     pub handle: Handle,
     pub channel: ChannelId,
     pub input: mpsc::Receiver<ClientInput>,
@@ -35,8 +35,13 @@ pub fn spawn_session(shared: Arc<Shared>, spec: SessionSpec) {
         let (admin, peer, handle, channel) = (spec.admin.clone(), spec.peer, spec.handle.clone(), spec.channel);
         let present = shared.presence.join(&admin.name);
         super::log(format!(
-            "session start admin={:?} peer={peer} term={} size={}x{}",
-            admin.name, spec.term, spec.size.0, spec.size.1
+            "session start admin={:?} key={} peer={peer} term={} colors={} size={}x{}",
+            admin.name,
+            admin.fingerprint,
+            spec.term,
+            spec.color_depth.as_str(),
+            spec.size.0,
+            spec.size.1
         ));
         let ended = tokio::spawn(run_tui(shared.clone(), spec)).await;
         let stopped_by = if *shared.stopping.borrow() {
@@ -50,8 +55,9 @@ pub fn spawn_session(shared: Arc<Shared>, spec: SessionSpec) {
         finish(&handle, channel, &ending).await;
         drop(present);
         super::log(format!(
-            "session end admin={:?} peer={peer} after {}s: {} ({} sessions left)",
+            "session end admin={:?} key={} peer={peer} after {}s: {} ({} sessions left)",
             admin.name,
+            admin.fingerprint,
             started.elapsed().as_secs(),
             ending.reason,
             shared.presence.count()
@@ -78,7 +84,8 @@ async fn run_tui(shared: Arc<Shared>, spec: SessionSpec) -> anyhow::Result<()> {
     };
     let mut presence = shared.presence.watch();
     presence.mark_changed(); // so the session starts with the list as it is
-    let terminal = RemoteTerminal { screen, input, size: spec.size, no_color: spec.no_color, presence: Some(presence) };
+    let terminal =
+        RemoteTerminal { screen, input, size: spec.size, color_depth: spec.color_depth, presence: Some(presence) };
     tui::run_remote(service, options, terminal, stop).await
 }
 

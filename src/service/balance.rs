@@ -63,8 +63,15 @@ impl KeyService {
         idempotency_key: Option<String>,
     ) -> ServiceResult<TopUp> {
         let note = validate::note(note)?;
-        let adjustment =
-            BalanceAdjustment { key_id: id, change, at: self.now(), actor: self.actor.clone(), note, idempotency_key };
+        let adjustment = BalanceAdjustment {
+            key_id: id,
+            change,
+            at: self.now(),
+            actor: self.actor.clone(),
+            actor_key: self.credential.clone(),
+            note,
+            idempotency_key,
+        };
         let (outcome, balance) = self.store.adjust_balance_and_read(&adjustment).await?;
         let (entry, replayed) = match outcome {
             AdjustOutcome::Applied(entry) => (entry, false),

@@ -177,8 +177,10 @@ impl KeyService {
             money: spec.money,
             previous_secret_until: None,
         };
-        let initial_credit =
-            credited.filter(|c| !c.is_zero()).map(|amount| LedgerEntry::initial_credit(id, now, &self.actor, amount));
+        let initial_credit = credited.filter(|c| !c.is_zero()).map(|amount| LedgerEntry {
+            actor_key: self.credential.clone(),
+            ..LedgerEntry::initial_credit(id, now, &self.actor, amount)
+        });
         let audit = self.audit_record(
             "key_create",
             Some(id),

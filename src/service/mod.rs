@@ -24,7 +24,7 @@ use uuid::Uuid;
 use crate::crypto::MasterKey;
 use crate::domain::{AuditEntry, Clock, Money, SystemClock, User, UserSummary, plan::DEFAULT_LOW_BALANCE, validate};
 use crate::store::plan::RefillPeriods;
-use crate::store::{AuditRecord, BulkLoad, Store, SweepReport};
+use crate::store::{Actor, AuditRecord, BulkLoad, Store, SweepReport};
 
 pub use attention::{Attention, EXPIRING_WITHIN, SWEPT_WITHIN};
 pub use balance::TopUp;
@@ -117,11 +117,15 @@ impl KeyService {
         self.master_key.as_ref().as_ref().map_err(|reason| ServiceError::MasterKey(reason.clone()))
     }
 
-    fn audit_record(&self, action: &str, api_key_id: Option<Uuid>, mut details: Value) -> AuditRecord {
-        if let (Some(credential), Value::Object(fields)) = (&self.credential, &mut details) {
-            fields.insert("actor_key".into(), Value::String(credential.clone()));
+    fn audit_record(&self, action: &str, api_key_id: Option<Uuid>, details: Value) -> AuditRecord {
+        AuditRecord {
+            at: self.now(),
+            actor: self.actor.clone(),
+            actor_key: self.credential.clone(),
+            action: action.into(),
+            api_key_id,
+            details,
         }
-        AuditRecord { at: self.now(), actor: self.actor.clone(), action: action.into(), api_key_id, details }
     }
 
     // Users
@@ -176,8 +180,9 @@ impl KeyService {
     /// processes sweep), so they run even when another process holds it.
     pub async fn sweep(&self, dry_run: bool) -> ServiceResult<SweepReport> {
         let now = self.now();
-        let mut report = self.store.sweep(now, self.settings.global_auto_delete, dry_run, &self.actor).await?;
-        let refills = self.store.refill_due(&RefillPeriods::at(now), &self.actor, dry_run).await?;
+        let actor = Actor { name: &self.actor, key: self.credential.as_deref() };
+        let mut report = self.store.sweep(now, self.settings.global_auto_delete, dry_run, actor).await?;
+        let refills = self.store.refill_due(&RefillPeriods::at(now), actor, dry_run).await?;
         report.refilled = refills.refilled;
         report.refilled_keys = refills.keys;
         Ok(report)
@@ -220,8 +225,8 @@ mod tests {
         let audit = server.audit(None, 10).await.unwrap();
         let row = |user: &str| audit.iter().find(|row| row.details.contains(user)).unwrap();
         assert_eq!(row("bob").actor, "alice");
-        assert!(row("bob").details.contains(r#""actor_key":"SHA256:abc""#), "{}", row("bob").details);
+        assert_eq!(row("bob").actor_key.as_deref(), Some("SHA256:abc"));
         assert_eq!(row("carol").actor, "keytop-serve");
-        assert!(!row("carol").details.contains("actor_key"));
+        assert_eq!(row("carol").actor_key, None);
     }
 }

@@ -33,8 +33,8 @@ use crate::domain::{
 };
 
 pub use records::{
-    AdjustOutcome, AuditRecord, BalanceAdjustment, BalanceChange, BulkLoad, ResealOutcome, Resealer, SWEEP_SAMPLE,
-    SecretRoll, SweepReport, UsageOutcome, UsageRecord, VerifyLookup,
+    Actor, AdjustOutcome, AuditRecord, BalanceAdjustment, BalanceChange, BulkLoad, ResealOutcome, Resealer,
+    SWEEP_SAMPLE, SecretRoll, SweepReport, UsageOutcome, UsageRecord, VerifyLookup,
 };
 pub use url::{redact_url, with_database};
 
@@ -168,7 +168,7 @@ pub trait Store: Send + Sync {
         now: DateTime<Utc>,
         global_auto_delete: bool,
         dry_run: bool,
-        actor: &str,
+        actor: Actor<'_>,
     ) -> StoreResult<SweepReport>;
     /// Refills every enabled, unexpired prepaid key whose refill period began since its last
     /// refill, with ledger and audit rows: at most once per key and period, however many
@@ -176,7 +176,7 @@ pub trait Store: Send + Sync {
     async fn refill_due(
         &self,
         periods: &plan::RefillPeriods,
-        actor: &str,
+        actor: Actor<'_>,
         dry_run: bool,
     ) -> StoreResult<plan::RefillReport>;
 

@@ -111,8 +111,8 @@ use uuid::Uuid;
 
 use super::plan::{RefillPeriods, RefillReport};
 use super::{
-    AdjustOutcome, AuditRecord, BalanceAdjustment, BulkLoad, ResealOutcome, Resealer, SecretRoll, Store, StoreError,
-    StoreResult, SweepReport, UsageOutcome, UsageRecord, VerifyLookup, latest_version, redact_url,
+    Actor, AdjustOutcome, AuditRecord, BalanceAdjustment, BulkLoad, ResealOutcome, Resealer, SecretRoll, Store,
+    StoreError, StoreResult, SweepReport, UsageOutcome, UsageRecord, VerifyLookup, latest_version, redact_url,
 };
 use crate::domain::{
     ApiKey, AuditEntry, AuditQuery, Balance, CurrentPeriods, DailyUsage, KeyCounts, KeyPatch, KeyQuery, LedgerEntry,
@@ -390,7 +390,7 @@ impl Store for PgStore {
         now: DateTime<Utc>,
         global_auto_delete: bool,
         dry_run: bool,
-        actor: &str,
+        actor: Actor<'_>,
     ) -> StoreResult<SweepReport> {
         let plan = sweep::Plan { now, global_auto_delete, actor };
         if dry_run {
@@ -400,7 +400,7 @@ impl Store for PgStore {
         }
     }
 
-    async fn refill_due(&self, periods: &RefillPeriods, actor: &str, dry_run: bool) -> StoreResult<RefillReport> {
+    async fn refill_due(&self, periods: &RefillPeriods, actor: Actor<'_>, dry_run: bool) -> StoreResult<RefillReport> {
         self.retrying(|| plan::refill_due(&self.pool, periods, actor, dry_run)).await
     }
 

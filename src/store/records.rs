@@ -13,9 +13,26 @@ use crate::domain::{ApiKey, Balance, KeyAdmission, LedgerEntry, Money, SweptKey,
 pub struct AuditRecord {
     pub at: DateTime<Utc>,
     pub actor: String,
+    /// The fingerprint of the actor's SSH key (`keytop serve`), which cannot be edited.
+    pub actor_key: Option<String>,
     pub action: String,
     pub api_key_id: Option<Uuid>,
     pub details: serde_json::Value,
+}
+
+/// Who makes the changes of a statement the store writes in SQL (a sweep, refills), as the audit
+/// log and the ledger record them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Actor<'a> {
+    pub name: &'a str,
+    /// The fingerprint of their SSH key (`keytop serve`).
+    pub key: Option<&'a str>,
+}
+
+impl<'a> From<&'a str> for Actor<'a> {
+    fn from(name: &'a str) -> Self {
+        Actor { name, key: None }
+    }
 }
 
 impl AuditRecord {
@@ -25,6 +42,7 @@ impl AuditRecord {
         AuditRecord {
             at: entry.at,
             actor: entry.actor.clone(),
+            actor_key: entry.actor_key.clone(),
             action: change.audit_action().into(),
             api_key_id: Some(entry.api_key_id),
             details: serde_json::json!({
@@ -62,6 +80,8 @@ pub struct BalanceAdjustment {
     pub change: BalanceChange,
     pub at: DateTime<Utc>,
     pub actor: String,
+    /// The fingerprint of the actor's SSH key (`keytop serve`).
+    pub actor_key: Option<String>,
     pub note: Option<String>,
     /// A second adjustment with the same idempotency key applies nothing and reports the first.
     pub idempotency_key: Option<String>,

@@ -20,8 +20,8 @@ use uuid::Uuid;
 
 use super::plan::{RefillPeriods, RefillReport};
 use super::{
-    AdjustOutcome, AuditRecord, BalanceAdjustment, BulkLoad, ResealOutcome, Resealer, SecretRoll, Store, StoreError,
-    StoreResult, SweepReport, UsageOutcome, UsageRecord, VerifyLookup, latest_version, redact_url,
+    Actor, AdjustOutcome, AuditRecord, BalanceAdjustment, BulkLoad, ResealOutcome, Resealer, SecretRoll, Store,
+    StoreError, StoreResult, SweepReport, UsageOutcome, UsageRecord, VerifyLookup, latest_version, redact_url,
 };
 use crate::domain::{
     ApiKey, AuditEntry, AuditQuery, Balance, CurrentPeriods, DailyUsage, KeyCounts, KeyPatch, KeyQuery, LedgerEntry,
@@ -432,12 +432,12 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
         global_auto_delete: bool,
         dry_run: bool,
-        actor: &str,
+        actor: Actor<'_>,
     ) -> StoreResult<SweepReport> {
         sweep::sweep(self, now, global_auto_delete, dry_run, actor).await
     }
 
-    async fn refill_due(&self, periods: &RefillPeriods, actor: &str, dry_run: bool) -> StoreResult<RefillReport> {
+    async fn refill_due(&self, periods: &RefillPeriods, actor: Actor<'_>, dry_run: bool) -> StoreResult<RefillReport> {
         plan::refill_due(self, periods, actor, dry_run).await
     }
 
@@ -530,6 +530,7 @@ mod tests {
         let audit = AuditRecord {
             at: Utc::now(),
             actor: "tester".into(),
+            actor_key: None,
             action: "test".into(),
             api_key_id: None,
             details: serde_json::Value::Null,

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, Interval, MissedTickBehavior, interval_at, sleep_until};
 
 use crate::service::KeyService;
+use crate::store::changes::Changes;
 
 use super::effect::{Effect, Runner};
 use super::event::Event;
@@ -32,8 +33,9 @@ const CHANGE_DEBOUNCE: Duration = Duration::from_millis(100);
 /// What the world tells the TUI besides its input.
 #[derive(Default)]
 pub struct Feeds {
-    /// Goes up when the database may have changed: what is on screen is queried again.
-    pub changes: Option<watch::Receiver<u64>>,
+    /// Goes up when the database may have changed: what is on screen is queried again. This
+    /// TUI's own writes are published on it.
+    pub changes: Option<Changes>,
     /// Who is connected to the same `keytop serve`, this session included.
     pub presence: Option<watch::Receiver<Vec<String>>>,
 }
@@ -53,7 +55,8 @@ where
     I: Stream<Item = io::Result<TerminalEvent>> + Unpin,
 {
     let (events_tx, mut events) = mpsc::unbounded_channel();
-    let runner = Runner::new(service.clone(), events_tx);
+    let runner = Runner::new(service.clone(), events_tx, feeds.changes.clone());
+    let mut changes = feeds.changes.as_ref().map(Changes::subscribe);
     tokio::pin!(stop);
     let mut stopped = false;
     let mut tick = timer(TICK);
@@ -91,7 +94,7 @@ where
                 None => break, // the terminal is gone
             },
             Some(event) = events.recv() => event,
-            Some(()) = changed(&mut feeds.changes) => {
+            Some(()) = changed(&mut changes) => {
                 reload_at.get_or_insert_with(|| Instant::now() + CHANGE_DEBOUNCE);
                 continue;
             }

@@ -17,7 +17,7 @@ use super::event::Event;
 use super::keymap::KeyChord;
 use super::state::State;
 use super::update::{start, update};
-use super::{TuiOptions, session, view};
+use super::{ColorDepth, TuiOptions, session, view};
 
 /// How long a settle waits for an answer before giving up.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -57,9 +57,10 @@ pub struct Bench {
 impl Bench {
     /// A session on `service` at `size`, with the first page, the counts and a first frame drawn.
     pub async fn new(service: KeyService, options: &TuiOptions, size: (u16, u16)) -> anyhow::Result<Bench> {
-        let session = session(&service, options, false)?;
+        // The depth of the terminals the benches run in (TERM=xterm-256color).
+        let session = session(&service, options, ColorDepth::Ansi256)?;
         let (events_tx, events) = unbounded_channel();
-        let runner = Runner::new(service.clone(), events_tx);
+        let runner = Runner::new(service.clone(), events_tx, None);
         let state = State::new(session, service.now(), size);
         let written = Counter::default();
         let terminal = terminal(written.clone(), size)?;

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use crate::domain::{ApiKey, AuditEntry, AuditQuery, KeyPatch, KeyQuery, Money, SpenderKind};
 use crate::service::{ConfirmedSweep, DEFAULT_GRACE, KeyService, NewKeySpec, ServiceError, ServiceResult};
+use crate::store::changes::Changes;
 use crate::store::{StoreError, SweepReport};
 
 use super::event::{CreatedSecret, Event, Outcome, UserWrite};
@@ -113,22 +114,58 @@ pub enum Call {
     },
 }
 
+impl Call {
+    /// Whether the call may write to the database (a reveal writes its audit row; a failed edit
+    /// may have saved its fields before its credit).
+    fn writes(&self) -> bool {
+        match self {
+            Call::TopUp(_)
+            | Call::Create(_)
+            | Call::Update { .. }
+            | Call::SetActive { .. }
+            | Call::Purge { .. }
+            | Call::Reveal { .. }
+            | Call::Roll { .. }
+            | Call::SweepAsShown(_)
+            | Call::AddUser(_)
+            | Call::SetUserActive { .. }
+            | Call::DisableUserKeys { .. }
+            | Call::CreateWithOwner(_) => true,
+            Call::Sweep { dry_run } => !dry_run,
+            Call::ListKeys(_)
+            | Call::CountMatches(_)
+            | Call::CountKeys
+            | Call::Detail { .. }
+            | Call::Usage { .. }
+            | Call::Users { .. }
+            | Call::User { .. }
+            | Call::Audit { .. } => false,
+        }
+    }
+}
+
 /// Runs effects that do not need the terminal.
 #[derive(Clone)]
 pub struct Runner {
     service: KeyService,
     events: UnboundedSender<Event>,
+    /// Where this TUI's writes are published, so the other TUIs of the process see them at once.
+    changes: Option<Changes>,
 }
 
 impl Runner {
-    pub fn new(service: KeyService, events: UnboundedSender<Event>) -> Runner {
-        Runner { service, events }
+    pub fn new(service: KeyService, events: UnboundedSender<Event>, changes: Option<Changes>) -> Runner {
+        Runner { service, events, changes }
     }
 
     pub fn spawn_call(&self, request: RequestId, call: Call) {
         let runner = self.clone();
         tokio::spawn(async move {
+            let writes = call.writes();
             let outcome = runner.call(call).await;
+            if let Some(changes) = runner.changes.as_ref().filter(|_| writes) {
+                changes.publish();
+            }
             // The loop may have quit meanwhile; then nobody needs the answer.
             let _ = runner.events.send(Event::Done(request, Box::new(outcome)));
         });
@@ -310,4 +347,32 @@ impl Runner {
 /// Whether an error means the database could not be reached (rather than a refusal).
 fn is_unreachable(error: &ServiceError) -> bool {
     matches!(error, ServiceError::Store(StoreError::Unavailable { .. }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::ServiceSettings;
+
+    /// Runs `call` on a runner publishing to `changes`, and waits for its answer.
+    async fn answer(call: Call, changes: &Changes) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::open(&format!("sqlite://{}", dir.path().join("k.db").display())).await.unwrap();
+        let service = KeyService::new(store, Err("unused".into()), ServiceSettings::default(), "admin".into());
+        let (events, mut answers) = tokio::sync::mpsc::unbounded_channel();
+        Runner::new(service, events, Some(changes.clone())).spawn_call(RequestId(1), call);
+        while !matches!(answers.recv().await, Some(Event::Done(..))) {}
+    }
+
+    #[tokio::test]
+    async fn a_write_is_published_to_the_process_before_its_answer_arrives() {
+        let changes = Changes::new();
+        let mut others = changes.subscribe();
+        answer(Call::Sweep { dry_run: false }, &changes).await;
+        assert!(others.has_changed().unwrap(), "the other TUIs were not told");
+        others.mark_unchanged();
+        answer(Call::Sweep { dry_run: true }, &changes).await;
+        answer(Call::CountKeys, &changes).await;
+        assert!(!others.has_changed().unwrap(), "reads are no news");
+    }
 }

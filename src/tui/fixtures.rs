@@ -17,6 +17,7 @@ use crate::service::{
     UserStats, VerifyDecision,
 };
 
+use super::color_depth::ColorDepth;
 use super::keymap::Keymap;
 use super::paging::Window;
 use super::screens::Tab;
@@ -130,7 +131,7 @@ pub fn session(read_only: bool, theme: Theme) -> Session {
 
 /// A state with `keys()` loaded (a complete list) and the first key selected.
 pub fn loaded_state(size: (u16, u16)) -> State {
-    let mut state = State::new(session(false, Theme::for_choice(ThemeChoice::Color, false)), NOW, size);
+    let mut state = State::new(session(false, Theme::for_choice(ThemeChoice::Color, ColorDepth::TrueColor)), NOW, size);
     state.list.window = Window { rows: keys(), anchor: None, at_start: true, at_end: true };
     state.counts = Some(KeyCounts { total: 30, disabled: 1, expired: 1 });
     state
@@ -196,6 +197,7 @@ fn ledger_entry(
         api_key_id: key.id,
         at: NOW - TimeDelta::days(10 - 3 * index),
         actor: "admin".into(),
+        actor_key: None,
         delta,
         credited_after,
         note: note.map(String::from),
@@ -285,6 +287,7 @@ pub fn attention() -> Attention {
         id: 2_000 - index,
         at: NOW - TimeDelta::hours(2 + 3 * index),
         actor: "keytop-sweep".into(),
+        actor_key: None,
         action: action.into(),
         api_key_id: key,
         details: format!(r#"{{"name":"{name}"}}"#),
@@ -314,6 +317,7 @@ pub fn audit_rows(count: usize) -> Vec<AuditEntry> {
                 id: 1_000 - index as i64,
                 at: NOW - TimeDelta::minutes(7 * index as i64),
                 actor: if index % 3 == 0 { "alice".into() } else { "admin".into() },
+                actor_key: None,
                 action: action.into(),
                 api_key_id: key,
                 details: details.into(),

@@ -8,6 +8,7 @@
 mod app;
 #[doc(hidden)]
 pub mod bench;
+mod color_depth;
 mod effect;
 mod event;
 mod forms;
@@ -33,9 +34,11 @@ use anyhow::Context as _;
 
 use crate::config::{SweepConfig, UiConfig};
 use crate::service::KeyService;
+use crate::store::changes::Changes;
 
 use app::Feeds;
 pub use app::Hangup;
+pub use color_depth::ColorDepth;
 use keymap::Keymap;
 use state::{Session, State};
 pub use terminal::{Screen, draw_synchronized, write_clipboard};
@@ -51,8 +54,9 @@ pub struct TuiOptions {
     /// Action name → key (`top_up = "t"`), from the `[keybindings]` table of the config file.
     pub keybindings: BTreeMap<String, String>,
     /// The database's change feed ([`crate::store::changes`]): with it, changes show as they
-    /// happen; without it, only on a refresh.
-    pub changes: Option<tokio::sync::watch::Receiver<u64>>,
+    /// happen, and this TUI's own writes are published to the others in the process; without it,
+    /// changes show only on a refresh.
+    pub changes: Option<Changes>,
 }
 
 /// Runs the TUI until the admin quits (or SIGTERM/SIGHUP). The terminal is restored on every way
@@ -65,7 +69,7 @@ pub async fn run(service: KeyService, options: TuiOptions) -> anyhow::Result<()>
 /// TUI starts (while the demo fills its database) is not lost.
 pub async fn run_with_hangup(service: KeyService, options: TuiOptions, mut hangup: Hangup) -> anyhow::Result<()> {
     // Checked before the terminal changes mode, so a bad config reads like any other error.
-    let session = session(&service, &options, Theme::no_color_requested())?;
+    let session = session(&service, &options, ColorDepth::of_environment())?;
     let guard = terminal::TerminalGuard::enter().context("cannot set up the terminal")?;
     let size = guard.terminal.size().context("cannot read the terminal size")?;
     let state = State::new(session, service.now(), (size.width, size.height));
@@ -74,13 +78,13 @@ pub async fn run_with_hangup(service: KeyService, options: TuiOptions, mut hangu
     app::run_loop(guard, crossterm::event::EventStream::new(), stop, feeds, state, service).await
 }
 
-/// A terminal that is not this process's own: its size, its input as terminal events, whether it
-/// asked for no colour, and who else is connected to the same server.
+/// A terminal that is not this process's own: its size, its input as terminal events, the colours
+/// it shows, and who else is connected to the same server.
 pub struct RemoteTerminal<S, I> {
     pub screen: S,
     pub input: I,
     pub size: (u16, u16),
-    pub no_color: bool,
+    pub color_depth: ColorDepth,
     pub presence: Option<tokio::sync::watch::Receiver<Vec<String>>>,
 }
 
@@ -96,20 +100,20 @@ where
     S: Screen,
     I: futures::Stream<Item = std::io::Result<crossterm::event::Event>> + Unpin,
 {
-    let session = session(&service, &options, terminal.no_color)?;
+    let session = session(&service, &options, terminal.color_depth)?;
     let state = State::new(session, service.now(), terminal.size);
     let feeds = Feeds { changes: options.changes, presence: terminal.presence };
     app::run_loop(terminal.screen, terminal.input, stop, feeds, state, service).await
 }
 
-fn session(service: &KeyService, options: &TuiOptions, no_color: bool) -> anyhow::Result<Session> {
+fn session(service: &KeyService, options: &TuiOptions, color_depth: ColorDepth) -> anyhow::Result<Session> {
     let keymap = Keymap::new(&options.keybindings, options.read_only).map_err(anyhow::Error::msg)?;
     let sweeps = options.sweep.enabled && !options.read_only;
     Ok(Session {
         read_only: options.read_only,
         database: service.describe_database(),
         keymap,
-        theme: Theme::for_choice(options.ui.theme, no_color),
+        theme: Theme::for_choice(options.ui.theme, color_depth),
         confirm_topup_at: options.ui.confirm_topup_at,
         refresh_every: options.ui.refresh_interval,
         live_updates: options.changes.is_some(),

@@ -1,10 +1,25 @@
 //! Styles by meaning. Views ask for "the selected row" or "an error", never for a colour, so the
-//! monochrome theme (for `NO_COLOR`) is a second table, not a second set of views.
+//! monochrome theme (for `NO_COLOR`) is a second table, not a second set of views. The colour
+//! theme is painted at the terminal's colour depth.
 
 use ratatui::style::{Color, Modifier, Style};
 
+use super::color_depth::ColorDepth;
 use crate::config::ThemeChoice;
 use crate::domain::KeyStatus;
+
+/// A colour of the theme: its RGB value (one of the 256 palette's, so 256 colours show it exactly),
+/// and the ANSI colour that stands for it on 16.
+#[derive(Clone, Copy)]
+struct Hue((u8, u8, u8), Color);
+
+const ACCENT: Hue = Hue((95, 215, 255), Color::Cyan);
+const ON_ACCENT: Hue = Hue((0, 0, 0), Color::Black);
+const MUTED: Hue = Hue((138, 138, 138), Color::DarkGray);
+const LABEL: Hue = Hue((188, 188, 188), Color::Gray);
+const WARNING: Hue = Hue((255, 215, 95), Color::Yellow);
+const ERROR: Hue = Hue((255, 95, 95), Color::Red);
+const SUCCESS: Hue = Hue((135, 215, 135), Color::Green);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Theme {
@@ -30,42 +45,47 @@ pub struct Theme {
 }
 
 impl Theme {
-    /// The theme for a config choice; `Auto` follows `NO_COLOR` (any non-empty value).
-    pub fn for_choice(choice: ThemeChoice, no_color: bool) -> Theme {
+    /// The theme for a config choice on a terminal of `depth`: `Auto` is the colour theme at that
+    /// depth, or the monochrome one without colours; `Color` insists on at least 16 colours.
+    pub fn for_choice(choice: ThemeChoice, depth: ColorDepth) -> Theme {
         match choice {
-            ThemeChoice::Color => Theme::color(),
+            ThemeChoice::Color => Theme::color(depth.max(ColorDepth::Ansi16)),
             ThemeChoice::Mono => Theme::mono(),
-            ThemeChoice::Auto if no_color => Theme::mono(),
-            ThemeChoice::Auto => Theme::color(),
+            ThemeChoice::Auto if depth == ColorDepth::None => Theme::mono(),
+            ThemeChoice::Auto => Theme::color(depth),
         }
     }
 
-    /// Whether the environment asks for no colour (<https://no-color.org>).
-    pub fn no_color_requested() -> bool {
-        std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty())
-    }
-
-    pub fn color() -> Theme {
+    pub fn color(depth: ColorDepth) -> Theme {
         let plain = Style::new();
+        let bold = plain.add_modifier(Modifier::BOLD);
+        let paint = |style: Style, hue: Hue| match depth.paint(hue.0, hue.1) {
+            Some(colour) => style.fg(colour),
+            None => style,
+        };
+        let selected = match depth.paint(ACCENT.0, ACCENT.1) {
+            Some(colour) => paint(bold, ON_ACCENT).bg(colour),
+            None => bold.add_modifier(Modifier::REVERSED),
+        };
         Theme {
-            title: plain.fg(Color::Cyan).add_modifier(Modifier::BOLD),
+            title: paint(bold, ACCENT),
             text: plain,
-            muted: plain.fg(Color::DarkGray),
-            label: plain.fg(Color::Gray),
-            border: plain.fg(Color::DarkGray),
-            focused_border: plain.fg(Color::Cyan),
-            selected: plain.fg(Color::Black).bg(Color::Cyan).add_modifier(Modifier::BOLD),
-            header: plain.fg(Color::Yellow).add_modifier(Modifier::BOLD),
-            warning: plain.fg(Color::Yellow).add_modifier(Modifier::BOLD),
-            error: plain.fg(Color::Red).add_modifier(Modifier::BOLD),
-            success: plain.fg(Color::Green),
-            secret: plain.fg(Color::Yellow).add_modifier(Modifier::BOLD),
-            chart: plain.fg(Color::Cyan),
-            key: plain.fg(Color::Cyan).add_modifier(Modifier::BOLD),
-            status_active: plain.fg(Color::Green),
-            status_disabled: plain.fg(Color::DarkGray),
-            status_expired: plain.fg(Color::Red),
-            status_exhausted: plain.fg(Color::Yellow),
+            muted: paint(plain, MUTED),
+            label: paint(plain, LABEL),
+            border: paint(plain, MUTED),
+            focused_border: paint(plain, ACCENT),
+            selected,
+            header: paint(bold, WARNING),
+            warning: paint(bold, WARNING),
+            error: paint(bold, ERROR),
+            success: paint(plain, SUCCESS),
+            secret: paint(bold, WARNING),
+            chart: paint(plain, ACCENT),
+            key: paint(bold, ACCENT),
+            status_active: paint(plain, SUCCESS),
+            status_disabled: paint(plain, MUTED),
+            status_expired: paint(plain, ERROR),
+            status_exhausted: paint(plain, WARNING),
         }
     }
 
@@ -111,10 +131,20 @@ mod tests {
 
     #[test]
     fn no_color_picks_the_mono_theme_unless_colour_is_forced() {
-        assert_eq!(Theme::for_choice(ThemeChoice::Auto, true), Theme::mono());
-        assert_eq!(Theme::for_choice(ThemeChoice::Auto, false), Theme::color());
-        assert_eq!(Theme::for_choice(ThemeChoice::Color, true), Theme::color());
-        assert_eq!(Theme::for_choice(ThemeChoice::Mono, false), Theme::mono());
+        use ColorDepth::{Ansi16, Ansi256, None, TrueColor};
+        assert_eq!(Theme::for_choice(ThemeChoice::Auto, None), Theme::mono());
+        assert_eq!(Theme::for_choice(ThemeChoice::Auto, Ansi256), Theme::color(Ansi256));
+        assert_eq!(Theme::for_choice(ThemeChoice::Color, None), Theme::color(Ansi16));
+        assert_eq!(Theme::for_choice(ThemeChoice::Color, TrueColor), Theme::color(TrueColor));
+        assert_eq!(Theme::for_choice(ThemeChoice::Mono, TrueColor), Theme::mono());
+    }
+
+    #[test]
+    fn the_colour_theme_keeps_its_hues_at_every_depth() {
+        assert_eq!(Theme::color(ColorDepth::Ansi16).error.fg, Some(Color::Red));
+        assert_eq!(Theme::color(ColorDepth::Ansi256).error.fg, Some(Color::Indexed(203)));
+        assert_eq!(Theme::color(ColorDepth::TrueColor).error.fg, Some(Color::Rgb(255, 95, 95)));
+        assert_eq!(Theme::color(ColorDepth::Ansi16).selected.bg, Some(Color::Cyan));
     }
 
     #[test]

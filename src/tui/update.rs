@@ -574,6 +574,12 @@ pub(super) fn refresh(state: &mut State) -> Vec<Effect> {
     if state.screen == Screen::Detail {
         effects.extend(load_detail(state));
     }
+    match state.tab {
+        screens::Tab::Keys => {}
+        screens::Tab::Usage => effects.extend(screens::usage::update::load(state)),
+        screens::Tab::Users => effects.extend(screens::users::update::refresh(state)),
+        screens::Tab::Audit => effects.extend(screens::audit::update::refresh(state)),
+    }
     effects
 }
 
@@ -636,11 +642,12 @@ fn on_outcome(state: &mut State, request: RequestId, outcome: Outcome) -> Vec<Ef
     match outcome {
         Outcome::Page(result) => {
             let dialog_key = live::dialog_key(state);
-            let fresh =
-                result.as_ref().ok().and_then(|rows| rows.iter().find(|key| Some(key.id) == dialog_key)).cloned();
+            let find = |rows: &[ApiKey]| rows.iter().find(|key| Some(key.id) == dialog_key).cloned();
+            let before = find(&state.list.window.rows);
+            let fresh = result.as_ref().ok().and_then(|rows| find(rows));
             let effects = on_page(state, request, result);
             if let Some(key) = fresh {
-                live::on_dialog_key_seen(state, key);
+                live::on_dialog_key_seen(state, before.as_ref(), key);
             }
             effects
         }

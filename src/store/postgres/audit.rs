@@ -18,7 +18,7 @@ pub(super) async fn audit(pool: &PgPool, key_id: Option<Uuid>, limit: u32) -> Re
     let rows: Vec<AuditRow> = match key_id {
         Some(key_id) => {
             sqlx::query_as(
-                "SELECT id, at, actor, action, api_key_id, details::text AS details FROM audit_log \
+                "SELECT id, at, actor, actor_key, action, api_key_id, details::text AS details FROM audit_log \
                  WHERE api_key_id = $1 ORDER BY id DESC LIMIT $2",
             )
             .bind(key_id)
@@ -28,7 +28,7 @@ pub(super) async fn audit(pool: &PgPool, key_id: Option<Uuid>, limit: u32) -> Re
         }
         None => {
             sqlx::query_as(
-                "SELECT id, at, actor, action, api_key_id, details::text AS details FROM audit_log \
+                "SELECT id, at, actor, actor_key, action, api_key_id, details::text AS details FROM audit_log \
                  ORDER BY id DESC LIMIT $1",
             )
             .bind(i64::from(limit))
@@ -41,13 +41,16 @@ pub(super) async fn audit(pool: &PgPool, key_id: Option<Uuid>, limit: u32) -> Re
 
 /// Writes the audit row of a change, inside the change's transaction.
 pub(super) async fn insert_audit(connection: &mut PgConnection, record: &AuditRecord) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO audit_log (at, actor, action, api_key_id, details) VALUES ($1, $2, $3, $4, $5)")
-        .bind(record.at)
-        .bind(&record.actor)
-        .bind(&record.action)
-        .bind(record.api_key_id)
-        .bind(Json(&record.details))
-        .execute(connection)
-        .await?;
+    sqlx::query(
+        "INSERT INTO audit_log (at, actor, actor_key, action, api_key_id, details) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(record.at)
+    .bind(&record.actor)
+    .bind(&record.actor_key)
+    .bind(&record.action)
+    .bind(record.api_key_id)
+    .bind(Json(&record.details))
+    .execute(connection)
+    .await?;
     Ok(())
 }

@@ -12,17 +12,17 @@ use crate::domain::money::MAX_AMOUNT;
 use crate::domain::{LedgerEntry, Money, remaining};
 use crate::store::{AdjustOutcome, AuditRecord, BalanceAdjustment, BalanceChange};
 
-/// `INSERT` of a ledger row from `$1…$7`; append the conflict clause, if any, and `RETURNING`.
+/// `INSERT` of a ledger row from `$1…$8`; append the conflict clause, if any, and `RETURNING`.
 macro_rules! insert_ledger {
     () => {
-        "INSERT INTO balance_ledger (api_key_id, at, actor, delta_micros, credited_after, note, idempotency_key) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        "INSERT INTO balance_ledger (api_key_id, at, actor, delta_micros, credited_after, note, idempotency_key, \
+         actor_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
     };
 }
 
 macro_rules! ledger_columns {
     () => {
-        " RETURNING id, api_key_id, at, actor, delta_micros, credited_after, note, idempotency_key"
+        " RETURNING id, api_key_id, at, actor, actor_key, delta_micros, credited_after, note, idempotency_key"
     };
 }
 
@@ -38,12 +38,13 @@ const ADD_IN_ONE_STATEMENT: &str = "WITH changed AS ( \
          AND credited_micros::numeric + $2 BETWEEN 0 AND $4 \
        RETURNING credited_micros, used_micros), \
      entry AS ( \
-       INSERT INTO balance_ledger (api_key_id, at, actor, delta_micros, credited_after, note, idempotency_key) \
-       SELECT $1, $3, $5, $2, credited_micros, $6, $7 FROM changed \
-       RETURNING id, api_key_id, at, actor, delta_micros, credited_after, note, idempotency_key), \
+       INSERT INTO balance_ledger (api_key_id, at, actor, actor_key, delta_micros, credited_after, note, \
+         idempotency_key) \
+       SELECT $1, $3, $5, $10, $2, credited_micros, $6, $7 FROM changed \
+       RETURNING id, api_key_id, at, actor, actor_key, delta_micros, credited_after, note, idempotency_key), \
      audit AS ( \
-       INSERT INTO audit_log (at, actor, action, api_key_id, details) \
-       SELECT $3, $5, $8, $1, jsonb_build_object('delta', $9::text, 'credited_after', \
+       INSERT INTO audit_log (at, actor, actor_key, action, api_key_id, details) \
+       SELECT $3, $5, $10, $8, $1, jsonb_build_object('delta', $9::text, 'credited_after', \
          (credited_after / 1000000)::text || '.' || lpad((credited_after % 1000000)::text, 6, '0'), \
          'note', $6::text) \
        FROM entry) \
@@ -78,6 +79,7 @@ pub(super) async fn adjust_with_used(
         .bind(&adjustment.idempotency_key)
         .bind(adjustment.change.audit_action())
         .bind(amount.to_decimal_string())
+        .bind(&adjustment.actor_key)
         .fetch_optional(pool)
         .await;
     match applied {
@@ -107,6 +109,7 @@ pub(super) async fn adjust(pool: &PgPool, adjustment: &BalanceAdjustment) -> Res
             api_key_id: adjustment.key_id,
             at: adjustment.at,
             actor: adjustment.actor.clone(),
+            actor_key: adjustment.actor_key.clone(),
             delta: Money::from_micros(delta),
             credited_after: credited_after.map(Money::from_micros),
             note: adjustment.note.clone(),
@@ -150,6 +153,7 @@ fn bind_ledger_entry<'q>(
         .bind(entry.credited_after.map(Money::micros))
         .bind(&entry.note)
         .bind(&entry.idempotency_key)
+        .bind(&entry.actor_key)
 }
 
 async fn entry_with_idempotency_key(
@@ -160,7 +164,7 @@ async fn entry_with_idempotency_key(
         return Ok(None);
     };
     let row: Option<LedgerRow> = sqlx::query_as(
-        "SELECT id, api_key_id, at, actor, delta_micros, credited_after, note, idempotency_key \
+        "SELECT id, api_key_id, at, actor, actor_key, delta_micros, credited_after, note, idempotency_key \
          FROM balance_ledger WHERE idempotency_key = $1",
     )
     .bind(idempotency_key)
@@ -274,7 +278,7 @@ pub(super) async fn ledger(pool: &PgPool, key_id: Uuid, limit: Option<u32>) -> R
     // The most recent `limit` rows (all when NULL), handed back oldest first.
     let rows: Vec<LedgerRow> = sqlx::query_as(
         "SELECT * FROM ( \
-           SELECT id, api_key_id, at, actor, delta_micros, credited_after, note, idempotency_key \
+           SELECT id, api_key_id, at, actor, actor_key, delta_micros, credited_after, note, idempotency_key \
            FROM balance_ledger WHERE api_key_id = $1 ORDER BY id DESC LIMIT $2) recent \
          ORDER BY id",
     )

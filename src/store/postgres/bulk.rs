@@ -108,9 +108,9 @@ async fn insert_keys(conn: &mut PgConnection, keys: &[ApiKey]) -> Result<(), sql
 
 async fn insert_ledger_rows(conn: &mut PgConnection, entries: &[LedgerEntry]) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO balance_ledger (api_key_id, at, actor, delta_micros, credited_after, note, idempotency_key) \
-         SELECT * FROM UNNEST($1::uuid[], $2::timestamptz[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], \
-         $7::text[])",
+        "INSERT INTO balance_ledger (api_key_id, at, actor, delta_micros, credited_after, note, idempotency_key, \
+         actor_key) SELECT * FROM UNNEST($1::uuid[], $2::timestamptz[], $3::text[], $4::bigint[], $5::bigint[], \
+         $6::text[], $7::text[], $8::text[])",
     )
     .bind(column(entries, |entry| entry.api_key_id))
     .bind(column(entries, |entry| entry.at))
@@ -119,6 +119,7 @@ async fn insert_ledger_rows(conn: &mut PgConnection, entries: &[LedgerEntry]) ->
     .bind(column(entries, |entry| entry.credited_after.map(Money::micros)))
     .bind(column(entries, |entry| entry.note.clone()))
     .bind(column(entries, |entry| entry.idempotency_key.clone()))
+    .bind(column(entries, |entry| entry.actor_key.clone()))
     .execute(conn)
     .await?;
     Ok(())

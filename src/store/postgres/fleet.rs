@@ -244,7 +244,7 @@ pub(super) async fn audit_page(pool: &PgPool, query: &AuditQuery) -> sqlx::Resul
         return Ok(Vec::new());
     }
     let mut builder = QueryBuilder::<Postgres>::new(
-        "SELECT id, at, actor, action, api_key_id, details::text AS details FROM audit_log WHERE TRUE",
+        "SELECT id, at, actor, actor_key, action, api_key_id, details::text AS details FROM audit_log WHERE TRUE",
     );
     if let Some(actor) = &query.actor {
         builder.push(" AND actor = ").push_bind(actor.clone());

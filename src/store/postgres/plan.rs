@@ -16,8 +16,8 @@ use uuid::Uuid;
 
 use crate::domain::money::MAX_AMOUNT;
 use crate::domain::{ApiKey, MoneyPlan, Period, PlanPatch};
-use crate::store::SWEEP_SAMPLE;
 use crate::store::plan::{PlanColumns, RefillPeriods, RefillReport, RefilledKey};
+use crate::store::{Actor, SWEEP_SAMPLE};
 
 /// Writes the plan columns a patch changes (nothing when it changes none), in the caller's
 /// transaction.
@@ -96,7 +96,8 @@ macro_rules! sample {
 
 const PREVIEW: &str = concat!("WITH due AS (", due!(), ") ", sample!("due"));
 
-/// The audit details are those `AuditRecord::for_adjustment` writes; `$13` is the actor.
+/// The audit details are those `AuditRecord::for_adjustment` writes; `$13` is the actor, `$14`
+/// their key.
 const REFILL: &str = concat!(
     "WITH due AS (",
     due!(),
@@ -108,12 +109,13 @@ const REFILL: &str = concat!(
        RETURNING k.id, due.name, due.refill_period, due.last_start, due.label, due.suffix, due.delta, \
          k.credited_micros AS credited_after), \
      ledger AS ( \
-       INSERT INTO balance_ledger (api_key_id, at, actor, delta_micros, credited_after, note, idempotency_key) \
-       SELECT id, $1, $13, delta, credited_after, 'refill (' || label || ')', 'refill:' || id || ':' || suffix \
+       INSERT INTO balance_ledger (api_key_id, at, actor, actor_key, delta_micros, credited_after, note, \
+         idempotency_key) \
+       SELECT id, $1, $13, $14, delta, credited_after, 'refill (' || label || ')', 'refill:' || id || ':' || suffix \
        FROM refilled), \
      audit AS ( \
-       INSERT INTO audit_log (at, actor, action, api_key_id, details) \
-       SELECT $1, $13, 'refill', id, jsonb_build_object( \
+       INSERT INTO audit_log (at, actor, actor_key, action, api_key_id, details) \
+       SELECT $1, $13, $14, 'refill', id, jsonb_build_object( \
          'delta', (delta / 1000000)::text || '.' || lpad((delta % 1000000)::text, 6, '0'), \
          'credited_after', (credited_after / 1000000)::text || '.' || lpad((credited_after % 1000000)::text, 6, '0'), \
          'note', 'refill (' || label || ')') \
@@ -136,7 +138,7 @@ struct RefillRow {
 pub(super) async fn refill_due(
     pool: &PgPool,
     periods: &RefillPeriods,
-    actor: &str,
+    actor: Actor<'_>,
     dry_run: bool,
 ) -> Result<RefillReport, sqlx::Error> {
     let mut query = sqlx::query_as::<_, RefillRow>(if dry_run { PREVIEW } else { REFILL }).bind(periods.now);
@@ -148,7 +150,7 @@ pub(super) async fn refill_due(
     }
     query = query.bind(MAX_AMOUNT.micros()).bind(SWEEP_SAMPLE as i64);
     if !dry_run {
-        query = query.bind(actor);
+        query = query.bind(actor.name).bind(actor.key);
     }
     let rows = query.fetch_all(pool).await?;
     report(rows, periods)

@@ -9,7 +9,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::domain::SweptKey;
-use crate::store::{SWEEP_SAMPLE, SweepReport};
+use crate::store::{Actor, SWEEP_SAMPLE, SweepReport};
 
 /// The transaction-scoped advisory lock a sweep holds ("keytopsw" in ASCII); a process that
 /// cannot take it skips its sweep.
@@ -55,7 +55,7 @@ macro_rules! to_disable {
 //
 // One chunk is one statement that writes the keys still due in its pages (the condition is
 // evaluated on the row version it changes, so a key an admin extended meanwhile stays), writes
-// one audit row per key, of `$action` (`$5` is the actor), and returns what it changed. A row
+// one audit row per key, of `$action` (`$5` is the actor, `$6` their key), and returns what it changed. A row
 // version a disable moves to a later page is no longer due there; a key inserted during the
 // sweep lands in the last chunk, which has no end.
 macro_rules! chunk_statement {
@@ -66,8 +66,8 @@ macro_rules! chunk_statement {
             " AND ctid >= $3::tid AND ctid < $4::tid RETURNING id, name, ",
             expiry!(),
             " AS expiry), \
-             audit AS (INSERT INTO audit_log (at, actor, action, api_key_id, details) \
-                       SELECT $1, $5, '",
+             audit AS (INSERT INTO audit_log (at, actor, actor_key, action, api_key_id, details) \
+                       SELECT $1, $5, $6, '",
             $action,
             "', id, jsonb_build_object('name', name) FROM changed)",
             $also,
@@ -111,7 +111,7 @@ const PREVIEW_DISABLE: &str =
 pub(super) struct Plan<'a> {
     pub now: DateTime<Utc>,
     pub global_auto_delete: bool,
-    pub actor: &'a str,
+    pub actor: Actor<'a>,
 }
 
 /// Sweeps, unless another process is sweeping right now (then reports `skipped`).
@@ -141,7 +141,8 @@ async fn run_in_chunks(pool: &PgPool, plan: &Plan<'_>, pages_per_chunk: u32) -> 
                 .bind(plan.global_auto_delete)
                 .bind(format!("({first_page},0)"))
                 .bind(format!("({end},0)"))
-                .bind(plan.actor)
+                .bind(plan.actor.name)
+                .bind(plan.actor.key)
                 .fetch(&mut *tx);
             while let Some((id, name, expiry)) = rows.try_next().await? {
                 swept.add(expiry, id, name);
@@ -245,7 +246,7 @@ mod tests {
         .execute(&store.pool)
         .await
         .unwrap();
-        let plan = Plan { now: Utc::now(), global_auto_delete: false, actor: "test" };
+        let plan = Plan { now: Utc::now(), global_auto_delete: false, actor: "test".into() };
 
         let preview = preview(&store.pool, &plan).await.unwrap();
         let pages: i64 = sqlx::query_scalar(TABLE_PAGES).fetch_one(&store.pool).await.unwrap();

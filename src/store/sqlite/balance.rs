@@ -11,7 +11,7 @@ use crate::store::{AdjustOutcome, AuditRecord, BalanceAdjustment, BalanceChange,
 
 macro_rules! ledger_columns {
     () => {
-        "SELECT id, api_key_id, at, actor, delta_micros, credited_after, note, idempotency_key FROM balance_ledger"
+        "SELECT id, api_key_id, at, actor, actor_key, delta_micros, credited_after, note, idempotency_key FROM balance_ledger"
     };
 }
 
@@ -57,8 +57,8 @@ async fn add_in_one_statement(
     // after the trigger, under the same write lock, so the newest ledger row is this one.
     let applied = sqlx::query(
         "INSERT INTO balance_additions (api_key_id, delta_micros, delta_text, credited_after, used_micros, \
-         at, actor, action, note, idempotency_key) \
-         SELECT ?1, ?2, ?3, credited_micros + ?2, used_micros, ?4, ?5, ?6, ?7, ?8 FROM api_keys \
+         at, actor, actor_key, action, note, idempotency_key) \
+         SELECT ?1, ?2, ?3, credited_micros + ?2, used_micros, ?4, ?5, ?10, ?6, ?7, ?8 FROM api_keys \
          WHERE id = ?1 AND is_standalone = 1 AND credited_micros IS NOT NULL \
          AND (?2 >= 0 OR -?2 <= MAX(0, credited_micros - used_micros)) \
          AND credited_micros + ?2 BETWEEN 0 AND ?9 \
@@ -73,6 +73,7 @@ async fn add_in_one_statement(
     .bind(&adjustment.note)
     .bind(&adjustment.idempotency_key)
     .bind(MAX_AMOUNT.micros())
+    .bind(&adjustment.actor_key)
     .fetch_optional(&store.pool)
     .await;
     let row = match applied.map_err(store_error) {
@@ -85,6 +86,7 @@ async fn add_in_one_statement(
         api_key_id: adjustment.key_id,
         at: adjustment.at,
         actor: adjustment.actor.clone(),
+        actor_key: adjustment.actor_key.clone(),
         delta: amount,
         credited_after: Some(Money::from_micros(get(&row, "credited_after")?)),
         note: adjustment.note.clone(),
@@ -129,6 +131,7 @@ async fn adjust_in_transaction(
         api_key_id: adjustment.key_id,
         at: adjustment.at,
         actor: adjustment.actor.clone(),
+        actor_key: adjustment.actor_key.clone(),
         delta,
         credited_after,
         note: adjustment.note.clone(),
@@ -262,12 +265,13 @@ async fn ledger_by_idempotency_key(conn: &mut SqliteConnection, key: &str) -> St
 /// Appends a ledger row (its `id` is ignored) and returns the id it got.
 pub(super) async fn insert_ledger(conn: &mut SqliteConnection, entry: &LedgerEntry) -> StoreResult<i64> {
     sqlx::query_scalar(
-        "INSERT INTO balance_ledger (api_key_id, at, actor, delta_micros, credited_after, note, idempotency_key) \
-         VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        "INSERT INTO balance_ledger (api_key_id, at, actor, actor_key, delta_micros, credited_after, note, \
+         idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
     )
     .bind(entry.api_key_id.hyphenated())
     .bind(millis(entry.at))
     .bind(&entry.actor)
+    .bind(&entry.actor_key)
     .bind(entry.delta.micros())
     .bind(entry.credited_after.map(Money::micros))
     .bind(&entry.note)

@@ -200,8 +200,9 @@ pub(super) async fn insert_keys(
 
 async fn insert_ledger_rows(conn: &mut SqliteConnection, entries: &[LedgerEntry]) -> StoreResult<()> {
     let statement = MultiRow {
-        head: "INSERT INTO balance_ledger (api_key_id, at, actor, delta_micros, credited_after, note, idempotency_key)",
-        columns: 7,
+        head: "INSERT INTO balance_ledger (api_key_id, at, actor, delta_micros, credited_after, note, idempotency_key, \
+               actor_key)",
+        columns: 8,
         tail: "",
     };
     statement
@@ -217,6 +218,7 @@ async fn insert_ledger_rows(conn: &mut SqliteConnection, entries: &[LedgerEntry]
                     .bind(entry.credited_after.map(Money::micros))
                     .bind(entry.note.clone())
                     .bind(entry.idempotency_key.clone())
+                    .bind(entry.actor_key.clone())
             },
             || "a ledger row with one of these idempotency keys".into(),
         )
@@ -443,6 +445,7 @@ mod tests {
         let audit = AuditRecord {
             at: now,
             actor: "test".into(),
+            actor_key: None,
             action: "load".into(),
             api_key_id: None,
             details: serde_json::json!({}),

@@ -226,8 +226,9 @@ pub(super) async fn audit_page(pool: &SqlitePool, query: &AuditQuery) -> StoreRe
     if query.key_ids.as_ref().is_some_and(Vec::is_empty) {
         return Ok(Vec::new());
     }
-    let mut builder =
-        QueryBuilder::<Sqlite>::new("SELECT id, at, actor, action, api_key_id, details FROM audit_log WHERE 1 = 1");
+    let mut builder = QueryBuilder::<Sqlite>::new(
+        "SELECT id, at, actor, actor_key, action, api_key_id, details FROM audit_log WHERE 1 = 1",
+    );
     if let Some(actor) = &query.actor {
         builder.push(" AND actor = ").push_bind(actor.clone());
     }

@@ -18,7 +18,7 @@ use super::{SqliteStore, store_error};
 use crate::domain::money::MAX_AMOUNT;
 use crate::domain::{ApiKey, Budget, CurrentPeriods, MoneyPlan, PlanPatch};
 use crate::store::plan::{PlanColumns, RefillPeriods, RefillReport, RefilledKey, stored_period};
-use crate::store::{SWEEP_SAMPLE, StoreResult};
+use crate::store::{Actor, SWEEP_SAMPLE, StoreResult};
 
 /// The days `budget_spent!()` binds, in its order.
 pub(super) fn budget_days(periods: CurrentPeriods) -> [String; 4] {
@@ -105,13 +105,13 @@ const SELECT_DUE: &str = "INSERT INTO temp.refill_batch \
 const CREDIT: &str = "UPDATE api_keys SET credited_micros = b.credited_after, refill_last_period_start = b.start, \
      updated_at = ?1 FROM temp.refill_batch b WHERE api_keys.id = b.id";
 
-const LEDGER: &str = "INSERT INTO balance_ledger (api_key_id, at, actor, delta_micros, credited_after, note, idempotency_key) \
-     SELECT id, ?1, ?2, delta, credited_after, 'refill (' || label || ')', 'refill:' || id || ':' || suffix \
+const LEDGER: &str = "INSERT INTO balance_ledger (api_key_id, at, actor, actor_key, delta_micros, credited_after, note, \
+     idempotency_key) SELECT id, ?1, ?2, ?3, delta, credited_after, 'refill (' || label || ')', 'refill:' || id || ':' || suffix \
      FROM temp.refill_batch ORDER BY id";
 
 /// The audit rows, with the details `AuditRecord::for_adjustment` writes.
-const AUDIT: &str = "INSERT INTO audit_log (at, actor, action, api_key_id, details) \
-     SELECT ?1, ?2, 'refill', id, json_object( \
+const AUDIT: &str = "INSERT INTO audit_log (at, actor, actor_key, action, api_key_id, details) \
+     SELECT ?1, ?2, ?3, 'refill', id, json_object( \
        'delta', printf('%d.%06d', delta / 1000000, delta % 1000000), \
        'credited_after', printf('%d.%06d', credited_after / 1000000, credited_after % 1000000), \
        'note', 'refill (' || label || ')') \
@@ -121,7 +121,7 @@ const AUDIT: &str = "INSERT INTO audit_log (at, actor, action, api_key_id, detai
 pub(super) async fn refill_due(
     store: &SqliteStore,
     periods: &RefillPeriods,
-    actor: &str,
+    actor: Actor<'_>,
     dry_run: bool,
 ) -> StoreResult<RefillReport> {
     let mut tx = store.begin_write().await?;
@@ -137,7 +137,7 @@ pub(super) async fn refill_due(
 async fn refill_in(
     conn: &mut SqliteConnection,
     periods: &RefillPeriods,
-    actor: &str,
+    actor: Actor<'_>,
     dry_run: bool,
 ) -> StoreResult<RefillReport> {
     sqlx::query(REFILL_BATCH_TABLE).execute(&mut *conn).await.map_err(store_error)?;
@@ -154,7 +154,8 @@ async fn refill_in(
         let now = millis(periods.now);
         sqlx::query(CREDIT).bind(now).execute(&mut *conn).await.map_err(store_error)?;
         for statement in [LEDGER, AUDIT] {
-            sqlx::query(statement).bind(now).bind(actor).execute(&mut *conn).await.map_err(store_error)?;
+            let query = sqlx::query(statement).bind(now).bind(actor.name).bind(actor.key);
+            query.execute(&mut *conn).await.map_err(store_error)?;
         }
     }
     let refilled: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM temp.refill_batch")

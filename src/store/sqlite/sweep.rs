@@ -7,7 +7,7 @@ use uuid::fmt::Hyphenated;
 use super::rows::{get, millis};
 use super::{SqliteStore, store_error};
 use crate::domain::SweptKey;
-use crate::store::{SWEEP_SAMPLE, StoreResult, SweepReport};
+use crate::store::{Actor, SWEEP_SAMPLE, StoreResult, SweepReport};
 
 /// Keys handled per chunk by the sweep (held in a temporary table, never in memory here).
 const SWEEP_CHUNK: i64 = 50_000;
@@ -36,7 +36,7 @@ pub(super) async fn sweep(
     now: DateTime<Utc>,
     global_auto_delete: bool,
     dry_run: bool,
-    actor: &str,
+    actor: Actor<'_>,
 ) -> StoreResult<SweepReport> {
     let mut tx = if dry_run { store.pool.begin().await.map_err(store_error)? } else { store.begin_write().await? };
     let params = SweepParams { now: millis(now), global_auto_delete, actor };
@@ -50,7 +50,7 @@ pub(super) async fn sweep(
 struct SweepParams<'a> {
     now: i64,
     global_auto_delete: bool,
-    actor: &'a str,
+    actor: Actor<'a>,
 }
 
 /// The keys of one sweep chunk, in sweep order (`seq`), with their rowids; a temporary table,
@@ -136,12 +136,13 @@ async fn sweep_chunks(
             return Ok(());
         }
         sqlx::query(
-            "INSERT INTO audit_log (at, actor, action, api_key_id, details) \
-             SELECT ?1, ?2, ?3, id, json_object('name', name) FROM temp.sweep_batch ORDER BY seq",
+            "INSERT INTO audit_log (at, actor, actor_key, action, api_key_id, details) \
+             SELECT ?1, ?2, ?4, ?3, id, json_object('name', name) FROM temp.sweep_batch ORDER BY seq",
         )
         .bind(params.now)
-        .bind(params.actor)
+        .bind(params.actor.name)
         .bind(action)
+        .bind(params.actor.key)
         .execute(&mut *conn)
         .await
         .map_err(store_error)?;

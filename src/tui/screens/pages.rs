@@ -23,7 +23,8 @@ pub fn step(action: Action, visible: usize) -> Option<isize> {
 pub enum Load {
     /// Replace the rows, back to the first (a new filter or range).
     Replace,
-    /// Replace the rows, the selection staying on the same row number (after a change).
+    /// Replace the rows, the selected row staying selected where it was on screen (after a
+    /// change elsewhere); by its number when it is gone.
     Refresh,
     /// After the loaded rows.
     Append,
@@ -36,8 +37,8 @@ pub struct Pages<T> {
     pub selected: usize,
     /// The first row shown, kept so that scrolling is steady.
     pub offset: usize,
-    /// The load in flight, and where its rows go.
-    pub pending: Option<(RequestId, Load)>,
+    /// The load in flight, where its rows go and how many it asked for.
+    pub pending: Option<(RequestId, Load, u32)>,
     /// The last row is loaded.
     pub at_end: bool,
     pub error: Option<String>,
@@ -54,8 +55,15 @@ impl<T> Pages<T> {
         self.rows.get(self.selected)
     }
 
-    pub fn start(&mut self, request: RequestId, load: Load) {
-        self.pending = Some((request, load));
+    /// Notes load `request`, of at most `limit` rows; fewer means the last row is loaded.
+    pub fn start(&mut self, request: RequestId, load: Load, limit: u32) {
+        self.pending = Some((request, load, limit));
+    }
+
+    /// How many rows a refresh asks for: as many as are loaded, at least `page_rows`, at most
+    /// `most` (an admin scrolled further back starts over at the first row).
+    pub fn refresh_rows(&self, page_rows: u32, most: u32) -> u32 {
+        u32::try_from(self.rows.len()).unwrap_or(u32::MAX).clamp(page_rows, most)
     }
 
     /// Moves the selection by `delta` rows, scrolling to keep it among the `visible` rows shown.
@@ -74,14 +82,19 @@ impl<T> Pages<T> {
         self.selected + visible >= self.rows.len() && !self.at_end && self.pending.is_none()
     }
 
-    /// Takes the answer to load `request` of pages of `page_rows`; an answer to an older load
-    /// is dropped.
-    pub fn on_loaded(&mut self, request: RequestId, result: Result<Vec<T>, String>, page_rows: u32) {
-        let Some((_, load)) = self.pending.filter(|(pending, _)| *pending == request) else { return };
+    /// Takes the answer to load `request`; an answer to an older load is dropped. `identity`
+    /// tells which new row is the selected one after a refresh.
+    pub fn on_loaded<K: PartialEq>(
+        &mut self,
+        request: RequestId,
+        result: Result<Vec<T>, String>,
+        identity: impl Fn(&T) -> K,
+    ) {
+        let Some((_, load, limit)) = self.pending.filter(|(pending, ..)| *pending == request) else { return };
         self.pending = None;
         match result {
             Ok(rows) => {
-                self.at_end = rows.len() < page_rows as usize;
+                self.at_end = rows.len() < limit as usize;
                 match load {
                     Load::Replace => {
                         self.selected = 0;
@@ -89,8 +102,11 @@ impl<T> Pages<T> {
                         self.rows = rows;
                     }
                     Load::Refresh => {
-                        self.selected = self.selected.min(rows.len().saturating_sub(1));
-                        self.offset = self.offset.min(self.selected);
+                        let selected = self.selected_row().map(&identity);
+                        let row_on_screen = self.selected.saturating_sub(self.offset);
+                        let found = rows.iter().position(|row| Some(identity(row)) == selected);
+                        self.selected = found.unwrap_or(self.selected).min(rows.len().saturating_sub(1));
+                        self.offset = self.selected.saturating_sub(row_on_screen);
                         self.rows = rows;
                     }
                     Load::Append => self.rows.extend(rows),

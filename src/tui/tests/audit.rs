@@ -2,6 +2,7 @@
 
 use insta::assert_snapshot;
 
+use crate::domain::AuditEntry;
 use crate::tui::effect::{Call, Effect};
 use crate::tui::event::Outcome;
 use crate::tui::fixtures::{audit_rows, loaded_state, prepaid_key};
@@ -162,4 +163,29 @@ fn the_key_detail_shows_the_keys_history() {
     assert!(screen.contains("alice key_update rate_limit: 100 → 250"), "{screen}");
     let cramped = draw(&crate::tui::fixtures::detail_state((80, 24))).backend().to_string();
     assert!(!cramped.contains("History"), "no half history where there is no room: {cramped}");
+}
+
+#[test]
+fn a_change_elsewhere_reloads_the_open_audit_log_keeping_the_selected_row_in_place() {
+    let mut state = audit_state((100, 30), PAGE_ROWS as usize + 20);
+    state.audit.pages.at_end = false;
+    for _ in 0..30 {
+        press(&mut state, "j");
+    }
+    let (selected, offset) = (state.audit.pages.selected, state.audit.pages.offset);
+    let selected_id = state.audit.pages.rows[selected].id;
+    let effects = crate::tui::update::update(&mut state, crate::tui::event::Event::DataChanged);
+    let Some((request, limit)) = effects.iter().find_map(|effect| match effect {
+        Effect::Call(request, Call::Audit { before_id: None, limit, .. }) => Some((*request, *limit)),
+        _ => None,
+    }) else {
+        panic!("the audit log is not reloaded: {effects:?}")
+    };
+    assert_eq!(limit, PAGE_ROWS + 20, "as many rows as were loaded");
+    // Two new rows came in on top.
+    let newer = audit_rows(2).into_iter().map(|entry| AuditEntry { id: entry.id + 10, ..entry });
+    let rows: Vec<AuditEntry> = newer.chain(state.audit.pages.rows.iter().take(limit as usize - 2).cloned()).collect();
+    done(&mut state, request, Outcome::Audit(Ok(rows)));
+    assert_eq!(state.audit.pages.rows[state.audit.pages.selected].id, selected_id, "the same row selected");
+    assert_eq!((state.audit.pages.selected, state.audit.pages.offset), (selected + 2, offset + 2), "where it was on screen");
 }

@@ -7,6 +7,7 @@ use ratatui::buffer::Buffer;
 use ratatui::style::Modifier;
 
 use crate::service::KeyStats;
+use crate::tui::color_depth::ColorDepth;
 use crate::tui::event::Event;
 use crate::tui::fixtures::{
     detail_data, detail_state, loaded_state, prepaid_key, session, usage_state, user_state, users_state,
@@ -249,7 +250,7 @@ fn help_scrolled_to_the_end() {
 #[test]
 fn read_only_help_leaves_out_every_change() {
     let mut state = with_modal(loaded_state((80, 24)), Modal::Help { scroll: 0 });
-    state.session = session(true, Theme::color());
+    state.session = session(true, Theme::color(ColorDepth::TrueColor));
     let screen = draw(&state).backend().to_string();
     assert!(!screen.contains("Top up") && !screen.contains("Purge"), "{screen}");
     assert!(screen.contains("read-only"));
@@ -320,4 +321,30 @@ fn the_mono_theme_shows_selection_and_status_without_colour() {
     assert!(selected.contains(Modifier::REVERSED | Modifier::BOLD), "{selected:?}");
     assert!(cell_modifiers(buffer, "expired").contains(Modifier::BOLD));
     assert!(cell_modifiers(buffer, "disabled").contains(Modifier::DIM));
+}
+
+#[test]
+fn every_colour_on_screen_is_one_the_terminal_can_show() {
+    use ratatui::style::Color;
+    let kinds = |depth: ColorDepth| {
+        let mut state = detail_state((120, 32));
+        state.session.theme = Theme::for_choice(crate::config::ThemeChoice::Auto, depth);
+        let terminal = draw(&state);
+        let colours = terminal.backend().buffer().content().iter().flat_map(|cell| [cell.fg, cell.bg]);
+        let mut kinds: Vec<&str> = colours
+            .filter(|colour| *colour != Color::Reset)
+            .map(|colour| match colour {
+                Color::Rgb(..) => "rgb",
+                Color::Indexed(index) if index >= 16 => "256",
+                _ => "16",
+            })
+            .collect();
+        kinds.sort();
+        kinds.dedup();
+        kinds
+    };
+    assert_eq!(kinds(ColorDepth::TrueColor), ["rgb"]);
+    assert_eq!(kinds(ColorDepth::Ansi256), ["256"]);
+    assert_eq!(kinds(ColorDepth::Ansi16), ["16"]);
+    assert!(kinds(ColorDepth::None).is_empty());
 }

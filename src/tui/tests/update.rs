@@ -422,6 +422,7 @@ fn top_up_previews_confirms_large_amounts_and_updates_the_row() {
         api_key_id: after.id,
         at: NOW,
         actor: "admin".into(),
+        actor_key: None,
         delta: Money::from_micros(7_500_000),
         credited_after: after.credited,
         note: None,
@@ -832,4 +833,29 @@ fn the_session_keeps_sweep_totals_says_when_a_timed_sweep_changed_keys_and_reope
     assert_eq!(report.lines[3], "… and 154 more");
     press(&mut state, "esc");
     assert!(state.modals.is_empty());
+}
+
+#[test]
+fn a_confirmation_open_while_another_admin_changes_its_key_says_so_before_it_applies() {
+    let mut state = list_state();
+    let key = state.list.window.rows[0].clone();
+    let confirm = crate::tui::state::Confirm {
+        title: format!("Purge {}?", key.name),
+        lines: vec![],
+        action: Confirmed::Purge { key_id: key.id },
+    };
+    state.modals.push(Modal::Confirm(confirm));
+    let effects = update(&mut state, Event::DataChanged);
+    let Some(request) = effects.iter().find_map(|effect| match effect {
+        Effect::Call(request, Call::ListKeys(_)) => Some(*request),
+        _ => None,
+    }) else {
+        panic!("no reload in {effects:?}")
+    };
+    let mut rows = state.list.window.rows.clone();
+    rows[0].is_active = false;
+    done(&mut state, request, Outcome::Page(Ok(rows)));
+    let Modal::Confirm(confirm) = top_modal(&state) else { panic!("the confirmation closed") };
+    assert!(confirm.lines[0].contains("changed meanwhile"), "{:?}", confirm.lines);
+    assert!(matches!(confirm.action, Confirmed::Purge { key_id } if key_id == key.id), "it still asks first");
 }

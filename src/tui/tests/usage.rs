@@ -240,3 +240,20 @@ fn a_short_terminal_keeps_the_purged_keys_line_and_the_attention_list() {
     assert!(screen.contains("purged keys"), "{screen}");
     assert!(screen.contains("Needs attention") && screen.contains("demo-trial"), "{screen}");
 }
+
+#[test]
+fn a_change_elsewhere_reloads_the_open_usage_screen_keeping_its_selection() {
+    let mut state = usage_state((120, 32));
+    press(&mut state, "j");
+    let selected = state.usage.selected;
+    let effects = crate::tui::update::update(&mut state, crate::tui::event::Event::DataChanged);
+    let Some(request) = effects.iter().find_map(|effect| match effect {
+        Effect::Call(request, Call::Usage { .. }) => Some(*request),
+        _ => None,
+    }) else {
+        panic!("the usage screen is not reloaded: {effects:?}")
+    };
+    let data = usage_data(state.usage.days);
+    done(&mut state, request, Outcome::Usage(Ok(Box::new(data))));
+    assert_eq!(state.usage.selected, selected);
+}

@@ -14,6 +14,8 @@ use super::AuditFilter;
 
 /// Rows fetched per page.
 pub const PAGE_ROWS: u32 = 100;
+/// The most rows a refresh loads again.
+const MAX_REFRESH_ROWS: u32 = 1_000;
 
 /// The audit screen's actions; `None` for those it shares with every screen (help, quit).
 pub fn perform(state: &mut State, action: Action) -> Option<Vec<Effect>> {
@@ -46,14 +48,21 @@ pub fn perform_filter(state: &mut State, action: Action) -> Option<Vec<Effect>> 
 
 /// Loads the newest rows, replacing what is loaded.
 pub fn load(state: &mut State) -> Vec<Effect> {
-    fetch(state, None)
+    fetch(state, Load::Replace, None, PAGE_ROWS)
 }
 
-fn fetch(state: &mut State, before_id: Option<i64>) -> Vec<Effect> {
+/// Loads the newest rows again, as many as are loaded, keeping the selected row selected where
+/// it was on screen.
+pub fn refresh(state: &mut State) -> Vec<Effect> {
+    let limit = state.audit.pages.refresh_rows(PAGE_ROWS, MAX_REFRESH_ROWS);
+    fetch(state, Load::Refresh, None, limit)
+}
+
+fn fetch(state: &mut State, load: Load, before_id: Option<i64>, limit: u32) -> Vec<Effect> {
     let request = state.next_request();
-    state.audit.pages.start(request, if before_id.is_some() { Load::Append } else { Load::Replace });
+    state.audit.pages.start(request, load, limit);
     let filter = AuditFilter::parse(&state.audit.filter);
-    vec![Effect::Call(request, Call::Audit { filter, before_id, limit: PAGE_ROWS })]
+    vec![Effect::Call(request, Call::Audit { filter, before_id, limit })]
 }
 
 fn move_selection(state: &mut State, delta: isize) -> Vec<Effect> {
@@ -61,12 +70,12 @@ fn move_selection(state: &mut State, delta: isize) -> Vec<Effect> {
     let pages = &mut state.audit.pages;
     if pages.move_selection(delta, visible) {
         let oldest = pages.rows.last().map(|entry| entry.id);
-        return fetch(state, oldest);
+        return fetch(state, Load::Append, oldest, PAGE_ROWS);
     }
     Vec::new()
 }
 
 pub fn on_loaded(state: &mut State, request: RequestId, result: Result<Vec<AuditEntry>, String>) -> Vec<Effect> {
-    state.audit.pages.on_loaded(request, result, PAGE_ROWS);
+    state.audit.pages.on_loaded(request, result, |entry| entry.id);
     Vec::new()
 }

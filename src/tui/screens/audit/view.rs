@@ -41,7 +41,7 @@ pub fn render(frame: &mut Frame, state: &State, area: Rect) {
             Cell::from(safe(&entry.action).into_owned()),
             // The id's first characters, as `keytop audit` prints them (and the key filter takes).
             Cell::from(entry.api_key_id.map_or_else(|| "—".into(), |id| id.to_string()[..8].to_string())),
-            Cell::from(changes(entry)),
+            Cell::from(changes_and_signer(entry)),
         ])
     });
     let widths = [
@@ -73,6 +73,18 @@ pub fn changes(entry: &AuditEntry) -> String {
     safe(&parts.join(", ")).into_owned()
 }
 
+/// What changed, then the SSH key the admin of `keytop serve` signed in with (their name can be
+/// edited, the key cannot), shortened to what tells keys apart at a glance.
+fn changes_and_signer(entry: &AuditEntry) -> String {
+    let Some(key) = &entry.actor_key else { return changes(entry) };
+    let shown: String = key.chars().take(SIGNER_CHARS).collect();
+    let more = if key.chars().count() > SIGNER_CHARS { "…" } else { "" };
+    format!("{} · key {}{more}", changes(entry), safe(&shown))
+}
+
+/// `SHA256:` and the fingerprint's first 8 characters.
+const SIGNER_CHARS: usize = 15;
+
 /// A JSON value as an admin reads it: strings unquoted, null as "none".
 fn plain(value: &Value) -> String {
     match value {
@@ -91,6 +103,7 @@ mod tests {
             id: 1,
             at: chrono::Utc::now(),
             actor: "admin".into(),
+            actor_key: None,
             action: "key_update".into(),
             api_key_id: None,
             details: details.into(),
@@ -103,5 +116,15 @@ mod tests {
         assert_eq!(line, "name: a → b, rate_limit: 100 → none");
         assert_eq!(changes(&entry(r#"{"hint":"sk-ab...cd"}"#)), "hint=sk-ab...cd");
         assert_eq!(changes(&entry("not json \u{1b}[31m")), "not json [31m");
+    }
+
+    #[test]
+    fn a_row_written_over_ssh_names_the_admins_key() {
+        let signed = AuditEntry {
+            actor_key: Some("SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8".into()),
+            ..entry(r#"{"hint":"sk-ab...cd"}"#)
+        };
+        assert_eq!(changes_and_signer(&signed), "hint=sk-ab...cd · key SHA256:nThbg6kX…");
+        assert_eq!(changes_and_signer(&entry(r#"{"hint":"sk-ab...cd"}"#)), "hint=sk-ab...cd");
     }
 }

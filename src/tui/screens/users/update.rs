@@ -11,7 +11,7 @@ use crate::tui::keymap::Action;
 use crate::tui::screens::pages::{self, Load};
 use crate::tui::screens::{filter_text, open_key};
 use crate::tui::state::{Confirmed, Modal, RequestId, State, ToastKind, step_range};
-use crate::tui::update::{after_write, confirm, refresh};
+use crate::tui::update::{self, after_write, confirm};
 use crate::tui::view::layout;
 
 use super::{UserData, UserView};
@@ -154,10 +154,18 @@ pub fn load(state: &mut State) -> Vec<Effect> {
     fetch(state, Load::Replace, None)
 }
 
+/// Loads the first page again and the open user, the selected user staying selected: after a
+/// change here or elsewhere.
+pub fn refresh(state: &mut State) -> Vec<Effect> {
+    let mut effects = fetch(state, Load::Refresh, None);
+    effects.extend(load_user(state));
+    effects
+}
+
 fn fetch(state: &mut State, load: Load, after: Option<String>) -> Vec<Effect> {
     let request = state.next_request();
     let screen = &mut state.users;
-    screen.pages.start(request, load);
+    screen.pages.start(request, load, PAGE_ROWS);
     let filter = Some(screen.filter.clone()).filter(|filter| !filter.is_empty());
     vec![Effect::Call(request, Call::Users { filter, after, days: screen.days, limit: PAGE_ROWS })]
 }
@@ -182,7 +190,7 @@ pub fn load_user(state: &mut State) -> Vec<Effect> {
 }
 
 pub fn on_loaded(state: &mut State, request: RequestId, result: Result<Vec<UserOverview>, String>) -> Vec<Effect> {
-    state.users.pages.on_loaded(request, result, PAGE_ROWS);
+    state.users.pages.on_loaded(request, result, |overview| overview.user.id);
     Vec::new()
 }
 
@@ -217,10 +225,7 @@ pub fn on_written(state: &mut State, result: Result<UserWrite, String>) -> Vec<E
             }
         };
         state.toast(ToastKind::Info, text);
-        // The first page again, the selection staying on its row (the changed user's, usually).
-        let mut effects = fetch(state, Load::Refresh, None);
-        effects.extend(load_user(state));
-        effects.extend(refresh(state));
-        effects
+        // The users screen reloads with everything else on screen.
+        update::refresh(state)
     })
 }
