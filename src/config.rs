@@ -95,7 +95,13 @@ pub struct AlertsConfig {
     pub low_balance: Money,
     /// The program run for each alert and its arguments (no shell); empty = no alerts run.
     pub command: Vec<String>,
+    /// How long the program may run before it is killed.
+    pub timeout: Duration,
 }
+
+/// The longest `alerts.timeout`: a command-line write that crossed a line waits for its alert
+/// before the process exits, so a hung program must not hold it for long.
+pub const MAX_ALERT_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -118,7 +124,11 @@ impl Default for Config {
                 confirm_topup_at: Money::from_usd(1000),
                 theme: ThemeChoice::Auto,
             },
-            alerts: AlertsConfig { low_balance: DEFAULT_LOW_BALANCE, command: Vec::new() },
+            alerts: AlertsConfig {
+                low_balance: DEFAULT_LOW_BALANCE,
+                command: Vec::new(),
+                timeout: Duration::from_secs(5),
+            },
             keybindings: BTreeMap::new(),
             serve: ServeConfig::default(),
         }
@@ -159,6 +169,7 @@ struct RawConfig {
 struct RawAlerts {
     low_balance: Option<String>,
     command: Option<Vec<String>>,
+    timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -242,6 +253,10 @@ impl Config {
         if alert_command.first().is_some_and(|program| program.trim().is_empty()) {
             return Err("alerts.command must start with the program to run, such as [\"/usr/local/bin/notify\"]".into());
         }
+        let alert_timeout = duration("alerts.timeout", raw.alerts.timeout, defaults.alerts.timeout)?;
+        if alert_timeout > MAX_ALERT_TIMEOUT {
+            return Err(format!("alerts.timeout must be at most {}s", MAX_ALERT_TIMEOUT.as_secs()));
+        }
         Ok(Config {
             database_url: raw.database.url.filter(|u| !u.trim().is_empty()),
             key_prefix: prefix,
@@ -262,6 +277,7 @@ impl Config {
             alerts: AlertsConfig {
                 low_balance: amount("alerts.low_balance", raw.alerts.low_balance, defaults.alerts.low_balance)?,
                 command: alert_command,
+                timeout: alert_timeout,
             },
             keybindings: raw.keybindings,
             serve: ServeConfig {
@@ -336,6 +352,16 @@ mod tests {
         assert!(error.contains("command"), "{error}");
         let error = Config::parse("[alerts]\ncommand = [\"\"]\n").unwrap_err();
         assert!(error.contains("alerts.command"), "{error}");
+    }
+
+    #[test]
+    fn the_alert_timeout_is_a_duration_of_at_most_a_minute() {
+        assert_eq!(Config::default().alerts.timeout, Duration::from_secs(5));
+        assert_eq!(Config::parse("[alerts]\ntimeout = \"30s\"\n").unwrap().alerts.timeout, Duration::from_secs(30));
+        for (bad, says) in [("0s", "alerts.timeout"), ("2m", "at most 60s"), ("-1s", "alerts.timeout")] {
+            let error = Config::parse(&format!("[alerts]\ntimeout = \"{bad}\"\n")).unwrap_err();
+            assert!(error.contains(says), "{bad}: {error}");
+        }
     }
 
     #[test]
