@@ -168,8 +168,17 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawAlerts {
     low_balance: Option<String>,
-    command: Option<Vec<String>>,
+    command: Option<RawCommand>,
     timeout: Option<String>,
+}
+
+/// `alerts.command` as written: a list, or (refused with a clear message) one string, the shell
+/// habit.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawCommand {
+    Words(Vec<String>),
+    Line(String),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -249,7 +258,18 @@ impl Config {
             },
         };
         let confirm_topup_at = amount("ui.confirm_topup_at", raw.ui.confirm_topup_at, defaults.ui.confirm_topup_at)?;
-        let alert_command = raw.alerts.command.unwrap_or_default();
+        let alert_command = match raw.alerts.command {
+            None => Vec::new(),
+            Some(RawCommand::Words(words)) => words,
+            Some(RawCommand::Line(line)) => {
+                let words: Vec<String> = line.split_whitespace().map(|word| format!("{word:?}")).collect();
+                return Err(format!(
+                    "alerts.command = {line:?} must be a list of the program and its arguments, \
+                     such as [{}]: no shell runs it",
+                    words.join(", ")
+                ));
+            }
+        };
         if alert_command.first().is_some_and(|program| program.trim().is_empty()) {
             return Err("alerts.command must start with the program to run, such as [\"/usr/local/bin/notify\"]".into());
         }
@@ -349,6 +369,11 @@ mod tests {
         let error = Config::parse("[alerts]\nlow_balance = \"-1\"\n").unwrap_err();
         assert!(error.contains("alerts.low_balance"), "{error}");
         let error = Config::parse("[alerts]\ncommand = \"curl -d x\"\n").unwrap_err();
+        assert!(
+            error.contains(r#"must be a list of the program and its arguments, such as ["curl", "-d", "x"]"#),
+            "{error}"
+        );
+        let error = Config::parse("[alerts]\ncommand = 7\n").unwrap_err();
         assert!(error.contains("command"), "{error}");
         let error = Config::parse("[alerts]\ncommand = [\"\"]\n").unwrap_err();
         assert!(error.contains("alerts.command"), "{error}");
