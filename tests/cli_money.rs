@@ -117,6 +117,21 @@ fn alerts_run_once_with_their_facts(sandbox: &Sandbox) {
     let text = alerts();
     assert_eq!(text.matches("KEYTOP_EVENT=low_balance").count(), 2, "[{label}] {text}");
     assert_eq!(text.matches("KEYTOP_EVENT=exhausted").count(), 1, "[{label}] {text}");
+
+    // A budget reached alerts once in its period, naming the period.
+    sandbox.ok(&["keys", "create", "--user", "alice", "--name", "capped", "--budget", "1", "--budget-period", "day"]);
+    keytop(&["usage", "record", "capped", "--tokens", "1", "--cost", "1"]);
+    keytop(&["usage", "record", "capped", "--tokens", "1", "--cost", "1"]);
+    let text = alerts();
+    assert_eq!(text.matches("KEYTOP_EVENT=budget_reached").count(), 1, "[{label}] {text}");
+    assert!(text.contains("KEYTOP_BUDGET=1.000000") && text.contains("KEYTOP_PERIOD=day 20"), "[{label}] {text}");
+
+    // A line crossed by a writer that does not check (the gateway writing to the database
+    // itself) is caught by the next sweep.
+    sandbox.ok(&["keys", "create", "--user", "alice", "--name", "direct", "--standalone", "--balance", "10"]);
+    sandbox.sql("UPDATE api_keys SET used_micros = 9000000 WHERE name = 'direct'");
+    keytop(&["sweep"]);
+    assert!(alerts().contains("KEYTOP_KEY_NAME=direct"), "[{label}] {}", alerts());
 }
 
 fn a_failing_alert_is_logged_and_the_write_stands(sandbox: &Sandbox) {
