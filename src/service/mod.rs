@@ -177,8 +177,9 @@ impl KeyService {
 
     /// One sweep: expired keys disabled or deleted under the global policy of the settings, then
     /// the refills that are due, then the alerts of every key (catching lines crossed by writers
-    /// that do not check, and arming again those whose balance came back). Refills need no sweep lock (each lands once however many
-    /// processes sweep), so they run even when another process holds it.
+    /// that do not check, and arming again those whose balance came back). Refills need no sweep
+    /// lock (each lands once however many processes sweep), so they run even when another
+    /// process holds it.
     pub async fn sweep(&self, dry_run: bool) -> ServiceResult<SweepReport> {
         let now = self.now();
         let mut report = self.store.sweep(now, self.settings.global_auto_delete, dry_run, &self.actor).await?;
