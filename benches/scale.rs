@@ -971,9 +971,20 @@ fn machine() -> String {
     format!("{cores} cores, {cpu}, {:.0} GB RAM", ram_kb as f64 / 1024.0 / 1024.0)
 }
 
+#[path = "scale/money.rs"]
+mod money;
+
 fn main() {
     if let Ok(url) = std::env::var(SWEEP_CHILD) {
         sweep_child(&url);
+        return;
+    }
+    // `KEYTOP_BENCH_ONLY=money`: only the money-over-time section, on a database of its own.
+    if std::env::var("KEYTOP_BENCH_ONLY").is_ok_and(|only| only == "money") {
+        let backends = std::env::var("KEYTOP_BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+        println!("keytop scale bench, money over time; {}", machine());
+        runtime.block_on(money::reports(&backends)).iter().for_each(Report::print);
         return;
     }
     // `cargo bench` passes `--bench`; nothing else to parse.
@@ -1012,6 +1023,10 @@ fn main() {
                 .execute(&mut admin)
                 .await
                 .unwrap();
+        }
+        for report in money::reports(&backends).await {
+            report.print();
+            reports.push(report);
         }
         println!("\n## All tables");
         for report in &reports {

@@ -95,7 +95,13 @@ pub struct AlertsConfig {
     pub low_balance: Money,
     /// The program run for each alert and its arguments (no shell); empty = no alerts run.
     pub command: Vec<String>,
+    /// How long the program may run before it is killed.
+    pub timeout: Duration,
 }
+
+/// The longest `alerts.timeout`: a command-line write that crossed a line waits for its alert
+/// before the process exits, so a hung program must not hold it for long.
+pub const MAX_ALERT_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -119,7 +125,11 @@ impl Default for Config {
                 confirm_topup_at: Money::from_usd(1000),
                 theme: ThemeChoice::Auto,
             },
-            alerts: AlertsConfig { low_balance: DEFAULT_LOW_BALANCE, command: Vec::new() },
+            alerts: AlertsConfig {
+                low_balance: DEFAULT_LOW_BALANCE,
+                command: Vec::new(),
+                timeout: Duration::from_secs(5),
+            },
             keybindings: BTreeMap::new(),
             serve: ServeConfig::default(),
         }
@@ -159,7 +169,17 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawAlerts {
     low_balance: Option<String>,
-    command: Option<Vec<String>>,
+    command: Option<RawCommand>,
+    timeout: Option<String>,
+}
+
+/// `alerts.command` as written: a list, or (refused with a clear message) one string, the shell
+/// habit.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawCommand {
+    Words(Vec<String>),
+    Line(String),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -239,9 +259,24 @@ impl Config {
             },
         };
         let confirm_topup_at = amount("ui.confirm_topup_at", raw.ui.confirm_topup_at, defaults.ui.confirm_topup_at)?;
-        let alert_command = raw.alerts.command.unwrap_or_default();
+        let alert_command = match raw.alerts.command {
+            None => Vec::new(),
+            Some(RawCommand::Words(words)) => words,
+            Some(RawCommand::Line(line)) => {
+                let words: Vec<String> = line.split_whitespace().map(|word| format!("{word:?}")).collect();
+                return Err(format!(
+                    "alerts.command = {line:?} must be a list of the program and its arguments, \
+                     such as [{}]: no shell runs it",
+                    words.join(", ")
+                ));
+            }
+        };
         if alert_command.first().is_some_and(|program| program.trim().is_empty()) {
             return Err("alerts.command must start with the program to run, such as [\"/usr/local/bin/notify\"]".into());
+        }
+        let alert_timeout = duration("alerts.timeout", raw.alerts.timeout, defaults.alerts.timeout)?;
+        if alert_timeout > MAX_ALERT_TIMEOUT {
+            return Err(format!("alerts.timeout must be at most {}s", MAX_ALERT_TIMEOUT.as_secs()));
         }
         Ok(Config {
             database_url: raw.database.url.filter(|u| !u.trim().is_empty()),
@@ -263,6 +298,7 @@ impl Config {
             alerts: AlertsConfig {
                 low_balance: amount("alerts.low_balance", raw.alerts.low_balance, defaults.alerts.low_balance)?,
                 command: alert_command,
+                timeout: alert_timeout,
             },
             keybindings: raw.keybindings,
             serve: ServeConfig {
@@ -334,9 +370,24 @@ mod tests {
         let error = Config::parse("[alerts]\nlow_balance = \"-1\"\n").unwrap_err();
         assert!(error.contains("alerts.low_balance"), "{error}");
         let error = Config::parse("[alerts]\ncommand = \"curl -d x\"\n").unwrap_err();
+        assert!(
+            error.contains(r#"must be a list of the program and its arguments, such as ["curl", "-d", "x"]"#),
+            "{error}"
+        );
+        let error = Config::parse("[alerts]\ncommand = 7\n").unwrap_err();
         assert!(error.contains("command"), "{error}");
         let error = Config::parse("[alerts]\ncommand = [\"\"]\n").unwrap_err();
         assert!(error.contains("alerts.command"), "{error}");
+    }
+
+    #[test]
+    fn the_alert_timeout_is_a_duration_of_at_most_a_minute() {
+        assert_eq!(Config::default().alerts.timeout, Duration::from_secs(5));
+        assert_eq!(Config::parse("[alerts]\ntimeout = \"30s\"\n").unwrap().alerts.timeout, Duration::from_secs(30));
+        for (bad, says) in [("0s", "alerts.timeout"), ("2m", "at most 60s"), ("-1s", "alerts.timeout")] {
+            let error = Config::parse(&format!("[alerts]\ntimeout = \"{bad}\"\n")).unwrap_err();
+            assert!(error.contains(says), "{bad}: {error}");
+        }
     }
 
     #[test]

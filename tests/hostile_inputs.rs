@@ -139,6 +139,10 @@ fn set_up() -> Sandbox {
     write("bad.toml", "# keytop\nkey_prefix = \"sk\"\n[ui\ntheme = \"dark\"\n", 0o600);
     write("unknown.toml", "colour_scheme = \"pink\"\n", 0o600);
     write("type.toml", "[ui]\nrefresh_interval = 5\n", 0o600);
+    write("alerts-line.toml", "[alerts]\ncommand = \"curl -d x\"\n", 0o600);
+    write("alerts-empty.toml", "[alerts]\ncommand = [\"\"]\n", 0o600);
+    write("alerts-10y.toml", "[alerts]\ntimeout = \"10y\"\n", 0o600);
+    write("alerts-2m.toml", "[alerts]\ntimeout = \"2m\"\n", 0o600);
     sandbox
 }
 

@@ -8,8 +8,11 @@ use keytop::crypto::{hash_key, key_hint};
 use keytop::domain::{
     ApiKey, Budget, CurrentPeriods, KeyPatch, Money, MoneyPlan, Patch, Period, PlanPatch, Refill, RefillMode, User,
 };
+use keytop::store::alerts::{AlertCheck, AlertScope};
 use keytop::store::plan::RefillPeriods;
-use keytop::store::{Actor, AuditRecord, SecretRoll, Store, UsageRecord};
+use keytop::store::{
+    Actor, AdjustOutcome, AuditRecord, BalanceAdjustment, BalanceChange, SecretRoll, Store, UsageRecord,
+};
 use uuid::Uuid;
 
 use common::TestDb;
@@ -369,5 +372,169 @@ async fn a_rolled_secret_verifies_until_its_grace_ends_and_a_second_roll_ends_th
         assert_eq!(finds(store, &hash_key("sk-third"), "2026-12-08T10:00:00Z").await, None);
         assert_eq!(finds(store, &hash_key("sk-fourth"), "2026-12-08T10:00:00Z").await, Some(key.id));
         assert!(store.roll_key(Uuid::new_v4(), &roll("sk-x", None), &audit("key_roll", None)).await.unwrap().is_none());
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Alert claims
+
+/// The claims a check at `now` inserted, as (key name, event, period), sorted.
+async fn claim(store: &dyn Store, scope: AlertScope, now: &str, keys: &[&ApiKey]) -> Vec<(String, String, String)> {
+    let check = AlertCheck::at(utc(now), usd(5));
+    let mut claims: Vec<_> = store
+        .claim_alerts(scope, &check)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|claim| {
+            let name = keys.iter().find(|key| key.id == claim.key_id).map_or("?".into(), |key| key.name.clone());
+            (name, claim.event.as_str().to_string(), claim.period)
+        })
+        .collect();
+    claims.sort();
+    claims
+}
+
+fn claimed(name: &str, event: &str, period: &str) -> (String, String, String) {
+    (name.into(), event.into(), period.into())
+}
+
+async fn adjust(store: &dyn Store, key: &ApiKey, change: BalanceChange) {
+    let adjustment = BalanceAdjustment {
+        key_id: key.id,
+        change,
+        at: utc("2026-12-07T10:00:00Z"),
+        actor: "tester".into(),
+        actor_key: None,
+        note: None,
+        idempotency_key: None,
+    };
+    assert!(matches!(store.adjust_balance(&adjustment).await.unwrap(), AdjustOutcome::Applied(_)));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_balance_alert_is_claimed_once_until_the_balance_comes_back_above_its_line() {
+    for_each_backend!(|db| {
+        let store = db.store.as_ref();
+        let owner = owner(store).await;
+        let wallet = key_with(store, &owner, "wallet", usd(10), MoneyPlan::default()).await;
+        let keys = [&wallet];
+        let now = "2026-12-07T12:00:00Z";
+        charge(store, &wallet, 5_000_000, now).await;
+        assert_eq!(claim(store, AlertScope::Key(wallet.id), now, &keys).await, [], "$5 left is on the line, not under");
+        charge(store, &wallet, 1, now).await;
+        let low = || claimed("wallet", "low_balance", "balance");
+        assert_eq!(claim(store, AlertScope::Key(wallet.id), now, &keys).await, [low()]);
+        assert_eq!(claim(store, AlertScope::Key(wallet.id), now, &keys).await, [], "once");
+        assert_eq!(claim(store, AlertScope::All, now, &keys).await, [], "the sweep finds it claimed");
+
+        charge(store, &wallet, 5_000_000, now).await;
+        let exhausted = || claimed("wallet", "exhausted", "balance");
+        assert_eq!(claim(store, AlertScope::All, now, &keys).await, [exhausted()], "a new event, the same period");
+
+        // A top-up that leaves the key under its line ends only the exhausted period: the key
+        // is exhausted again later, and under its line all along.
+        adjust(store, &wallet, BalanceChange::Add(usd(2))).await;
+        assert_eq!(claim(store, AlertScope::Key(wallet.id), now, &keys).await, []);
+        charge(store, &wallet, 2_000_000, now).await;
+        assert_eq!(claim(store, AlertScope::Key(wallet.id), now, &keys).await, [exhausted()]);
+        // One that lifts it above its line ends both, and the next crossing alerts again.
+        adjust(store, &wallet, BalanceChange::Add(usd(20))).await;
+        assert_eq!(claim(store, AlertScope::Key(wallet.id), now, &keys).await, []);
+        charge(store, &wallet, 16_000_000, now).await;
+        assert_eq!(claim(store, AlertScope::Key(wallet.id), now, &keys).await, [low()]);
+        charge(store, &wallet, 4_000_000, now).await;
+        assert_eq!(claim(store, AlertScope::Key(wallet.id), now, &keys).await, [exhausted()]);
+    });
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_budget_alert_is_claimed_once_per_budget_period() {
+    for_each_backend!(|db| {
+        let store = db.store.as_ref();
+        let owner = owner(store).await;
+        let plan = MoneyPlan {
+            budget: Some(Budget::new(usd(2), Period::Day).unwrap()),
+            low_balance: Some(Money::ZERO),
+            ..MoneyPlan::default()
+        };
+        let capped = key_with(store, &owner, "capped", usd(100), plan).await;
+        let keys = [&capped];
+        charge(store, &capped, 1_999_999, "2026-12-07T23:59:59.999Z").await;
+        assert_eq!(claim(store, AlertScope::All, "2026-12-07T23:59:59.999Z", &keys).await, []);
+        charge(store, &capped, 1, "2026-12-07T23:59:59.999Z").await;
+        let monday = claimed("capped", "budget_reached", "day:2026-12-07");
+        assert_eq!(claim(store, AlertScope::Key(capped.id), "2026-12-07T23:59:59.999Z", &keys).await, [monday]);
+        assert_eq!(claim(store, AlertScope::All, "2026-12-07T23:59:59.999Z", &keys).await, []);
+
+        // The next day is a new period: spend starts again from nothing.
+        assert_eq!(claim(store, AlertScope::All, "2026-12-08T00:00:00Z", &keys).await, []);
+        charge(store, &capped, 3_000_000, "2026-12-08T09:00:00Z").await;
+        let tuesday = || claimed("capped", "budget_reached", "day:2026-12-08");
+        assert_eq!(claim(store, AlertScope::All, "2026-12-08T09:00:00Z", &keys).await, [tuesday()]);
+
+        // Raising the budget past the spend ends the claim; lowering it again alerts again.
+        let budget = |dollars| KeyPatch {
+            money: PlanPatch {
+                budget: Patch::Set(Budget::new(usd(dollars), Period::Day).unwrap()),
+                ..PlanPatch::default()
+            },
+            ..KeyPatch::default()
+        };
+        store.update_key(capped.id, &budget(10), &audit("key_update", Some(capped.id))).await.unwrap();
+        assert_eq!(claim(store, AlertScope::All, "2026-12-08T09:00:00Z", &keys).await, []);
+        store.update_key(capped.id, &budget(3), &audit("key_update", Some(capped.id))).await.unwrap();
+        assert_eq!(claim(store, AlertScope::All, "2026-12-08T09:00:00Z", &keys).await, [tuesday()]);
+    });
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn alerts_skip_disabled_expired_unlimited_and_lineless_keys_and_go_with_a_purged_key() {
+    for_each_backend!(|db| {
+        let store = db.store.as_ref();
+        let owner = owner(store).await;
+        let now = "2026-12-07T12:00:00Z";
+        let lineless = MoneyPlan { low_balance: Some(Money::ZERO), ..MoneyPlan::default() };
+        let disabled = key_with(store, &owner, "disabled", usd(1), MoneyPlan::default()).await;
+        store.set_key_active(disabled.id, false, &audit("key_disable", Some(disabled.id))).await.unwrap();
+        let expired = key_with(store, &owner, "expired", usd(1), MoneyPlan::default()).await;
+        let expire = KeyPatch { expires_at: Patch::Set(utc("2026-12-07T11:00:00Z")), ..KeyPatch::default() };
+        store.update_key(expired.id, &expire, &audit("key_update", Some(expired.id))).await.unwrap();
+        let lineless = key_with(store, &owner, "lineless", usd(1), lineless).await;
+        let unlimited = key_with(store, &owner, "unlimited", usd(1), MoneyPlan::default()).await;
+        adjust(store, &unlimited, BalanceChange::SetCredited(None)).await;
+        let keys = [&disabled, &expired, &lineless, &unlimited];
+        assert_eq!(claim(store, AlertScope::All, now, &keys).await, []);
+
+        // Enabled again while still low: its alert comes now.
+        store.set_key_active(disabled.id, true, &audit("key_enable", Some(disabled.id))).await.unwrap();
+        assert_eq!(claim(store, AlertScope::All, now, &keys).await, [claimed("disabled", "low_balance", "balance")]);
+        // Its claim goes with it (else the foreign key would refuse the purge).
+        assert!(store.purge_key(disabled.id, &audit("key_purge", Some(disabled.id))).await.unwrap());
+    });
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn of_four_checks_at_once_exactly_one_claims_each_alert() {
+    for_each_backend!(|db| {
+        let store = db.store.clone();
+        let owner = owner(store.as_ref()).await;
+        let mut keys = Vec::new();
+        for n in 0..20 {
+            let key = key_with(store.as_ref(), &owner, &format!("k{n}"), usd(1), MoneyPlan::default()).await;
+            keys.push(key);
+        }
+        let checks = (0..4).map(|n| {
+            let (store, first) = (store.clone(), keys[0].id);
+            tokio::spawn(async move {
+                let scope = if n == 0 { AlertScope::Key(first) } else { AlertScope::All };
+                store.claim_alerts(scope, &AlertCheck::at(utc("2026-12-07T12:00:00Z"), usd(5))).await.unwrap()
+            })
+        });
+        let mut claimed = 0;
+        for check in checks.collect::<Vec<_>>() {
+            claimed += check.await.unwrap().len();
+        }
+        assert_eq!(claimed, 20, "each key's low-balance alert, once");
     });
 }

@@ -23,7 +23,7 @@ use args::Command;
 
 use crate::config::Config;
 use crate::master_key::{self, MasterKeyOrigin};
-use crate::service::{KeyService, MasterKeySource, ServiceError, ServiceSettings};
+use crate::service::{AlertCommand, KeyService, MasterKeySource, ServiceError, ServiceSettings};
 use crate::store::changes::ChangeFeed;
 use crate::store::{self, StoreError};
 
@@ -96,6 +96,15 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
 }
 
 async fn dispatch(ctx: Context, cli: Cli) -> anyhow::Result<Outcome> {
+    // Alerts started by the command are waited for before the process exits (which would kill
+    // them), whether the command succeeded or not.
+    let service = ctx.service.clone();
+    let outcome = run_command(ctx, cli).await;
+    service.finish_alerts().await;
+    outcome
+}
+
+async fn run_command(ctx: Context, cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         None | Some(Command::Tui) => {
             let (_feed, options) = live_tui_options(&ctx, cli.read_only).await;
@@ -207,6 +216,8 @@ pub fn service_settings(config: &Config) -> ServiceSettings {
         key_prefix: config.key_prefix.clone(),
         global_auto_delete: config.sweep.auto_delete,
         low_balance: config.alerts.low_balance,
+        alert_command: (!config.alerts.command.is_empty())
+            .then(|| AlertCommand { program_and_args: config.alerts.command.clone(), timeout: config.alerts.timeout }),
     }
 }
 

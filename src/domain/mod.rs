@@ -1,5 +1,6 @@
 //! Pure types and rules of keytop, with no IO.
 
+pub mod alert;
 pub mod duration;
 pub mod fleet;
 pub mod key;
@@ -9,6 +10,7 @@ pub mod plan;
 pub mod text;
 pub mod validate;
 
+pub use alert::{Alert, AlertEvent};
 pub use fleet::{AuditQuery, Spender, SpenderKind, UsageTotals, UserOverview, UserQuery};
 pub use key::*;
 pub use money::{Money, MoneyError};

@@ -108,6 +108,12 @@ impl PeriodSpan {
         self.period.span_at(self.end())
     }
 
+    /// The period as a stable identifier, for idempotency keys and alert claims:
+    /// `month:2026-12-01` (its first day).
+    pub fn key(&self) -> String {
+        format!("{}:{}", self.period, self.first_day)
+    }
+
     /// The name of the period in ledger notes and reports: `month 2026-12`, `week 2026-12-07`
     /// (its Monday), `day 2026-12-07`.
     pub fn label(&self) -> String {
@@ -234,6 +240,7 @@ mod tests {
         assert_eq!(Period::Month.span_at(at("2026-12-07T10:00:00Z")).label(), "month 2026-12");
         assert_eq!(Period::Week.span_at(at("2026-12-09T10:00:00Z")).label(), "week 2026-12-07");
         assert_eq!(Period::Day.span_at(at("2026-12-09T10:00:00Z")).label(), "day 2026-12-09");
+        assert_eq!(Period::Month.span_at(at("2026-12-07T10:00:00Z")).key(), "month:2026-12-01");
     }
 
     #[test]

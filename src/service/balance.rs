@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 use super::{KeyService, ServiceError, ServiceResult};
 use crate::domain::{ApiKey, Balance, LedgerEntry, Money, validate};
+use crate::store::alerts::AlertScope;
 use crate::store::{AdjustOutcome, BalanceAdjustment, BalanceChange};
 
 /// The result of a top-up or deduction.
@@ -108,6 +109,9 @@ impl KeyService {
                 )));
             }
         };
+        if !replayed {
+            self.raise_alerts(AlertScope::Key(id)).await;
+        }
         let balance = match balance {
             Some(balance) => balance,
             None => self.balance(id).await?,

@@ -3,6 +3,7 @@
 //! The CLI and the TUI call only this layer. It validates input, resolves references, builds
 //! audit records, and turns store outcomes into clear errors.
 
+mod alerts;
 mod attention;
 mod balance;
 mod error;
@@ -23,9 +24,11 @@ use uuid::Uuid;
 
 use crate::crypto::MasterKey;
 use crate::domain::{AuditEntry, Clock, Money, SystemClock, User, UserSummary, plan::DEFAULT_LOW_BALANCE, validate};
+use crate::store::alerts::AlertScope;
 use crate::store::plan::RefillPeriods;
 use crate::store::{Actor, AuditRecord, BulkLoad, Store, SweepReport};
 
+pub use alerts::AlertCommand;
 pub use attention::{Attention, EXPIRING_WITHIN, SWEPT_WITHIN};
 pub use balance::TopUp;
 pub use error::{ServiceError, ServiceResult};
@@ -45,11 +48,18 @@ pub struct ServiceSettings {
     pub global_auto_delete: bool,
     /// The low-balance line of keys without their own.
     pub low_balance: Money,
+    /// What runs for each alert; `None`: alerts are off, and nothing checks for them.
+    pub alert_command: Option<AlertCommand>,
 }
 
 impl Default for ServiceSettings {
     fn default() -> Self {
-        ServiceSettings { key_prefix: "sk".into(), global_auto_delete: false, low_balance: DEFAULT_LOW_BALANCE }
+        ServiceSettings {
+            key_prefix: "sk".into(),
+            global_auto_delete: false,
+            low_balance: DEFAULT_LOW_BALANCE,
+            alert_command: None,
+        }
     }
 }
 
@@ -67,10 +77,13 @@ pub struct KeyService {
     /// What proves who the actor is (an SSH key's fingerprint), kept in every audit row because
     /// the name can be edited and this cannot.
     credential: Option<String>,
+    /// Shared by the copies of one service (`acting_for`), so one process waits for all its alerts.
+    alerts: Option<Arc<alerts::AlertRunner>>,
 }
 
 impl KeyService {
     pub fn new(store: Arc<dyn Store>, master_key: MasterKeySource, settings: ServiceSettings, actor: String) -> Self {
+        let alerts = settings.alert_command.as_ref().and_then(alerts::AlertRunner::new).map(Arc::new);
         KeyService {
             store,
             master_key: Arc::new(master_key),
@@ -78,6 +91,7 @@ impl KeyService {
             settings,
             actor,
             credential: None,
+            alerts,
         }
     }
 
@@ -176,8 +190,10 @@ impl KeyService {
     // Sweep and audit
 
     /// One sweep: expired keys disabled or deleted under the global policy of the settings, then
-    /// the refills that are due. Refills need no sweep lock (each lands once however many
-    /// processes sweep), so they run even when another process holds it.
+    /// the refills that are due, then the alerts of every key (catching lines crossed by writers
+    /// that do not check, and arming again those whose balance came back). Refills need no sweep
+    /// lock (each lands once however many processes sweep), so they run even when another
+    /// process holds it.
     pub async fn sweep(&self, dry_run: bool) -> ServiceResult<SweepReport> {
         let now = self.now();
         let actor = Actor { name: &self.actor, key: self.credential.as_deref() };
@@ -185,6 +201,9 @@ impl KeyService {
         let refills = self.store.refill_due(&RefillPeriods::at(now), actor, dry_run).await?;
         report.refilled = refills.refilled;
         report.refilled_keys = refills.keys;
+        if !dry_run {
+            self.raise_alerts(AlertScope::All).await;
+        }
         Ok(report)
     }
 

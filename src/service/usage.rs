@@ -7,6 +7,7 @@ use uuid::Uuid;
 use super::{KeyService, ServiceError, ServiceResult};
 use crate::crypto;
 use crate::domain::{CurrentPeriods, DailyUsage, KeyAdmission, Money, validate};
+use crate::store::alerts::AlertScope;
 use crate::store::{UsageOutcome, UsageRecord};
 
 /// The rate limit counts requests over this window.
@@ -258,6 +259,10 @@ impl KeyService {
         };
         match self.store.record_usage(&record).await? {
             UsageOutcome::UnknownKey => Err(ServiceError::NotFound { kind: "key", reference: key_id.to_string() }),
+            outcome @ UsageOutcome::Recorded { .. } => {
+                self.raise_alerts(AlertScope::Key(key_id)).await;
+                Ok(outcome)
+            }
             outcome => Ok(outcome),
         }
     }

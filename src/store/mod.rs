@@ -16,6 +16,7 @@ macro_rules! admission_columns {
 mod records;
 mod url;
 
+pub mod alerts;
 pub mod changes;
 pub mod plan;
 pub mod postgres;
@@ -179,6 +180,17 @@ pub trait Store: Send + Sync {
         actor: Actor<'_>,
         dry_run: bool,
     ) -> StoreResult<plan::RefillReport>;
+
+    // ---- Alerts -----------------------------------------------------------------------------
+
+    /// Deletes the alert claims in `scope` whose condition no longer holds, then claims, each
+    /// once, the alerts whose condition holds on an enabled, unexpired key, in one transaction:
+    /// see [`alerts`]. Returns only the claims this call inserted.
+    async fn claim_alerts(
+        &self,
+        scope: alerts::AlertScope,
+        check: &alerts::AlertCheck,
+    ) -> StoreResult<Vec<alerts::AlertClaim>>;
 
     // ---- Audit ------------------------------------------------------------------------------
 

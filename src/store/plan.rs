@@ -27,7 +27,7 @@ impl RefillPeriods {
             now,
             starts: current.starts(),
             labels: spans.map(|span| span.label()),
-            key_suffixes: spans.map(|span| format!("{}:{}", span.period, span.first_day)),
+            key_suffixes: spans.map(|span| span.key()),
         }
     }
 }

@@ -81,6 +81,7 @@ macro_rules! add_to_purged {
     };
 }
 
+mod alerts;
 mod attention;
 mod audit;
 mod balance;
@@ -109,6 +110,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
+use super::alerts::{AlertCheck, AlertClaim, AlertScope};
 use super::plan::{RefillPeriods, RefillReport};
 use super::{
     Actor, AdjustOutcome, AuditRecord, BalanceAdjustment, BulkLoad, ResealOutcome, Resealer, SecretRoll, Store,
@@ -402,6 +404,10 @@ impl Store for PgStore {
 
     async fn refill_due(&self, periods: &RefillPeriods, actor: Actor<'_>, dry_run: bool) -> StoreResult<RefillReport> {
         self.retrying(|| plan::refill_due(&self.pool, periods, actor, dry_run)).await
+    }
+
+    async fn claim_alerts(&self, scope: AlertScope, check: &AlertCheck) -> StoreResult<Vec<AlertClaim>> {
+        self.retrying(|| alerts::claim_alerts(&self.pool, scope, check)).await
     }
 
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()> {

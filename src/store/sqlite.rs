@@ -18,6 +18,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{Sqlite, Transaction};
 use uuid::Uuid;
 
+use super::alerts::{AlertCheck, AlertClaim, AlertScope};
 use super::plan::{RefillPeriods, RefillReport};
 use super::{
     Actor, AdjustOutcome, AuditRecord, BalanceAdjustment, BulkLoad, ResealOutcome, Resealer, SecretRoll, Store,
@@ -95,6 +96,7 @@ macro_rules! add_to_purged {
     };
 }
 
+mod alerts;
 mod attention;
 mod audit;
 mod balance;
@@ -439,6 +441,10 @@ impl Store for SqliteStore {
 
     async fn refill_due(&self, periods: &RefillPeriods, actor: Actor<'_>, dry_run: bool) -> StoreResult<RefillReport> {
         plan::refill_due(self, periods, actor, dry_run).await
+    }
+
+    async fn claim_alerts(&self, scope: AlertScope, check: &AlertCheck) -> StoreResult<Vec<AlertClaim>> {
+        alerts::claim_alerts(self, scope, check).await
     }
 
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()> {

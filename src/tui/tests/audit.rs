@@ -187,5 +187,9 @@ fn a_change_elsewhere_reloads_the_open_audit_log_keeping_the_selected_row_in_pla
     let rows: Vec<AuditEntry> = newer.chain(state.audit.pages.rows.iter().take(limit as usize - 2).cloned()).collect();
     done(&mut state, request, Outcome::Audit(Ok(rows)));
     assert_eq!(state.audit.pages.rows[state.audit.pages.selected].id, selected_id, "the same row selected");
-    assert_eq!((state.audit.pages.selected, state.audit.pages.offset), (selected + 2, offset + 2), "where it was on screen");
+    assert_eq!(
+        (state.audit.pages.selected, state.audit.pages.offset),
+        (selected + 2, offset + 2),
+        "where it was on screen"
+    );
 }
