@@ -647,3 +647,26 @@ fn a_key_of_a_disabled_owner_is_listed_as_owner_off_and_not_as_active() {
     assert_eq!(sandbox.json(&["keys", "list", "--active"]), serde_json::json!([]));
     assert_eq!(sandbox.json(&["keys", "list", "--inactive"]).as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn lists_narrow_to_keys_expiring_soon_and_to_balances_under_their_line() {
+    let sandbox = Sandbox::sqlite();
+    sandbox.with_prepaid_key("10");
+    sandbox.ok(&["keys", "create", "--user", "alice", "--name", "low", "--standalone", "--balance", "3"]);
+    sandbox.ok(&["keys", "create", "--user", "alice", "--name", "later", "--expires-in", "30d"]);
+    sandbox.ok(&["keys", "create", "--user", "alice", "--name", "soon", "--expires-in", "2d"]);
+    sandbox.ok(&["keys", "create", "--user", "alice", "--name", "sooner", "--expires-in", "1d"]);
+    let names = |args: &[&str]| -> Vec<String> {
+        let listed = sandbox.json(&[&["keys", "list"], args].concat());
+        listed.as_array().unwrap().iter().map(|k| k["name"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(names(&["--expiring", "7d"]), ["sooner", "soon"], "soonest first");
+    assert_eq!(names(&["--expiring", "36h"]), ["sooner"]);
+    assert_eq!(names(&["--low-balance"]), ["low"], "under the default line of $5");
+    assert_eq!(names(&["--low-balance", "20"]), ["low", "wallet"], "lowest first, under $20");
+    sandbox.ok(&["keys", "update", "wallet", "--low-balance", "11"]);
+    assert_eq!(names(&["--low-balance"]), ["low", "wallet"], "the key's own line");
+    assert_eq!(names(&["--low-balance", "1"]), Vec::<String>::new(), "USD overrides the keys' lines");
+    assert!(sandbox.fails(&["keys", "list", "--expiring", "soon"], 2).contains("--expiring"));
+    assert!(sandbox.fails(&["keys", "list", "--low-balance=-1"], 2).contains("must not be negative"));
+}

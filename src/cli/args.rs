@@ -273,6 +273,13 @@ pub struct ListArgs {
     /// Text to find in the name, owner, key hint or id
     #[arg(long)]
     pub filter: Option<String>,
+    /// Only enabled keys expiring within this long (7d, 12h…), soonest first
+    #[arg(long, value_name = "DURATION")]
+    pub expiring: Option<String>,
+    /// Only prepaid keys under their low-balance line (their own, else alerts.low_balance), or
+    /// under USD for every key; lowest balance first
+    #[arg(long, value_name = "USD", num_args = 0..=1, default_missing_value = "")]
+    pub low_balance: Option<String>,
     /// At most this many keys (stderr says when more matched); all of them without it
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: Option<u64>,

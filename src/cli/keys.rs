@@ -7,7 +7,8 @@ use super::args::{CreateArgs, KeyFields, KeysCommand, ListArgs, MoneyFields, Upd
 use super::output::{KeyListing, KeyView, print_json, print_key_detail};
 use super::{Context, parse};
 use crate::domain::{
-    ActiveFilter, ApiKey, KeyPatch, KeyQuery, KeyScope, MoneyPlan, PageFrom, Patch, PlanInput, validate,
+    ActiveFilter, ApiKey, KeyPatch, KeyQuery, KeyScope, LowBalanceLine, MoneyPlan, PageFrom, Patch, PlanInput, SortKey,
+    ValidationError, validate,
 };
 use crate::service::NewKeySpec;
 
@@ -92,7 +93,7 @@ async fn list(ctx: &Context, args: ListArgs) -> anyhow::Result<()> {
         Some(name) => Some(ctx.service.user(name).await?.id),
         None => None,
     };
-    let query = KeyQuery {
+    let mut query = KeyQuery {
         scope: if args.standalone {
             KeyScope::Standalone
         } else if args.user_keys {
@@ -109,9 +110,19 @@ async fn list(ctx: &Context, args: ListArgs) -> anyhow::Result<()> {
             ActiveFilter::Any
         },
         filter: args.filter.filter(|f| !f.trim().is_empty()),
+        expiring_within: args.expiring.as_deref().map(|text| parse::duration("--expiring", text)).transpose()?,
+        low_balance: args.low_balance.as_deref().map(low_balance_line).transpose()?,
         descending: true,
+        // One time for every page, so that the pages of a window in time follow each other.
+        now: Some(ctx.service.now()),
         ..KeyQuery::default()
     };
+    // The keys that need attention first: the soonest expiry, the smallest balance.
+    if query.expiring_within.is_some() {
+        (query.sort, query.descending) = (SortKey::Expires, false);
+    } else if query.low_balance.is_some() {
+        (query.sort, query.descending) = (SortKey::Remaining, false);
+    }
     let mut listing = KeyListing::new(ctx.json, ctx.service.now());
     let more = stream_keys(ctx, query, args.limit, |key| listing.print(key)).await?;
     listing.finish();
@@ -119,6 +130,18 @@ async fn list(ctx: &Context, args: ListArgs) -> anyhow::Result<()> {
         eprintln!("keytop: listed the first {limit} matching keys; more match (raise --limit, or drop it to list all)");
     }
     Ok(())
+}
+
+/// `--low-balance` alone compares each key with its own line; with USD, every key with that one.
+fn low_balance_line(text: &str) -> Result<LowBalanceLine, ValidationError> {
+    if text.trim().is_empty() {
+        return Ok(LowBalanceLine::KeysOwn { default: None });
+    }
+    let line = parse::money("--low-balance", text)?;
+    if line.is_negative() {
+        return Err(ValidationError::new("--low-balance", format!("must not be negative (got {line})")));
+    }
+    Ok(LowBalanceLine::Fixed(line))
 }
 
 fn plan_input(fields: &MoneyFields) -> PlanInput<'_> {

@@ -7,8 +7,8 @@ use uuid::Uuid;
 use super::{KeyService, ServiceError, ServiceResult};
 use crate::crypto;
 use crate::domain::{
-    ApiKey, DEFAULT_CONCURRENT_LIMIT, DEFAULT_RATE_LIMIT, KeyCounts, KeyPatch, KeyQuery, LedgerEntry, Money, MoneyPlan,
-    Patch, money::MAX_AMOUNT, validate,
+    ApiKey, DEFAULT_CONCURRENT_LIMIT, DEFAULT_RATE_LIMIT, KeyCounts, KeyPatch, KeyQuery, LedgerEntry, LowBalanceLine,
+    Money, MoneyPlan, Patch, money::MAX_AMOUNT, validate,
 };
 
 /// The shortest id prefix accepted as a key reference.
@@ -252,22 +252,26 @@ impl KeyService {
     }
 
     pub async fn list_keys(&self, query: &KeyQuery) -> ServiceResult<Vec<ApiKey>> {
-        let mut query = query.clone();
-        query.now.get_or_insert_with(|| self.now());
-        if let Some(filter) = &query.filter {
-            validate::check_text("filter", filter, validate::MAX_KEY_NAME_CHARS)?;
-        }
-        Ok(self.store.list_keys(&query).await?)
+        Ok(self.store.list_keys(&self.completed(query)?).await?)
     }
 
     /// How many keys a list query matches, up to `cap` (see [`crate::store::Store::count_matching`]).
     pub async fn count_matching_keys(&self, query: &KeyQuery, cap: u32) -> ServiceResult<u64> {
+        Ok(self.store.count_matching(&self.completed(query)?, cap).await?)
+    }
+
+    /// A list query checked, with what it left to the settings filled in: the time it is judged
+    /// at and the low-balance line of keys without their own.
+    fn completed(&self, query: &KeyQuery) -> ServiceResult<KeyQuery> {
         let mut query = query.clone();
         query.now.get_or_insert_with(|| self.now());
+        if let Some(LowBalanceLine::KeysOwn { default }) = &mut query.low_balance {
+            default.get_or_insert(self.settings.low_balance);
+        }
         if let Some(filter) = &query.filter {
             validate::check_text("filter", filter, validate::MAX_KEY_NAME_CHARS)?;
         }
-        Ok(self.store.count_matching(&query, cap).await?)
+        Ok(query)
     }
 
     pub async fn count_keys(&self) -> ServiceResult<KeyCounts> {
