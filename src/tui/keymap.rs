@@ -76,6 +76,7 @@ pub enum Action {
     Open,
     Back,
     NextScope,
+    NextNarrowing,
     Filter,
     Sort,
     ReverseSort,
@@ -108,7 +109,7 @@ pub enum Action {
 }
 
 impl Action {
-    const ALL: [Action; 42] = [
+    const ALL: [Action; 43] = [
         Action::ForceQuit,
         Action::Quit,
         Action::Help,
@@ -121,6 +122,7 @@ impl Action {
         Action::Open,
         Action::Back,
         Action::NextScope,
+        Action::NextNarrowing,
         Action::Filter,
         Action::Sort,
         Action::ReverseSort,
@@ -168,6 +170,7 @@ impl Action {
             Action::Open => "open",
             Action::Back => "back",
             Action::NextScope => "next_scope",
+            Action::NextNarrowing => "next_narrowing",
             Action::Filter => "filter",
             Action::Sort => "sort",
             Action::ReverseSort => "reverse_sort",
@@ -370,7 +373,8 @@ const DEFAULTS: &[DefaultBinding] = &[
     bind(C::List, A::Last, &["G", "end"], "Last key", None),
     bind(C::List, A::Filter, &["/"], "Filter by name, owner, key hint or id prefix", Some("filter")),
     bind(C::List, A::NextScope, &["tab"], "Cycle scope: all, user keys, standalone", Some("scope")),
-    bind(C::List, A::Sort, &["o"], "Cycle the sort column", None),
+    bind(C::List, A::NextNarrowing, &["v"], "Narrow to active, expiring in 7 days, low balance", Some("narrow")),
+    bind(C::List, A::Sort, &["o"], "Cycle the sort column (balance, 30-day spend too)", None),
     bind(C::List, A::ReverseSort, &["O"], "Reverse the sort order", None),
     bind(C::List, A::TopUp, &["t"], "Top up or deduct (prepaid keys)", Some("top up")),
     bind(C::List, A::Create, &["n"], "Create a key", Some("new")),

@@ -4,7 +4,9 @@ use chrono::{DateTime, Utc};
 use tui_input::Input;
 use uuid::Uuid;
 
-use crate::domain::{ApiKey, AuditEntry, KeyCounts, KeyQuery, KeyScope, LedgerEntry, Money, SortKey};
+use crate::domain::{
+    ActiveFilter, ApiKey, AuditEntry, KeyCounts, KeyQuery, KeyScope, LedgerEntry, LowBalanceLine, Money, SortKey,
+};
 use crate::service::{AdmissionCheck, KeyStats, MoneyView};
 use crate::store::SweepReport;
 
@@ -201,9 +203,57 @@ pub enum Focus {
     Key(Uuid),
 }
 
+/// Which of the scope's keys the list narrows to: the keys that need attention first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Narrowing {
+    #[default]
+    Everything,
+    /// Usable now: enabled, unexpired, owner enabled.
+    Active,
+    /// Enabled keys expiring within [`EXPIRING_DAYS`].
+    Expiring,
+    /// Prepaid keys under their low-balance line.
+    LowBalance,
+}
+
+/// The window of [`Narrowing::Expiring`].
+pub const EXPIRING_DAYS: i64 = 7;
+
+impl Narrowing {
+    pub fn next(self) -> Narrowing {
+        match self {
+            Narrowing::Everything => Narrowing::Active,
+            Narrowing::Active => Narrowing::Expiring,
+            Narrowing::Expiring => Narrowing::LowBalance,
+            Narrowing::LowBalance => Narrowing::Everything,
+        }
+    }
+
+    /// How the title names it; `None` for no narrowing.
+    pub fn label(self) -> Option<&'static str> {
+        match self {
+            Narrowing::Everything => None,
+            Narrowing::Active => Some("active only"),
+            Narrowing::Expiring => Some("expiring within 7d"),
+            Narrowing::LowBalance => Some("under low-balance line"),
+        }
+    }
+
+    /// Sets the parts of a list query this narrowing decides.
+    fn narrow(self, query: &mut KeyQuery) {
+        match self {
+            Narrowing::Everything => {}
+            Narrowing::Active => query.active = ActiveFilter::Active,
+            Narrowing::Expiring => query.expiring_within = Some(chrono::Duration::days(EXPIRING_DAYS)),
+            Narrowing::LowBalance => query.low_balance = Some(LowBalanceLine::KeysOwn { default: None }),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct KeyList {
     pub scope: KeyScope,
+    pub narrowing: Narrowing,
     pub sort: SortKey,
     pub descending: bool,
     pub filter: String,
@@ -231,6 +281,7 @@ impl Default for KeyList {
         let sort = SortKey::default();
         KeyList {
             scope: KeyScope::default(),
+            narrowing: Narrowing::default(),
             sort,
             descending: sort.default_descending(),
             filter: String::new(),
@@ -256,7 +307,7 @@ impl KeyList {
     /// The query of this list for one page request.
     pub fn query(&self, request: PageRequest, now: DateTime<Utc>) -> KeyQuery {
         let filter = self.filter.trim();
-        KeyQuery {
+        let mut query = KeyQuery {
             scope: self.scope,
             filter: (!filter.is_empty()).then(|| filter.to_string()),
             sort: self.sort,
@@ -265,7 +316,9 @@ impl KeyList {
             limit: request.limit,
             now: Some(now),
             ..KeyQuery::default()
-        }
+        };
+        self.narrowing.narrow(&mut query);
+        query
     }
 }
 

@@ -235,6 +235,10 @@ fn perform(state: &mut State, context: Context, action: Action) -> Vec<Effect> {
             state.list.scope = state.list.scope.next();
             reload_from_start(state, Focus::First)
         }
+        Action::NextNarrowing => {
+            state.list.narrowing = state.list.narrowing.next();
+            reload_from_start(state, Focus::First)
+        }
         Action::Filter => {
             state.filter_box = Some(Input::new(state.list.filter.clone()));
             Vec::new()
@@ -407,7 +411,10 @@ fn with_current_key(state: &mut State, then: impl FnOnce(&mut State, ApiKey) -> 
 fn nothing_listed(state: &State) -> String {
     let filter = state.list.filter.trim();
     if filter.is_empty() {
-        format!("No key in the scope {:?}", state.list.scope.label())
+        match state.list.narrowing.label() {
+            Some(narrowing) => format!("No key in the scope {:?}, {narrowing}", state.list.scope.label()),
+            None => format!("No key in the scope {:?}", state.list.scope.label()),
+        }
     } else {
         format!("No key matches \"{}\"", sanitize(filter))
     }

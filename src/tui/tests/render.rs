@@ -71,6 +71,18 @@ fn list_with_filter_box() {
     });
 }
 
+/// The title names the narrowing and the computed sort, so the admin knows what the list leaves out.
+#[test]
+fn the_title_names_the_narrowing_and_the_sort() {
+    let mut state = loaded_state((120, 32));
+    state.list.narrowing = crate::tui::state::Narrowing::LowBalance;
+    state.list.sort = crate::domain::SortKey::Remaining;
+    state.list.descending = false;
+    let screen = format!("{:?}", draw(&state).backend());
+    assert!(screen.contains("· under low-balance line ·"), "{screen}");
+    assert!(screen.contains("· by remaining ↑"), "{screen}");
+}
+
 #[test]
 fn detail_with_chart() {
     snapshot("detail", detail_state);

@@ -113,6 +113,9 @@ pub fn render(frame: &mut Frame, state: &State, area: Rect) {
     let border = if focused { theme.focused_border } else { theme.border };
     let mut title =
         vec![Span::styled(" Keys ", theme.title), Span::styled(format!("· {} ", list.scope.label()), theme.text)];
+    if let Some(narrowing) = list.narrowing.label() {
+        title.push(Span::styled(format!("· {narrowing} "), theme.warning));
+    }
     if let Some(matches) = list.matches {
         title.push(Span::styled(format!("· {} ", match_count(matches)), theme.text));
     }
