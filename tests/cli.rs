@@ -670,3 +670,34 @@ fn lists_narrow_to_keys_expiring_soon_and_to_balances_under_their_line() {
     assert!(sandbox.fails(&["keys", "list", "--expiring", "soon"], 2).contains("--expiring"));
     assert!(sandbox.fails(&["keys", "list", "--low-balance=-1"], 2).contains("must not be negative"));
 }
+
+#[test]
+fn keys_are_disabled_enabled_and_purged_in_bulk_by_filter_or_owner() {
+    let sandbox = Sandbox::sqlite();
+    sandbox.with_prepaid_key("10");
+    sandbox.ok(&["users", "add", "bob"]);
+    for name in ["batch-1", "batch-2", "batch-3"] {
+        sandbox.ok(&["keys", "create", "--user", "bob", "--name", name]);
+    }
+    let refused = sandbox.fails(&["keys", "disable", "--filter", "batch"], 2);
+    assert!(refused.contains("--all-matching is needed to disable more than one key: 3 match"), "{refused}");
+    let dry = sandbox.json(&["keys", "disable", "--filter", "batch", "--dry-run"]);
+    assert_eq!(dry["keys"].as_array().unwrap().len(), 3);
+    assert_eq!(sandbox.json(&["keys", "list", "--active"]).as_array().unwrap().len(), 4, "a dry run writes nothing");
+
+    let done = sandbox.json(&["keys", "disable", "--filter", "batch", "--all-matching"]);
+    assert_eq!((done["succeeded"].as_array().unwrap().len(), done["failed"].as_array().unwrap().len()), (3, 0));
+    let disabled = sandbox.sql("SELECT COUNT(*) FROM audit_log WHERE action = 'key_disable'");
+    assert_eq!(disabled, ["3"], "one audit row per key");
+    let again = sandbox.ok(&["keys", "disable", "--user", "bob", "--all-matching"]);
+    assert_eq!(again.trim(), "disabled 3 keys", "disable, not toggle");
+    sandbox.ok(&["keys", "enable", "--user", "bob", "--filter", "batch-2"]);
+    let active: Vec<Value> = sandbox.json(&["keys", "list", "--active"]).as_array().unwrap().clone();
+    assert_eq!(active.iter().map(|k| k["name"].as_str().unwrap()).collect::<Vec<_>>(), ["batch-2", "wallet"]);
+
+    assert!(sandbox.fails(&["keys", "purge", "--filter", "nothing-like-it"], 2).contains("match no key"));
+    sandbox.ok(&["keys", "purge", "--user", "bob", "--all-matching"]);
+    assert_eq!(sandbox.json(&["keys", "list"]).as_array().unwrap().len(), 1);
+    assert_eq!(sandbox.sql("SELECT COUNT(*) FROM audit_log WHERE action = 'key_purge'"), ["3"]);
+    assert!(sandbox.fails(&["keys", "disable"], 2).contains("required"), "a key, --filter or --user");
+}

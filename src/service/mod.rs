@@ -4,6 +4,7 @@
 //! audit records, and turns store outcomes into clear errors.
 
 mod balance;
+mod bulk;
 mod error;
 mod fleet;
 mod import;
@@ -26,6 +27,7 @@ use crate::store::plan::RefillPeriods;
 use crate::store::{AuditRecord, BulkLoad, Store, SweepReport};
 
 pub use balance::TopUp;
+pub use bulk::{BulkAction, BulkFailure, BulkReport, MAX_BULK_KEYS, MarkedKey};
 pub use error::{ServiceError, ServiceResult};
 pub use fleet::{FleetStats, MAX_PAGE, Ranked, TopSpenders, USER_KEYS_SHOWN, UserDetail, UserStats};
 pub use keys::{CreatedKey, KeyMaterial, NewKeySpec};
