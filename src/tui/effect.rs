@@ -8,7 +8,9 @@ use tokio::sync::mpsc::UnboundedSender;
 use uuid::Uuid;
 
 use crate::domain::{ApiKey, AuditEntry, AuditQuery, KeyPatch, KeyQuery, Money, SpenderKind};
-use crate::service::{ConfirmedSweep, DEFAULT_GRACE, KeyService, NewKeySpec, ServiceError, ServiceResult};
+use crate::service::{
+    BulkAction, ConfirmedSweep, DEFAULT_GRACE, KeyService, MarkedKey, NewKeySpec, ServiceError, ServiceResult,
+};
 use crate::store::{StoreError, SweepReport};
 
 use super::event::{CreatedSecret, Event, Outcome};
@@ -80,6 +82,13 @@ pub enum Call {
     /// The usage screen over the last `days` days.
     Usage {
         days: u32,
+    },
+    /// The keys a list query matches, to mark them.
+    MarkMatches(KeyQuery),
+    /// One action on each of these keys.
+    Bulk {
+        keys: Vec<MarkedKey>,
+        action: BulkAction,
     },
     /// One page of the audit log.
     Audit {
@@ -172,6 +181,10 @@ impl Runner {
                 Ok(ConfirmedSweep::Changed(report)) => Outcome::SweepChanged(report),
                 Err(message) => Outcome::Swept { dry_run: false, result: Err(message) },
             },
+            Call::MarkMatches(query) => Outcome::Marked(self.shown(service.matching_keys(&query).await)),
+            Call::Bulk { keys, action } => {
+                Outcome::Bulk { done: action.done(), result: self.shown(service.bulk(&keys, &action).await) }
+            }
             Call::Usage { days } => Outcome::Usage(self.shown(self.usage(days).await.map(Box::new))),
             Call::Audit { filter, before_id, limit } => {
                 Outcome::Audit(self.shown(self.audit_page(filter, before_id, limit).await))

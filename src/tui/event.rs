@@ -5,7 +5,7 @@ use crossterm::event::KeyEvent;
 use uuid::Uuid;
 
 use crate::domain::{ApiKey, AuditEntry, KeyCounts};
-use crate::service::TopUp;
+use crate::service::{BulkReport, MarkedKey, TopUp};
 use crate::store::SweepReport;
 
 use super::screens::usage::UsageData;
@@ -64,6 +64,13 @@ pub enum Outcome {
     SweepChanged(SweepReport),
     Usage(Result<Box<UsageData>, String>),
     Audit(Result<Vec<AuditEntry>, String>),
+    /// The keys a list query matches, to mark, and whether more matched than were taken.
+    Marked(Result<(Vec<MarkedKey>, bool), String>),
+    /// A bulk action: its past tense ("disabled") and what it did to each key.
+    Bulk {
+        done: &'static str,
+        result: Result<BulkReport, String>,
+    },
 }
 
 /// A key with its plaintext (after create or reveal). The plaintext never reaches `Debug`.

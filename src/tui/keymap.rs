@@ -93,6 +93,13 @@ pub enum Action {
     Reveal,
     Roll,
     Sweep,
+    /// Enable the selected key, or every marked key.
+    Enable,
+    /// Mark or unmark the selected key for a bulk action.
+    Mark,
+    /// Mark every key the list's filter and scope match.
+    MarkAll,
+    ClearMarks,
     ApplyFilter,
     ClearFilter,
     Submit,
@@ -109,7 +116,7 @@ pub enum Action {
 }
 
 impl Action {
-    const ALL: [Action; 43] = [
+    const ALL: [Action; 47] = [
         Action::ForceQuit,
         Action::Quit,
         Action::Help,
@@ -139,6 +146,10 @@ impl Action {
         Action::Reveal,
         Action::Roll,
         Action::Sweep,
+        Action::Enable,
+        Action::Mark,
+        Action::MarkAll,
+        Action::ClearMarks,
         Action::ApplyFilter,
         Action::ClearFilter,
         Action::Submit,
@@ -187,6 +198,10 @@ impl Action {
             Action::Reveal => "reveal",
             Action::Roll => "roll",
             Action::Sweep => "sweep",
+            Action::Enable => "enable",
+            Action::Mark => "mark",
+            Action::MarkAll => "mark_all",
+            Action::ClearMarks => "clear_marks",
             Action::ApplyFilter => "apply_filter",
             Action::ClearFilter => "clear_filter",
             Action::Submit => "submit",
@@ -221,6 +236,7 @@ impl Action {
                 | Action::Reveal
                 | Action::Roll
                 | Action::Sweep
+                | Action::Enable
         )
     }
 }
@@ -379,8 +395,12 @@ const DEFAULTS: &[DefaultBinding] = &[
     bind(C::List, A::TopUp, &["t"], "Top up or deduct (prepaid keys)", Some("top up")),
     bind(C::List, A::Create, &["n"], "Create a key", Some("new")),
     bind(C::List, A::Edit, &["e"], "Edit the selected key", None),
-    bind(C::List, A::ToggleActive, &["d"], "Disable or enable the selected key", None),
-    bind(C::List, A::Purge, &["D"], "Purge the selected key for good", None),
+    bind(C::List, A::ToggleActive, &["d"], "Disable or enable the key; disable the marked", None),
+    bind(C::List, A::Enable, &["E"], "Enable the selected key, or the marked keys", None),
+    bind(C::List, A::Purge, &["D"], "Purge the key (or the marked keys) for good", None),
+    bind(C::List, A::Mark, &["space"], "Mark the key for t, e, d, E or D on all marked", None),
+    bind(C::List, A::MarkAll, &["*"], "Mark every key the filter and scope match", None),
+    bind(C::List, A::ClearMarks, &["esc"], "Clear the marks", None),
     bind(C::List, A::Reveal, &["R"], "Reveal the key's plaintext (audited)", None),
     bind(C::List, A::Roll, &["K"], "Roll: a new secret, the old one valid 24h more", None),
     bind(C::List, A::Sweep, &["S"], "Run the expiry sweep now (after a dry run)", None),

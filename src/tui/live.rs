@@ -15,7 +15,7 @@ pub fn dialog_key(state: &State) -> Option<Uuid> {
     match state.modals.last() {
         Some(Modal::Form(form)) => match &form.kind {
             FormKind::TopUp(key, _) | FormKind::Edit(key) => Some(key.id),
-            FormKind::Create => None,
+            FormKind::Create | FormKind::BulkTopUp(..) | FormKind::BulkEdit(..) => None,
         },
         _ => None,
     }
@@ -29,7 +29,7 @@ pub fn on_dialog_key_seen(state: &mut State, fresh: ApiKey) {
     let (shown, follows) = match &mut form.kind {
         FormKind::TopUp(key, _) => (key, true),
         FormKind::Edit(key) => (key, false),
-        FormKind::Create => return,
+        FormKind::Create | FormKind::BulkTopUp(..) | FormKind::BulkEdit(..) => return,
     };
     if shown.id != fresh.id || same_to_an_admin(shown, &fresh) {
         return;

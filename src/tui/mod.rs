@@ -8,6 +8,7 @@
 mod app;
 #[doc(hidden)]
 pub mod bench;
+mod bulk;
 mod effect;
 mod event;
 mod forms;

@@ -1,5 +1,7 @@
 //! Everything the TUI shows, as plain data. `update` changes it; views only read it.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use tui_input::Input;
 use uuid::Uuid;
@@ -7,7 +9,7 @@ use uuid::Uuid;
 use crate::domain::{
     ActiveFilter, ApiKey, AuditEntry, KeyCounts, KeyQuery, KeyScope, LedgerEntry, LowBalanceLine, Money, SortKey,
 };
-use crate::service::{AdmissionCheck, KeyStats, MoneyView};
+use crate::service::{AdmissionCheck, BulkAction, KeyStats, MarkedKey, MoneyView};
 use crate::store::SweepReport;
 
 use super::forms::Form;
@@ -274,6 +276,8 @@ pub struct KeyList {
     /// The count of keys the query matches (up to the cap), and the request it answers.
     pub matches: Option<u64>,
     pub matches_request: Option<RequestId>,
+    /// The keys marked for a bulk action, by id, with their names for the result.
+    pub marks: BTreeMap<Uuid, String>,
 }
 
 impl Default for KeyList {
@@ -295,6 +299,7 @@ impl Default for KeyList {
             error: None,
             matches: None,
             matches_request: None,
+            marks: BTreeMap::new(),
         }
     }
 }
@@ -319,6 +324,11 @@ impl KeyList {
         };
         self.narrowing.narrow(&mut query);
         query
+    }
+
+    /// The marked keys, in id order.
+    pub fn marked(&self) -> Vec<MarkedKey> {
+        self.marks.iter().map(|(id, name)| MarkedKey { id: *id, name: name.clone() }).collect()
     }
 }
 
@@ -435,6 +445,11 @@ pub enum Confirmed {
     PastExpiry,
     /// The sweep, as its dry run showed it: confirming runs it only if it would still do that.
     Sweep(Box<SweepReport>),
+    /// One action on every marked key.
+    Bulk {
+        keys: Vec<MarkedKey>,
+        action: BulkAction,
+    },
 }
 
 /// A plaintext key on screen: after create (never shown again) or after a reveal.

@@ -7,9 +7,10 @@ use tui_input::{Input, backend::crossterm::to_input_request};
 use uuid::Uuid;
 
 use crate::domain::{ApiKey, text::sanitize};
-use crate::service::DEFAULT_GRACE;
+use crate::service::{BulkAction, DEFAULT_GRACE};
 use crate::store::SweepReport;
 
+use super::bulk;
 use super::effect::{Call, Effect};
 use super::event::{Event, Outcome};
 use super::forms::{FieldValue, Form, FormKind, top_up_preview};
@@ -132,6 +133,8 @@ fn answered(outcome: &Outcome) -> bool {
         Outcome::SweepChanged(_) => true,
         Outcome::Usage(result) => result.is_ok(),
         Outcome::Audit(result) => result.is_ok(),
+        Outcome::Marked(result) => result.is_ok(),
+        Outcome::Bulk { result, .. } => result.is_ok(),
     }
 }
 
@@ -191,6 +194,11 @@ fn after_text_edit(state: &mut State) -> Vec<Effect> {
 
 fn perform(state: &mut State, context: Context, action: Action) -> Vec<Effect> {
     if let Some(effects) = screens::perform(state, context, action) {
+        return effects;
+    }
+    if context == Context::List
+        && let Some(effects) = bulk::perform(state, action)
+    {
         return effects;
     }
     match action {
@@ -309,6 +317,24 @@ fn perform(state: &mut State, context: Context, action: Action) -> Vec<Effect> {
                 Confirmed::SetActive { key_id: key.id, active },
             )
         }),
+        Action::Enable => with_current_key(state, |state, key| {
+            let name = sanitize(&key.name).into_owned();
+            if key.is_active {
+                state.toast(ToastKind::Info, format!("{name} is already enabled"));
+                return Vec::new();
+            }
+            let lines = vec!["Requests with it will be accepted again (unless it has expired).".into()];
+            confirm(state, format!("Enable {name}?"), lines, Confirmed::SetActive { key_id: key.id, active: true })
+        }),
+        Action::Mark => {
+            bulk::toggle_mark(state);
+            move_selection(state, 1)
+        }
+        Action::MarkAll => bulk::mark_all(state),
+        Action::ClearMarks => {
+            state.list.marks.clear();
+            Vec::new()
+        }
         Action::Purge => with_current_key(state, |state, key| {
             let name = sanitize(&key.name).into_owned();
             let lines = vec![
@@ -464,6 +490,30 @@ fn submit_form(state: &mut State) -> Vec<Effect> {
         ];
         return confirm(state, format!("Expire the key at {when}, in the past?"), lines, Confirmed::PastExpiry);
     }
+    // A bulk dialog asks once more, naming the count, before anything is written.
+    match &form.kind {
+        FormKind::BulkTopUp(keys, idempotency_key) => {
+            let (keys, idempotency_key) = (keys.clone(), idempotency_key.clone());
+            return match form.top_up_request() {
+                Ok((amount, note)) => bulk::confirm_top_up(state, keys, amount, note, idempotency_key),
+                Err(message) => {
+                    state.toast(ToastKind::Error, message);
+                    Vec::new()
+                }
+            };
+        }
+        FormKind::BulkEdit(_, keys) => {
+            let keys = keys.clone();
+            return match form.key_patch(now) {
+                Ok(patch) => bulk::confirm_edit(state, keys, patch),
+                Err(message) => {
+                    state.toast(ToastKind::Error, message);
+                    Vec::new()
+                }
+            };
+        }
+        _ => {}
+    }
     let call = match &form.kind {
         FormKind::TopUp(key, idempotency_key) => form.top_up_request().map(|(amount, note)| {
             Call::TopUp(TopUpRequest { key_id: key.id, amount, note, idempotency_key: idempotency_key.clone() })
@@ -472,6 +522,7 @@ fn submit_form(state: &mut State) -> Vec<Effect> {
         FormKind::Edit(key) => form.key_patch(now).and_then(|patch| {
             Ok(Call::Update { key_id: key.id, patch: Box::new(patch), credit: form.credit_change()? })
         }),
+        FormKind::BulkTopUp(..) | FormKind::BulkEdit(..) => return Vec::new(),
     };
     match call {
         // Large amounts ask again, above the form, which stays open underneath.
@@ -508,6 +559,7 @@ fn run_confirmed(state: &mut State, action: Confirmed) -> Vec<Effect> {
         Confirmed::Reveal { key_id } => Call::Reveal { key_id },
         Confirmed::Roll { key_id } => Call::Roll { key_id },
         Confirmed::Sweep(shown) => Call::SweepAsShown(shown),
+        Confirmed::Bulk { keys, action } => Call::Bulk { keys, action },
     };
     write(state, call)
 }
@@ -645,6 +697,14 @@ fn on_outcome(state: &mut State, request: RequestId, outcome: Outcome) -> Vec<Ef
             effects
         }
         Outcome::Usage(result) => screens::usage::update::on_loaded(state, request, result),
+        Outcome::Marked(result) => {
+            bulk::on_marked(state, result);
+            Vec::new()
+        }
+        Outcome::Bulk { done, result } => after_write(state, result, |state, report| {
+            bulk::on_done(state, done, report, done == BulkAction::Purge.done());
+            refresh(state)
+        }),
         Outcome::Audit(result) => screens::audit::update::on_loaded(state, request, result),
         Outcome::Counts(Ok(counts)) => {
             state.counts = Some(counts);

@@ -98,6 +98,16 @@ pub fn timestamp(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
+/// `a, b, c and 21 more`: the first names of marked keys, inert.
+pub fn marked_names(keys: &[crate::service::MarkedKey]) -> String {
+    const SHOWN: usize = 3;
+    let names: Vec<String> = keys.iter().take(SHOWN).map(|key| safe(&key.name).into_owned()).collect();
+    match keys.len().saturating_sub(SHOWN) {
+        0 => names.join(", "),
+        more => format!("{} and {more} more", names.join(", ")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

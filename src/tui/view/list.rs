@@ -15,6 +15,8 @@ use super::format::{self, safe, safe_within};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Column {
+    /// Shown while keys are marked for a bulk action.
+    Mark,
     Status,
     Name,
     Owner,
@@ -28,10 +30,13 @@ enum Column {
 /// The mark of the selected row, in the room the table keeps for it on every row.
 const HIGHLIGHT: &str = "▶ ";
 const COLUMN_SPACING: u16 = 1;
+/// A marked key's sign in the mark column.
+const MARK: &str = "●";
 
 impl Column {
     /// Display order, with the table width from which each column shows.
-    const ALL: [(Column, u16); 8] = [
+    const ALL: [(Column, u16); 9] = [
+        (Column::Mark, 0),
         (Column::Status, 0),
         (Column::Name, 0),
         (Column::Owner, 64),
@@ -44,6 +49,7 @@ impl Column {
 
     fn title(self) -> &'static str {
         match self {
+            Column::Mark => "",
             Column::Status => "Status",
             Column::Name => "Name",
             Column::Owner => "Owner",
@@ -65,6 +71,7 @@ impl Column {
             Constraint::Length(u16::try_from(widest).unwrap_or(u16::MAX).min(limit))
         };
         match self {
+            Column::Mark => Constraint::Length(1),
             Column::Status => Constraint::Length(9),
             Column::Name => Constraint::Fill(1),
             Column::Owner => fitted(12, &|key| safe(&key.owner_name).width()),
@@ -85,6 +92,10 @@ impl Column {
     fn cell<'a>(self, key: &'a ApiKey, state: &State, width: u16) -> Cell<'a> {
         let now = state.now;
         match self {
+            Column::Mark if state.list.marks.contains_key(&key.id) => {
+                Cell::from(MARK).style(state.session.theme.warning)
+            }
+            Column::Mark => Cell::from(""),
             Column::Status => {
                 let status = key.status(now);
                 Cell::from(status.as_str()).style(state.session.theme.status(status))
@@ -119,6 +130,9 @@ pub fn render(frame: &mut Frame, state: &State, area: Rect) {
     if let Some(matches) = list.matches {
         title.push(Span::styled(format!("· {} ", match_count(matches)), theme.text));
     }
+    if !list.marks.is_empty() {
+        title.push(Span::styled(format!("· {} marked ", list.marks.len()), theme.warning));
+    }
     let arrow = if list.descending { "↓" } else { "↑" };
     title.push(Span::styled(format!("· by {} {arrow} ", list.sort.label()), theme.muted));
     if !list.filter.is_empty() {
@@ -147,8 +161,11 @@ pub fn render(frame: &mut Frame, state: &State, area: Rect) {
         return;
     }
 
-    let columns: Vec<Column> =
-        Column::ALL.iter().filter(|(_, from_width)| area.width >= *from_width).map(|(column, _)| *column).collect();
+    let columns: Vec<Column> = Column::ALL
+        .iter()
+        .filter(|(column, from_width)| area.width >= *from_width && (*column != Column::Mark || !list.marks.is_empty()))
+        .map(|(column, _)| *column)
+        .collect();
     // The widths the table will give its columns, worked out as it does, so that a cell knows
     // where it is cut.
     let rows_width = block.inner(area).width.saturating_sub(HIGHLIGHT.width() as u16);
