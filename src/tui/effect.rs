@@ -85,6 +85,8 @@ pub enum Call {
     },
     /// The keys a list query matches, to mark them.
     MarkMatches(KeyQuery),
+    /// What these keys spent in the last 30 days.
+    RecentSpend(Vec<Uuid>),
     /// One action on each of these keys.
     Bulk {
         keys: Vec<MarkedKey>,
@@ -181,6 +183,7 @@ impl Runner {
                 Ok(ConfirmedSweep::Changed(report)) => Outcome::SweepChanged(report),
                 Err(message) => Outcome::Swept { dry_run: false, result: Err(message) },
             },
+            Call::RecentSpend(key_ids) => Outcome::RecentSpend(self.shown(service.recent_spend(&key_ids).await)),
             Call::MarkMatches(query) => Outcome::Marked(self.shown(service.matching_keys(&query).await)),
             Call::Bulk { keys, action } => {
                 Outcome::Bulk { done: action.done(), result: self.shown(service.bulk(&keys, &action).await) }

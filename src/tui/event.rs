@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use crossterm::event::KeyEvent;
 use uuid::Uuid;
 
-use crate::domain::{ApiKey, AuditEntry, KeyCounts};
+use crate::domain::{ApiKey, AuditEntry, KeyCounts, Money};
 use crate::service::{BulkReport, MarkedKey, TopUp};
 use crate::store::SweepReport;
 
@@ -64,6 +64,8 @@ pub enum Outcome {
     SweepChanged(SweepReport),
     Usage(Result<Box<UsageData>, String>),
     Audit(Result<Vec<AuditEntry>, String>),
+    /// What keys of the list spent in the last 30 days.
+    RecentSpend(Result<Vec<(Uuid, Money)>, String>),
     /// The keys a list query matches, to mark, and whether more matched than were taken.
     Marked(Result<(Vec<MarkedKey>, bool), String>),
     /// A bulk action: its past tense ("disabled") and what it did to each key.

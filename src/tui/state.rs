@@ -1,6 +1,6 @@
 //! Everything the TUI shows, as plain data. `update` changes it; views only read it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use tui_input::Input;
@@ -278,6 +278,8 @@ pub struct KeyList {
     pub matches_request: Option<RequestId>,
     /// The keys marked for a bulk action, by id, with their names for the result.
     pub marks: BTreeMap<Uuid, String>,
+    /// What the loaded keys spent in the last 30 days, for the wide list's column.
+    pub recent_spend: HashMap<Uuid, Money>,
 }
 
 impl Default for KeyList {
@@ -300,6 +302,7 @@ impl Default for KeyList {
             matches: None,
             matches_request: None,
             marks: BTreeMap::new(),
+            recent_spend: HashMap::new(),
         }
     }
 }

@@ -23,7 +23,7 @@ use super::state::{
     ToastKind, TopUpRequest, retry_delay,
 };
 use super::sweep_report;
-use super::view::{help, layout};
+use super::view::{self, help, layout};
 
 /// The first effects of a session: the list and the counts.
 pub fn start(state: &mut State) -> Vec<Effect> {
@@ -62,7 +62,10 @@ fn dispatch(state: &mut State, event: Event) -> Vec<Effect> {
         Event::Resize(width, height) => {
             state.size = (width, height);
             scroll_to_selection(state);
-            fetch_near_edges(state)
+            let mut effects = fetch_near_edges(state);
+            let unknown: Vec<Uuid> = state.list.window.rows.iter().map(|key| key.id).collect();
+            effects.extend(fetch_recent_spend(state, unknown.into_iter()));
+            effects
         }
         Event::Tick(now) => {
             state.now = now;
@@ -134,6 +137,7 @@ fn answered(outcome: &Outcome) -> bool {
         Outcome::Usage(result) => result.is_ok(),
         Outcome::Audit(result) => result.is_ok(),
         Outcome::Marked(result) => result.is_ok(),
+        Outcome::RecentSpend(result) => result.is_ok(),
         Outcome::Bulk { result, .. } => result.is_ok(),
     }
 }
@@ -636,6 +640,16 @@ pub(super) fn load_detail(state: &mut State) -> Vec<Effect> {
     vec![Effect::Call(request, Call::Detail { key_id, days: state.detail.days })]
 }
 
+/// Asks what the keys among `key_ids` whose spend is not known spent in the last 30 days, when
+/// the list is wide enough to show it.
+fn fetch_recent_spend(state: &mut State, key_ids: impl Iterator<Item = Uuid>) -> Option<Effect> {
+    if state.size.0 < view::RECENT_SPEND_FROM {
+        return None;
+    }
+    let unknown: Vec<Uuid> = key_ids.filter(|id| !state.list.recent_spend.contains_key(id)).collect();
+    (!unknown.is_empty()).then(|| call(state, Call::RecentSpend(unknown)))
+}
+
 fn move_selection(state: &mut State, delta: isize) -> Vec<Effect> {
     let rows = state.list.window.rows.len();
     if rows == 0 {
@@ -699,6 +713,11 @@ fn on_outcome(state: &mut State, request: RequestId, outcome: Outcome) -> Vec<Ef
         Outcome::Usage(result) => screens::usage::update::on_loaded(state, request, result),
         Outcome::Marked(result) => {
             bulk::on_marked(state, result);
+            Vec::new()
+        }
+        // Without it the column shows no figure; the list itself is not affected.
+        Outcome::RecentSpend(result) => {
+            state.list.recent_spend.extend(result.unwrap_or_default());
             Vec::new()
         }
         Outcome::Bulk { done, result } => after_write(state, result, |state, report| {
@@ -871,6 +890,7 @@ fn on_page(state: &mut State, request: RequestId, result: Result<Vec<ApiKey>, St
         return reload_from_start(state, focus.unwrap_or(Focus::First));
     }
     let previous_key = list.selected_key().map(|key| key.id);
+    let page_keys: Vec<Uuid> = page.iter().map(|key| key.id).collect();
     let shift = list.window.apply(placement, page, page_request);
     list.selected = list.selected.saturating_add_signed(shift);
     list.offset = list.offset.saturating_add_signed(shift);
@@ -891,6 +911,11 @@ fn on_page(state: &mut State, request: RequestId, result: Result<Vec<ApiKey>, St
     }
     scroll_to_selection(state);
     let mut effects = fetch_near_edges(state);
+    // A page just read: its spend is read again, so a refresh brings it up to date.
+    for key_id in &page_keys {
+        state.list.recent_spend.remove(key_id);
+    }
+    effects.extend(fetch_recent_spend(state, page_keys.into_iter()));
     let selection_moved = state.list.selected_key().map(|key| key.id) != previous_key;
     if state.screen == Screen::Detail && selection_moved {
         effects.extend(load_detail(state));

@@ -168,3 +168,29 @@ fn a_bulk_action_that_all_succeeded_says_so() {
     assert!(state.list.marks.is_empty());
     assert_eq!(state.list.window.rows.len(), keys().len() - 2, "purged keys leave the list");
 }
+
+/// A page that lands on a wide list asks what its keys spent in the last 30 days; a narrow list,
+/// which has no column for it, does not.
+#[test]
+fn a_wide_list_reads_the_30_day_spend_of_each_page() {
+    for (width, asks) in [(200, true), (120, false)] {
+        let mut state = loaded_state((width, 40));
+        let (request, _) = super::update::list_query(&press(&mut state, "tab"));
+        let effects = done(&mut state, request, Outcome::Page(Ok(keys())));
+        let spend_calls: Vec<_> = effects
+            .iter()
+            .filter_map(|effect| match effect {
+                crate::tui::effect::Effect::Call(id, Call::RecentSpend(ids)) => Some((*id, ids.len())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            spend_calls.iter().map(|(_, n)| *n).collect::<Vec<_>>(),
+            if asks { vec![keys().len()] } else { vec![] }
+        );
+        if let Some((id, _)) = spend_calls.first() {
+            done(&mut state, *id, Outcome::RecentSpend(Ok(vec![(prepaid_key().id, Money::from_usd(3))])));
+            assert_eq!(state.list.recent_spend.get(&prepaid_key().id), Some(&Money::from_usd(3)));
+        }
+    }
+}

@@ -52,7 +52,12 @@ pub fn remaining(key: &ApiKey) -> String {
 /// What is left to spend, cut to whole cents towards less money (a debt of $1.489 reads `-$1.49`):
 /// the key table's form, where six decimals are noise. The detail shows the exact amount.
 pub fn remaining_in_cents(key: &ApiKey) -> String {
-    remaining_as(key, |money| Money::from_micros(money.micros().div_euclid(MICROS_PER_CENT) * MICROS_PER_CENT))
+    remaining_as(key, whole_cents)
+}
+
+/// An amount cut to whole cents towards less money, for tables.
+pub fn whole_cents(money: Money) -> Money {
+    Money::from_micros(money.micros().div_euclid(MICROS_PER_CENT) * MICROS_PER_CENT)
 }
 
 const MICROS_PER_CENT: i64 = 10_000;

@@ -25,7 +25,12 @@ enum Column {
     Rate,
     Expires,
     LastUsed,
+    RecentSpend,
+    Created,
 }
+
+/// The table width from which the list shows what each key spent in the last 30 days.
+pub const RECENT_SPEND_FROM: u16 = 140;
 
 /// The mark of the selected row, in the room the table keeps for it on every row.
 const HIGHLIGHT: &str = "▶ ";
@@ -35,7 +40,7 @@ const MARK: &str = "●";
 
 impl Column {
     /// Display order, with the table width from which each column shows.
-    const ALL: [(Column, u16); 9] = [
+    const ALL: [(Column, u16); 11] = [
         (Column::Mark, 0),
         (Column::Status, 0),
         (Column::Name, 0),
@@ -45,6 +50,8 @@ impl Column {
         (Column::Rate, 112),
         (Column::Expires, 50),
         (Column::LastUsed, 78),
+        (Column::RecentSpend, RECENT_SPEND_FROM),
+        (Column::Created, 160),
     ];
 
     fn title(self) -> &'static str {
@@ -58,6 +65,8 @@ impl Column {
             Column::Rate => "Rate",
             Column::Expires => "Expires",
             Column::LastUsed => "Last used",
+            Column::RecentSpend => "Spend 30d",
+            Column::Created => "Created",
         }
     }
 
@@ -85,6 +94,15 @@ impl Column {
             Column::Rate => Constraint::Length(9),
             Column::Expires => fitted(15, &|key| format::expiry(key, state.now).width()),
             Column::LastUsed => Constraint::Length(9),
+            Column::RecentSpend => {
+                let widest = rows
+                    .iter()
+                    .filter_map(|key| state.list.recent_spend.get(&key.id))
+                    .map(|spend| format::whole_cents(*spend).to_string().width())
+                    .max();
+                Constraint::Length(widest.unwrap_or(0).max(self.title().width()) as u16)
+            }
+            Column::Created => Constraint::Length(10),
         }
     }
 
@@ -113,6 +131,15 @@ impl Column {
                 if key.is_expired(now) { cell.style(state.session.theme.status(KeyStatus::Expired)) } else { cell }
             }
             Column::LastUsed => Cell::from(format::last_used(key, now)),
+            Column::RecentSpend => {
+                let spend = state
+                    .list
+                    .recent_spend
+                    .get(&key.id)
+                    .map_or("…".into(), |spend| format::whole_cents(*spend).to_string());
+                Cell::from(Line::from(spend).right_aligned())
+            }
+            Column::Created => Cell::from(key.created_at.format("%Y-%m-%d").to_string()),
         }
     }
 }
