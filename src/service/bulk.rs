@@ -122,15 +122,13 @@ impl KeyService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::MasterKey;
-    use crate::service::{NewKeySpec, ServiceSettings};
+    use crate::service::NewKeySpec;
 
     /// A bulk top-up over a prepaid key, a plain key and a purged one: the first is credited
     /// once (running it again replays), the others are reported with their reasons.
     #[tokio::test]
     async fn a_bulk_action_goes_on_past_refusals_and_names_them() {
-        let store = crate::store::open("sqlite::memory:").await.unwrap();
-        let service = KeyService::new(store, Ok(MasterKey::generate().0), ServiceSettings::default(), "t".into());
+        let service = crate::service::in_memory_service().await;
         service.add_user("alice").await.unwrap();
         let create = |name: &str, standalone: bool| {
             let spec = NewKeySpec {

@@ -197,6 +197,13 @@ impl KeyService {
     }
 }
 
+/// A service over a new in-memory database, acting as `t`.
+#[cfg(test)]
+pub(crate) async fn in_memory_service() -> KeyService {
+    let store = crate::store::open("sqlite::memory:").await.unwrap();
+    KeyService::new(store, Ok(crate::crypto::MasterKey::generate().0), ServiceSettings::default(), "t".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

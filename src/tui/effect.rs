@@ -218,7 +218,8 @@ impl Runner {
         )?;
         ledger.reverse();
         let money = self.service.money_view(&key).await?;
-        Ok(DetailData { key, stats, ledger, money, admission, history })
+        let disabled_by = if key.is_active { None } else { self.service.last_disable(key_id).await? };
+        Ok(DetailData { key, stats, ledger, money, admission, history, disabled_by })
     }
 
     /// Saves an edit: the fields, then a changed credit as a ledger entry. Both are idempotent, so

@@ -386,6 +386,8 @@ pub struct DetailData {
     pub admission: AdmissionCheck,
     /// The key's last audit rows, newest first.
     pub history: Vec<AuditEntry>,
+    /// For a disabled key: the audit row of its last disable (by an admin or the sweep).
+    pub disabled_by: Option<AuditEntry>,
 }
 
 #[derive(Debug, Clone)]
