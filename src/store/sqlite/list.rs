@@ -270,4 +270,22 @@ mod tests {
             }
         }
     }
+
+    /// Sorted by expiry, the keys expiring soon are a range of the expiry index: the narrowing
+    /// reads those keys only, not every key.
+    #[tokio::test]
+    async fn keys_expiring_soon_are_a_range_of_the_expiry_index() {
+        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        store.migrate().await.unwrap();
+        let query = KeyQuery {
+            sort: SortKey::Expires,
+            expiring_within: Some(chrono::Duration::days(7)),
+            limit: 50,
+            ..KeyQuery::default()
+        };
+        let mut builder = QueryBuilder::new("EXPLAIN QUERY PLAN ");
+        push_list_query(&mut builder, &query, Utc::now());
+        let plan = query_plan(&store, builder.build()).await;
+        assert!(plan.contains("SEARCH k USING INDEX api_keys_expires_order"), "{plan}");
+    }
 }
