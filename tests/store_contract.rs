@@ -338,6 +338,8 @@ async fn lists_narrow_to_keys_expiring_soon_and_to_low_balances() {
         let soon = KeyQuery { expiring_within: Some(week), ..all_keys() };
         assert_eq!(id_set(list(store, soon.clone()).await), id_set([tomorrow.id, at_the_edge.id]));
         assert_eq!(store.count_matching(&soon, 100).await.unwrap(), 2);
+        let by_spend = KeyQuery { sort: SortKey::RecentSpend, ..soon.clone() };
+        assert_eq!(store.count_matching(&by_spend, 100).await.unwrap(), 2, "whatever the order");
         let by_expiry = KeyQuery { sort: SortKey::Expires, ..soon };
         assert_eq!(list(store, by_expiry).await, vec![tomorrow.id, at_the_edge.id], "soonest first");
 
