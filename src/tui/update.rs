@@ -911,10 +911,11 @@ fn on_page(state: &mut State, request: RequestId, result: Result<Vec<ApiKey>, St
     }
     scroll_to_selection(state);
     let mut effects = fetch_near_edges(state);
-    // A page just read: its spend is read again, so a refresh brings it up to date.
-    for key_id in &page_keys {
-        state.list.recent_spend.remove(key_id);
-    }
+    // A page just read: its spend is read again, so a refresh brings it up to date. Only the
+    // window's keys are kept, so paging through a million keys holds a window's worth.
+    let list = &mut state.list;
+    let in_window: std::collections::HashSet<Uuid> = list.window.rows.iter().map(|key| key.id).collect();
+    list.recent_spend.retain(|key_id, _| in_window.contains(key_id) && !page_keys.contains(key_id));
     effects.extend(fetch_recent_spend(state, page_keys.into_iter()));
     let selection_moved = state.list.selected_key().map(|key| key.id) != previous_key;
     if state.screen == Screen::Detail && selection_moved {

@@ -191,6 +191,10 @@ fn a_wide_list_reads_the_30_day_spend_of_each_page() {
         if let Some((id, _)) = spend_calls.first() {
             done(&mut state, *id, Outcome::RecentSpend(Ok(vec![(prepaid_key().id, Money::from_usd(3))])));
             assert_eq!(state.list.recent_spend.get(&prepaid_key().id), Some(&Money::from_usd(3)));
+            // A reload without the key forgets its spend: only the window's keys are kept.
+            let (request, _) = super::update::list_query(&press(&mut state, "tab"));
+            done(&mut state, request, Outcome::Page(Ok(keys()[1..].to_vec())));
+            assert!(state.list.recent_spend.is_empty(), "{:?}", state.list.recent_spend);
         }
     }
 }
