@@ -647,3 +647,57 @@ fn a_key_of_a_disabled_owner_is_listed_as_owner_off_and_not_as_active() {
     assert_eq!(sandbox.json(&["keys", "list", "--active"]), serde_json::json!([]));
     assert_eq!(sandbox.json(&["keys", "list", "--inactive"]).as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn lists_narrow_to_keys_expiring_soon_and_to_balances_under_their_line() {
+    let sandbox = Sandbox::sqlite();
+    sandbox.with_prepaid_key("10");
+    sandbox.ok(&["keys", "create", "--user", "alice", "--name", "low", "--standalone", "--balance", "3"]);
+    sandbox.ok(&["keys", "create", "--user", "alice", "--name", "later", "--expires-in", "30d"]);
+    sandbox.ok(&["keys", "create", "--user", "alice", "--name", "soon", "--expires-in", "2d"]);
+    sandbox.ok(&["keys", "create", "--user", "alice", "--name", "sooner", "--expires-in", "1d"]);
+    let names = |args: &[&str]| -> Vec<String> {
+        let listed = sandbox.json(&[&["keys", "list"], args].concat());
+        listed.as_array().unwrap().iter().map(|k| k["name"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(names(&["--expiring", "7d"]), ["sooner", "soon"], "soonest first");
+    assert_eq!(names(&["--expiring", "36h"]), ["sooner"]);
+    assert_eq!(names(&["--low-balance"]), ["low"], "under the default line of $5");
+    assert_eq!(names(&["--low-balance", "20"]), ["low", "wallet"], "lowest first, under $20");
+    sandbox.ok(&["keys", "update", "wallet", "--low-balance", "11"]);
+    assert_eq!(names(&["--low-balance"]), ["low", "wallet"], "the key's own line");
+    assert_eq!(names(&["--low-balance", "1"]), Vec::<String>::new(), "USD overrides the keys' lines");
+    assert!(sandbox.fails(&["keys", "list", "--expiring", "soon"], 2).contains("--expiring"));
+    assert!(sandbox.fails(&["keys", "list", "--low-balance=-1"], 2).contains("must not be negative"));
+}
+
+#[test]
+fn keys_are_disabled_enabled_and_purged_in_bulk_by_filter_or_owner() {
+    let sandbox = Sandbox::sqlite();
+    sandbox.with_prepaid_key("10");
+    sandbox.ok(&["users", "add", "bob"]);
+    for name in ["batch-1", "batch-2", "batch-3"] {
+        sandbox.ok(&["keys", "create", "--user", "bob", "--name", name]);
+    }
+    let refused = sandbox.fails(&["keys", "disable", "--filter", "batch"], 2);
+    assert!(refused.contains("--all-matching is needed to disable more than one key: 3 match"), "{refused}");
+    let dry = sandbox.json(&["keys", "disable", "--filter", "batch", "--dry-run"]);
+    assert_eq!(dry["keys"].as_array().unwrap().len(), 3);
+    assert_eq!(sandbox.json(&["keys", "list", "--active"]).as_array().unwrap().len(), 4, "a dry run writes nothing");
+
+    let done = sandbox.json(&["keys", "disable", "--filter", "batch", "--all-matching"]);
+    assert_eq!((done["succeeded"].as_array().unwrap().len(), done["failed"].as_array().unwrap().len()), (3, 0));
+    let disabled = sandbox.sql("SELECT COUNT(*) FROM audit_log WHERE action = 'key_disable'");
+    assert_eq!(disabled, ["3"], "one audit row per key");
+    let again = sandbox.ok(&["keys", "disable", "--user", "bob", "--all-matching"]);
+    assert_eq!(again.trim(), "disabled 3 keys", "disable, not toggle");
+    sandbox.ok(&["keys", "enable", "--user", "bob", "--filter", "batch-2"]);
+    let active: Vec<Value> = sandbox.json(&["keys", "list", "--active"]).as_array().unwrap().clone();
+    assert_eq!(active.iter().map(|k| k["name"].as_str().unwrap()).collect::<Vec<_>>(), ["batch-2", "wallet"]);
+
+    assert!(sandbox.fails(&["keys", "purge", "--filter", "nothing-like-it"], 2).contains("match no key"));
+    sandbox.ok(&["keys", "purge", "--user", "bob", "--all-matching"]);
+    assert_eq!(sandbox.json(&["keys", "list"]).as_array().unwrap().len(), 1);
+    assert_eq!(sandbox.sql("SELECT COUNT(*) FROM audit_log WHERE action = 'key_purge'"), ["3"]);
+    assert!(sandbox.fails(&["keys", "disable"], 2).contains("required"), "a key, --filter or --user");
+}

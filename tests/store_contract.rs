@@ -3,14 +3,15 @@
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use keytop::crypto::{hash_key, key_hint};
 use keytop::domain::money::MAX_AMOUNT;
 use keytop::domain::{
     ActiveFilter, ApiKey, AuditQuery, Budget, CurrentPeriods, KeyAdmission, KeyCounts, KeyPatch, KeyQuery, KeyScope,
-    LedgerEntry, Money, MoneyPlan, PageFrom, Patch, Period, PlanPatch, SortKey, SpenderKind, User, UserQuery,
+    LedgerEntry, LowBalanceLine, Money, MoneyPlan, PageFrom, Patch, Period, PlanPatch, SortKey, SpenderKind, User,
+    UserQuery,
 };
 use keytop::store::{
     AdjustOutcome, AuditRecord, BalanceAdjustment, BalanceChange, Store, StoreError, UsageOutcome, UsageRecord,
@@ -423,6 +424,62 @@ async fn lists_filter_by_scope_owner_and_state() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn lists_narrow_to_keys_expiring_soon_and_to_low_balances() {
+    for_each_backend!(|db| {
+        let store = db.store.as_ref();
+        let ann = add_user(store, "ann").await;
+        let week = Duration::days(7);
+        let expiring = |name: &str, expires_at: Option<DateTime<Utc>>| {
+            let mut key = new_key(&ann, name, at(0));
+            key.expires_at = expires_at;
+            key
+        };
+        let tomorrow = expiring("tomorrow", Some(at(86_400)));
+        let at_the_edge = expiring("edge", Some(at(0) + week));
+        let next_month = expiring("next-month", Some(at(30 * 86_400)));
+        let gone = expiring("gone", Some(at(0)));
+        let never = expiring("never", None);
+        let mut off = expiring("off", Some(at(3_600)));
+        off.is_active = false;
+
+        // Remaining balances against the default line ($5) or the key's own.
+        let low = prepaid(new_key(&ann, "low", at(0)), Some(Money::from_usd(4)));
+        let mut owed = prepaid(new_key(&ann, "owed", at(0)), Some(Money::from_usd(1)));
+        owed.used = Money::from_usd(3);
+        let plenty = prepaid(new_key(&ann, "plenty", at(0)), Some(Money::from_usd(50)));
+        let mut own_line = prepaid(new_key(&ann, "own-line", at(0)), Some(Money::from_usd(50)));
+        own_line.money.low_balance = Some(Money::from_usd(80));
+        let mut no_line = prepaid(new_key(&ann, "no-line", at(0)), Some(Money::from_usd(1)));
+        no_line.money.low_balance = Some(Money::ZERO);
+        let unlimited = prepaid(new_key(&ann, "unlimited", at(0)), None);
+        for key in [&tomorrow, &at_the_edge, &next_month, &gone, &never, &off, &low, &owed, &plenty, &own_line]
+            .into_iter()
+            .chain([&no_line, &unlimited])
+        {
+            insert(store, key).await;
+        }
+        store.record_usage(&usage("owed", owed.id, 3_000_000, at(-60))).await.unwrap();
+
+        let soon = KeyQuery { expiring_within: Some(week), ..all_keys() };
+        assert_eq!(id_set(list(store, soon.clone()).await), id_set([tomorrow.id, at_the_edge.id]));
+        assert_eq!(store.count_matching(&soon, 100).await.unwrap(), 2);
+        let by_spend = KeyQuery { sort: SortKey::RecentSpend, ..soon.clone() };
+        assert_eq!(store.count_matching(&by_spend, 100).await.unwrap(), 2, "whatever the order");
+        let by_expiry = KeyQuery { sort: SortKey::Expires, ..soon };
+        assert_eq!(list(store, by_expiry).await, vec![tomorrow.id, at_the_edge.id], "soonest first");
+
+        let own_lines = LowBalanceLine::KeysOwn { default: Some(Money::from_usd(5)) };
+        let under = |line| KeyQuery { low_balance: Some(line), ..all_keys() };
+        assert_eq!(id_set(list(store, under(own_lines)).await), id_set([low.id, owed.id, own_line.id]));
+        let fixed = LowBalanceLine::Fixed(Money::from_micros(1_000_001));
+        assert_eq!(id_set(list(store, under(fixed)).await), id_set([owed.id, no_line.id]), "one line for all");
+        assert_eq!(list(store, under(LowBalanceLine::Fixed(Money::ZERO))).await, Vec::<Uuid>::new());
+        let lowest_first = KeyQuery { sort: SortKey::Remaining, ..under(own_lines) };
+        assert_eq!(list(store, lowest_first).await, vec![owed.id, low.id, own_line.id]);
+    });
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn matches_are_counted_up_to_a_cap_whatever_the_cursor() {
     for_each_backend!(|db| {
         let store = db.store.as_ref();
@@ -490,14 +547,17 @@ async fn filter_text_is_plain_case_insensitive_text() {
 }
 
 /// What a list sorted by `sort` compares: a nullable time sorts as its sentinel (never expires =
-/// after every expiry, never used = before every use), then the id breaks ties.
-fn expected_order(keys: &[ApiKey], sort: SortKey, descending: bool) -> Vec<Uuid> {
+/// after every expiry, never used = before every use), a key without a limited prepaid balance
+/// after every balance, then the id breaks ties. `spend` is each key's spend in the last 30 days.
+fn expected_order(keys: &[ApiKey], spend: &HashMap<Uuid, i64>, sort: SortKey, descending: bool) -> Vec<Uuid> {
     let mut sorted: Vec<&ApiKey> = keys.iter().collect();
     let sort_value = |key: &ApiKey| match sort {
         SortKey::Created => (key.created_at.timestamp_millis(), String::new()),
         SortKey::Name => (0, key.name.clone()),
         SortKey::Expires => (key.expires_at.map_or(i64::MAX, |t| t.timestamp_millis()), String::new()),
         SortKey::LastUsed => (key.last_used_at.map_or(i64::MIN, |t| t.timestamp_millis()), String::new()),
+        SortKey::Remaining => (key.balance().and_then(|b| b.net()).map_or(i64::MAX, |net| net.micros()), String::new()),
+        SortKey::RecentSpend => (spend.get(&key.id).copied().unwrap_or(0), String::new()),
     };
     sorted.sort_by_key(|key| (sort_value(key), key.id));
     if descending {
@@ -511,23 +571,37 @@ async fn every_sort_pages_forward_and_backward_over_the_full_order() {
     for_each_backend!(|db| {
         let store = db.store.as_ref();
         let owner = add_user(store, "owner").await;
-        let mut keys = Vec::new();
+        let mut spend: HashMap<Uuid, i64> = HashMap::new();
         for n in 0..23_i64 {
             // Lowercase letters only: byte order and any collation agree. Ties on every column.
             let mut key = new_key(&owner, ["alpha", "bravo", "charlie", "delta"][(n % 4) as usize], at(n / 3));
             key.expires_at = (n % 3 != 0).then(|| at(1_000 + n % 5));
             key.last_used_at = (n % 4 != 1).then(|| at(-(n % 6)));
+            if n % 3 == 1 {
+                key = prepaid(key, (n % 6 != 4).then(|| Money::from_usd(n % 4)));
+            }
             insert(store, &key).await;
-            keys.push(key);
+            // Spend inside the last 30 days (today's and older days') and before them, which
+            // the spend order leaves out; the charges leave some balances owed.
+            if n % 5 != 0 {
+                let cost = (n % 7) * 400_000;
+                let day_back = at(-(n % 4) * 86_400);
+                store.record_usage(&usage(&format!("r{n}"), key.id, cost, day_back)).await.unwrap();
+                *spend.entry(key.id).or_default() += cost;
+                let too_old = at(-30 * 86_400);
+                store.record_usage(&usage(&format!("old{n}"), key.id, 9_000_000, too_old)).await.unwrap();
+            }
         }
+        // As stored: the usage moved last uses and charged prepaid balances.
+        let keys: Vec<ApiKey> = store.list_keys(&all_keys()).await.unwrap();
         // Unfiltered, and filtered to the six "alpha" keys: a full page of 5 of them is found by
         // walking the list order, the rest through the trigram index (SQLite) or the planner's
         // choice (PostgreSQL), and both must give the same order and pages.
         let alphas: Vec<ApiKey> = keys.iter().filter(|key| key.name == "alpha").cloned().collect();
         for (filter, keys) in [(None, &keys), (Some("LPH"), &alphas)] {
-            for sort in [SortKey::Created, SortKey::Name, SortKey::Expires, SortKey::LastUsed] {
+            for sort in SortKey::ALL {
                 for descending in [false, true] {
-                    let expected = expected_order(keys, sort, descending);
+                    let expected = expected_order(keys, &spend, sort, descending);
                     let query = KeyQuery { sort, descending, filter: filter.map(String::from), ..all_keys() };
                     assert_eq!(list(store, query.clone()).await, expected, "{sort:?} descending={descending}");
 

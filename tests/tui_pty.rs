@@ -332,3 +332,34 @@ async fn the_create_dialog_adds_a_missing_owner_after_asking() {
     let zoe = service.user_detail("zoe", 30).await.unwrap();
     assert_eq!(zoe.keys.iter().map(|key| key.name.as_str()).collect::<Vec<_>>(), ["zoe-laptop"]);
 }
+
+/// Every key of a filter marked with `*`, disabled with one `d` and one confirmation: one audit
+/// row per key, and the others untouched.
+#[tokio::test(flavor = "multi_thread")]
+async fn mark_every_match_and_disable_them_at_once() {
+    let sandbox = Sandbox::new();
+    set_up_data(&sandbox);
+    let mut tui = Tui::start(&sandbox);
+    tui.wait_for_text("batch-job");
+    tui.wait_until_idle();
+
+    tui.type_keys("/bob\r");
+    tui.wait_for("the list to narrow to bob's keys", |screen| !screen.contains("ci-key"));
+    tui.wait_until_idle();
+    tui.type_keys("*");
+    tui.wait_for_text("· 3 marked");
+    tui.type_keys("d");
+    tui.wait_for_text("Disable 3 keys?");
+    tui.type_keys("y");
+    tui.wait_for_text("Disabled 3 of 3 keys");
+    tui.type_keys("q");
+    tui.wait_for_exit();
+
+    let service = sandbox.service().await;
+    for name in ["laptop", "staging", "batch-job"] {
+        assert!(!service.resolve_key(name).await.unwrap().is_active, "{name} is disabled");
+    }
+    assert!(service.resolve_key("ci-key").await.unwrap().is_active, "an unmarked key is untouched");
+    let disables = service.audit(None, 100).await.unwrap().into_iter().filter(|row| row.action == "key_disable");
+    assert_eq!(disables.count(), 3, "one audit row per key");
+}

@@ -174,12 +174,12 @@ pub enum KeysCommand {
     Show { key: String },
     /// Change a key; absent flags keep their value
     Update(UpdateArgs),
-    /// Disable a key (reversible)
-    Disable { key: String },
-    /// Enable a key again
-    Enable { key: String },
-    /// Delete a key for good (its usage history stays)
-    Purge { key: String },
+    /// Disable a key, or every key a filter or owner matches (reversible)
+    Disable(KeySelection),
+    /// Enable a key again, or every key a filter or owner matches
+    Enable(KeySelection),
+    /// Delete a key for good, or every key a filter or owner matches (usage history stays)
+    Purge(KeySelection),
     /// Print the plaintext of a key (audited)
     Reveal { key: String },
     /// Give a key a new secret, printed this once; the old one verifies until the grace ends
@@ -189,6 +189,27 @@ pub enum KeysCommand {
         #[arg(long, value_name = "DURATION", default_value = "24h", allow_hyphen_values = true)]
         grace: String,
     },
+}
+
+/// The keys `keys disable|enable|purge` act on: one key, or every key that a filter and/or an
+/// owner match.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("which").required(true).multiple(true).args(["key", "filter", "user"])))]
+pub struct KeySelection {
+    /// Key id, id prefix (6+ characters) or exact name
+    pub key: Option<String>,
+    /// Every key whose name, owner, key hint or id contains TEXT
+    #[arg(long, value_name = "TEXT", conflicts_with = "key")]
+    pub filter: Option<String>,
+    /// Every key of this user
+    #[arg(long, value_name = "NAME", conflicts_with = "key")]
+    pub user: Option<String>,
+    /// List the keys it would act on, and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Act on every match when more than one key matches (refused without it)
+    #[arg(long)]
+    pub all_matching: bool,
 }
 
 /// Flags shared by create and update.
@@ -273,6 +294,13 @@ pub struct ListArgs {
     /// Text to find in the name, owner, key hint or id
     #[arg(long)]
     pub filter: Option<String>,
+    /// Only enabled keys expiring within this long (7d, 12h…), soonest first
+    #[arg(long, value_name = "DURATION")]
+    pub expiring: Option<String>,
+    /// Only prepaid keys under their low-balance line (their own, else alerts.low_balance), or
+    /// under USD for every key; lowest balance first
+    #[arg(long, value_name = "USD", num_args = 0..=1, default_missing_value = "")]
+    pub low_balance: Option<String>,
     /// At most this many keys (stderr says when more matched); all of them without it
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: Option<u64>,

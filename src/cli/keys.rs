@@ -3,13 +3,15 @@
 use super::output::out;
 use serde_json::json;
 
-use super::args::{CreateArgs, KeyFields, KeysCommand, ListArgs, MoneyFields, UpdateArgs};
+use super::args::{CreateArgs, KeyFields, KeySelection, KeysCommand, ListArgs, MoneyFields, UpdateArgs};
 use super::output::{KeyListing, KeyView, print_json, print_key_detail};
 use super::{Context, parse};
+use crate::domain::text::sanitize;
 use crate::domain::{
-    ActiveFilter, ApiKey, KeyPatch, KeyQuery, KeyScope, MoneyPlan, PageFrom, Patch, PlanInput, validate,
+    ActiveFilter, ApiKey, KeyPatch, KeyQuery, KeyScope, LowBalanceLine, MoneyPlan, PageFrom, Patch, PlanInput, SortKey,
+    ValidationError, validate,
 };
-use crate::service::NewKeySpec;
+use crate::service::{BulkAction, MAX_BULK_KEYS, MarkedKey, NewKeySpec};
 
 pub async fn run(ctx: &Context, command: KeysCommand) -> anyhow::Result<()> {
     match command {
@@ -17,14 +19,17 @@ pub async fn run(ctx: &Context, command: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::List(args) => list(ctx, args).await,
         KeysCommand::Show { key } => print_key(ctx, &ctx.service.resolve_key(&key).await?).await,
         KeysCommand::Update(args) => update(ctx, args).await,
-        KeysCommand::Disable { key } => set_active(ctx, &key, false).await,
-        KeysCommand::Enable { key } => set_active(ctx, &key, true).await,
-        KeysCommand::Purge { key } => {
+        KeysCommand::Disable(KeySelection { key: Some(key), dry_run: false, .. }) => set_active(ctx, &key, false).await,
+        KeysCommand::Enable(KeySelection { key: Some(key), dry_run: false, .. }) => set_active(ctx, &key, true).await,
+        KeysCommand::Purge(KeySelection { key: Some(key), dry_run: false, .. }) => {
             let key = ctx.service.resolve_key(&key).await?;
             ctx.service.purge_key(key.id).await?;
             ctx.report(&json!({ "id": key.id, "purged": true }), &format!("purged key {}", key.id));
             Ok(())
         }
+        KeysCommand::Disable(selection) => bulk(ctx, selection, BulkAction::Disable).await,
+        KeysCommand::Enable(selection) => bulk(ctx, selection, BulkAction::Enable).await,
+        KeysCommand::Purge(selection) => bulk(ctx, selection, BulkAction::Purge).await,
         KeysCommand::Roll { key, grace } => {
             let grace = crate::service::parse_grace(&grace)?;
             let key = ctx.service.resolve_key(&key).await?;
@@ -92,7 +97,7 @@ async fn list(ctx: &Context, args: ListArgs) -> anyhow::Result<()> {
         Some(name) => Some(ctx.service.user(name).await?.id),
         None => None,
     };
-    let query = KeyQuery {
+    let mut query = KeyQuery {
         scope: if args.standalone {
             KeyScope::Standalone
         } else if args.user_keys {
@@ -109,9 +114,19 @@ async fn list(ctx: &Context, args: ListArgs) -> anyhow::Result<()> {
             ActiveFilter::Any
         },
         filter: args.filter.filter(|f| !f.trim().is_empty()),
+        expiring_within: args.expiring.as_deref().map(|text| parse::duration("--expiring", text)).transpose()?,
+        low_balance: args.low_balance.as_deref().map(low_balance_line).transpose()?,
         descending: true,
+        // One time for every page, so that the pages of a window in time follow each other.
+        now: Some(ctx.service.now()),
         ..KeyQuery::default()
     };
+    // The keys that need attention first: the soonest expiry, the smallest balance.
+    if query.expiring_within.is_some() {
+        (query.sort, query.descending) = (SortKey::Expires, false);
+    } else if query.low_balance.is_some() {
+        (query.sort, query.descending) = (SortKey::Remaining, false);
+    }
     let mut listing = KeyListing::new(ctx.json, ctx.service.now());
     let more = stream_keys(ctx, query, args.limit, |key| listing.print(key)).await?;
     listing.finish();
@@ -119,6 +134,18 @@ async fn list(ctx: &Context, args: ListArgs) -> anyhow::Result<()> {
         eprintln!("keytop: listed the first {limit} matching keys; more match (raise --limit, or drop it to list all)");
     }
     Ok(())
+}
+
+/// `--low-balance` alone compares each key with its own line; with USD, every key with that one.
+fn low_balance_line(text: &str) -> Result<LowBalanceLine, ValidationError> {
+    if text.trim().is_empty() {
+        return Ok(LowBalanceLine::KeysOwn { default: None });
+    }
+    let line = parse::money("--low-balance", text)?;
+    if line.is_negative() {
+        return Err(ValidationError::new("--low-balance", format!("must not be negative (got {line})")));
+    }
+    Ok(LowBalanceLine::Fixed(line))
 }
 
 fn plan_input(fields: &MoneyFields) -> PlanInput<'_> {
@@ -225,6 +252,91 @@ async fn print_key(ctx: &Context, key: &crate::domain::ApiKey) -> anyhow::Result
         print_key_detail(key, &money, now);
     }
     Ok(())
+}
+
+/// Disables, enables or purges the selected keys, each on its own; more than one only with
+/// `--all-matching`. Says which keys failed and why, and fails if any did.
+async fn bulk(ctx: &Context, selection: KeySelection, action: BulkAction) -> anyhow::Result<()> {
+    let verb = match action {
+        BulkAction::Disable => "disable",
+        BulkAction::Enable => "enable",
+        _ => "purge",
+    };
+    let keys = selected_keys(ctx, &selection).await?;
+    if selection.dry_run {
+        if ctx.json {
+            print_json(&json!({ "dry_run": true, "action": verb, "keys": keys }));
+        } else {
+            out!("would {verb} {}:", key_count(keys.len()));
+            for key in &keys {
+                out!("  {}  {}", key.id, sanitize(&key.name));
+            }
+        }
+        return Ok(());
+    }
+    if keys.len() > 1 && !selection.all_matching {
+        let first: Vec<String> = keys.iter().take(3).map(|key| sanitize(&key.name).into_owned()).collect();
+        return Err(ValidationError::new(
+            "--all-matching",
+            format!(
+                "is needed to {verb} more than one key: {} match ({}{}); add it to {verb} them all, or --dry-run \
+                 to list them",
+                keys.len(),
+                first.join(", "),
+                if keys.len() > 3 { ", …" } else { "" }
+            ),
+        )
+        .into());
+    }
+    let report = ctx.service.bulk(&keys, &action).await?;
+    if ctx.json {
+        print_json(&json!({ "action": verb, "succeeded": report.succeeded, "failed": report.failed }));
+    } else {
+        out!("{} {}", action.done(), key_count(report.succeeded.len()));
+    }
+    for failure in &report.failed {
+        eprintln!(
+            "keytop: not {}: {} ({}): {}",
+            action.done(),
+            sanitize(&failure.key.name),
+            failure.key.id,
+            failure.reason
+        );
+    }
+    if !report.failed.is_empty() {
+        anyhow::bail!("{} of {} were not {}", report.failed.len(), key_count(keys.len()), action.done());
+    }
+    Ok(())
+}
+
+/// The keys a selection names: its one key, or every match of its filter and owner (at least one).
+async fn selected_keys(ctx: &Context, selection: &KeySelection) -> anyhow::Result<Vec<MarkedKey>> {
+    if let Some(reference) = &selection.key {
+        return Ok(vec![MarkedKey::from(&ctx.service.resolve_key(reference).await?)]);
+    }
+    let owner = match &selection.user {
+        Some(name) => Some(ctx.service.user(name).await?.id),
+        None => None,
+    };
+    let filter = selection.filter.clone();
+    if filter.as_deref().is_some_and(|text| text.trim().is_empty()) {
+        return Err(ValidationError::new("--filter", "must not be empty (it would match every key)").into());
+    }
+    let query = KeyQuery { owner, filter, descending: true, ..KeyQuery::default() };
+    let (keys, more) = ctx.service.matching_keys(&query).await?;
+    if more {
+        let message = format!("match more than {MAX_BULK_KEYS} keys; narrow them");
+        return Err(ValidationError::new("--filter/--user", message).into());
+    }
+    if keys.is_empty() {
+        return Err(ValidationError::new("--filter/--user", "match no key").into());
+    }
+    Ok(keys)
+}
+
+/// `1 key`, `24 keys`.
+fn key_count(count: usize) -> String {
+    if count == 1 { "1 key".into() } else { format!("{count} keys") }
 }
 
 async fn set_active(ctx: &Context, reference: &str, active: bool) -> anyhow::Result<()> {

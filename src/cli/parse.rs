@@ -55,6 +55,11 @@ pub fn timestamp(flag: &str, text: &str) -> Result<DateTime<Utc>, ValidationErro
     ))
 }
 
+/// A duration flag: `7d`, `12h`…
+pub fn duration(flag: &str, text: &str) -> Result<chrono::Duration, ValidationError> {
+    parse_duration(text).map_err(|error| ValidationError::new(flag, format!("{text:?} {error}")))
+}
+
 /// The expiry given by `--expires-in` or `--expires-at`, if either.
 pub fn expiry(
     expires_in: Option<&str>,
@@ -62,9 +67,7 @@ pub fn expiry(
     now: DateTime<Utc>,
 ) -> Result<Option<DateTime<Utc>>, ValidationError> {
     if let Some(text) = expires_in {
-        let duration =
-            parse_duration(text).map_err(|error| ValidationError::new("--expires-in", format!("{text:?} {error}")))?;
-        return Ok(Some(now + duration));
+        return Ok(Some(now + duration("--expires-in", text)?));
     }
     expires_at.map(|text| timestamp("--expires-at", text)).transpose()
 }

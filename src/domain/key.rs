@@ -267,16 +267,36 @@ pub enum SortKey {
     Name,
     Expires,
     LastUsed,
+    /// The prepaid balance left (`credited − used`, negative when owed); keys without a prepaid
+    /// balance, unlimited ones included, count as unlimited and sort after every balance.
+    Remaining,
+    /// What the key spent over the last [`SPEND_SORT_DAYS`] UTC days, today included, from the
+    /// daily rollup.
+    RecentSpend,
+}
+
+/// The days the [`SortKey::RecentSpend`] order sums.
+pub const SPEND_SORT_DAYS: u32 = 30;
+
+/// The first and last UTC day of the [`SortKey::RecentSpend`] order at `now`, today included.
+pub fn recent_spend_days(now: DateTime<Utc>) -> (chrono::NaiveDate, chrono::NaiveDate) {
+    let today = now.date_naive();
+    (today - chrono::Duration::days(i64::from(SPEND_SORT_DAYS) - 1), today)
 }
 
 impl SortKey {
+    pub const ALL: [SortKey; 6] = [
+        SortKey::Created,
+        SortKey::Name,
+        SortKey::Expires,
+        SortKey::LastUsed,
+        SortKey::Remaining,
+        SortKey::RecentSpend,
+    ];
+
     pub fn next(self) -> Self {
-        match self {
-            SortKey::Created => SortKey::Name,
-            SortKey::Name => SortKey::Expires,
-            SortKey::Expires => SortKey::LastUsed,
-            SortKey::LastUsed => SortKey::Created,
-        }
+        let position = SortKey::ALL.iter().position(|sort| *sort == self).unwrap_or(0);
+        SortKey::ALL[(position + 1) % SortKey::ALL.len()]
     }
 
     pub fn label(self) -> &'static str {
@@ -285,13 +305,31 @@ impl SortKey {
             SortKey::Name => "name",
             SortKey::Expires => "expires",
             SortKey::LastUsed => "last used",
+            SortKey::Remaining => "remaining",
+            SortKey::RecentSpend => "spend 30d",
         }
     }
 
-    /// The natural direction: newest, soonest or most recent first; names A to Z.
-    pub fn default_descending(self) -> bool {
-        !matches!(self, SortKey::Name | SortKey::Expires)
+    /// Whether the value is computed per key when the list is read (no index serves the order).
+    pub fn is_computed(self) -> bool {
+        matches!(self, SortKey::Remaining | SortKey::RecentSpend)
     }
+
+    /// The natural direction: newest, soonest or most recent first; names A to Z; the smallest
+    /// balance first; the biggest spender first.
+    pub fn default_descending(self) -> bool {
+        !matches!(self, SortKey::Name | SortKey::Expires | SortKey::Remaining)
+    }
+}
+
+/// The line a low-balance list compares each prepaid key's remaining balance with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LowBalanceLine {
+    /// The key's own line (`--low-balance`), else `default`: the config's `alerts.low_balance`,
+    /// filled in by the service when `None`.
+    KeysOwn { default: Option<Money> },
+    /// One line for every key, whatever its own.
+    Fixed(Money),
 }
 
 /// Where a page of a key list starts: keyset paging relative to a key of the previous page.
@@ -312,12 +350,34 @@ pub struct KeyQuery {
     pub active: ActiveFilter,
     /// Plain text matched against name, owner name, key hint and id prefix. Never SQL.
     pub filter: Option<String>,
+    /// Only enabled keys that expire after `now` and at most this long after it.
+    pub expiring_within: Option<chrono::Duration>,
+    /// Only prepaid keys with a limited balance under this line (a zero line has none under it).
+    pub low_balance: Option<LowBalanceLine>,
     pub sort: SortKey,
     pub descending: bool,
     pub from: PageFrom,
     pub limit: u32,
-    /// The time against which "active" and "expired" are judged.
+    /// The time against which "active", "expired", "expiring" and recent spend are judged.
     pub now: Option<DateTime<Utc>>,
+}
+
+impl KeyQuery {
+    /// The end of the `expiring_within` window, if the query has one.
+    pub fn expiring_until(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.expiring_within.map(|within| now.checked_add_signed(within).unwrap_or(DateTime::<Utc>::MAX_UTC))
+    }
+}
+
+impl LowBalanceLine {
+    /// The line of keys without their own, and whether a key's own line counts: SQL compares
+    /// with `COALESCE(own, line)` or with `line` alone.
+    pub fn fallback(self) -> (Money, bool) {
+        match self {
+            LowBalanceLine::KeysOwn { default } => (default.unwrap_or(super::plan::DEFAULT_LOW_BALANCE), true),
+            LowBalanceLine::Fixed(line) => (line, false),
+        }
+    }
 }
 
 /// Key counts for status lines.

@@ -7,8 +7,8 @@ use uuid::Uuid;
 use super::{KeyService, ServiceError, ServiceResult};
 use crate::crypto;
 use crate::domain::{
-    ApiKey, DEFAULT_CONCURRENT_LIMIT, DEFAULT_RATE_LIMIT, KeyCounts, KeyPatch, KeyQuery, LedgerEntry, Money, MoneyPlan,
-    Patch, money::MAX_AMOUNT, validate,
+    ApiKey, AuditEntry, AuditQuery, DEFAULT_CONCURRENT_LIMIT, DEFAULT_RATE_LIMIT, KeyCounts, KeyPatch, KeyQuery,
+    LedgerEntry, LowBalanceLine, Money, MoneyPlan, Patch, money::MAX_AMOUNT, validate,
 };
 
 /// The shortest id prefix accepted as a key reference.
@@ -254,22 +254,26 @@ impl KeyService {
     }
 
     pub async fn list_keys(&self, query: &KeyQuery) -> ServiceResult<Vec<ApiKey>> {
-        let mut query = query.clone();
-        query.now.get_or_insert_with(|| self.now());
-        if let Some(filter) = &query.filter {
-            validate::check_text("filter", filter, validate::MAX_KEY_NAME_CHARS)?;
-        }
-        Ok(self.store.list_keys(&query).await?)
+        Ok(self.store.list_keys(&self.completed(query)?).await?)
     }
 
     /// How many keys a list query matches, up to `cap` (see [`crate::store::Store::count_matching`]).
     pub async fn count_matching_keys(&self, query: &KeyQuery, cap: u32) -> ServiceResult<u64> {
+        Ok(self.store.count_matching(&self.completed(query)?, cap).await?)
+    }
+
+    /// A list query checked, with what it left to the settings filled in: the time it is judged
+    /// at and the low-balance line of keys without their own.
+    fn completed(&self, query: &KeyQuery) -> ServiceResult<KeyQuery> {
         let mut query = query.clone();
         query.now.get_or_insert_with(|| self.now());
+        if let Some(LowBalanceLine::KeysOwn { default }) = &mut query.low_balance {
+            default.get_or_insert(self.settings.low_balance);
+        }
         if let Some(filter) = &query.filter {
             validate::check_text("filter", filter, validate::MAX_KEY_NAME_CHARS)?;
         }
-        Ok(self.store.count_matching(&query, cap).await?)
+        Ok(query)
     }
 
     pub async fn count_keys(&self) -> ServiceResult<KeyCounts> {
@@ -316,6 +320,25 @@ impl KeyService {
             .set_key_active(id, active, &audit)
             .await?
             .ok_or_else(|| ServiceError::NotFound { kind: "key", reference: id.to_string() })
+    }
+
+    /// Who disabled a key last and when: its newest `key_disable` (an admin) or `sweep_disable`
+    /// (the expiry sweep) audit row, if it has one.
+    pub async fn last_disable(&self, key_id: Uuid) -> ServiceResult<Option<AuditEntry>> {
+        let mut newest: Option<AuditEntry> = None;
+        for action in ["key_disable", "sweep_disable"] {
+            let query = AuditQuery {
+                key_ids: Some(vec![key_id]),
+                action: Some(action.into()),
+                limit: 1,
+                ..AuditQuery::default()
+            };
+            let row = self.store.audit_page(&query).await?.into_iter().next();
+            if let Some(row) = row.filter(|row| newest.as_ref().is_none_or(|newest| row.id > newest.id)) {
+                newest = Some(row);
+            }
+        }
+        Ok(newest)
     }
 
     /// Deletes the key row for good; its usage rows stay, with its id, as history.
@@ -366,4 +389,30 @@ fn changed_fields(before: &ApiKey, after: &ApiKey) -> serde_json::Value {
     note("refill", json!(before.money.refill), json!(after.money.refill));
     note("low_balance", json!(before.money.low_balance), json!(after.money.low_balance));
     serde_json::Value::Object(changes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The newest of an admin's disables and the sweep's tells who disabled the key.
+    #[tokio::test]
+    async fn the_last_disable_is_the_sweeps_or_an_admins_whichever_came_last() {
+        let service = crate::service::in_memory_service().await;
+        service.add_user("alice").await.unwrap();
+        let spec = NewKeySpec {
+            expires_at: Some(service.now() + chrono::Duration::milliseconds(5)),
+            ..NewKeySpec::new("alice")
+        };
+        let key = service.create_key(&spec).await.unwrap().key;
+        assert_eq!(service.last_disable(key.id).await.unwrap(), None);
+        service.set_key_active(key.id, false).await.unwrap();
+        service.set_key_active(key.id, true).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        assert_eq!(service.sweep(false).await.unwrap().disabled_count, 1);
+        assert_eq!(service.last_disable(key.id).await.unwrap().unwrap().action, "sweep_disable");
+        service.set_key_active(key.id, true).await.unwrap();
+        service.set_key_active(key.id, false).await.unwrap();
+        assert_eq!(service.last_disable(key.id).await.unwrap().unwrap().action, "key_disable");
+    }
 }

@@ -6,6 +6,7 @@
 mod alerts;
 mod attention;
 mod balance;
+mod bulk;
 mod error;
 mod fleet;
 mod import;
@@ -31,6 +32,7 @@ use crate::store::{Actor, AuditRecord, BulkLoad, Store, SweepReport};
 pub use alerts::AlertCommand;
 pub use attention::{Attention, EXPIRING_WITHIN, SWEPT_WITHIN};
 pub use balance::TopUp;
+pub use bulk::{BulkAction, BulkFailure, BulkReport, MAX_BULK_KEYS, MarkedKey};
 pub use error::{ServiceError, ServiceResult};
 pub use fleet::{FleetStats, MAX_PAGE, Ranked, TopSpenders, USER_KEYS_SHOWN, UserDetail, UserStats};
 pub use keys::{CreatedKey, KeyMaterial, NewKeySpec};
@@ -227,6 +229,13 @@ impl KeyService {
     pub async fn audit(&self, key_id: Option<Uuid>, limit: u32) -> ServiceResult<Vec<AuditEntry>> {
         Ok(self.store.audit(key_id, limit).await?)
     }
+}
+
+/// A service over a new in-memory database, acting as `t`.
+#[cfg(test)]
+pub(crate) async fn in_memory_service() -> KeyService {
+    let store = crate::store::open("sqlite::memory:").await.unwrap();
+    KeyService::new(store, Ok(crate::crypto::MasterKey::generate().0), ServiceSettings::default(), "t".into())
 }
 
 #[cfg(test)]

@@ -274,6 +274,18 @@ impl KeyService {
         Ok(KeyStats::summarise(key_id, days, first_day, last_day, &rows))
     }
 
+    /// What each key spent over the days of the 30-day spend order, from the rollup (at most 30
+    /// rows a key), for a list's page of keys.
+    pub async fn recent_spend(&self, key_ids: &[Uuid]) -> ServiceResult<Vec<(Uuid, Money)>> {
+        let (first_day, last_day) = crate::domain::recent_spend_days(self.now());
+        let mut spend = Vec::with_capacity(key_ids.len());
+        for &key_id in key_ids {
+            let rows = self.store.daily_usage(key_id, first_day, last_day).await?;
+            spend.push((key_id, Money::from_micros(rows.iter().map(|row| row.cost.micros()).sum())));
+        }
+        Ok(spend)
+    }
+
     /// The first and last of the last `days` UTC days, today included.
     pub(super) fn last_days(&self, days: u32) -> ServiceResult<(NaiveDate, NaiveDate)> {
         if !(1..=MAX_STATS_DAYS).contains(&days) {

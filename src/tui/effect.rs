@@ -8,7 +8,9 @@ use tokio::sync::mpsc::UnboundedSender;
 use uuid::Uuid;
 
 use crate::domain::{ApiKey, AuditEntry, AuditQuery, KeyPatch, KeyQuery, Money, SpenderKind};
-use crate::service::{ConfirmedSweep, DEFAULT_GRACE, KeyService, NewKeySpec, ServiceError, ServiceResult};
+use crate::service::{
+    BulkAction, ConfirmedSweep, DEFAULT_GRACE, KeyService, MarkedKey, NewKeySpec, ServiceError, ServiceResult,
+};
 use crate::store::changes::Changes;
 use crate::store::{StoreError, SweepReport};
 
@@ -106,6 +108,15 @@ pub enum Call {
     },
     /// A key and its owner, a user who does not exist yet.
     CreateWithOwner(Box<NewKeySpec>),
+    /// The keys a list query matches, to mark them.
+    MarkMatches(KeyQuery),
+    /// What these keys spent in the last 30 days.
+    RecentSpend(Vec<Uuid>),
+    /// One action on each of these keys.
+    Bulk {
+        keys: Vec<MarkedKey>,
+        action: BulkAction,
+    },
     /// One page of the audit log.
     Audit {
         filter: AuditFilter,
@@ -130,7 +141,8 @@ impl Call {
             | Call::AddUser(_)
             | Call::SetUserActive { .. }
             | Call::DisableUserKeys { .. }
-            | Call::CreateWithOwner(_) => true,
+            | Call::CreateWithOwner(_)
+            | Call::Bulk { .. } => true,
             Call::Sweep { dry_run } => !dry_run,
             Call::ListKeys(_)
             | Call::CountMatches(_)
@@ -139,6 +151,8 @@ impl Call {
             | Call::Usage { .. }
             | Call::Users { .. }
             | Call::User { .. }
+            | Call::MarkMatches(_)
+            | Call::RecentSpend(_)
             | Call::Audit { .. } => false,
         }
     }
@@ -231,6 +245,11 @@ impl Runner {
                 Ok(ConfirmedSweep::Changed(report)) => Outcome::SweepChanged(report),
                 Err(message) => Outcome::Swept { dry_run: false, result: Err(message) },
             },
+            Call::RecentSpend(key_ids) => Outcome::RecentSpend(self.shown(service.recent_spend(&key_ids).await)),
+            Call::MarkMatches(query) => Outcome::Marked(self.shown(service.matching_keys(&query).await)),
+            Call::Bulk { keys, action } => {
+                Outcome::Bulk { done: action.done(), result: self.shown(service.bulk(&keys, &action).await) }
+            }
             Call::Usage { days } => Outcome::Usage(self.shown(self.usage(days).await.map(Box::new))),
             Call::Users { filter, after, days, limit } => Outcome::Users(
                 self.shown(service.user_overviews(filter.as_deref(), after.as_deref(), limit, days).await),
@@ -274,7 +293,8 @@ impl Runner {
         )?;
         ledger.reverse();
         let money = self.service.money_view(&key).await?;
-        Ok(DetailData { key, stats, ledger, money, admission, history })
+        let disabled_by = if key.is_active { None } else { self.service.last_disable(key_id).await? };
+        Ok(DetailData { key, stats, ledger, money, admission, history, disabled_by })
     }
 
     /// Saves an edit: the fields, then a changed credit as a ledger entry. Both are idempotent, so

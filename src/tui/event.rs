@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use crossterm::event::KeyEvent;
 use uuid::Uuid;
 
-use crate::domain::{ApiKey, AuditEntry, KeyCounts, User, UserOverview};
-use crate::service::{NewKeySpec, TopUp};
+use crate::domain::{ApiKey, AuditEntry, KeyCounts, Money, User, UserOverview};
+use crate::service::{BulkReport, MarkedKey, NewKeySpec, TopUp};
 use crate::store::SweepReport;
 
 use super::screens::usage::UsageData;
@@ -70,6 +70,15 @@ pub enum Outcome {
     /// A key was not created because its owner does not exist (nothing was written).
     OwnerMissing(Box<NewKeySpec>),
     Audit(Result<Vec<AuditEntry>, String>),
+    /// What keys of the list spent in the last 30 days.
+    RecentSpend(Result<Vec<(Uuid, Money)>, String>),
+    /// The keys a list query matches, to mark, and whether more matched than were taken.
+    Marked(Result<(Vec<MarkedKey>, bool), String>),
+    /// A bulk action: its past tense ("disabled") and what it did to each key.
+    Bulk {
+        done: &'static str,
+        result: Result<BulkReport, String>,
+    },
 }
 
 /// A change to a user, done.

@@ -167,7 +167,7 @@ pub fn detail_data(key: ApiKey, days: u32) -> DetailData {
         recorded_requests: 3,
     };
     let history = audit_rows(2).into_iter().map(|entry| AuditEntry { api_key_id: Some(key.id), ..entry }).collect();
-    DetailData { key, stats, ledger, money, admission, history }
+    DetailData { key, stats, ledger, money, admission, history, disabled_by: None }
 }
 
 /// A weekly rhythm: busy weekdays, quiet weekends.

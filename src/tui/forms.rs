@@ -11,7 +11,7 @@ use crate::domain::{
     text::sanitize,
     validate::{self, MAX_KEY_NAME_CHARS},
 };
-use crate::service::NewKeySpec;
+use crate::service::{MarkedKey, NewKeySpec};
 use crate::tui::view::format::owed_or_left;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +149,10 @@ pub enum FormKind {
     Create,
     Edit(Box<ApiKey>),
     AddUser,
+    /// The same top-up on every marked key, and the idempotency key of this dialog's top-ups.
+    BulkTopUp(Vec<MarkedKey>, String),
+    /// The fields changed here, on every marked key; the fields start from the selected key.
+    BulkEdit(Box<ApiKey>, Vec<MarkedKey>),
 }
 
 #[derive(Debug, Clone)]
@@ -221,6 +225,37 @@ impl Form {
         Form::with_fields(FormKind::Edit(Box::new(key.clone())), fields)
     }
 
+    pub fn bulk_top_up(keys: Vec<MarkedKey>, idempotency_key: String) -> Form {
+        Form::with_fields(
+            FormKind::BulkTopUp(keys, idempotency_key),
+            vec![Field::text(FieldId::Amount, ""), Field::text(FieldId::Note, "")],
+        )
+    }
+
+    /// An edit of many keys: the name and credit of each stay its own.
+    pub fn bulk_edit(template: &ApiKey, keys: Vec<MarkedKey>) -> Form {
+        let mut form = Form::edit(template);
+        form.fields.retain(|field| !matches!(field.id, FieldId::Name | FieldId::Credit));
+        form.kind = FormKind::BulkEdit(Box::new(template.clone()), keys);
+        form
+    }
+
+    /// The key whose fields an edit form started from.
+    fn edited_key(&self) -> Option<&ApiKey> {
+        match &self.kind {
+            FormKind::Edit(key) | FormKind::BulkEdit(key, _) => Some(key),
+            _ => None,
+        }
+    }
+
+    /// The marked keys a bulk form applies to.
+    pub fn bulk_keys(&self) -> Option<&[MarkedKey]> {
+        match &self.kind {
+            FormKind::BulkTopUp(keys, _) | FormKind::BulkEdit(_, keys) => Some(keys),
+            _ => None,
+        }
+    }
+
     fn with_fields(kind: FormKind, fields: Vec<Field>) -> Form {
         Form { kind, fields, focus: 0, submitting: false, past_expiry_accepted: false }
     }
@@ -231,15 +266,17 @@ impl Form {
             FormKind::Create => "Create a key".into(),
             FormKind::Edit(key) => format!("Edit {}", sanitize(&key.name)),
             FormKind::AddUser => "Add a user".into(),
+            FormKind::BulkTopUp(keys, _) => format!("Top up {} marked keys", keys.len()),
+            FormKind::BulkEdit(_, keys) => format!("Edit {} marked keys", keys.len()),
         }
     }
 
     /// Whether a field takes part: the balance only on a prepaid key being created, the refill
     /// only on a prepaid key.
     pub fn is_active(&self, field: &Field) -> bool {
-        let prepaid = match &self.kind {
-            FormKind::Edit(key) => key.is_standalone,
-            _ => self.text(FieldId::Standalone) == "yes",
+        let prepaid = match self.edited_key() {
+            Some(key) => key.is_standalone,
+            None => self.text(FieldId::Standalone) == "yes",
         };
         match field.id {
             FieldId::Balance => prepaid,
@@ -324,7 +361,7 @@ impl Form {
     /// The expiry the form sets, when it is already past: a new key's, or an edited one.
     pub fn past_expiry(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let field = self.field(FieldId::Expires)?;
-        if matches!(self.kind, FormKind::Edit(_)) && !field.edited() {
+        if self.edited_key().is_some() && !field.edited() {
             return None; // an expired key being edited for another reason
         }
         parse_expiry(field.shown(), now).ok().flatten().filter(|at| *at <= now)
@@ -403,7 +440,7 @@ impl Form {
         if edited(FieldId::AutoDelete) {
             patch.auto_delete_on_expiry = patch_of(self.auto_delete());
         }
-        if let FormKind::Edit(key) = &self.kind {
+        if let Some(key) = self.edited_key() {
             patch.money = self.plan_input(true).parse(&key.money, now).map_err(|e| e.to_string())?;
         }
         Ok(patch)

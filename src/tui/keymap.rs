@@ -84,6 +84,7 @@ pub enum Action {
     Open,
     Back,
     NextScope,
+    NextNarrowing,
     Filter,
     Sort,
     ReverseSort,
@@ -100,6 +101,13 @@ pub enum Action {
     Reveal,
     Roll,
     Sweep,
+    /// Enable the selected key, or every marked key.
+    Enable,
+    /// Mark or unmark the selected key for a bulk action.
+    Mark,
+    /// Mark every key the list's filter and scope match.
+    MarkAll,
+    ClearMarks,
     ApplyFilter,
     ClearFilter,
     Submit,
@@ -120,7 +128,7 @@ pub enum Action {
 }
 
 impl Action {
-    const ALL: [Action; 45] = [
+    const ALL: [Action; 50] = [
         Action::ForceQuit,
         Action::Quit,
         Action::Help,
@@ -133,6 +141,7 @@ impl Action {
         Action::Open,
         Action::Back,
         Action::NextScope,
+        Action::NextNarrowing,
         Action::Filter,
         Action::Sort,
         Action::ReverseSort,
@@ -149,6 +158,10 @@ impl Action {
         Action::Reveal,
         Action::Roll,
         Action::Sweep,
+        Action::Enable,
+        Action::Mark,
+        Action::MarkAll,
+        Action::ClearMarks,
         Action::ApplyFilter,
         Action::ClearFilter,
         Action::Submit,
@@ -183,6 +196,7 @@ impl Action {
             Action::Open => "open",
             Action::Back => "back",
             Action::NextScope => "next_scope",
+            Action::NextNarrowing => "next_narrowing",
             Action::Filter => "filter",
             Action::Sort => "sort",
             Action::ReverseSort => "reverse_sort",
@@ -199,6 +213,10 @@ impl Action {
             Action::Reveal => "reveal",
             Action::Roll => "roll",
             Action::Sweep => "sweep",
+            Action::Enable => "enable",
+            Action::Mark => "mark",
+            Action::MarkAll => "mark_all",
+            Action::ClearMarks => "clear_marks",
             Action::ApplyFilter => "apply_filter",
             Action::ClearFilter => "clear_filter",
             Action::Submit => "submit",
@@ -237,6 +255,7 @@ impl Action {
                 | Action::Roll
                 | Action::Sweep
                 | Action::DisableAllKeys
+                | Action::Enable
         )
     }
 }
@@ -390,13 +409,18 @@ const DEFAULTS: &[DefaultBinding] = &[
     bind(C::List, A::Last, &["G", "end"], "Last key", None),
     bind(C::List, A::Filter, &["/"], "Filter by name, owner, key hint or id prefix", Some("filter")),
     bind(C::List, A::NextScope, &["tab"], "Cycle scope: all, user keys, standalone", Some("scope")),
-    bind(C::List, A::Sort, &["o"], "Cycle the sort column", None),
+    bind(C::List, A::NextNarrowing, &["v"], "Narrow to active, expiring in 7 days, low balance", Some("narrow")),
+    bind(C::List, A::Sort, &["o"], "Cycle the sort column (balance, 30-day spend too)", None),
     bind(C::List, A::ReverseSort, &["O"], "Reverse the sort order", None),
     bind(C::List, A::TopUp, &["t"], "Top up or deduct (prepaid keys)", Some("top up")),
     bind(C::List, A::Create, &["n"], "Create a key", Some("new")),
     bind(C::List, A::Edit, &["e"], "Edit the selected key", None),
-    bind(C::List, A::ToggleActive, &["d"], "Disable or enable the selected key", None),
-    bind(C::List, A::Purge, &["D"], "Purge the selected key for good", None),
+    bind(C::List, A::ToggleActive, &["d"], "Disable or enable the key; disable the marked", None),
+    bind(C::List, A::Enable, &["E"], "Enable the selected key, or the marked keys", None),
+    bind(C::List, A::Purge, &["D"], "Purge the key (or the marked keys) for good", None),
+    bind(C::List, A::Mark, &["space"], "Mark the key for t, e, d, E or D on all marked", None),
+    bind(C::List, A::MarkAll, &["*"], "Mark every key the filter and scope match", None),
+    bind(C::List, A::ClearMarks, &["esc"], "Clear the marks", None),
     bind(C::List, A::Reveal, &["R"], "Reveal the key's plaintext (audited)", None),
     bind(C::List, A::Roll, &["K"], "Roll: a new secret, the old one valid 24h more", None),
     bind(C::List, A::Sweep, &["S"], "Run the expiry sweep now (after a dry run)", None),

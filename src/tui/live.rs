@@ -15,7 +15,7 @@ pub fn dialog_key(state: &State) -> Option<Uuid> {
     match state.modals.last() {
         Some(Modal::Form(form)) => match &form.kind {
             FormKind::TopUp(key, _) | FormKind::Edit(key) => Some(key.id),
-            FormKind::Create | FormKind::AddUser => None,
+            FormKind::Create | FormKind::AddUser | FormKind::BulkTopUp(..) | FormKind::BulkEdit(..) => None,
         },
         Some(Modal::Confirm(confirm)) => match &confirm.action {
             Confirmed::TopUp(request) => Some(request.key_id),
@@ -27,7 +27,8 @@ pub fn dialog_key(state: &State) -> Option<Uuid> {
             | Confirmed::Sweep(_)
             | Confirmed::SetUserActive { .. }
             | Confirmed::DisableUserKeys { .. }
-            | Confirmed::CreateWithOwner(_) => None,
+            | Confirmed::CreateWithOwner(_)
+            | Confirmed::Bulk { .. } => None,
         },
         _ => None,
     }
@@ -59,7 +60,7 @@ fn on_form_key_seen(state: &mut State, fresh: ApiKey) {
     let (shown, follows) = match &mut form.kind {
         FormKind::TopUp(key, _) => (key, true),
         FormKind::Edit(key) => (key, false),
-        FormKind::Create | FormKind::AddUser => return,
+        FormKind::Create | FormKind::AddUser | FormKind::BulkTopUp(..) | FormKind::BulkEdit(..) => return,
     };
     if shown.id != fresh.id || same_to_an_admin(shown, &fresh) {
         return;

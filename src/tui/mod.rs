@@ -8,6 +8,7 @@
 mod app;
 #[doc(hidden)]
 pub mod bench;
+mod bulk;
 mod color_depth;
 mod effect;
 mod event;

@@ -1,11 +1,15 @@
 //! Everything the TUI shows, as plain data. `update` changes it; views only read it.
 
+use std::collections::{BTreeMap, HashMap};
+
 use chrono::{DateTime, Utc};
 use tui_input::Input;
 use uuid::Uuid;
 
-use crate::domain::{ApiKey, AuditEntry, KeyCounts, KeyQuery, KeyScope, LedgerEntry, Money, SortKey};
-use crate::service::{AdmissionCheck, KeyStats, MoneyView, NewKeySpec};
+use crate::domain::{
+    ActiveFilter, ApiKey, AuditEntry, KeyCounts, KeyQuery, KeyScope, LedgerEntry, LowBalanceLine, Money, SortKey,
+};
+use crate::service::{AdmissionCheck, BulkAction, KeyStats, MarkedKey, MoneyView, NewKeySpec};
 use crate::store::SweepReport;
 
 use super::forms::Form;
@@ -208,9 +212,57 @@ pub enum Focus {
     Key(Uuid),
 }
 
+/// Which of the scope's keys the list narrows to: the keys that need attention first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Narrowing {
+    #[default]
+    Everything,
+    /// Usable now: enabled, unexpired, owner enabled.
+    Active,
+    /// Enabled keys expiring within [`EXPIRING_DAYS`].
+    Expiring,
+    /// Prepaid keys under their low-balance line.
+    LowBalance,
+}
+
+/// The window of [`Narrowing::Expiring`].
+pub const EXPIRING_DAYS: i64 = 7;
+
+impl Narrowing {
+    pub fn next(self) -> Narrowing {
+        match self {
+            Narrowing::Everything => Narrowing::Active,
+            Narrowing::Active => Narrowing::Expiring,
+            Narrowing::Expiring => Narrowing::LowBalance,
+            Narrowing::LowBalance => Narrowing::Everything,
+        }
+    }
+
+    /// How the title names it; `None` for no narrowing.
+    pub fn label(self) -> Option<&'static str> {
+        match self {
+            Narrowing::Everything => None,
+            Narrowing::Active => Some("active only"),
+            Narrowing::Expiring => Some("expiring within 7d"),
+            Narrowing::LowBalance => Some("under low-balance line"),
+        }
+    }
+
+    /// Sets the parts of a list query this narrowing decides.
+    fn narrow(self, query: &mut KeyQuery) {
+        match self {
+            Narrowing::Everything => {}
+            Narrowing::Active => query.active = ActiveFilter::Active,
+            Narrowing::Expiring => query.expiring_within = Some(chrono::Duration::days(EXPIRING_DAYS)),
+            Narrowing::LowBalance => query.low_balance = Some(LowBalanceLine::KeysOwn { default: None }),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct KeyList {
     pub scope: KeyScope,
+    pub narrowing: Narrowing,
     pub sort: SortKey,
     pub descending: bool,
     pub filter: String,
@@ -231,6 +283,10 @@ pub struct KeyList {
     /// The count of keys the query matches (up to the cap), and the request it answers.
     pub matches: Option<u64>,
     pub matches_request: Option<RequestId>,
+    /// The keys marked for a bulk action, by id, with their names for the result.
+    pub marks: BTreeMap<Uuid, String>,
+    /// What the loaded keys spent in the last 30 days, for the wide list's column.
+    pub recent_spend: HashMap<Uuid, Money>,
 }
 
 impl Default for KeyList {
@@ -238,6 +294,7 @@ impl Default for KeyList {
         let sort = SortKey::default();
         KeyList {
             scope: KeyScope::default(),
+            narrowing: Narrowing::default(),
             sort,
             descending: sort.default_descending(),
             filter: String::new(),
@@ -251,6 +308,8 @@ impl Default for KeyList {
             error: None,
             matches: None,
             matches_request: None,
+            marks: BTreeMap::new(),
+            recent_spend: HashMap::new(),
         }
     }
 }
@@ -263,7 +322,7 @@ impl KeyList {
     /// The query of this list for one page request.
     pub fn query(&self, request: PageRequest, now: DateTime<Utc>) -> KeyQuery {
         let filter = self.filter.trim();
-        KeyQuery {
+        let mut query = KeyQuery {
             scope: self.scope,
             filter: (!filter.is_empty()).then(|| filter.to_string()),
             sort: self.sort,
@@ -272,7 +331,14 @@ impl KeyList {
             limit: request.limit,
             now: Some(now),
             ..KeyQuery::default()
-        }
+        };
+        self.narrowing.narrow(&mut query);
+        query
+    }
+
+    /// The marked keys, in id order.
+    pub fn marked(&self) -> Vec<MarkedKey> {
+        self.marks.iter().map(|(id, name)| MarkedKey { id: *id, name: name.clone() }).collect()
     }
 }
 
@@ -333,6 +399,8 @@ pub struct DetailData {
     pub admission: AdmissionCheck,
     /// The key's last audit rows, newest first.
     pub history: Vec<AuditEntry>,
+    /// For a disabled key: the audit row of its last disable (by an admin or the sweep).
+    pub disabled_by: Option<AuditEntry>,
 }
 
 #[derive(Debug, Clone)]
@@ -404,6 +472,11 @@ pub enum Confirmed {
     },
     /// Create the key the dialog underneath describes, and its owner, who does not exist yet.
     CreateWithOwner(Box<NewKeySpec>),
+    /// One action on every marked key.
+    Bulk {
+        keys: Vec<MarkedKey>,
+        action: BulkAction,
+    },
 }
 
 /// A plaintext key on screen: after create (never shown again) or after a reveal.

@@ -7,9 +7,10 @@ use tui_input::{Input, backend::crossterm::to_input_request};
 use uuid::Uuid;
 
 use crate::domain::{ApiKey, text::sanitize};
-use crate::service::{DEFAULT_GRACE, NewKeySpec};
+use crate::service::{BulkAction, DEFAULT_GRACE, NewKeySpec};
 use crate::store::SweepReport;
 
+use super::bulk;
 use super::effect::{Call, Effect};
 use super::event::{Event, Outcome};
 use super::forms::{FieldValue, Form, FormKind, top_up_preview};
@@ -22,7 +23,7 @@ use super::state::{
     TopUpRequest, retry_delay, step_range,
 };
 use super::sweep_report;
-use super::view::{help, layout};
+use super::view::{self, help, layout};
 
 /// The first effects of a session: the list and the counts.
 pub fn start(state: &mut State) -> Vec<Effect> {
@@ -61,7 +62,10 @@ fn dispatch(state: &mut State, event: Event) -> Vec<Effect> {
         Event::Resize(width, height) => {
             state.size = (width, height);
             scroll_to_selection(state);
-            fetch_near_edges(state)
+            let mut effects = fetch_near_edges(state);
+            let unknown: Vec<Uuid> = state.list.window.rows.iter().map(|key| key.id).collect();
+            effects.extend(fetch_recent_spend(state, unknown.into_iter()));
+            effects
         }
         Event::Tick(now) => {
             state.now = now;
@@ -136,6 +140,9 @@ fn answered(outcome: &Outcome) -> bool {
         Outcome::UserWritten(result) => result.is_ok(),
         Outcome::OwnerMissing(_) => true,
         Outcome::Audit(result) => result.is_ok(),
+        Outcome::Marked(result) => result.is_ok(),
+        Outcome::RecentSpend(result) => result.is_ok(),
+        Outcome::Bulk { result, .. } => result.is_ok(),
     }
 }
 
@@ -197,6 +204,11 @@ fn perform(state: &mut State, context: Context, action: Action) -> Vec<Effect> {
     if let Some(effects) = screens::perform(state, context, action) {
         return effects;
     }
+    if context == Context::List
+        && let Some(effects) = bulk::perform(state, action)
+    {
+        return effects;
+    }
     match action {
         Action::ForceQuit | Action::Quit => {
             state.quit = true;
@@ -237,6 +249,10 @@ fn perform(state: &mut State, context: Context, action: Action) -> Vec<Effect> {
         }
         Action::NextScope => {
             state.list.scope = state.list.scope.next();
+            reload_from_start(state, Focus::First)
+        }
+        Action::NextNarrowing => {
+            state.list.narrowing = state.list.narrowing.next();
             reload_from_start(state, Focus::First)
         }
         Action::Filter => {
@@ -306,6 +322,24 @@ fn perform(state: &mut State, context: Context, action: Action) -> Vec<Effect> {
                 Confirmed::SetActive { key_id: key.id, active },
             )
         }),
+        Action::Enable => with_current_key(state, |state, key| {
+            let name = sanitize(&key.name).into_owned();
+            if key.is_active {
+                state.toast(ToastKind::Info, format!("{name} is already enabled"));
+                return Vec::new();
+            }
+            let lines = vec!["Requests with it will be accepted again (unless it has expired).".into()];
+            confirm(state, format!("Enable {name}?"), lines, Confirmed::SetActive { key_id: key.id, active: true })
+        }),
+        Action::Mark => {
+            bulk::toggle_mark(state);
+            move_selection(state, 1)
+        }
+        Action::MarkAll => bulk::mark_all(state),
+        Action::ClearMarks => {
+            state.list.marks.clear();
+            Vec::new()
+        }
         Action::Purge => with_current_key(state, |state, key| {
             let name = sanitize(&key.name).into_owned();
             let lines = vec![
@@ -410,7 +444,10 @@ fn with_current_key(state: &mut State, then: impl FnOnce(&mut State, ApiKey) -> 
 fn nothing_listed(state: &State) -> String {
     let filter = state.list.filter.trim();
     if filter.is_empty() {
-        format!("No key in the scope {:?}", state.list.scope.label())
+        match state.list.narrowing.label() {
+            Some(narrowing) => format!("No key in the scope {:?}, {narrowing}", state.list.scope.label()),
+            None => format!("No key in the scope {:?}", state.list.scope.label()),
+        }
     } else {
         format!("No key matches \"{}\"", sanitize(filter))
     }
@@ -460,6 +497,30 @@ fn submit_form(state: &mut State) -> Vec<Effect> {
         ];
         return confirm(state, format!("Expire the key at {when}, in the past?"), lines, Confirmed::PastExpiry);
     }
+    // A bulk dialog asks once more, naming the count, before anything is written.
+    match &form.kind {
+        FormKind::BulkTopUp(keys, idempotency_key) => {
+            let (keys, idempotency_key) = (keys.clone(), idempotency_key.clone());
+            return match form.top_up_request() {
+                Ok((amount, note)) => bulk::confirm_top_up(state, keys, amount, note, idempotency_key),
+                Err(message) => {
+                    state.toast(ToastKind::Error, message);
+                    Vec::new()
+                }
+            };
+        }
+        FormKind::BulkEdit(_, keys) => {
+            let keys = keys.clone();
+            return match form.key_patch(now) {
+                Ok(patch) => bulk::confirm_edit(state, keys, patch),
+                Err(message) => {
+                    state.toast(ToastKind::Error, message);
+                    Vec::new()
+                }
+            };
+        }
+        _ => {}
+    }
     let call = match &form.kind {
         FormKind::TopUp(key, idempotency_key) => form.top_up_request().map(|(amount, note)| {
             Call::TopUp(TopUpRequest { key_id: key.id, amount, note, idempotency_key: idempotency_key.clone() })
@@ -469,6 +530,7 @@ fn submit_form(state: &mut State) -> Vec<Effect> {
         FormKind::Edit(key) => form.key_patch(now).and_then(|patch| {
             Ok(Call::Update { key_id: key.id, patch: Box::new(patch), credit: form.credit_change()? })
         }),
+        FormKind::BulkTopUp(..) | FormKind::BulkEdit(..) => return Vec::new(),
     };
     match call {
         // Large amounts ask again, above the form, which stays open underneath.
@@ -508,6 +570,7 @@ fn run_confirmed(state: &mut State, action: Confirmed) -> Vec<Effect> {
         Confirmed::SetUserActive { name, active } => Call::SetUserActive { name, active },
         Confirmed::DisableUserKeys { name } => Call::DisableUserKeys { name },
         Confirmed::CreateWithOwner(spec) => Call::CreateWithOwner(spec),
+        Confirmed::Bulk { keys, action } => Call::Bulk { keys, action },
     };
     write(state, call)
 }
@@ -590,6 +653,16 @@ pub(super) fn load_detail(state: &mut State) -> Vec<Effect> {
     vec![Effect::Call(request, Call::Detail { key_id, days: state.detail.days })]
 }
 
+/// Asks what the keys among `key_ids` whose spend is not known spent in the last 30 days, when
+/// the list is wide enough to show it.
+fn fetch_recent_spend(state: &mut State, key_ids: impl Iterator<Item = Uuid>) -> Option<Effect> {
+    if state.size.0 < view::RECENT_SPEND_FROM {
+        return None;
+    }
+    let unknown: Vec<Uuid> = key_ids.filter(|id| !state.list.recent_spend.contains_key(id)).collect();
+    (!unknown.is_empty()).then(|| call(state, Call::RecentSpend(unknown)))
+}
+
 fn move_selection(state: &mut State, delta: isize) -> Vec<Effect> {
     let rows = state.list.window.rows.len();
     if rows == 0 {
@@ -652,6 +725,19 @@ fn on_outcome(state: &mut State, request: RequestId, outcome: Outcome) -> Vec<Ef
             effects
         }
         Outcome::Usage(result) => screens::usage::update::on_loaded(state, request, result),
+        Outcome::Marked(result) => {
+            bulk::on_marked(state, result);
+            Vec::new()
+        }
+        // Without it the column shows no figure; the list itself is not affected.
+        Outcome::RecentSpend(result) => {
+            state.list.recent_spend.extend(result.unwrap_or_default());
+            Vec::new()
+        }
+        Outcome::Bulk { done, result } => after_write(state, result, |state, report| {
+            bulk::on_done(state, done, report, done == BulkAction::Purge.done());
+            refresh(state)
+        }),
         Outcome::Audit(result) => screens::audit::update::on_loaded(state, request, result),
         Outcome::Users(result) => screens::users::update::on_loaded(state, request, result),
         Outcome::User(result) => screens::users::update::on_user_loaded(state, request, result),
@@ -836,6 +922,7 @@ fn on_page(state: &mut State, request: RequestId, result: Result<Vec<ApiKey>, St
         return reload_from_start(state, focus.unwrap_or(Focus::First));
     }
     let previous_key = list.selected_key().map(|key| key.id);
+    let page_keys: Vec<Uuid> = page.iter().map(|key| key.id).collect();
     let shift = list.window.apply(placement, page, page_request);
     list.selected = list.selected.saturating_add_signed(shift);
     list.offset = list.offset.saturating_add_signed(shift);
@@ -856,6 +943,12 @@ fn on_page(state: &mut State, request: RequestId, result: Result<Vec<ApiKey>, St
     }
     scroll_to_selection(state);
     let mut effects = fetch_near_edges(state);
+    // A page just read: its spend is read again, so a refresh brings it up to date. Only the
+    // window's keys are kept, so paging through a million keys holds a window's worth.
+    let list = &mut state.list;
+    let in_window: std::collections::HashSet<Uuid> = list.window.rows.iter().map(|key| key.id).collect();
+    list.recent_spend.retain(|key_id, _| in_window.contains(key_id) && !page_keys.contains(key_id));
+    effects.extend(fetch_recent_spend(state, page_keys.into_iter()));
     let selection_moved = state.list.selected_key().map(|key| key.id) != previous_key;
     if state.screen == Screen::Detail && selection_moved {
         effects.extend(load_detail(state));

@@ -5,19 +5,37 @@ use sqlx::{PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::rows::KeyRow;
-use crate::domain::{ActiveFilter, ApiKey, KeyQuery, KeyScope, PageFrom, SortKey};
+use crate::domain::{ActiveFilter, ApiKey, KeyQuery, KeyScope, LowBalanceLine, PageFrom, SortKey, recent_spend_days};
 
-/// The value a list sorts by, as SQL over the alias `k`. NULL times go through sentinels, as in
-/// the SQLite store, so every order is total and keyset paging can compare row values: a key
-/// that never expires sorts as expiring at `infinity`, a key never used as used at `-infinity`.
-/// The expression indexes of migration `0002` are built on these very expressions.
-fn sort_value(sort: SortKey) -> &'static str {
-    match sort {
-        SortKey::Created => "k.created_at",
-        SortKey::Name => "k.name",
-        SortKey::Expires => "COALESCE(k.expires_at, 'infinity'::timestamptz)",
-        SortKey::LastUsed => "COALESCE(k.last_used_at, '-infinity'::timestamptz)",
-    }
+/// Appends the value a list sorts by, as SQL over the alias `k`. NULL times go through
+/// sentinels, as in the SQLite store, so every order is total and keyset paging can compare row
+/// values: a key that never expires sorts as expiring at `infinity`, a key never used as used at
+/// `-infinity`, a key without a limited prepaid balance after every balance. The expression
+/// indexes of migration `0002` are built on these very expressions. The balance and the recent
+/// spend are computed per key: an index on them would change with every charged request, and
+/// the charge would no longer be a HOT update.
+fn push_sort_value(sql: &mut QueryBuilder<Postgres>, query: &KeyQuery) {
+    match query.sort {
+        SortKey::Created => sql.push("k.created_at"),
+        SortKey::Name => sql.push("k.name"),
+        SortKey::Expires => sql.push("COALESCE(k.expires_at, 'infinity'::timestamptz)"),
+        SortKey::LastUsed => sql.push("COALESCE(k.last_used_at, '-infinity'::timestamptz)"),
+        SortKey::Remaining => sql.push(
+            "CASE WHEN k.is_standalone AND k.credited_micros IS NOT NULL \
+             THEN k.credited_micros - k.used_micros ELSE 9223372036854775807 END",
+        ),
+        SortKey::RecentSpend => {
+            let (first, last) = recent_spend_days(query.now.unwrap_or_else(Utc::now));
+            sql.push(
+                "(SELECT COALESCE(SUM(d.cost_micros), 0)::bigint FROM usage_daily d WHERE d.api_key_id = k.id \
+                      AND d.day BETWEEN ",
+            )
+            .push_bind(first)
+            .push(" AND ")
+            .push_bind(last)
+            .push(")")
+        }
+    };
 }
 
 /// One page of keys in the query's order.
@@ -47,7 +65,9 @@ pub(super) async fn list_keys(pool: &PgPool, query: &KeyQuery) -> Result<Vec<Api
 /// The keys a list matches, counted over at most `cap` of them: the list query itself from the
 /// start, with `cap` as its limit, so it costs what reading `cap` keys of the list costs.
 pub(super) async fn count_matching(pool: &PgPool, query: &KeyQuery, cap: u32) -> Result<u64, sqlx::Error> {
-    let capped = KeyQuery { from: PageFrom::Start, limit: cap, ..query.clone() };
+    // Every order counts the same keys; one computed per key would be computed for nothing.
+    let sort = if query.sort.is_computed() { SortKey::Created } else { query.sort };
+    let capped = KeyQuery { from: PageFrom::Start, limit: cap, sort, ..query.clone() };
     let (mut sql, filtered) = list_query(pool, &capped, "SELECT COUNT(*) FROM (").await?;
     sql.push(") AS matching");
     let count: i64 = sql.build_query_scalar().persistent(!filtered).fetch_one(pool).await?;
@@ -60,7 +80,6 @@ async fn list_query(
     query: &KeyQuery,
     prefix: &str,
 ) -> Result<(QueryBuilder<Postgres>, bool), sqlx::Error> {
-    let sort = sort_value(query.sort);
     let before = matches!(query.from, PageFrom::Before(_));
     // Rows before a cursor are collected by scanning against the list order, then reversed.
     let scan_descending = query.descending != before;
@@ -84,8 +103,8 @@ async fn list_query(
         ActiveFilter::Active => Some(""),
         ActiveFilter::Inactive => Some("NOT "),
     };
+    let now = query.now.unwrap_or_else(Utc::now);
     if let Some(negation) = negation {
-        let now = query.now.unwrap_or_else(Utc::now);
         // Usable now: enabled, not expired, and owned by an enabled user (verify refuses the
         // keys of a disabled owner).
         sql.push(format_args!(
@@ -93,6 +112,20 @@ async fn list_query(
         ))
         .push_bind(now)
         .push("))");
+    }
+    if let Some(until) = query.expiring_until(now) {
+        // On the expression of the `0002` index, so the window is a range of it.
+        sql.push(" AND k.is_active AND COALESCE(k.expires_at, 'infinity'::timestamptz) > ")
+            .push_bind(now)
+            .push(" AND COALESCE(k.expires_at, 'infinity'::timestamptz) <= ")
+            .push_bind(until);
+    }
+    if let Some(line) = query.low_balance {
+        // Under a line above zero: `credited − used < line` is `max(0, credited − used) < line`.
+        sql.push(" AND k.is_standalone AND k.credited_micros IS NOT NULL AND ");
+        push_low_balance_line(&mut sql, line);
+        sql.push(" > 0 AND k.credited_micros - k.used_micros < ");
+        push_low_balance_line(&mut sql, line);
     }
     if let Some(text) = query.filter.as_deref().map(str::trim).filter(|text| !text.is_empty()) {
         // Each condition on `k` alone and each one an index answers, so the planner ORs index
@@ -123,15 +156,27 @@ async fn list_query(
     if let PageFrom::After(cursor) | PageFrom::Before(cursor) = query.from {
         // Row comparison against the cursor's own sort value: an index range scan.
         let comparison = if scan_descending { "<" } else { ">" };
-        sql.push(format_args!(" AND ({sort}, k.id) {comparison} ((SELECT {sort} FROM api_keys k WHERE k.id = "))
-            .push_bind(cursor)
-            .push("), ")
-            .push_bind(cursor)
-            .push(")");
+        sql.push(" AND (");
+        push_sort_value(&mut sql, query);
+        sql.push(format_args!(", k.id) {comparison} ((SELECT "));
+        push_sort_value(&mut sql, query);
+        sql.push(" FROM api_keys k WHERE k.id = ").push_bind(cursor).push("), ").push_bind(cursor).push(")");
     }
     let direction = if scan_descending { "DESC" } else { "ASC" };
-    sql.push(format_args!(" ORDER BY {sort} {direction}, k.id {direction} LIMIT ")).push_bind(i64::from(query.limit));
+    sql.push(" ORDER BY ");
+    push_sort_value(&mut sql, query);
+    sql.push(format_args!(" {direction}, k.id {direction} LIMIT ")).push_bind(i64::from(query.limit));
     Ok((sql, filtered))
+}
+
+/// A key's low-balance line under `line`: its own or the fallback, or the fallback alone.
+fn push_low_balance_line(sql: &mut QueryBuilder<Postgres>, line: LowBalanceLine) {
+    let (fallback, own_counts) = line.fallback();
+    if own_counts {
+        sql.push("COALESCE(k.low_balance_micros, ").push_bind(fallback.micros()).push(")");
+    } else {
+        sql.push_bind(fallback.micros());
+    }
 }
 
 /// Escapes the LIKE wildcards (and the escape character) so `text` matches literally.

@@ -5,11 +5,11 @@ use sqlx::{QueryBuilder, Sqlite};
 
 use super::SqliteStore;
 use super::rows::millis;
-use crate::domain::{ActiveFilter, ApiKey, KeyQuery, KeyScope, PageFrom, SortKey};
+use crate::domain::{ActiveFilter, ApiKey, KeyQuery, KeyScope, LowBalanceLine, PageFrom, SortKey, recent_spend_days};
 use crate::store::StoreResult;
 
 pub(super) async fn list_keys(store: &SqliteStore, query: &KeyQuery) -> StoreResult<Vec<ApiKey>> {
-    let now = query.now.unwrap_or_else(Utc::now);
+    let now = list_time(query);
     // A filter that many keys match finds a page among the first keys of the list order; one
     // that few match is better answered by the trigram index. Try the first, bounded, then
     // the second.
@@ -31,9 +31,11 @@ pub(super) async fn list_keys(store: &SqliteStore, query: &KeyQuery) -> StoreRes
 /// The keys a list matches, counted over at most `cap` of them: the list query itself from the
 /// start, with `cap` as its limit, so it costs what reading `cap` keys of the list costs.
 pub(super) async fn count_matching(store: &SqliteStore, query: &KeyQuery, cap: u32) -> StoreResult<u64> {
-    let capped = KeyQuery { from: PageFrom::Start, limit: cap, ..query.clone() };
+    // Every order counts the same keys; one computed per key would be computed for nothing.
+    let sort = if query.sort.is_computed() { SortKey::Created } else { query.sort };
+    let capped = KeyQuery { from: PageFrom::Start, limit: cap, sort, ..query.clone() };
     let mut builder = QueryBuilder::new("SELECT COUNT(*) FROM (");
-    push_list_query(&mut builder, &capped, query.now.unwrap_or_else(Utc::now));
+    push_list_query(&mut builder, &capped, list_time(query));
     builder.push(")");
     let count: i64 = builder.build_query_scalar().fetch_one(store.pool()).await.map_err(super::store_error)?;
     Ok(count.max(0) as u64)
@@ -61,16 +63,36 @@ async fn walk_for_matches(
     Ok((keys.len() >= query.limit as usize).then_some(keys))
 }
 
-/// The value a list is ordered by, for the key table under `alias`. Nullable columns go
+/// Appends the value a list is ordered by, for the key table under `alias`. Nullable columns go
 /// through the sentinels of the `0002` expression indexes, so the order is total: a key that
-/// never expires sorts after every expiring one, a key never used before every used one.
-fn sort_expression(sort: SortKey, alias: &str) -> String {
-    match sort {
-        SortKey::Created => format!("{alias}.created_at"),
-        SortKey::Name => format!("{alias}.name"),
-        SortKey::Expires => format!(expiry_order!("{alias}."), alias = alias),
-        SortKey::LastUsed => format!("COALESCE({alias}.last_used_at, -9223372036854775808)"),
-    }
+/// never expires sorts after every expiry, a key never used before every used one, a key
+/// without a limited prepaid balance after every balance. The balance and the recent spend are
+/// computed per key: an index on them would change with every charged request.
+fn push_sort_value(builder: &mut QueryBuilder<Sqlite>, query: &KeyQuery, alias: &str) {
+    match query.sort {
+        SortKey::Created => builder.push(format_args!("{alias}.created_at")),
+        SortKey::Name => builder.push(format_args!("{alias}.name")),
+        SortKey::Expires => builder.push(format_args!(expiry_order!("{alias}."), alias = alias)),
+        SortKey::LastUsed => builder.push(format_args!("COALESCE({alias}.last_used_at, -9223372036854775808)")),
+        SortKey::Remaining => builder.push(format_args!(
+            "CASE WHEN {alias}.is_standalone = 1 AND {alias}.credited_micros IS NOT NULL \
+             THEN {alias}.credited_micros - {alias}.used_micros ELSE 9223372036854775807 END"
+        )),
+        SortKey::RecentSpend => {
+            let (first, last) = recent_spend_days(list_time(query));
+            builder.push(format_args!(
+                "(SELECT COALESCE(SUM(d.cost_micros), 0) FROM usage_daily d WHERE d.api_key_id = {alias}.id \
+                 AND d.day >= "
+            ));
+            builder.push_bind(first.format("%Y-%m-%d").to_string()).push(" AND d.day <= ");
+            builder.push_bind(last.format("%Y-%m-%d").to_string()).push(")")
+        }
+    };
+}
+
+/// The time a list is judged at.
+fn list_time(query: &KeyQuery) -> DateTime<Utc> {
+    query.now.unwrap_or_else(Utc::now)
 }
 
 /// Appends the whole `list_keys` query. Only fixed SQL fragments are pushed as text; every value
@@ -104,38 +126,63 @@ fn push_list_query(builder: &mut QueryBuilder<Sqlite>, query: &KeyQuery, now: Da
                 .push(")");
         }
     }
+    if let Some(until) = query.expiring_until(now) {
+        // On the expression of the `0002` index, so the window is a range of it.
+        builder.push(concat!(" AND k.is_active = 1 AND ", expiry_order!("k."), " > ")).push_bind(millis(now));
+        builder.push(concat!(" AND ", expiry_order!("k."), " <= ")).push_bind(millis(until));
+    }
+    if let Some(line) = query.low_balance {
+        // Under a line above zero: `credited − used < line` is `max(0, credited − used) < line`.
+        builder.push(" AND k.is_standalone = 1 AND k.credited_micros IS NOT NULL AND ");
+        push_low_balance_line(builder, line);
+        builder.push(" > 0 AND k.credited_micros - k.used_micros < ");
+        push_low_balance_line(builder, line);
+    }
     if let Some(filter) = list_filter(query) {
         push_filter(builder, filter, Matching::TrigramIndex);
     }
-    let (sort, direction) = list_order(query);
     if let PageFrom::After(cursor) | PageFrom::Before(cursor) = query.from {
-        let cursor_sort = sort_expression(query.sort, "c");
-        let (loose, strict) = if direction == "DESC" { ("<=", "<") } else { (">=", ">") };
+        let (loose, strict) = if scan_direction(query) == "DESC" { ("<=", "<") } else { (">=", ">") };
         // The loose bound on the sort value alone lets SQLite seek the index; the row-value
         // comparison then skips the cursor's ties up to and including the cursor itself.
-        builder.push(format_args!(" AND {sort} {loose} (SELECT {cursor_sort} FROM api_keys c WHERE c.id = "));
-        builder.push_bind(cursor.hyphenated()).push(")");
-        builder.push(format_args!(
-            " AND ({sort}, k.id) {strict} (SELECT {cursor_sort}, c.id FROM api_keys c WHERE c.id = "
-        ));
-        builder.push_bind(cursor.hyphenated()).push(")");
+        builder.push(" AND ");
+        push_sort_value(builder, query, "k");
+        builder.push(format_args!(" {loose} (SELECT "));
+        push_sort_value(builder, query, "c");
+        builder.push(" FROM api_keys c WHERE c.id = ").push_bind(cursor.hyphenated()).push(")");
+        builder.push(" AND (");
+        push_sort_value(builder, query, "k");
+        builder.push(format_args!(", k.id) {strict} (SELECT "));
+        push_sort_value(builder, query, "c");
+        builder.push(", c.id FROM api_keys c WHERE c.id = ").push_bind(cursor.hyphenated()).push(")");
     }
     push_order_and_limit(builder, query);
 }
 
+/// A key's low-balance line under `line`: its own or the fallback, or the fallback alone.
+fn push_low_balance_line(builder: &mut QueryBuilder<Sqlite>, line: LowBalanceLine) {
+    let (fallback, own_counts) = line.fallback();
+    if own_counts {
+        builder.push("COALESCE(k.low_balance_micros, ").push_bind(fallback.micros()).push(")");
+    } else {
+        builder.push_bind(fallback.micros());
+    }
+}
+
 /// `ORDER BY` the list order (ids breaking ties) and `LIMIT` the page.
 fn push_order_and_limit(builder: &mut QueryBuilder<Sqlite>, query: &KeyQuery) {
-    let (sort, direction) = list_order(query);
-    builder.push(format_args!(" ORDER BY {sort} {direction}, k.id {direction} LIMIT "));
+    let direction = scan_direction(query);
+    builder.push(" ORDER BY ");
+    push_sort_value(builder, query, "k");
+    builder.push(format_args!(" {direction}, k.id {direction} LIMIT "));
     builder.push_bind(i64::from(query.limit));
 }
 
-/// The list's sort expression over `k` and the direction of the scan: walking backwards from a
-/// `Before` cursor reverses the order (`list_keys` flips the page back).
-fn list_order(query: &KeyQuery) -> (String, &'static str) {
+/// The direction of the scan: walking backwards from a `Before` cursor reverses the order
+/// (`list_keys` flips the page back).
+fn scan_direction(query: &KeyQuery) -> &'static str {
     let backwards = matches!(query.from, PageFrom::Before(_));
-    let direction = if query.descending != backwards { "DESC" } else { "ASC" };
-    (sort_expression(query.sort, "k"), direction)
+    if query.descending != backwards { "DESC" } else { "ASC" }
 }
 
 /// The query's filter text, trimmed, when there is one.
@@ -222,5 +269,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Sorted by expiry, the keys expiring soon are a range of the expiry index: the narrowing
+    /// reads those keys only, not every key.
+    #[tokio::test]
+    async fn keys_expiring_soon_are_a_range_of_the_expiry_index() {
+        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        store.migrate().await.unwrap();
+        let query = KeyQuery {
+            sort: SortKey::Expires,
+            expiring_within: Some(chrono::Duration::days(7)),
+            limit: 50,
+            ..KeyQuery::default()
+        };
+        let mut builder = QueryBuilder::new("EXPLAIN QUERY PLAN ");
+        push_list_query(&mut builder, &query, Utc::now());
+        let plan = query_plan(&store, builder.build()).await;
+        assert!(plan.contains("SEARCH k USING INDEX api_keys_expires_order"), "{plan}");
     }
 }

@@ -2,6 +2,7 @@
 //! `TestBackend` from fixed state.
 
 mod audit;
+mod bulk;
 mod outage;
 mod render;
 mod update;

@@ -74,6 +74,29 @@ fn list_with_filter_box() {
     });
 }
 
+/// At 200 columns the room goes to more columns (30-day spend, created) rather than to the
+/// name: a key whose spend is not read yet shows `…`.
+#[test]
+fn list_at_200_columns() {
+    let mut state = loaded_state((200, 50));
+    let spend = |index: usize| crate::domain::Money::from_micros(index as i64 * 1_234_567);
+    state.list.recent_spend =
+        state.list.window.rows.iter().enumerate().skip(1).map(|(i, key)| (key.id, spend(i))).collect();
+    insta::assert_snapshot!("list_200x50", draw(&state).backend());
+}
+
+/// The title names the narrowing and the computed sort, so the admin knows what the list leaves out.
+#[test]
+fn the_title_names_the_narrowing_and_the_sort() {
+    let mut state = loaded_state((120, 32));
+    state.list.narrowing = crate::tui::state::Narrowing::LowBalance;
+    state.list.sort = crate::domain::SortKey::Remaining;
+    state.list.descending = false;
+    let screen = format!("{:?}", draw(&state).backend());
+    assert!(screen.contains("· under low-balance line ·"), "{screen}");
+    assert!(screen.contains("· by remaining ↑"), "{screen}");
+}
+
 #[test]
 fn detail_with_chart() {
     snapshot("detail", detail_state);

@@ -2,7 +2,7 @@
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
-use crate::domain::{ApiKey, KeyScope, Money, PageFrom, SortKey, SweptKey};
+use crate::domain::{ActiveFilter, ApiKey, KeyScope, LowBalanceLine, Money, PageFrom, SortKey, SweptKey};
 use crate::service::TopUp;
 use crate::store::SweepReport;
 use crate::tui::effect::{Call, Effect};
@@ -320,6 +320,28 @@ fn sort_cycles_the_column_and_reverse_flips_it() {
     assert_eq!((query.sort, query.descending), (SortKey::Name, false));
     let (_, query) = list_query(&press(&mut state, "O"));
     assert_eq!((query.sort, query.descending), (SortKey::Name, true));
+    press(&mut state, "o");
+    press(&mut state, "o");
+    let (_, query) = list_query(&press(&mut state, "o"));
+    assert_eq!((query.sort, query.descending), (SortKey::Remaining, false), "the smallest balance first");
+    let (_, query) = list_query(&press(&mut state, "o"));
+    assert_eq!((query.sort, query.descending), (SortKey::RecentSpend, true), "the biggest spender first");
+    let (_, query) = list_query(&press(&mut state, "o"));
+    assert_eq!(query.sort, SortKey::Created, "and round again");
+}
+
+#[test]
+fn v_narrows_to_active_keys_then_those_expiring_soon_then_low_balances() {
+    let mut state = list_state();
+    let (_, query) = list_query(&press(&mut state, "v"));
+    assert_eq!((query.active, query.from), (ActiveFilter::Active, PageFrom::Start));
+    let (_, query) = list_query(&press(&mut state, "v"));
+    assert_eq!((query.active, query.expiring_within), (ActiveFilter::Any, Some(chrono::Duration::days(7))));
+    let (_, query) = list_query(&press(&mut state, "v"));
+    assert_eq!(query.low_balance, Some(LowBalanceLine::KeysOwn { default: None }), "each key's own line");
+    assert_eq!(query.expiring_within, None);
+    let (_, query) = list_query(&press(&mut state, "v"));
+    assert_eq!((query.active, query.expiring_within, query.low_balance), (ActiveFilter::Any, None, None));
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::ApiKey;
+use crate::domain::{ApiKey, AuditEntry};
 use crate::service::{AdmissionCheck, DenyReason, VerifyDecision};
 
 use super::format;
@@ -11,7 +11,12 @@ use super::format;
 /// The decision as words: `allowed · 3 of 100 requests this minute`, or the reason with its
 /// facts (`expired · 3d ago`, `insufficient balance · remaining -$1.49 owed`). `true` when
 /// allowed.
-pub fn describe(check: &AdmissionCheck, key: &ApiKey, now: DateTime<Utc>) -> (Vec<String>, bool) {
+pub fn describe(
+    check: &AdmissionCheck,
+    key: &ApiKey,
+    disabled_by: Option<&AuditEntry>,
+    now: DateTime<Utc>,
+) -> (Vec<String>, bool) {
     let requests = |limit: i64| format!("{} of {limit} requests this minute", check.recorded_requests);
     match &check.decision {
         VerifyDecision::Allowed { .. } => {
@@ -21,7 +26,7 @@ pub fn describe(check: &AdmissionCheck, key: &ApiKey, now: DateTime<Utc>) -> (Ve
         }
         VerifyDecision::Denied { reason, .. } => {
             let fact = match reason {
-                DenyReason::Disabled => "disabled by an admin or the sweep".to_string(),
+                DenyReason::Disabled => disabled_by.map_or("disabled by an admin or the sweep".into(), who_disabled),
                 DenyReason::Expired => key.expires_at.map_or_else(String::new, |at| format::relative(at, now)),
                 DenyReason::OwnerDisabled => format!("owner {} disabled", format::safe(&key.owner_name)),
                 DenyReason::InsufficientBalance => format!("remaining {}", format::remaining(key)),
@@ -33,6 +38,12 @@ pub fn describe(check: &AdmissionCheck, key: &ApiKey, now: DateTime<Utc>) -> (Ve
             (std::iter::once(word).chain(Some(fact).filter(|f| !f.is_empty())).collect(), false)
         }
     }
+}
+
+/// `disabled by the sweep on 2026-12-05`, `disabled by alice on 2026-12-05`.
+fn who_disabled(row: &AuditEntry) -> String {
+    let by = if row.action == "sweep_disable" { "the sweep".into() } else { format::safe(&row.actor).into_owned() };
+    format!("disabled by {by} on {}", row.at.format("%Y-%m-%d"))
 }
 
 #[cfg(test)]
@@ -50,17 +61,36 @@ mod tests {
         let mut key = prepaid_key();
         key.credited = Some(Money::from_usd(5));
         key.used = Money::from_micros(6_490_000);
-        let (parts, allowed) = describe(&denied(DenyReason::InsufficientBalance, 0), &key, NOW);
+        let (parts, allowed) = describe(&denied(DenyReason::InsufficientBalance, 0), &key, None, NOW);
         assert_eq!((parts, allowed), (vec!["insufficient balance".into(), "remaining -$1.49 owed".into()], false));
         key.expires_at = Some(NOW - chrono::TimeDelta::days(3));
-        assert_eq!(describe(&denied(DenyReason::Expired, 0), &key, NOW).0, ["expired", "3d ago"]);
+        assert_eq!(describe(&denied(DenyReason::Expired, 0), &key, None, NOW).0, ["expired", "3d ago"]);
         assert_eq!(
-            describe(&denied(DenyReason::RateLimited, 100), &key, NOW).0,
+            describe(&denied(DenyReason::RateLimited, 100), &key, None, NOW).0,
             ["rate limited", "100 of 100 requests this minute"]
         );
         assert_eq!(
-            describe(&denied(DenyReason::OwnerDisabled, 0), &key, NOW).0,
+            describe(&denied(DenyReason::OwnerDisabled, 0), &key, None, NOW).0,
             ["owner disabled", "owner alice disabled"]
         );
+    }
+
+    #[test]
+    fn a_disabled_key_says_who_disabled_it_and_when() {
+        let row = |action: &str, actor: &str| AuditEntry {
+            id: 7,
+            at: NOW - chrono::TimeDelta::days(3),
+            actor: actor.into(),
+            actor_key: None,
+            action: action.into(),
+            api_key_id: Some(prepaid_key().id),
+            details: "{}".into(),
+        };
+        let key = prepaid_key();
+        let describe_by = |by: Option<&AuditEntry>| describe(&denied(DenyReason::Disabled, 0), &key, by, NOW).0;
+        let swept = row("sweep_disable", "keytop-sweep");
+        assert_eq!(describe_by(Some(&swept)), ["disabled", "disabled by the sweep on 2026-03-05"]);
+        assert_eq!(describe_by(Some(&row("key_disable", "alice"))), ["disabled", "disabled by alice on 2026-03-05"]);
+        assert_eq!(describe_by(None), ["disabled", "disabled by an admin or the sweep"]);
     }
 }

@@ -164,7 +164,7 @@ fn fields<'a>(data: &'a DetailData, state: &State) -> Vec<Field<'a>> {
         Some(false) => "disable",
     };
     let owner_state = if key.owner_active { "" } else { " (owner disabled)" };
-    let (admission, admitted) = admission::describe(&data.admission, key, now);
+    let (admission, admitted) = admission::describe(&data.admission, key, data.disabled_by.as_ref(), now);
     let admission_style = if admitted { theme.success } else { theme.error };
     let mut fields = vec![
         field("Status", [Span::styled(status.as_str(), theme.status(status)), text(kind.into())]),

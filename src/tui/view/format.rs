@@ -52,7 +52,12 @@ pub fn remaining(key: &ApiKey) -> String {
 /// What is left to spend, cut to whole cents towards less money (a debt of $1.489 reads `-$1.49`):
 /// the key table's form, where six decimals are noise. The detail shows the exact amount.
 pub fn remaining_in_cents(key: &ApiKey) -> String {
-    remaining_as(key, |money| Money::from_micros(money.micros().div_euclid(MICROS_PER_CENT) * MICROS_PER_CENT))
+    remaining_as(key, whole_cents)
+}
+
+/// An amount cut to whole cents towards less money, for tables.
+pub fn whole_cents(money: Money) -> Money {
+    Money::from_micros(money.micros().div_euclid(MICROS_PER_CENT) * MICROS_PER_CENT)
 }
 
 const MICROS_PER_CENT: i64 = 10_000;
@@ -103,6 +108,16 @@ pub fn timestamp(at: DateTime<Utc>) -> String {
 pub fn cents(cost: Money) -> String {
     let micros = cost.micros();
     Money::from_micros((micros + micros.signum() * 5_000) / 10_000 * 10_000).to_string()
+}
+
+/// `a, b, c and 21 more`: the first names of marked keys, inert.
+pub fn marked_names(keys: &[crate::service::MarkedKey]) -> String {
+    const SHOWN: usize = 3;
+    let names: Vec<String> = keys.iter().take(SHOWN).map(|key| safe(&key.name).into_owned()).collect();
+    match keys.len().saturating_sub(SHOWN) {
+        0 => names.join(", "),
+        more => format!("{} and {more} more", names.join(", ")),
+    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,8 @@ use super::format::{self, safe, safe_within};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Column {
+    /// Shown while keys are marked for a bulk action.
+    Mark,
     Status,
     Name,
     Owner,
@@ -23,15 +25,23 @@ enum Column {
     Rate,
     Expires,
     LastUsed,
+    RecentSpend,
+    Created,
 }
+
+/// The table width from which the list shows what each key spent in the last 30 days.
+pub const RECENT_SPEND_FROM: u16 = 140;
 
 /// The mark of the selected row, in the room the table keeps for it on every row.
 const HIGHLIGHT: &str = "▶ ";
 const COLUMN_SPACING: u16 = 1;
+/// A marked key's sign in the mark column.
+const MARK: &str = "●";
 
 impl Column {
     /// Display order, with the table width from which each column shows.
-    const ALL: [(Column, u16); 8] = [
+    const ALL: [(Column, u16); 11] = [
+        (Column::Mark, 0),
         (Column::Status, 0),
         (Column::Name, 0),
         (Column::Owner, 64),
@@ -40,10 +50,13 @@ impl Column {
         (Column::Rate, 112),
         (Column::Expires, 50),
         (Column::LastUsed, 78),
+        (Column::RecentSpend, RECENT_SPEND_FROM),
+        (Column::Created, 160),
     ];
 
     fn title(self) -> &'static str {
         match self {
+            Column::Mark => "",
             Column::Status => "Status",
             Column::Name => "Name",
             Column::Owner => "Owner",
@@ -52,6 +65,8 @@ impl Column {
             Column::Rate => "Rate",
             Column::Expires => "Expires",
             Column::LastUsed => "Last used",
+            Column::RecentSpend => "Spend 30d",
+            Column::Created => "Created",
         }
     }
 
@@ -65,6 +80,7 @@ impl Column {
             Constraint::Length(u16::try_from(widest).unwrap_or(u16::MAX).min(limit))
         };
         match self {
+            Column::Mark => Constraint::Length(1),
             Column::Status => Constraint::Length(9),
             Column::Name => Constraint::Fill(1),
             Column::Owner => fitted(12, &|key| safe(&key.owner_name).width()),
@@ -78,6 +94,15 @@ impl Column {
             Column::Rate => Constraint::Length(9),
             Column::Expires => fitted(15, &|key| format::expiry(key, state.now).width()),
             Column::LastUsed => Constraint::Length(9),
+            Column::RecentSpend => {
+                let widest = rows
+                    .iter()
+                    .filter_map(|key| state.list.recent_spend.get(&key.id))
+                    .map(|spend| format::whole_cents(*spend).to_string().width())
+                    .max();
+                Constraint::Length(widest.unwrap_or(0).max(self.title().width()) as u16)
+            }
+            Column::Created => Constraint::Length(10),
         }
     }
 
@@ -85,6 +110,10 @@ impl Column {
     fn cell<'a>(self, key: &'a ApiKey, state: &State, width: u16) -> Cell<'a> {
         let now = state.now;
         match self {
+            Column::Mark if state.list.marks.contains_key(&key.id) => {
+                Cell::from(MARK).style(state.session.theme.warning)
+            }
+            Column::Mark => Cell::from(""),
             Column::Status => {
                 let status = key.status(now);
                 Cell::from(status.as_str()).style(state.session.theme.status(status))
@@ -102,6 +131,15 @@ impl Column {
                 if key.is_expired(now) { cell.style(state.session.theme.status(KeyStatus::Expired)) } else { cell }
             }
             Column::LastUsed => Cell::from(format::last_used(key, now)),
+            Column::RecentSpend => {
+                let spend = state
+                    .list
+                    .recent_spend
+                    .get(&key.id)
+                    .map_or("…".into(), |spend| format::whole_cents(*spend).to_string());
+                Cell::from(Line::from(spend).right_aligned())
+            }
+            Column::Created => Cell::from(key.created_at.format("%Y-%m-%d").to_string()),
         }
     }
 }
@@ -113,8 +151,14 @@ pub fn render(frame: &mut Frame, state: &State, area: Rect) {
     let border = if focused { theme.focused_border } else { theme.border };
     let mut title =
         vec![Span::styled(" Keys ", theme.title), Span::styled(format!("· {} ", list.scope.label()), theme.text)];
+    if let Some(narrowing) = list.narrowing.label() {
+        title.push(Span::styled(format!("· {narrowing} "), theme.warning));
+    }
     if let Some(matches) = list.matches {
         title.push(Span::styled(format!("· {} ", match_count(matches)), theme.text));
+    }
+    if !list.marks.is_empty() {
+        title.push(Span::styled(format!("· {} marked ", list.marks.len()), theme.warning));
     }
     let arrow = if list.descending { "↓" } else { "↑" };
     title.push(Span::styled(format!("· by {} {arrow} ", list.sort.label()), theme.muted));
@@ -144,8 +188,11 @@ pub fn render(frame: &mut Frame, state: &State, area: Rect) {
         return;
     }
 
-    let columns: Vec<Column> =
-        Column::ALL.iter().filter(|(_, from_width)| area.width >= *from_width).map(|(column, _)| *column).collect();
+    let columns: Vec<Column> = Column::ALL
+        .iter()
+        .filter(|(column, from_width)| area.width >= *from_width && (*column != Column::Mark || !list.marks.is_empty()))
+        .map(|(column, _)| *column)
+        .collect();
     // The widths the table will give its columns, worked out as it does, so that a cell knows
     // where it is cut.
     let rows_width = block.inner(area).width.saturating_sub(HIGHLIGHT.width() as u16);

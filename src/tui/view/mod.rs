@@ -18,6 +18,7 @@ use ratatui::Frame;
 use super::screens::{self, Tab};
 use super::state::{Modal, State};
 use layout::Areas;
+pub use list::RECENT_SPEND_FROM;
 
 pub fn render(frame: &mut Frame, state: &State) {
     let areas = Areas::new(frame.area(), state.screen, state.filter_box.is_some());

@@ -8,7 +8,7 @@ use ratatui::widgets::Paragraph;
 use crate::domain::{ApiKey, Money};
 use crate::tui::forms::{Field, FieldValue, Form, FormKind, top_up_preview};
 use crate::tui::state::State;
-use crate::tui::view::format;
+use crate::tui::view::format::{self, marked_names};
 use crate::tui::view::wrap::wrap;
 
 use super::popup;
@@ -22,6 +22,18 @@ pub fn render(frame: &mut Frame, state: &State, form: &Form) {
     if let FormKind::TopUp(key, _) = &form.kind {
         let style = if format::owes(key) { theme.error } else { theme.text };
         lines.push(Line::styled(format!("Remaining now: {}", format::remaining(key)), style));
+        lines.push(Line::default());
+    }
+    if let Some(keys) = form.bulk_keys() {
+        let room = usize::from(WIDTH.min(frame.area().width).saturating_sub(4));
+        let each = if matches!(form.kind, FormKind::BulkEdit(..)) {
+            "The fields you change apply to each of"
+        } else {
+            "The amount applies to each of"
+        };
+        for part in wrap(&format!("{each}: {}", marked_names(keys)), room) {
+            lines.push(Line::styled(part, theme.text));
+        }
         lines.push(Line::default());
     }
     let mut cursor = None;
