@@ -12,7 +12,7 @@ use super::forms::Form;
 use super::keymap::Action;
 use super::paging::PageRequest;
 use super::state::{Confirm, Confirmed, Modal, Report, State, ToastKind};
-use super::view::format::marked_names;
+use super::view::format::{keys_word, marked_names};
 
 /// Marks the selected key, or unmarks it, and steps to the next one.
 pub fn toggle_mark(state: &mut State) {
@@ -57,9 +57,9 @@ pub fn perform(state: &mut State, action: Action) -> Option<Vec<Effect>> {
     let effects = match action {
         Action::ToggleActive => confirm(
             state,
-            format!("Disable {count} keys?"),
+            format!("Disable {count} {}?", keys_word(count)),
             vec![
-                format!("Disabled: {names}."),
+                format!("Keys: {names}."),
                 "Requests with them will be refused until they are enabled again. Nothing is deleted.".into(),
             ],
             keys,
@@ -67,17 +67,17 @@ pub fn perform(state: &mut State, action: Action) -> Option<Vec<Effect>> {
         ),
         Action::Enable => confirm(
             state,
-            format!("Enable {count} keys?"),
-            vec![format!("Enabled: {names}."), "Requests with them will be accepted again (unless expired).".into()],
+            format!("Enable {count} {}?", keys_word(count)),
+            vec![format!("Keys: {names}."), "Requests with them will be accepted again (unless expired).".into()],
             keys,
             BulkAction::Enable,
         ),
         Action::Purge => confirm(
             state,
-            format!("Purge {count} keys?"),
+            format!("Purge {count} {}?", keys_word(count)),
             vec![
-                format!("Deleted for good: {names}."),
-                "Requests with them will be refused. Their usage history stays.".into(),
+                format!("Keys: {names}."),
+                "They are deleted for good: requests with them will be refused. Their usage history stays.".into(),
                 "This cannot be undone.".into(),
             ],
             keys,
@@ -108,7 +108,7 @@ pub fn confirm_top_up(
     idempotency_key: String,
 ) -> Vec<Effect> {
     let (verb, each) = if amount.is_negative() { ("Deduct", "from each of") } else { ("Add", "to each of") };
-    let title = format!("{verb} {} {each} {} keys?", amount.abs(), keys.len());
+    let title = format!("{verb} {} {each} {} {}?", amount.abs(), keys.len(), keys_word(keys.len()));
     let lines = vec![
         format!("Keys: {}.", marked_names(&keys)),
         "Each gets its own ledger row; a key that is not prepaid, or cannot pay, is reported and skipped.".into(),
@@ -122,7 +122,7 @@ pub fn confirm_edit(state: &mut State, keys: Vec<MarkedKey>, patch: KeyPatch) ->
         state.toast(ToastKind::Info, "No field was changed: nothing to apply");
         return Vec::new();
     }
-    let title = format!("Change {} keys?", keys.len());
+    let title = format!("Change {} {}?", keys.len(), keys_word(keys.len()));
     let lines = vec![
         format!("Keys: {}.", marked_names(&keys)),
         "The fields you changed are set on each; every other field stays as each key has it.".into(),

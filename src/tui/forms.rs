@@ -12,7 +12,7 @@ use crate::domain::{
     validate::{self, MAX_KEY_NAME_CHARS},
 };
 use crate::service::{MarkedKey, NewKeySpec};
-use crate::tui::view::format::owed_or_left;
+use crate::tui::view::format::{keys_word, owed_or_left};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldId {
@@ -266,8 +266,8 @@ impl Form {
             FormKind::Create => "Create a key".into(),
             FormKind::Edit(key) => format!("Edit {}", sanitize(&key.name)),
             FormKind::AddUser => "Add a user".into(),
-            FormKind::BulkTopUp(keys, _) => format!("Top up {} marked keys", keys.len()),
-            FormKind::BulkEdit(_, keys) => format!("Edit {} marked keys", keys.len()),
+            FormKind::BulkTopUp(keys, _) => format!("Top up {} marked {}", keys.len(), keys_word(keys.len())),
+            FormKind::BulkEdit(_, keys) => format!("Edit {} marked {}", keys.len(), keys_word(keys.len())),
         }
     }
 

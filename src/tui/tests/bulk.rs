@@ -82,6 +82,14 @@ fn d_with_marks_disables_them_all_after_one_confirmation() {
 }
 
 #[test]
+fn one_mark_asks_about_one_key() {
+    let mut state = loaded_state((120, 32));
+    press(&mut state, "space");
+    press(&mut state, "d");
+    assert_eq!(confirm_title(&state), "Disable 1 key?");
+}
+
+#[test]
 fn shift_e_enables_the_marked_keys_or_the_selected_one() {
     let mut state = two_marked();
     press(&mut state, "E");
