@@ -10,7 +10,8 @@
 //! keys, 10,000,000 usage rows) or `KEYS:USAGE_ROWS`. Half the keys are made expired for the
 //! sweep, which runs last: keytop's and the floor's runs each on a fresh copy of the database,
 //! keytop's in a child process that reports its peak RSS (VmHWM).
-//! `KEYTOP_BENCH_BACKENDS=sqlite` or `=postgres` runs one backend only (default: both).
+//! `KEYTOP_BENCH_BACKENDS=sqlite` or `=postgres` runs one backend only (default: both);
+//! `KEYTOP_BENCH_ONLY=writes,reads,fleet,sweep,money` (any of them) runs those parts only.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -46,6 +47,27 @@ fn scale() -> Scale {
         }
     };
     Scale { name: text, keys, usage_rows }
+}
+
+/// The parts of the bench to run: `KEYTOP_BENCH_ONLY=writes,fleet` runs those only (default:
+/// all of `writes` (verify, record_usage, top-up), `reads` (stats, key list pages, filters),
+/// `fleet` (the fleet's questions), `sweep`, and `money` (budgets and refills, on a database of
+/// its own)). The scale's data is built in full for any of the first four.
+struct Sections(Option<String>);
+
+impl Sections {
+    fn from_env() -> Sections {
+        Sections(std::env::var("KEYTOP_BENCH_ONLY").ok().filter(|only| !only.trim().is_empty()))
+    }
+
+    fn wants(&self, section: &str) -> bool {
+        self.0.as_deref().is_none_or(|only| only.split(',').any(|name| name.trim() == section))
+    }
+
+    /// Whether a part that needs the scale's database is asked for.
+    fn wants_scale_data(&self) -> bool {
+        ["writes", "reads", "fleet", "sweep"].into_iter().any(|section| self.wants(section))
+    }
 }
 
 /// The plain-sqlx side of one backend.
@@ -208,6 +230,7 @@ fn service_over(store: Arc<dyn store::Store>) -> KeyService {
 }
 
 async fn bench_backend(backend: &'static str, url: &str, scale: &Scale) -> Report {
+    let sections = Sections::from_env();
     let mut report = Report { backend, rows: Vec::new() };
     let store = store::open(url).await.expect("open the bench database");
     let service = service_over(store);
@@ -280,310 +303,317 @@ async fn bench_backend(backend: &'static str, url: &str, scale: &Scale) -> Repor
     .await;
     println!("[{backend}] one round trip through the pool (SELECT 1): {:.1} µs", round_trip.as_secs_f64() * 1e6);
 
-    // verify ≥ 0.8 × one indexed point select.
-    let request = VerifyRequest::default();
-    let (ours, floor) = side_by_side(
-        2_000,
-        |i| {
-            let (service, plaintext, request) = (&service, &bench_keys[i % bench_keys.len()].plaintext, &request);
-            async move {
-                service.verify(plaintext, request).await.expect("verify");
-            }
-        },
-        |i| {
-            let (raw, hash) = (&raw, &bench_hashes[i % bench_hashes.len()]);
-            async move {
-                raw!(raw, "SELECT * FROM api_keys WHERE key_hash = $1", |q| q.bind(hash), fetch_optional);
-            }
-        },
-    )
-    .await;
-    report.throughput("verify", ours, floor, 0.8);
+    // The demo's keys and the bench keys.
+    let total_keys = i64::from(scale.keys) + 64;
+    if sections.wants("writes") {
+        // verify ≥ 0.8 × one indexed point select.
+        let request = VerifyRequest::default();
+        let (ours, floor) = side_by_side(
+            2_000,
+            |i| {
+                let (service, plaintext, request) = (&service, &bench_keys[i % bench_keys.len()].plaintext, &request);
+                async move {
+                    service.verify(plaintext, request).await.expect("verify");
+                }
+            },
+            |i| {
+                let (raw, hash) = (&raw, &bench_hashes[i % bench_hashes.len()]);
+                async move {
+                    raw!(raw, "SELECT * FROM api_keys WHERE key_hash = $1", |q| q.bind(hash), fetch_optional);
+                }
+            },
+        )
+        .await;
+        report.throughput("verify", ours, floor, 0.8);
 
-    // record_usage ≥ 0.5 × one single-row insert in its own transaction. On SQLite a second time
-    // with the triggers that write the owner's and the fleet's rollups (migration 0011) dropped:
-    // what those rollups cost each usage record, side by side.
-    let passes: &[&str] = if backend == "sqlite" {
-        &["record_usage", "record_usage without the fleet rollups (0011's triggers dropped)"]
-    } else {
-        &["record_usage"]
-    };
-    for (pass, label) in passes.iter().enumerate() {
-        let dropped = if pass == 0 { Vec::new() } else { FleetTriggers::drop(&raw).await };
+        // record_usage ≥ 0.5 × one single-row insert in its own transaction. On SQLite a second time
+        // with the triggers that write the owner's and the fleet's rollups (migration 0011) dropped:
+        // what those rollups cost each usage record, side by side.
+        let passes: &[&str] = if backend == "sqlite" {
+            &["record_usage", "record_usage without the fleet rollups (0011's triggers dropped)"]
+        } else {
+            &["record_usage"]
+        };
+        for (pass, label) in passes.iter().enumerate() {
+            let dropped = if pass == 0 { Vec::new() } else { FleetTriggers::drop(&raw).await };
+            let (ours, floor) = side_by_side(
+                1_000,
+                |i| {
+                    let (service, id) = (&service, bench_ids[i % bench_ids.len()]);
+                    async move {
+                        let input = UsageInput {
+                            request_id: Some(format!("bench-k{pass}-{i}")),
+                            model: Some("gpt-4o".into()),
+                            total_tokens: 1_000,
+                            cost: Money::from_micros(1_500),
+                            response_time_ms: Some(300),
+                            ..UsageInput::default()
+                        };
+                        service.record_usage(id, &input).await.expect("record usage");
+                    }
+                },
+                |i| {
+                    let (raw, id, now) = (&raw, bench_ids[i % bench_ids.len()], now);
+                    async move {
+                        let sql = "INSERT INTO usage (request_id, api_key_id, model, total_tokens, cost_micros, \
+                               response_time_ms, created_at) VALUES ($1, $2, 'gpt-4o', 1000, 1500, 300, $3)";
+                        match raw {
+                            Raw::Sqlite(pool) => sqlx::query(sql)
+                                .bind(format!("bench-f{pass}-{i}"))
+                                .bind(id.hyphenated())
+                                .bind(now.timestamp_millis())
+                                .execute(pool)
+                                .await
+                                .map(|_| ()),
+                            Raw::Postgres(pool) => sqlx::query(sql)
+                                .bind(format!("bench-f{pass}-{i}"))
+                                .bind(id)
+                                .bind(now)
+                                .execute(pool)
+                                .await
+                                .map(|_| ()),
+                        }
+                        .expect("floor insert");
+                    }
+                },
+            )
+            .await;
+            report.throughput(label, ours, floor, 0.5);
+            FleetTriggers::restore(&raw, dropped).await;
+        }
+
+        // Top-up with ledger and audit ≥ 0.5 × one single-row update in its own transaction.
         let (ours, floor) = side_by_side(
             1_000,
             |i| {
                 let (service, id) = (&service, bench_ids[i % bench_ids.len()]);
                 async move {
-                    let input = UsageInput {
-                        request_id: Some(format!("bench-k{pass}-{i}")),
-                        model: Some("gpt-4o".into()),
-                        total_tokens: 1_000,
-                        cost: Money::from_micros(1_500),
-                        response_time_ms: Some(300),
-                        ..UsageInput::default()
-                    };
-                    service.record_usage(id, &input).await.expect("record usage");
+                    service.top_up(id, Money::from_micros(1), Some("bench"), None).await.expect("top up");
                 }
             },
             |i| {
-                let (raw, id, now) = (&raw, bench_ids[i % bench_ids.len()], now);
+                let (raw, id) = (&raw, bench_ids[i % bench_ids.len()]);
                 async move {
-                    let sql = "INSERT INTO usage (request_id, api_key_id, model, total_tokens, cost_micros, \
-                               response_time_ms, created_at) VALUES ($1, $2, 'gpt-4o', 1000, 1500, 300, $3)";
+                    let sql = "UPDATE api_keys SET credited_micros = credited_micros + 1 WHERE id = $1";
                     match raw {
-                        Raw::Sqlite(pool) => sqlx::query(sql)
-                            .bind(format!("bench-f{pass}-{i}"))
-                            .bind(id.hyphenated())
-                            .bind(now.timestamp_millis())
-                            .execute(pool)
-                            .await
-                            .map(|_| ()),
-                        Raw::Postgres(pool) => sqlx::query(sql)
-                            .bind(format!("bench-f{pass}-{i}"))
-                            .bind(id)
-                            .bind(now)
-                            .execute(pool)
-                            .await
-                            .map(|_| ()),
+                        Raw::Sqlite(pool) => sqlx::query(sql).bind(id.hyphenated()).execute(pool).await.map(|_| ()),
+                        Raw::Postgres(pool) => sqlx::query(sql).bind(id).execute(pool).await.map(|_| ()),
                     }
-                    .expect("floor insert");
+                    .expect("floor update");
                 }
             },
         )
         .await;
-        report.throughput(label, ours, floor, 0.5);
-        FleetTriggers::restore(&raw, dropped).await;
+        report.throughput("top-up (ledger + audit)", ours, floor, 0.5);
     }
 
-    // Top-up with ledger and audit ≥ 0.5 × one single-row update in its own transaction.
-    let (ours, floor) = side_by_side(
-        1_000,
-        |i| {
-            let (service, id) = (&service, bench_ids[i % bench_ids.len()]);
-            async move {
-                service.top_up(id, Money::from_micros(1), Some("bench"), None).await.expect("top up");
+    if sections.wants("reads") {
+        // 90-day stats of the busiest key.
+        let busiest_sql = "SELECT api_key_id, CAST(SUM(requests) AS BIGINT) FROM usage_daily GROUP BY api_key_id ORDER BY 2 DESC LIMIT 1";
+        let (busiest, requests): (Uuid, i64) = match &raw {
+            Raw::Sqlite(pool) => {
+                let (id, n): (String, i64) = sqlx::query_as(busiest_sql).fetch_one(pool).await.unwrap();
+                (id.parse().unwrap(), n)
             }
-        },
-        |i| {
-            let (raw, id) = (&raw, bench_ids[i % bench_ids.len()]);
-            async move {
-                let sql = "UPDATE api_keys SET credited_micros = credited_micros + 1 WHERE id = $1";
-                match raw {
-                    Raw::Sqlite(pool) => sqlx::query(sql).bind(id.hyphenated()).execute(pool).await.map(|_| ()),
-                    Raw::Postgres(pool) => sqlx::query(sql).bind(id).execute(pool).await.map(|_| ()),
-                }
-                .expect("floor update");
-            }
-        },
-    )
-    .await;
-    report.throughput("top-up (ledger + audit)", ours, floor, 0.5);
-
-    // 90-day stats of the busiest key.
-    let busiest_sql =
-        "SELECT api_key_id, CAST(SUM(requests) AS BIGINT) FROM usage_daily GROUP BY api_key_id ORDER BY 2 DESC LIMIT 1";
-    let (busiest, requests): (Uuid, i64) = match &raw {
-        Raw::Sqlite(pool) => {
-            let (id, n): (String, i64) = sqlx::query_as(busiest_sql).fetch_one(pool).await.unwrap();
-            (id.parse().unwrap(), n)
-        }
-        Raw::Postgres(pool) => sqlx::query_as(busiest_sql).fetch_one(pool).await.unwrap(),
-    };
-    let first_day = (now - chrono::Duration::days(89)).date_naive();
-    let (ours, floor) = side_by_side(
-        200,
-        |_| {
-            let service = &service;
-            async move {
-                service.stats(busiest, 90).await.expect("stats");
-            }
-        },
-        |_| {
-            let raw = &raw;
-            async move {
-                let sql = "SELECT day, requests, tokens, cost_micros, response_ms_sum, timed_requests \
-                           FROM usage_daily WHERE api_key_id = $1 AND day >= $2 AND day <= $3 ORDER BY day";
-                match raw {
-                    Raw::Sqlite(pool) => sqlx::query(sql)
-                        .bind(busiest.hyphenated())
-                        .bind(first_day)
-                        .bind(now.date_naive())
-                        .fetch_all(pool)
-                        .await
-                        .map(|_| ()),
-                    Raw::Postgres(pool) => sqlx::query(sql)
-                        .bind(busiest)
-                        .bind(first_day)
-                        .bind(now.date_naive())
-                        .fetch_all(pool)
-                        .await
-                        .map(|_| ()),
-                }
-                .expect("floor stats");
-            }
-        },
-    )
-    .await;
-    report.latency(&format!("90-day stats, key with {requests} usage rows"), ours, floor, Duration::from_millis(2));
-
-    // Key list pages, newest first: the first, and one half-way down.
-    // The demo's keys and the bench keys.
-    let total_keys = i64::from(scale.keys) + 64;
-    let deep_sql =
-        format!("SELECT id FROM api_keys ORDER BY created_at DESC, id DESC LIMIT 1 OFFSET {}", total_keys / 2);
-    let deep: Uuid = match &raw {
-        Raw::Sqlite(pool) => {
-            sqlx::query_scalar::<_, String>(AssertSqlSafe(deep_sql)).fetch_one(pool).await.unwrap().parse().unwrap()
-        }
-        Raw::Postgres(pool) => sqlx::query_scalar(AssertSqlSafe(deep_sql)).fetch_one(pool).await.unwrap(),
-    };
-    for (label, from) in
-        [("key list, first page (50)", PageFrom::Start), ("key list, page half-way down", PageFrom::After(deep))]
-    {
-        let query = KeyQuery { sort: SortKey::Created, descending: true, from, limit: 50, ..KeyQuery::default() };
+            Raw::Postgres(pool) => sqlx::query_as(busiest_sql).fetch_one(pool).await.unwrap(),
+        };
+        let first_day = (now - chrono::Duration::days(89)).date_naive();
         let (ours, floor) = side_by_side(
             200,
             |_| {
-                let (service, query) = (&service, &query);
+                let service = &service;
                 async move {
-                    service.list_keys(query).await.expect("list");
+                    service.stats(busiest, 90).await.expect("stats");
                 }
             },
             |_| {
                 let raw = &raw;
                 async move {
-                    match (raw, from) {
-                        (Raw::Sqlite(pool), PageFrom::After(cursor)) => sqlx::query(
-                            "SELECT k.*, u.name FROM api_keys k JOIN users u ON u.id = k.user_id \
-                             WHERE (k.created_at, k.id) < (SELECT created_at, id FROM api_keys WHERE id = $1) \
-                             ORDER BY k.created_at DESC, k.id DESC LIMIT 50",
-                        )
-                        .bind(cursor.hyphenated())
-                        .fetch_all(pool)
-                        .await
-                        .map(|_| ()),
-                        (Raw::Postgres(pool), PageFrom::After(cursor)) => sqlx::query(
-                            "SELECT k.*, u.name FROM api_keys k JOIN users u ON u.id = k.user_id \
-                             WHERE (k.created_at, k.id) < (SELECT created_at, id FROM api_keys WHERE id = $1) \
-                             ORDER BY k.created_at DESC, k.id DESC LIMIT 50",
-                        )
-                        .bind(cursor)
-                        .fetch_all(pool)
-                        .await
-                        .map(|_| ()),
-                        (raw, _) => {
-                            raw!(
-                                raw,
-                                "SELECT k.*, u.name FROM api_keys k JOIN users u ON u.id = k.user_id \
-                                 ORDER BY k.created_at DESC, k.id DESC LIMIT 50",
-                                |q| q,
-                                fetch_all
-                            );
-                            Ok(())
-                        }
+                    let sql = "SELECT day, requests, tokens, cost_micros, response_ms_sum, timed_requests \
+                           FROM usage_daily WHERE api_key_id = $1 AND day >= $2 AND day <= $3 ORDER BY day";
+                    match raw {
+                        Raw::Sqlite(pool) => sqlx::query(sql)
+                            .bind(busiest.hyphenated())
+                            .bind(first_day)
+                            .bind(now.date_naive())
+                            .fetch_all(pool)
+                            .await
+                            .map(|_| ()),
+                        Raw::Postgres(pool) => sqlx::query(sql)
+                            .bind(busiest)
+                            .bind(first_day)
+                            .bind(now.date_naive())
+                            .fetch_all(pool)
+                            .await
+                            .map(|_| ()),
                     }
-                    .expect("floor page");
+                    .expect("floor stats");
                 }
             },
         )
         .await;
-        report.latency(label, ours, floor, Duration::from_millis(5));
-    }
+        report.latency(&format!("90-day stats, key with {requests} usage rows"), ours, floor, Duration::from_millis(2));
 
-    // Name-substring filters: a selective one (a name's number) and a broad one (a purpose word).
-    let number = (scale.keys / 3 + 1234).to_string();
-    for (label, text) in [
-        ("filter, selective name substring", format!("-{number}")),
-        ("filter, broad name substring", "nightly".to_string()),
-    ] {
-        let query = KeyQuery {
-            filter: Some(text.clone()),
-            sort: SortKey::Created,
-            descending: true,
-            limit: 50,
-            ..KeyQuery::default()
+        // Key list pages, newest first: the first, and one half-way down.
+        let deep_sql =
+            format!("SELECT id FROM api_keys ORDER BY created_at DESC, id DESC LIMIT 1 OFFSET {}", total_keys / 2);
+        let deep: Uuid = match &raw {
+            Raw::Sqlite(pool) => {
+                sqlx::query_scalar::<_, String>(AssertSqlSafe(deep_sql)).fetch_one(pool).await.unwrap().parse().unwrap()
+            }
+            Raw::Postgres(pool) => sqlx::query_scalar(AssertSqlSafe(deep_sql)).fetch_one(pool).await.unwrap(),
         };
-        let pattern = format!("%{text}%");
-        let phrase = format!("\"{text}\"");
-        let (ours, floor) = side_by_side(
-            20,
-            |_| {
-                let (service, query) = (&service, &query);
-                async move {
-                    service.list_keys(query).await.expect("filter");
-                }
-            },
-            |_| {
-                let (raw, pattern, phrase) = (&raw, &pattern, &phrase);
-                async move {
-                    match raw {
-                        Raw::Sqlite(pool) => sqlx::query(
-                            "SELECT k.* FROM api_keys k WHERE k.rowid IN \
+        for (label, from) in
+            [("key list, first page (50)", PageFrom::Start), ("key list, page half-way down", PageFrom::After(deep))]
+        {
+            let query = KeyQuery { sort: SortKey::Created, descending: true, from, limit: 50, ..KeyQuery::default() };
+            let (ours, floor) = side_by_side(
+                200,
+                |_| {
+                    let (service, query) = (&service, &query);
+                    async move {
+                        service.list_keys(query).await.expect("list");
+                    }
+                },
+                |_| {
+                    let raw = &raw;
+                    async move {
+                        match (raw, from) {
+                            (Raw::Sqlite(pool), PageFrom::After(cursor)) => sqlx::query(
+                                "SELECT k.*, u.name FROM api_keys k JOIN users u ON u.id = k.user_id \
+                             WHERE (k.created_at, k.id) < (SELECT created_at, id FROM api_keys WHERE id = $1) \
+                             ORDER BY k.created_at DESC, k.id DESC LIMIT 50",
+                            )
+                            .bind(cursor.hyphenated())
+                            .fetch_all(pool)
+                            .await
+                            .map(|_| ()),
+                            (Raw::Postgres(pool), PageFrom::After(cursor)) => sqlx::query(
+                                "SELECT k.*, u.name FROM api_keys k JOIN users u ON u.id = k.user_id \
+                             WHERE (k.created_at, k.id) < (SELECT created_at, id FROM api_keys WHERE id = $1) \
+                             ORDER BY k.created_at DESC, k.id DESC LIMIT 50",
+                            )
+                            .bind(cursor)
+                            .fetch_all(pool)
+                            .await
+                            .map(|_| ()),
+                            (raw, _) => {
+                                raw!(
+                                    raw,
+                                    "SELECT k.*, u.name FROM api_keys k JOIN users u ON u.id = k.user_id \
+                                 ORDER BY k.created_at DESC, k.id DESC LIMIT 50",
+                                    |q| q,
+                                    fetch_all
+                                );
+                                Ok(())
+                            }
+                        }
+                        .expect("floor page");
+                    }
+                },
+            )
+            .await;
+            report.latency(label, ours, floor, Duration::from_millis(5));
+        }
+
+        // Name-substring filters: a selective one (a name's number) and a broad one (a purpose word).
+        let number = (scale.keys / 3 + 1234).to_string();
+        for (label, text) in [
+            ("filter, selective name substring", format!("-{number}")),
+            ("filter, broad name substring", "nightly".to_string()),
+        ] {
+            let query = KeyQuery {
+                filter: Some(text.clone()),
+                sort: SortKey::Created,
+                descending: true,
+                limit: 50,
+                ..KeyQuery::default()
+            };
+            let pattern = format!("%{text}%");
+            let phrase = format!("\"{text}\"");
+            let (ours, floor) = side_by_side(
+                20,
+                |_| {
+                    let (service, query) = (&service, &query);
+                    async move {
+                        service.list_keys(query).await.expect("filter");
+                    }
+                },
+                |_| {
+                    let (raw, pattern, phrase) = (&raw, &pattern, &phrase);
+                    async move {
+                        match raw {
+                            Raw::Sqlite(pool) => sqlx::query(
+                                "SELECT k.* FROM api_keys k WHERE k.rowid IN \
                              (SELECT rowid FROM api_keys_fts WHERE api_keys_fts MATCH $1) \
                              ORDER BY k.created_at DESC, k.id DESC LIMIT 50",
-                        )
-                        .bind(phrase)
-                        .fetch_all(pool)
-                        .await
-                        .map(|_| ()),
-                        // Unnamed, so planned for its pattern each time (a generic plan of this
-                        // prepared statement walked all 1M keys for a rare pattern: 8 s a run).
-                        Raw::Postgres(pool) => sqlx::query(
-                            "SELECT k.* FROM api_keys k WHERE k.name ILIKE $1 \
+                            )
+                            .bind(phrase)
+                            .fetch_all(pool)
+                            .await
+                            .map(|_| ()),
+                            // Unnamed, so planned for its pattern each time (a generic plan of this
+                            // prepared statement walked all 1M keys for a rare pattern: 8 s a run).
+                            Raw::Postgres(pool) => sqlx::query(
+                                "SELECT k.* FROM api_keys k WHERE k.name ILIKE $1 \
                              ORDER BY k.created_at DESC, k.id DESC LIMIT 50",
-                        )
-                        .persistent(false)
-                        .bind(pattern)
-                        .fetch_all(pool)
-                        .await
-                        .map(|_| ()),
+                            )
+                            .persistent(false)
+                            .bind(pattern)
+                            .fetch_all(pool)
+                            .await
+                            .map(|_| ()),
+                        }
+                        .expect("floor filter");
                     }
-                    .expect("floor filter");
-                }
-            },
-        )
-        .await;
-        report.latency(&format!("{label} {text:?}"), ours, floor, Duration::from_millis(50));
+                },
+            )
+            .await;
+            report.latency(&format!("{label} {text:?}"), ours, floor, Duration::from_millis(50));
+        }
     }
 
-    bench_fleet(&mut report, &service, &raw, scale).await;
-
-    // Sweep: destructive, and a real one must commit (on SQLite the commit writes the changed
-    // pages to the WAL and checkpoints them, a quarter of the work), so every run, keytop's and
-    // the floor's alike, works on its own fresh copy of the database and commits. keytop sweeps
-    // in a child process that reports its peak memory. Runs alternate; no warm-up run, as each
-    // copy starts cold in the same way.
-    drop(service);
-    raw.close().await;
-    let mut copies = Copies::of(url).await;
-    let (mut ours, mut floors, mut peak_kb, mut swept) = (Vec::new(), Vec::new(), 0, (0, 0));
-    for _ in 0..RUNS {
-        let copy = copies.make().await;
-        let run = sweep_in_child(&copy);
-        copies.remove(&copy).await;
-        ours.push(run.time);
-        peak_kb = peak_kb.max(run.peak_kb);
-        swept = (run.disabled, run.deleted);
-        let copy = copies.make().await;
-        floors.push(sweep_floor(&copy, now).await);
-        copies.remove(&copy).await;
+    if sections.wants("fleet") {
+        bench_fleet(&mut report, &service, &raw, scale).await;
     }
-    let (disabled, deleted) = swept;
-    report.latency(
-        &format!("sweep: {disabled} disabled + {deleted} deleted of {total_keys}"),
-        median(ours),
-        median(floors),
-        Duration::from_secs(3),
-    );
-    report.rows.push([
-        "sweep: peak RSS of the sweeping process (VmHWM)".into(),
-        format!("{:.1} MB", peak_kb as f64 / 1024.0),
-        "—".into(),
-        "—".into(),
-        "≤ 64 MB".into(),
-        verdict(peak_kb <= 64 * 1024),
-    ]);
+
+    if sections.wants("sweep") {
+        // Sweep: destructive, and a real one must commit (on SQLite the commit writes the changed
+        // pages to the WAL and checkpoints them, a quarter of the work), so every run, keytop's and
+        // the floor's alike, works on its own fresh copy of the database and commits. keytop sweeps
+        // in a child process that reports its peak memory. Runs alternate; no warm-up run, as each
+        // copy starts cold in the same way.
+        drop(service);
+        raw.close().await;
+        let mut copies = Copies::of(url).await;
+        let (mut ours, mut floors, mut peak_kb, mut swept) = (Vec::new(), Vec::new(), 0, (0, 0));
+        for _ in 0..RUNS {
+            let copy = copies.make().await;
+            let run = sweep_in_child(&copy);
+            copies.remove(&copy).await;
+            ours.push(run.time);
+            peak_kb = peak_kb.max(run.peak_kb);
+            swept = (run.disabled, run.deleted);
+            let copy = copies.make().await;
+            floors.push(sweep_floor(&copy, now).await);
+            copies.remove(&copy).await;
+        }
+        let (disabled, deleted) = swept;
+        report.latency(
+            &format!("sweep: {disabled} disabled + {deleted} deleted of {total_keys}"),
+            median(ours),
+            median(floors),
+            Duration::from_secs(3),
+        );
+        report.rows.push([
+            "sweep: peak RSS of the sweeping process (VmHWM)".into(),
+            format!("{:.1} MB", peak_kb as f64 / 1024.0),
+            "—".into(),
+            "—".into(),
+            "≤ 64 MB".into(),
+            verdict(peak_kb <= 64 * 1024),
+        ]);
+    }
     report
 }
 
@@ -979,14 +1009,6 @@ fn main() {
         sweep_child(&url);
         return;
     }
-    // `KEYTOP_BENCH_ONLY=money`: only the money-over-time section, on a database of its own.
-    if std::env::var("KEYTOP_BENCH_ONLY").is_ok_and(|only| only == "money") {
-        let backends = std::env::var("KEYTOP_BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
-        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-        println!("keytop scale bench, money over time; {}", machine());
-        runtime.block_on(money::reports(&backends)).iter().for_each(Report::print);
-        return;
-    }
     // `cargo bench` passes `--bench`; nothing else to parse.
     let scale = scale();
     println!(
@@ -997,6 +1019,7 @@ fn main() {
         machine()
     );
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let sections = Sections::from_env();
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("bench.db").display());
@@ -1004,13 +1027,14 @@ fn main() {
         let backends = std::env::var("KEYTOP_BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
         let mut reports = Vec::new();
         // Each table is printed as soon as its backend is done, so a later failure loses nothing.
-        if backends.contains("sqlite") {
+        if sections.wants_scale_data() && backends.contains("sqlite") {
             let report = bench_backend("sqlite", &url, &scale).await;
             report.print();
             reports.push(report);
         }
-        if let Some(server) =
-            std::env::var("KEYTOP_TEST_POSTGRES").ok().filter(|s| !s.trim().is_empty() && backends.contains("postgres"))
+        if let Some(server) = std::env::var("KEYTOP_TEST_POSTGRES")
+            .ok()
+            .filter(|s| !s.trim().is_empty() && backends.contains("postgres") && sections.wants_scale_data())
         {
             let name = format!("keytop_bench_{}", Uuid::new_v4().simple());
             let mut admin = sqlx::PgConnection::connect(&server).await.expect("connect to KEYTOP_TEST_POSTGRES");
@@ -1024,9 +1048,11 @@ fn main() {
                 .await
                 .unwrap();
         }
-        for report in money::reports(&backends).await {
-            report.print();
-            reports.push(report);
+        if sections.wants("money") {
+            for report in money::reports(&backends).await {
+                report.print();
+                reports.push(report);
+            }
         }
         println!("\n## All tables");
         for report in &reports {

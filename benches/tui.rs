@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo bench --bench tui                         # 1,000,000 keys, 1,000,000 usage rows
-//! KEYTOP_BENCH_SCALE=full cargo bench --bench tui # 1,000,000 keys, 10,000,000 usage rows
+//! KEYTOP_BENCH_SCALE=full cargo bench --bench tui # 1,000,000 keys, 10,000,000 usage rows, 10,000 users
 //! KEYTOP_BENCH_SCALE=small cargo bench --bench tui # 20,000 keys: a quick check of the harness
 //! ```
 //!
@@ -14,6 +14,8 @@
 //!   (vt100 parses the output; a "Loading…" frame does not count);
 //! - frame: one frame at 200×60 through the real crossterm backend into a byte counter, with the
 //!   first page loaded, in process (the list after a step down; and the whole screen redrawn);
+//! - switch: in process too, from a screen's key to the first frame of that screen with its
+//!   data (the fleet's series and top lists, a page of the audit log, the key list);
 //! - memory: the child's VmHWM after paging through thousands of rows, opening details, filtering;
 //! - bytes: what the TUI writes to the pseudo-terminal for one step down the list at 100×30, and
 //!   at 160×48 with the detail beside it, counted from the key press until output settles (after
@@ -44,7 +46,7 @@ struct Scale {
 
 fn scale() -> Scale {
     match std::env::var("KEYTOP_BENCH_SCALE").unwrap_or_default().as_str() {
-        "full" => Scale { label: "full", users: 2_000, keys: 1_000_000, usage_rows: 10_000_000 },
+        "full" => Scale { label: "full", users: 10_000, keys: 1_000_000, usage_rows: 10_000_000 },
         "small" => Scale { label: "small", users: 200, keys: 20_000, usage_rows: 100_000 },
         "" | "default" => Scale { label: "default", users: 2_000, keys: 1_000_000, usage_rows: 1_000_000 },
         other => panic!("KEYTOP_BENCH_SCALE={other}: expected default, small or full"),
@@ -287,6 +289,31 @@ fn start_to_first_frame(fixture: &Fixture) -> Stats {
     stats(samples)
 }
 
+/// The screens the switch figure goes through, in order, with the key that opens each; it ends
+/// where it starts, on the keys screen.
+const SCREENS: [(&str, &str); 3] = [("2", "usage"), ("4", "audit"), ("1", "keys")];
+
+/// For each screen of [`SCREENS`]: the time from its key to the first frame of that screen
+/// with its data, at 120×32 (the key pressed, every fetch it started answered, the frame
+/// drawn), over `RUNS` rounds after an unmeasured one.
+async fn screen_switches(fixture: &Fixture) -> Vec<(&'static str, Stats)> {
+    let config = keytop::config::Config::default();
+    let options = keytop::cli::tui_options(&config, true);
+    let mut bench = keytop::tui::bench::Bench::new(fixture.service().await, &options, (120, 32)).await.unwrap();
+    let mut samples = vec![Vec::new(); SCREENS.len()];
+    for round in 0..=RUNS {
+        for ((key, _), times) in SCREENS.iter().zip(&mut samples) {
+            let started = Instant::now();
+            bench.press(key).await.unwrap();
+            bench.draw().unwrap();
+            if round > 0 {
+                times.push(started.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+    }
+    SCREENS.iter().zip(samples).map(|((_, name), times)| (*name, stats(times))).collect()
+}
+
 /// Median of `frames` draws after alternating steps down and up, and of full redraws.
 async fn frame_times(fixture: &Fixture) -> (Stats, Stats, Stats, usize) {
     let config = keytop::config::Config::default();
@@ -418,6 +445,16 @@ fn main() {
             "(frame at 200×60 after a step wrote {:.0} bytes, median; the window held {held} rows)",
             step_bytes.median
         );
+    }
+    if wanted("switch") {
+        for (screen, switch) in runtime.block_on(screen_switches(&fixture)) {
+            row(
+                &format!("switch to the {screen} screen → its first frame with data, 120×32 (ms)"),
+                &switch,
+                "ms",
+                50.0,
+            );
+        }
     }
     if wanted("memory") {
         let (memory, script) = peak_memory(&fixture);

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use keytop::crypto::{hash_key, key_hint};
-use keytop::domain::{ApiKey, KeyQuery, LedgerEntry, Money, MoneyPlan, User};
+use keytop::domain::{ApiKey, KeyQuery, LedgerEntry, Money, MoneyPlan, User, UserQuery};
 use keytop::store::{AuditRecord, BulkLoad, Store, UsageOutcome, UsageRecord};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -131,6 +131,10 @@ async fn observable(store: &Arc<dyn Store>, keys: &[Uuid]) -> String {
         out.push_str(&format!("{:?}\n", store.user_daily_usage(user.user.id, first, last).await.unwrap()));
     }
     out.push_str(&format!("{:?}\n", store.fleet_daily_usage(first, last).await.unwrap()));
+    // The users' page: key counts, spend and last use (kept in the owners' rollup).
+    let page =
+        UserQuery { filter: None, name: None, after: None, limit: 1_000, first_day: first, last_day: last, now: at(0) };
+    out.push_str(&format!("{:?}\n", store.user_overviews(&page).await.unwrap()));
     let listed = store.list_keys(&KeyQuery { limit: 1_000, ..KeyQuery::default() }).await.unwrap();
     out.push_str(&format!("{} keys listed\n", listed.len()));
     out

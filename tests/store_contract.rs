@@ -1457,6 +1457,12 @@ async fn user_pages_go_by_name_with_key_counts_spend_and_last_use() {
         assert!(filtered.is_empty(), "filter text is plain text");
         let exact = store.user_overviews(&users_page(None, None, Some("bea"), 10)).await.unwrap();
         assert_eq!(exact.iter().map(|u| u.user.name.as_str()).collect::<Vec<_>>(), ["bea"]);
+
+        // The key used last goes: its use stays its owner's, as its spend does.
+        assert!(store.purge_key(off.id, &audit("purge", Some(off.id))).await.unwrap());
+        let cleo_row = &store.user_overviews(&users_page(None, None, Some("cleo"), 1)).await.unwrap()[0];
+        assert_eq!((cleo_row.keys, cleo_row.spend), (2, Money::from_micros(300)));
+        assert_eq!(cleo_row.last_used_at, Some(noon(3)), "the purged key's last use counts");
     });
 }
 

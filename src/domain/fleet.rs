@@ -52,7 +52,7 @@ pub struct UserOverview {
     pub active_keys: i64,
     /// Spend of all the user's keys (purged ones included) over the query's days.
     pub spend: Money,
-    /// The latest use of any of the user's keys.
+    /// The latest usage recorded of any of the user's keys (purged ones included).
     pub last_used_at: Option<DateTime<Utc>>,
 }
 

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -173,7 +173,7 @@ macro_rules! usage_load_sql {
             " AS shard, COUNT(*) AS requests, SUM(i.total_tokens)::bigint AS tokens, \
                     SUM(i.cost_micros)::bigint AS cost_micros, \
                     COALESCE(SUM(i.response_time_ms), 0)::bigint AS response_ms_sum, \
-                    COUNT(i.response_time_ms) AS timed_requests \
+                    COUNT(i.response_time_ms) AS timed_requests, MAX(i.created_at) AS last_used_at \
              FROM inserted i JOIN known ON known.id = i.api_key_id GROUP BY 1, 2, 3"
         )
     };
@@ -215,7 +215,7 @@ async fn run_usage_load(
         .await
 }
 
-/// What a usage chunk loaded, summed per owner, UTC day and fleet shard.
+/// What a usage chunk loaded, summed per owner, UTC day and fleet shard, and its latest use.
 #[derive(sqlx::FromRow)]
 struct LoadedSums {
     user_id: Uuid,
@@ -226,6 +226,7 @@ struct LoadedSums {
     cost_micros: i64,
     response_ms_sum: i64,
     timed_requests: i64,
+    last_used_at: DateTime<Utc>,
 }
 
 type Sums = [i64; 5];
@@ -237,6 +238,7 @@ type Sums = [i64; 5];
 #[derive(Default)]
 struct FleetSums {
     owners: BTreeMap<(Uuid, NaiveDate), Sums>,
+    owners_last_use: BTreeMap<(Uuid, NaiveDate), DateTime<Utc>>,
     fleet: BTreeMap<(NaiveDate, i16), Sums>,
 }
 
@@ -244,6 +246,8 @@ impl FleetSums {
     fn add(&mut self, loaded: Vec<LoadedSums>) {
         for row in loaded {
             let sums = [row.requests, row.tokens, row.cost_micros, row.response_ms_sum, row.timed_requests];
+            let last_use = self.owners_last_use.entry((row.user_id, row.day)).or_insert(row.last_used_at);
+            *last_use = (*last_use).max(row.last_used_at);
             for total in [
                 self.owners.entry((row.user_id, row.day)).or_default(),
                 self.fleet.entry((row.day, row.shard)).or_default(),
@@ -258,11 +262,12 @@ impl FleetSums {
         let owner_sums: Vec<Sums> = self.owners.values().copied().collect();
         sqlx::query(concat!(
             "INSERT INTO usage_daily_user AS o (user_id, day, requests, tokens, cost_micros, response_ms_sum, \
-             timed_requests) \
+             timed_requests, last_used_at) \
              SELECT * FROM UNNEST($1::uuid[], $2::date[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], \
-             $7::bigint[]) \
+             $7::bigint[], $8::timestamptz[]) \
              ON CONFLICT (user_id, day) DO UPDATE SET ",
-            add_to_rollup!("o")
+            add_to_rollup!("o"),
+            ", last_used_at = GREATEST(o.last_used_at, EXCLUDED.last_used_at)"
         ))
         .bind(self.owners.keys().map(|(user, _)| *user).collect::<Vec<_>>())
         .bind(self.owners.keys().map(|(_, day)| *day).collect::<Vec<_>>())
@@ -271,6 +276,7 @@ impl FleetSums {
         .bind(sum(&owner_sums, 2))
         .bind(sum(&owner_sums, 3))
         .bind(sum(&owner_sums, 4))
+        .bind(self.owners_last_use.values().copied().collect::<Vec<_>>())
         .execute(&mut *conn)
         .await?;
         let fleet_sums: Vec<Sums> = self.fleet.values().copied().collect();

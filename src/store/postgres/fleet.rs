@@ -67,66 +67,74 @@ pub(super) async fn user_rollup(
 }
 
 /// The top spenders of a range, from a per-day rollup (`$table`, its spender column `$id`)
-/// indexed by (day, cost), without summing every row of the range:
-///  1. leaders: each day's `$3` biggest, from the top of that day in the index;
-///  2. bar: the `$3`-th biggest range total among the leaders. The true top `$3` spend at least
-///     that much, and a spender whose range total reaches it spent at least bar / days (`$4`)
-///     on one of the days;
-///  3. candidates: the leaders and every spender with such a day, again read from the top of
-///     each day in the index; their exact totals, biggest first.
+/// indexed by (day, cost), without summing every row of the range, in two statements:
+///  1. [`top_spenders_bar_sql`]: the leaders, each day's `$3` biggest from the top of that day in
+///     the index, and the bar: the `$3`-th biggest range total among them, divided by the range's
+///     days (`$4`). The true top `$3` spend at least that total, so each of them spent at least
+///     the bar on one of the days;
+///  2. [`top_spenders_sql`]: the candidates, the leaders (`$5`) and every spender with a day at or
+///     above the bar (`$6`), again read from the top of each day in the index; their exact
+///     totals, biggest first, then their names.
 ///
 /// Exact, ties included; fast when spending is concentrated (a few spenders account for most
-/// of it, as on a gateway), and never worse than one pass over the range's rollup rows.
-/// `$1`..`$2` is the range. `$names` joins the totals `t` to the columns `name` and `owner`.
-macro_rules! top_spenders_sql {
-    ($table:literal, $id:literal, $names:literal) => {
+/// of it, as on a gateway). Two statements so that the second is planned knowing the bar: with
+/// the bar computed inside one statement, the planner guessed a third of each day's rows for
+/// candidates and chose to sum the whole range (and to compile the plan with JIT). Both are
+/// unnamed statements, planned for their values, in one repeatable-read transaction so that they
+/// see the same rollups, without JIT. Each day's part of the index and each spender's totals are read by
+/// lateral subqueries (`OFFSET 0` keeps the planner from flattening the first into a scan of
+/// the whole range), never by a scan of the range.
+macro_rules! top_spenders_bar_sql {
+    ($table:literal, $id:literal) => {
         concat!(
-            "WITH days AS (SELECT generate_series($1::date, $2::date, interval '1 day')::date AS day), \
-             leaders AS ( \
-               SELECT DISTINCT l.id FROM days CROSS JOIN LATERAL ( \
+            "WITH leaders AS ( \
+               SELECT DISTINCT l.id FROM generate_series(0, $4::int - 1) AS n (i) CROSS JOIN LATERAL ( \
                  SELECT r.",
             $id,
             " AS id FROM ",
             $table,
-            " r WHERE r.day = days.day AND r.cost_micros > 0 \
+            " r WHERE r.day = $1::date + n.i AND r.cost_micros > 0 \
                  ORDER BY r.cost_micros DESC LIMIT $3) l), \
              leader_totals AS ( \
-               SELECT SUM(cost_micros)::bigint AS cost FROM ",
-            $table,
-            " \
-               WHERE ",
-            $id,
-            " IN (SELECT id FROM leaders) AND day BETWEEN $1 AND $2 GROUP BY ",
-            $id,
-            "), \
-             bar AS (SELECT GREATEST(1, (COALESCE((SELECT cost FROM leader_totals ORDER BY cost DESC \
-               LIMIT 1 OFFSET $3 - 1), 0) + $4 - 1) / $4) AS day_cost), \
-             candidates AS ( \
-               SELECT id FROM leaders \
-               UNION SELECT c.id FROM days CROSS JOIN LATERAL ( \
-                 SELECT r.",
-            $id,
-            " AS id FROM ",
-            $table,
-            " r \
-                 WHERE r.day = days.day AND r.cost_micros >= (SELECT day_cost FROM bar)) c), \
-             t AS ( \
-               SELECT ",
-            $id,
-            " AS id, SUM(requests)::bigint AS requests, SUM(tokens)::bigint AS tokens, \
-                 SUM(cost_micros)::bigint AS cost \
-               FROM ",
+               SELECT s.cost FROM leaders CROSS JOIN LATERAL ( \
+                 SELECT SUM(cost_micros)::bigint AS cost FROM ",
             $table,
             " WHERE ",
             $id,
-            " IN (SELECT id FROM candidates) AND day BETWEEN $1 AND $2 \
-               GROUP BY ",
+            " = leaders.id AND day BETWEEN $1 AND $2) s) \
+             SELECT ARRAY(SELECT id FROM leaders) AS leaders, \
+               GREATEST(1, (COALESCE((SELECT cost FROM leader_totals ORDER BY cost DESC LIMIT 1 OFFSET $3 - 1), 0) \
+                 + $4 - 1) / $4) AS day_cost"
+        )
+    };
+}
+
+/// The second statement of [`top_spenders_bar_sql`]. `$names` joins the top totals `t` to the
+/// columns `name` and `owner`.
+macro_rules! top_spenders_sql {
+    ($table:literal, $id:literal, $names:literal) => {
+        concat!(
+            "WITH candidates AS ( \
+               SELECT UNNEST($5::uuid[]) AS id \
+               UNION SELECT c.id FROM generate_series(0, $4::int - 1) AS n (i) CROSS JOIN LATERAL ( \
+                 SELECT r.",
             $id,
-            ") \
+            " AS id FROM ",
+            $table,
+            " r WHERE r.day = $1::date + n.i AND r.cost_micros >= $6 OFFSET 0) c), \
+             totals AS ( \
+               SELECT c.id, s.requests, s.tokens, s.cost FROM candidates c CROSS JOIN LATERAL ( \
+                 SELECT SUM(requests)::bigint AS requests, SUM(tokens)::bigint AS tokens, \
+                   SUM(cost_micros)::bigint AS cost FROM ",
+            $table,
+            " WHERE ",
+            $id,
+            " = c.id AND day BETWEEN $1 AND $2) s), \
+             t AS (SELECT * FROM totals WHERE cost > 0 ORDER BY cost DESC, id LIMIT $3) \
              SELECT t.id, t.requests, t.tokens, t.cost, ",
             $names,
             " \
-             WHERE t.cost > 0 ORDER BY t.cost DESC, t.id LIMIT $3"
+             ORDER BY t.cost DESC, t.id"
         )
     };
 }
@@ -151,25 +159,48 @@ pub(super) async fn top_spenders(
     if limit == 0 || first > last {
         return Ok(Vec::new());
     }
-    let sql = match kind {
-        SpenderKind::Key => top_spenders_sql!(
-            "usage_daily",
-            "api_key_id",
-            "k.name, u.name AS owner FROM t JOIN api_keys k ON k.id = t.id JOIN users u ON u.id = k.user_id"
+    let (bar_sql, top_sql) = match kind {
+        SpenderKind::Key => (
+            top_spenders_bar_sql!("usage_daily", "api_key_id"),
+            top_spenders_sql!(
+                "usage_daily",
+                "api_key_id",
+                "k.name, u.name AS owner FROM t JOIN api_keys k ON k.id = t.id JOIN users u ON u.id = k.user_id"
+            ),
         ),
-        SpenderKind::User => top_spenders_sql!(
-            "usage_daily_user",
-            "user_id",
-            "u.name, NULL::text AS owner FROM t JOIN users u ON u.id = t.id"
+        SpenderKind::User => (
+            top_spenders_bar_sql!("usage_daily_user", "user_id"),
+            top_spenders_sql!(
+                "usage_daily_user",
+                "user_id",
+                "u.name, NULL::text AS owner FROM t JOIN users u ON u.id = t.id"
+            ),
         ),
     };
-    let rows: Vec<SpenderRow> = sqlx::query_as(sql)
+    let days = (last - first).num_days() + 1;
+    let mut tx = pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
+    // A few hundred index reads: compiling the plan (JIT, which the planner's guess of the
+    // candidates' rows can trigger) took ten to a hundred times longer than running it.
+    sqlx::query("SET LOCAL jit = off").execute(&mut *tx).await?;
+    let (leaders, day_cost): (Vec<Uuid>, i64) = sqlx::query_as(bar_sql)
+        .persistent(false)
         .bind(first)
         .bind(last)
         .bind(i64::from(limit))
-        .bind((last - first).num_days() + 1)
-        .fetch_all(pool)
+        .bind(days)
+        .fetch_one(&mut *tx)
         .await?;
+    let rows: Vec<SpenderRow> = sqlx::query_as(top_sql)
+        .persistent(false)
+        .bind(first)
+        .bind(last)
+        .bind(i64::from(limit))
+        .bind(days)
+        .bind(leaders)
+        .bind(day_cost)
+        .fetch_all(&mut *tx)
+        .await?;
+    tx.commit().await?;
     Ok(rows
         .into_iter()
         .map(|row| Spender {
@@ -191,9 +222,9 @@ struct OverviewRow {
     last_used_at: Option<DateTime<Utc>>,
 }
 
-/// A page of users by name, each with counts of their keys, their spend and their last use: a
-/// page of `users`, then for each user on it their keys through `api_keys_user` and their
-/// rollup rows of the range.
+/// A page of users by name, each with counts of their keys, their spend and their last use, in
+/// index reads only (migration 0017): the counts from an index-only scan of
+/// `api_keys_user_status`, the spend and the last use from the owner's rollup rows.
 pub(super) async fn user_overviews(pool: &PgPool, query: &UserQuery) -> sqlx::Result<Vec<UserOverview>> {
     let contains = query.filter.as_deref().map(str::trim).filter(|text| !text.is_empty());
     let rows: Vec<OverviewRow> = sqlx::query_as(
@@ -202,16 +233,16 @@ pub(super) async fn user_overviews(pool: &PgPool, query: &UserQuery) -> sqlx::Re
             WHERE ($1::text IS NULL OR name > $1) AND ($2::text IS NULL OR name ILIKE $2 ESCAPE '\')
               AND ($7::text IS NULL OR name = $7)
             ORDER BY name LIMIT $3)
-          SELECT p.id, p.name, p.is_active, p.created_at, k.keys, k.active_keys, k.last_used_at, s.spend
+          SELECT p.id, p.name, p.is_active, p.created_at, k.keys, k.active_keys, s.last_used_at, s.spend
           FROM page p
           CROSS JOIN LATERAL (
             SELECT COUNT(*) AS keys,
-                   COUNT(*) FILTER (WHERE is_active AND COALESCE(expires_at, 'infinity') > $4) AS active_keys,
-                   MAX(last_used_at) AS last_used_at
+                   COUNT(*) FILTER (WHERE is_active AND COALESCE(expires_at, 'infinity') > $4) AS active_keys
             FROM api_keys WHERE user_id = p.id) k
           CROSS JOIN LATERAL (
-            SELECT COALESCE(SUM(cost_micros), 0)::bigint AS spend FROM usage_daily_user
-            WHERE user_id = p.id AND day BETWEEN $5 AND $6) s
+            SELECT COALESCE(SUM(cost_micros) FILTER (WHERE day BETWEEN $5 AND $6), 0)::bigint AS spend,
+                   MAX(last_used_at) AS last_used_at
+            FROM usage_daily_user WHERE user_id = p.id) s
           ORDER BY p.name",
     )
     .bind(&query.after)

@@ -13,7 +13,7 @@ pub(super) async fn record_usage(pool: &PgPool, usage: &UsageRecord) -> Result<U
     // charge happen only when the row is new; nothing is written for an unknown key. The key
     // row is share-locked (what a foreign key check would do), so a purge cannot slip in
     // between and leave a usage row written for a key already gone. The row goes into its owner's
-    // and the fleet's rollups (0011) in the same statement.
+    // (with its time, the owner's last use: 0017) and the fleet's rollups (0011) in the same statement.
     let (known, charged): (bool, Option<bool>) = sqlx::query_as(concat!(
         "WITH key AS (SELECT id, user_id FROM api_keys WHERE id = $2 FOR KEY SHARE), \
          inserted AS ( \
@@ -34,11 +34,11 @@ pub(super) async fn record_usage(pool: &PgPool, usage: &UsageRecord) -> Result<U
         "), \
          owner AS ( \
            INSERT INTO usage_daily_user AS o (user_id, day, requests, tokens, cost_micros, response_ms_sum, \
-                                              timed_requests) \
-           SELECT key.user_id, $10, sums.* FROM inserted, key, sums \
+                                              timed_requests, last_used_at) \
+           SELECT key.user_id, $10, sums.*, $9 FROM inserted, key, sums \
            ON CONFLICT (user_id, day) DO UPDATE SET ",
         add_to_rollup!("o"),
-        "), \
+        ", last_used_at = GREATEST(o.last_used_at, EXCLUDED.last_used_at)), \
          fleet AS ( \
            INSERT INTO usage_daily_fleet AS f (day, shard, requests, tokens, cost_micros, response_ms_sum, \
                                                timed_requests) \

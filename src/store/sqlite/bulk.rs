@@ -225,7 +225,7 @@ async fn insert_ledger_rows(conn: &mut SqliteConnection, entries: &[LedgerEntry]
         .await
 }
 
-/// What the usage rows of one (key, UTC day) add to its rollup.
+/// What the usage rows of one (key, UTC day) add to its rollup, and their latest use.
 #[derive(Debug, Default, Clone, Copy)]
 struct DayTotals {
     requests: i64,
@@ -233,6 +233,7 @@ struct DayTotals {
     cost_micros: i64,
     response_ms_sum: i64,
     timed_requests: i64,
+    last_used_at: i64,
 }
 
 /// What the usage rows of one key add to it: the charge (if prepaid) and the latest use.
@@ -261,6 +262,7 @@ impl UsageTotals {
             day.timed_requests += 1;
         }
         let at = millis(usage.created_at);
+        day.last_used_at = day.last_used_at.max(at);
         self.keys
             .entry(usage.api_key_id)
             .and_modify(|key| {
@@ -353,12 +355,13 @@ async fn known_keys(conn: &mut SqliteConnection, usage: &[UsageRecord]) -> Store
 async fn write_rollups(conn: &mut SqliteConnection, totals: &UsageTotals) -> StoreResult<()> {
     let statement = MultiRow {
         head: "INSERT INTO usage_daily (api_key_id, day, requests, tokens, cost_micros, response_ms_sum, \
-               timed_requests)",
-        columns: 7,
+               timed_requests, last_used_at)",
+        columns: 8,
         tail: "ON CONFLICT (api_key_id, day) DO UPDATE SET requests = requests + excluded.requests, \
                tokens = tokens + excluded.tokens, cost_micros = cost_micros + excluded.cost_micros, \
                response_ms_sum = response_ms_sum + excluded.response_ms_sum, \
-               timed_requests = timed_requests + excluded.timed_requests",
+               timed_requests = timed_requests + excluded.timed_requests, \
+               last_used_at = MAX(COALESCE(last_used_at, excluded.last_used_at), excluded.last_used_at)",
     };
     let days: Vec<(&(Uuid, NaiveDate), &DayTotals)> = totals.days.iter().collect();
     statement
@@ -374,6 +377,7 @@ async fn write_rollups(conn: &mut SqliteConnection, totals: &UsageTotals) -> Sto
                     .bind(day_totals.cost_micros)
                     .bind(day_totals.response_ms_sum)
                     .bind(day_totals.timed_requests)
+                    .bind(day_totals.last_used_at)
             },
             || "a rollup row".into(),
         )

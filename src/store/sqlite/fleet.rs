@@ -177,9 +177,9 @@ pub(super) async fn top_spenders(
         .collect()
 }
 
-/// A page of users by name, each with counts of their keys, their spend and their last use: a
-/// page of `users`, then for each user on it their keys through `api_keys_user` and their
-/// rollup rows of the range.
+/// A page of users by name, each with counts of their keys, their spend and their last use, in
+/// index reads only (migration 0017): the counts from `api_keys_user_status`, the spend and the
+/// last use from the owner's rollup rows.
 pub(super) async fn user_overviews(pool: &SqlitePool, query: &UserQuery) -> StoreResult<Vec<UserOverview>> {
     let contains = query.filter.as_deref().map(str::trim).filter(|text| !text.is_empty());
     let rows = sqlx::query(
@@ -187,13 +187,14 @@ pub(super) async fn user_overviews(pool: &SqlitePool, query: &UserQuery) -> Stor
            SELECT id, name, is_active, created_at FROM users \
            WHERE (?1 IS NULL OR name > ?1) AND (?2 IS NULL OR name LIKE ?2 ESCAPE '\\') AND (?7 IS NULL OR name = ?7) \
            ORDER BY name LIMIT ?3) \
-         SELECT p.id, p.name, p.is_active, p.created_at, COUNT(k.id) AS keys, \
-           COALESCE(SUM(k.is_active = 1 AND COALESCE(k.expires_at, 9223372036854775807) > ?4), 0) AS active_keys, \
-           MAX(k.last_used_at) AS last_used_at, \
+         SELECT p.id, p.name, p.is_active, p.created_at, \
+           (SELECT COUNT(*) FROM api_keys k WHERE k.user_id = p.id) AS keys, \
+           (SELECT COUNT(*) FROM api_keys k WHERE k.user_id = p.id AND k.is_active = 1 \
+              AND (k.expires_at IS NULL OR k.expires_at > ?4)) AS active_keys, \
+           (SELECT MAX(d.last_used_at) FROM usage_daily_user d WHERE d.user_id = p.id) AS last_used_at, \
            (SELECT COALESCE(SUM(d.cost_micros), 0) FROM usage_daily_user d \
             WHERE d.user_id = p.id AND d.day BETWEEN ?5 AND ?6) AS spend \
-         FROM page p LEFT JOIN api_keys k ON k.user_id = p.id \
-         GROUP BY p.id ORDER BY p.name",
+         FROM page p ORDER BY p.name",
     )
     .bind(&query.after)
     .bind(contains.map(|text| format!("%{}%", escape_like(text))))
