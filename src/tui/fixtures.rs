@@ -19,8 +19,8 @@ use crate::service::{
 
 use super::color_depth::ColorDepth;
 use super::keymap::Keymap;
-use super::paging::Window;
 use super::screens::Tab;
+use super::screens::keys::paging::Window;
 use super::screens::usage::UsageData;
 use super::screens::users::{UserData, UserView};
 use super::state::{DetailData, Screen, Session, State};

@@ -8,14 +8,12 @@
 mod app;
 #[doc(hidden)]
 pub mod bench;
-mod bulk;
 mod color_depth;
 mod effect;
 mod event;
 mod forms;
 mod keymap;
 mod live;
-mod paging;
 mod screens;
 mod state;
 mod sweep_report;

@@ -14,9 +14,9 @@ use crate::store::SweepReport;
 
 use super::forms::Form;
 use super::keymap::{Context, Keymap};
-use super::paging::{PageRequest, Placement, Window};
 use super::screens::Tab;
 use super::screens::audit::AuditScreen;
+use super::screens::keys::paging::{PageRequest, Placement, Window};
 use super::screens::usage::UsageScreen;
 use super::screens::users::UsersScreen;
 use super::theme::Theme;

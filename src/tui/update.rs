@@ -10,20 +10,21 @@ use crate::domain::{ApiKey, text::sanitize};
 use crate::service::{BulkAction, DEFAULT_GRACE, NewKeySpec};
 use crate::store::SweepReport;
 
-use super::bulk;
 use super::effect::{Call, Effect};
 use super::event::{Event, Outcome};
 use super::forms::{FieldValue, Form, FormKind, top_up_preview};
 use super::keymap::{Action, Context, KeyChord};
 use super::live;
-use super::paging::{PageRequest, Placement};
 use super::screens;
+use super::screens::keys::bulk;
+use super::screens::keys::list::RECENT_SPEND_FROM;
+use super::screens::keys::paging::{PageRequest, Placement};
 use super::state::{
     Confirm, Confirmed, DetailData, Focus, Modal, Outage, RequestId, Screen, Secret, State, SweepResult, ToastKind,
     TopUpRequest, retry_delay, step_range,
 };
 use super::sweep_report;
-use super::view::{self, help, layout};
+use super::view::{help, layout};
 
 /// The first effects of a session: the list and the counts.
 pub fn start(state: &mut State) -> Vec<Effect> {
@@ -656,7 +657,7 @@ pub(super) fn load_detail(state: &mut State) -> Vec<Effect> {
 /// Asks what the keys among `key_ids` whose spend is not known spent in the last 30 days, when
 /// the list is wide enough to show it.
 fn fetch_recent_spend(state: &mut State, key_ids: impl Iterator<Item = Uuid>) -> Option<Effect> {
-    if state.size.0 < view::RECENT_SPEND_FROM {
+    if state.size.0 < RECENT_SPEND_FROM {
         return None;
     }
     let unknown: Vec<Uuid> = key_ids.filter(|id| !state.list.recent_spend.contains_key(id)).collect();

@@ -5,6 +5,7 @@
 //! hand everything of another screen to [`perform`] and [`render`].
 
 pub mod audit;
+pub mod keys;
 pub mod pages;
 pub mod usage;
 pub mod users;

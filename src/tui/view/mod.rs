@@ -1,14 +1,11 @@
 //! Views: functions of `&State` that draw into a frame. They never wait for anything and never
 //! change the state.
 
-mod admission;
 pub mod chart;
-mod detail;
 mod dialogs;
 pub mod format;
 pub mod help;
 pub mod layout;
-mod list;
 mod status;
 pub mod table;
 mod wrap;
@@ -18,18 +15,12 @@ use ratatui::Frame;
 use super::screens::{self, Tab};
 use super::state::{Modal, State};
 use layout::Areas;
-pub use list::RECENT_SPEND_FROM;
 
 pub fn render(frame: &mut Frame, state: &State) {
     let areas = Areas::new(frame.area(), state.screen, state.filter_box.is_some());
     status::render_title(frame, state, areas.title);
     if state.tab == Tab::Keys {
-        if let Some(area) = areas.list {
-            list::render(frame, state, area);
-        }
-        if let Some(area) = areas.detail {
-            detail::render(frame, state, area);
-        }
+        screens::keys::view::render(frame, state, &areas);
     } else {
         screens::render(frame, state, areas.body);
     }

@@ -9,9 +9,10 @@ use crate::domain::Refill;
 use crate::tui::state::{DetailData, Screen, State};
 use crate::tui::theme::Theme;
 
-use super::format::{self, safe};
-use super::{admission, chart};
+use super::admission;
 use crate::tui::screens::audit::view::changes as audit_changes;
+use crate::tui::view::chart;
+use crate::tui::view::format::{self, safe};
 
 /// Width of the labels column.
 const LABEL_WIDTH: usize = 13;

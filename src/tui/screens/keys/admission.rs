@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use crate::domain::{ApiKey, AuditEntry};
 use crate::service::{AdmissionCheck, DenyReason, VerifyDecision};
 
-use super::format;
+use crate::tui::view::format;
 
 /// The decision as words: `allowed · 3 of 100 requests this minute`, or the reason with its
 /// facts (`expired · 3d ago`, `insufficient balance · remaining -$1.49 owed`). `true` when

@@ -11,7 +11,7 @@ use crate::tui::effect::MATCH_COUNT_CAP;
 use crate::tui::keymap::{Action, Context};
 use crate::tui::state::{Screen, State};
 
-use super::format::{self, safe, safe_within};
+use crate::tui::view::format::{self, safe, safe_within};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Column {

@@ -7,12 +7,12 @@ use crate::domain::KeyPatch;
 use crate::domain::text::sanitize;
 use crate::service::{BulkAction, BulkReport, MarkedKey};
 
-use super::effect::{Call, Effect};
-use super::forms::Form;
-use super::keymap::Action;
 use super::paging::PageRequest;
-use super::state::{Confirm, Confirmed, Modal, Report, State, ToastKind};
-use super::view::format::{keys_word, marked_names};
+use crate::tui::effect::{Call, Effect};
+use crate::tui::forms::Form;
+use crate::tui::keymap::Action;
+use crate::tui::state::{Confirm, Confirmed, Modal, Report, State, ToastKind};
+use crate::tui::view::format::{keys_word, marked_names};
 
 /// Marks the selected key, or unmarks it, and steps to the next one.
 pub fn toggle_mark(state: &mut State) {

@@ -1,0 +1,9 @@
+//! The keys screen, the start screen: the key list (paged through a window of keyset pages,
+//! narrowed, sorted, with bulk marks) and the open key's detail.
+
+pub mod admission;
+pub mod bulk;
+pub mod detail;
+pub mod list;
+pub mod paging;
+pub mod view;
