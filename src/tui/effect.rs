@@ -16,9 +16,10 @@ use crate::store::{StoreError, SweepReport};
 
 use super::event::{CreatedSecret, Event, Outcome, UserWrite};
 use super::screens::audit::AuditFilter;
+use super::screens::keys::DetailData;
 use super::screens::usage::{ATTENTION_ROWS, TOP_SPENDERS, UsageData};
 use super::screens::users::UserData;
-use super::state::{DetailData, RequestId, TopUpRequest};
+use super::state::{RequestId, TopUpRequest};
 
 /// How many ledger rows the detail shows.
 pub const DETAIL_LEDGER_ROWS: u32 = 5;

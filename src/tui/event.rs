@@ -8,9 +8,10 @@ use crate::domain::{ApiKey, AuditEntry, KeyCounts, Money, User, UserOverview};
 use crate::service::{BulkReport, MarkedKey, NewKeySpec, TopUp};
 use crate::store::SweepReport;
 
+use super::screens::keys::DetailData;
 use super::screens::usage::UsageData;
 use super::screens::users::UserData;
-use super::state::{DetailData, RequestId};
+use super::state::RequestId;
 
 #[derive(Debug)]
 pub enum Event {

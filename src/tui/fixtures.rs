@@ -21,9 +21,10 @@ use super::color_depth::ColorDepth;
 use super::keymap::Keymap;
 use super::screens::Tab;
 use super::screens::keys::paging::Window;
+use super::screens::keys::{DetailData, Screen};
 use super::screens::usage::UsageData;
 use super::screens::users::{UserData, UserView};
-use super::state::{DetailData, Screen, Session, State};
+use super::state::{Session, State};
 use super::theme::Theme;
 
 /// 2026-03-08 20:00:00 UTC.

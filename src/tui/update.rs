@@ -19,9 +19,10 @@ use super::screens;
 use super::screens::keys::bulk;
 use super::screens::keys::list::RECENT_SPEND_FROM;
 use super::screens::keys::paging::{PageRequest, Placement};
+use super::screens::keys::{DetailData, Focus, Screen};
 use super::state::{
-    Confirm, Confirmed, DetailData, Focus, Modal, Outage, RequestId, Screen, Secret, State, SweepResult, ToastKind,
-    TopUpRequest, retry_delay, step_range,
+    Confirm, Confirmed, Modal, Outage, RequestId, Secret, State, SweepResult, ToastKind, TopUpRequest, retry_delay,
+    step_range,
 };
 use super::sweep_report;
 use super::view::{help, layout};

@@ -16,9 +16,10 @@ use ratatui::text::Span;
 
 use super::effect::Effect;
 use super::keymap::{Action, Context};
-use super::state::{Focus, Screen, State};
+use super::state::State;
 use super::update::{load_detail, reload_from_start};
 use crate::domain::KeyScope;
+use keys::{Focus, Screen};
 use uuid::Uuid;
 
 /// The screen open, as the tab bar names it.

@@ -10,7 +10,8 @@ use crate::tui::keymap::Context;
 use crate::tui::screens::Tab;
 use crate::tui::screens::audit::AuditFilter;
 use crate::tui::screens::audit::update::PAGE_ROWS;
-use crate::tui::state::{RequestId, Screen, State};
+use crate::tui::screens::keys::Screen;
+use crate::tui::state::{RequestId, State};
 use crate::tui::theme::Theme;
 
 use super::render::{cell_modifiers, draw};

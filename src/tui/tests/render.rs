@@ -89,7 +89,7 @@ fn list_at_200_columns() {
 #[test]
 fn the_title_names_the_narrowing_and_the_sort() {
     let mut state = loaded_state((120, 32));
-    state.list.narrowing = crate::tui::state::Narrowing::LowBalance;
+    state.list.narrowing = crate::tui::screens::keys::state::Narrowing::LowBalance;
     state.list.sort = crate::domain::SortKey::Remaining;
     state.list.descending = false;
     let screen = format!("{:?}", draw(&state).backend());

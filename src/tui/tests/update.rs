@@ -9,8 +9,9 @@ use crate::tui::effect::{Call, Effect};
 use crate::tui::event::{CreatedSecret, Event, Outcome};
 use crate::tui::fixtures::{NOW, detail_data, keys, loaded_state, prepaid_key, session, user_key};
 use crate::tui::keymap::{Action, Context};
+use crate::tui::screens::keys::Screen;
 use crate::tui::screens::keys::paging::Window;
-use crate::tui::state::{Confirmed, Metric, Modal, RequestId, Screen, State, ToastKind, TopUpRequest};
+use crate::tui::state::{Confirmed, Metric, Modal, RequestId, State, ToastKind, TopUpRequest};
 use crate::tui::theme::Theme;
 use crate::tui::update::{start, update};
 

@@ -9,8 +9,9 @@ use crate::tui::event::Outcome;
 use crate::tui::fixtures::{loaded_state, prepaid_key, usage_data, usage_state, user_key};
 use crate::tui::keymap::Context;
 use crate::tui::screens::Tab;
+use crate::tui::screens::keys::Screen;
 use crate::tui::screens::usage::Pane;
-use crate::tui::state::{Metric, Modal, RequestId, Screen, State};
+use crate::tui::state::{Metric, Modal, RequestId, State};
 use crate::tui::theme::Theme;
 
 use super::render::{cell_modifiers, draw};

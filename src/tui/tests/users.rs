@@ -12,8 +12,9 @@ use crate::tui::fixtures::{loaded_state, session, user_data, user_overviews, use
 use crate::tui::forms::FormKind;
 use crate::tui::keymap::Context;
 use crate::tui::screens::Tab;
+use crate::tui::screens::keys::Screen;
 use crate::tui::screens::users::update::PAGE_ROWS;
-use crate::tui::state::{Confirmed, Metric, Modal, RequestId, Screen, State};
+use crate::tui::state::{Confirmed, Metric, Modal, RequestId, State};
 use crate::tui::theme::Theme;
 
 use super::render::{cell_modifiers, draw};

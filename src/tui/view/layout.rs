@@ -2,7 +2,8 @@
 
 use ratatui::layout::{Constraint, Layout, Rect};
 
-use crate::tui::state::{Screen, State};
+use crate::tui::screens::keys::Screen;
+use crate::tui::state::State;
 
 /// From this width on, the detail sits beside the list instead of replacing it.
 pub const WIDE_COLUMNS: u16 = 120;

@@ -5,8 +5,9 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph, Wrap};
 
+use super::{DetailData, Screen};
 use crate::domain::Refill;
-use crate::tui::state::{DetailData, Screen, State};
+use crate::tui::state::State;
 use crate::tui::theme::Theme;
 
 use super::admission;

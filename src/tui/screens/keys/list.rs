@@ -6,10 +6,11 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState, Wrap};
 use unicode_width::UnicodeWidthStr;
 
+use super::Screen;
 use crate::domain::{ApiKey, KeyStatus};
 use crate::tui::effect::MATCH_COUNT_CAP;
 use crate::tui::keymap::{Action, Context};
-use crate::tui::state::{Screen, State};
+use crate::tui::state::State;
 
 use crate::tui::view::format::{self, safe, safe_within};
 

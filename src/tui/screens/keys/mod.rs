@@ -6,4 +6,7 @@ pub mod bulk;
 pub mod detail;
 pub mod list;
 pub mod paging;
+pub mod state;
 pub mod view;
+
+pub use state::{Detail, DetailData, Focus, KeyList, Screen};
