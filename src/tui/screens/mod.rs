@@ -17,8 +17,8 @@ use ratatui::text::Span;
 use super::effect::Effect;
 use super::keymap::{Action, Context};
 use super::state::State;
-use super::update::{load_detail, reload_from_start};
 use crate::domain::KeyScope;
+use keys::update::{load_detail, reload_from_start};
 use keys::{Focus, Screen};
 use uuid::Uuid;
 

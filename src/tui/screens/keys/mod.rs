@@ -7,6 +7,7 @@ pub mod detail;
 pub mod list;
 pub mod paging;
 pub mod state;
+pub mod update;
 pub mod view;
 
 pub use state::{Detail, DetailData, Focus, KeyList, Screen};
