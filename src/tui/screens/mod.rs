@@ -1,8 +1,10 @@
-//! The screens beside the keys screen, one module each (state, update, view), and what they
-//! share: which screen is open, switching between them, the tab bar.
+//! The screens, one module each (state, update, view), and what they share: which screen is
+//! open, switching between them, the tab bar.
 //!
-//! The keys screen itself still lives in `update`, `state` and `view`; `update` and `view`
-//! hand everything of another screen to [`perform`] and [`render`].
+//! The shared `update` takes the actions every screen has (help, quit, dialogs, refresh) and
+//! hands the rest to the open screen: [`perform`] for the usage, users and audit screens, then
+//! the keys screen's own [`keys::update::perform`]. The shared `view` draws the title, status
+//! and dialogs around the open screen's [`render`].
 
 pub mod audit;
 pub mod keys;
@@ -11,12 +13,13 @@ pub mod usage;
 pub mod users;
 
 use ratatui::Frame;
-use ratatui::layout::Rect;
+
 use ratatui::text::Span;
 
 use super::effect::Effect;
 use super::keymap::{Action, Context};
 use super::state::State;
+use super::view::layout::Areas;
 use crate::domain::KeyScope;
 use keys::update::{load_detail, reload_from_start};
 use keys::{Focus, Screen};
@@ -56,8 +59,8 @@ impl Tab {
     }
 }
 
-/// The actions of the screens other than the keys screen. `None` leaves the action to the keys
-/// screen's `update` (and to the actions every screen shares: help, quit, switching screens).
+/// The actions of the screens other than the keys screen. `None` leaves the action to the
+/// actions every screen shares (help, quit, switching screens), then to the keys screen's.
 pub fn perform(state: &mut State, context: Context, action: Action) -> Option<Vec<Effect>> {
     match context {
         Context::Usage => usage::update::perform(state, action),
@@ -115,13 +118,14 @@ pub fn open_key(state: &mut State, key_id: Uuid) -> Vec<Effect> {
     effects
 }
 
-/// Draws the open screen's body, for every screen but the keys screen.
-pub fn render(frame: &mut Frame, state: &State, area: Rect) {
+/// Draws the open screen's body: the keys screen in its list and detail areas, the others in
+/// the whole body.
+pub fn render(frame: &mut Frame, state: &State, areas: &Areas) {
     match state.tab {
-        Tab::Keys => {}
-        Tab::Usage => usage::view::render(frame, state, area),
-        Tab::Users => users::view::render(frame, state, area),
-        Tab::Audit => audit::view::render(frame, state, area),
+        Tab::Keys => keys::view::render(frame, state, areas),
+        Tab::Usage => usage::view::render(frame, state, areas.body),
+        Tab::Users => users::view::render(frame, state, areas.body),
+        Tab::Audit => audit::view::render(frame, state, areas.body),
     }
 }
 

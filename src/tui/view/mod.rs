@@ -12,18 +12,14 @@ mod wrap;
 
 use ratatui::Frame;
 
-use super::screens::{self, Tab};
+use super::screens;
 use super::state::{Modal, State};
 use layout::Areas;
 
 pub fn render(frame: &mut Frame, state: &State) {
     let areas = Areas::new(frame.area(), state.screen, state.filter_box.is_some());
     status::render_title(frame, state, areas.title);
-    if state.tab == Tab::Keys {
-        screens::keys::view::render(frame, state, &areas);
-    } else {
-        screens::render(frame, state, areas.body);
-    }
+    screens::render(frame, state, &areas);
     if let Some(area) = areas.filter {
         status::render_filter(frame, state, area);
     }
