@@ -3,7 +3,8 @@
 //! Elm-shaped: [`state::State`] is plain data, [`update::update`] turns events into state changes
 //! and effects, views are functions of `&State`, and effects run in tokio tasks over a clone of
 //! the service, answering with messages tagged by request id. The loop ([`app`]) draws only
-//! when something changed.
+//! when something changed. Each screen (keys, usage, users, audit) has its own state, update and
+//! view under [`screens`]; the rest of this module is what they share.
 
 mod app;
 #[doc(hidden)]
