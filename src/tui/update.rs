@@ -4,7 +4,6 @@
 
 use crossterm::event::{Event as CrosstermEvent, KeyEvent, KeyEventKind};
 use tui_input::{Input, backend::crossterm::to_input_request};
-use uuid::Uuid;
 
 use crate::domain::text::sanitize;
 use crate::service::{BulkAction, NewKeySpec};
@@ -15,9 +14,7 @@ use super::event::{Event, Outcome};
 use super::forms::{FieldValue, FormKind, top_up_preview};
 use super::keymap::{Action, Context, KeyChord};
 use super::screens;
-use super::screens::keys::update::{
-    fetch_near_edges, fetch_recent_spend, load_detail, reload, reload_from_start, scroll_to_selection,
-};
+use super::screens::keys::update::{load_detail, reload, reload_from_start};
 use super::screens::keys::{self, Focus, Screen, bulk};
 use super::state::{
     Confirm, Confirmed, Modal, Outage, RequestId, Secret, State, SweepResult, ToastKind, TopUpRequest, retry_delay,
@@ -61,11 +58,7 @@ fn dispatch(state: &mut State, event: Event) -> Vec<Effect> {
         },
         Event::Resize(width, height) => {
             state.size = (width, height);
-            scroll_to_selection(state);
-            let mut effects = fetch_near_edges(state);
-            let unknown: Vec<Uuid> = state.list.window.rows.iter().map(|key| key.id).collect();
-            effects.extend(fetch_recent_spend(state, unknown.into_iter()));
-            effects
+            keys::update::on_resize(state)
         }
         Event::Tick(now) => {
             state.now = now;
@@ -192,12 +185,11 @@ fn after_text_edit(state: &mut State) -> Vec<Effect> {
         return Vec::new();
     };
     // The other screens' filters apply on Enter.
-    if filter.value() == state.list.filter || state.tab != screens::Tab::Keys {
+    if state.tab != screens::Tab::Keys {
         return Vec::new();
     }
-    state.list.filter = filter.value().to_string();
-    state.list.filter_edits += 1;
-    vec![Effect::DebounceFilter { edit: state.list.filter_edits }]
+    let text = filter.value().to_string();
+    keys::update::on_filter_edit(state, text)
 }
 
 fn perform(state: &mut State, context: Context, action: Action) -> Vec<Effect> {
@@ -444,9 +436,8 @@ fn on_outcome(state: &mut State, request: RequestId, outcome: Outcome) -> Vec<Ef
             bulk::on_marked(state, result);
             Vec::new()
         }
-        // Without it the column shows no figure; the list itself is not affected.
         Outcome::RecentSpend(result) => {
-            state.list.recent_spend.extend(result.unwrap_or_default());
+            keys::update::on_recent_spend(state, result);
             Vec::new()
         }
         Outcome::Bulk { done, result } => after_write(state, result, |state, report| {

@@ -8,7 +8,7 @@ use super::bulk;
 use super::list::RECENT_SPEND_FROM;
 use super::paging::{PageRequest, Placement};
 use super::{DetailData, Focus, Screen};
-use crate::domain::{ApiKey, text::sanitize};
+use crate::domain::{ApiKey, Money, text::sanitize};
 use crate::service::{DEFAULT_GRACE, TopUp};
 use crate::tui::effect::{Call, Effect};
 use crate::tui::event::CreatedSecret;
@@ -208,6 +208,26 @@ fn open_top_up(state: &mut State, key: ApiKey) -> Vec<Effect> {
     Vec::new()
 }
 
+/// The terminal changed size: the selection stays in view, and a wider list asks for the spend
+/// column's figures.
+pub fn on_resize(state: &mut State) -> Vec<Effect> {
+    scroll_to_selection(state);
+    let mut effects = fetch_near_edges(state);
+    let unknown: Vec<Uuid> = state.list.window.rows.iter().map(|key| key.id).collect();
+    effects.extend(fetch_recent_spend(state, unknown.into_iter()));
+    effects
+}
+
+/// The filter box's text changed: the list reloads once typing pauses.
+pub fn on_filter_edit(state: &mut State, text: String) -> Vec<Effect> {
+    if text == state.list.filter {
+        return Vec::new();
+    }
+    state.list.filter = text;
+    state.list.filter_edits += 1;
+    vec![Effect::DebounceFilter { edit: state.list.filter_edits }]
+}
+
 // Navigation and loading
 
 fn page_size(state: &State) -> usize {
@@ -254,7 +274,7 @@ pub fn load_detail(state: &mut State) -> Vec<Effect> {
 
 /// Asks what the keys among `key_ids` whose spend is not known spent in the last 30 days, when
 /// the list is wide enough to show it.
-pub fn fetch_recent_spend(state: &mut State, key_ids: impl Iterator<Item = Uuid>) -> Option<Effect> {
+fn fetch_recent_spend(state: &mut State, key_ids: impl Iterator<Item = Uuid>) -> Option<Effect> {
     if state.size.0 < RECENT_SPEND_FROM {
         return None;
     }
@@ -262,7 +282,7 @@ pub fn fetch_recent_spend(state: &mut State, key_ids: impl Iterator<Item = Uuid>
     (!unknown.is_empty()).then(|| call(state, Call::RecentSpend(unknown)))
 }
 
-pub fn move_selection(state: &mut State, delta: isize) -> Vec<Effect> {
+fn move_selection(state: &mut State, delta: isize) -> Vec<Effect> {
     let rows = state.list.window.rows.len();
     if rows == 0 {
         return Vec::new();
@@ -277,7 +297,7 @@ pub fn move_selection(state: &mut State, delta: isize) -> Vec<Effect> {
     effects
 }
 
-pub fn scroll_to_selection(state: &mut State) {
+fn scroll_to_selection(state: &mut State) {
     let visible = layout::list_rows(state).max(1);
     let list = &mut state.list;
     if list.selected < list.offset {
@@ -288,7 +308,7 @@ pub fn scroll_to_selection(state: &mut State) {
 }
 
 /// Fetches the next or previous page when the selection is within a screen of an edge.
-pub fn fetch_near_edges(state: &mut State) -> Vec<Effect> {
+fn fetch_near_edges(state: &mut State) -> Vec<Effect> {
     let list = &state.list;
     if list.reload.is_some() || list.paging.is_some() || list.window.rows.is_empty() {
         return Vec::new();
@@ -306,6 +326,12 @@ pub fn fetch_near_edges(state: &mut State) -> Vec<Effect> {
 }
 
 // Answers
+
+/// The spend column's figures. Without them the column shows none; the list itself is not
+/// affected.
+pub fn on_recent_spend(state: &mut State, result: Result<Vec<(Uuid, Money)>, String>) {
+    state.list.recent_spend.extend(result.unwrap_or_default());
+}
 
 /// A page of the key list arrived; a dialog open on one of its keys learns what changed.
 pub fn on_page_loaded(state: &mut State, request: RequestId, result: Result<Vec<ApiKey>, String>) -> Vec<Effect> {
