@@ -14,8 +14,8 @@ use super::event::{Event, Outcome};
 use super::forms::{FieldValue, FormKind, top_up_preview};
 use super::keymap::{Action, Context, KeyChord};
 use super::screens;
-use super::screens::keys::update::{load_detail, reload, reload_from_start};
-use super::screens::keys::{self, Focus, Screen, bulk};
+use super::screens::keys::update::{reload, reload_from_start};
+use super::screens::keys::{self, Focus, bulk};
 use super::state::{
     Confirm, Confirmed, Modal, Outage, RequestId, Secret, State, SweepResult, ToastKind, TopUpRequest, retry_delay,
 };
@@ -408,12 +408,7 @@ pub(super) fn count_keys(state: &mut State) -> Effect {
 
 /// Reloads what is on screen, in place: `r` and auto-refresh.
 pub(super) fn refresh(state: &mut State) -> Vec<Effect> {
-    let focus = state.list.selected_key().map_or(Focus::First, |key| Focus::Key(key.id));
-    let mut effects = reload(state, focus);
-    effects.push(count_keys(state));
-    if state.screen == Screen::Detail {
-        effects.extend(load_detail(state));
-    }
+    let mut effects = keys::update::refresh(state);
     match state.tab {
         screens::Tab::Keys => {}
         screens::Tab::Usage => effects.extend(screens::usage::update::load(state)),

@@ -10,7 +10,7 @@ use ratatui::text::Line;
 use ratatui::widgets::{Axis, Bar, BarChart, BarGroup, Block, Borders, Chart, Dataset, GraphType, Paragraph};
 
 use crate::domain::DailyUsage;
-use crate::service::{KeyStats, UsageSeries};
+use crate::service::UsageSeries;
 use crate::tui::state::{Metric, State};
 
 use super::format::compact_count;
@@ -65,10 +65,6 @@ impl Metric {
             Metric::Tokens => format!("{} tokens", compact_count(value)),
         }
     }
-}
-
-pub fn render(frame: &mut Frame, state: &State, stats: &KeyStats, area: Rect) {
-    render_daily(frame, state, state.detail.metric, &stats.series.daily, area);
 }
 
 /// The chart of any daily series (a key's, a user's, the fleet's), oldest day first.

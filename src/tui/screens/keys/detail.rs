@@ -69,7 +69,7 @@ pub fn render(frame: &mut Frame, state: &State, area: Rect) {
         let [chart_area, ledger_area] =
             Layout::horizontal([Constraint::Fill(1), Constraint::Length(LEDGER_BESIDE_WIDTH)]).spacing(1).areas(lower);
         frame.render_widget(Paragraph::new(fields), fields_area);
-        chart::render(frame, state, &data.stats, chart_area);
+        chart::render_daily(frame, state, state.detail.metric, &data.stats.series.daily, chart_area);
         frame.render_widget(Paragraph::new(ledger(data, theme, true, ledger_area.height)), ledger_area);
         frame.render_widget(Paragraph::new(totals), totals_area);
     } else {
@@ -87,7 +87,7 @@ pub fn render(frame: &mut Frame, state: &State, area: Rect) {
         .areas(inner);
         frame.render_widget(Paragraph::new(history(data, theme, history_room)), history_area);
         frame.render_widget(Paragraph::new(fields), fields_area);
-        chart::render(frame, state, &data.stats, chart_area);
+        chart::render_daily(frame, state, state.detail.metric, &data.stats.series.daily, chart_area);
         frame.render_widget(Paragraph::new(totals), totals_area);
         frame.render_widget(
             Paragraph::new(ledger(data, theme, inner.width < FULL_LEDGER_WIDTH, ledger_room)),

@@ -265,6 +265,17 @@ pub fn reload_from_start(state: &mut State, focus: Focus) -> Vec<Effect> {
     reload(state, focus)
 }
 
+/// Reloads the list in place, staying on the selected key, with the counts and the open detail.
+pub fn refresh(state: &mut State) -> Vec<Effect> {
+    let focus = state.list.selected_key().map_or(Focus::First, |key| Focus::Key(key.id));
+    let mut effects = reload(state, focus);
+    effects.push(count_keys(state));
+    if state.screen == Screen::Detail {
+        effects.extend(load_detail(state));
+    }
+    effects
+}
+
 pub fn load_detail(state: &mut State) -> Vec<Effect> {
     let Some(key_id) = state.list.selected_key().map(|key| key.id) else { return Vec::new() };
     let request = state.next_request();
