@@ -8,24 +8,20 @@ use super::rows::millis;
 use crate::domain::{ApiKey, Money};
 use crate::store::StoreResult;
 
+/// Exhausted (nothing left) or under the key's line; the range on the remaining balance lets the
+/// index of migration 0018 stop at the largest line any key has.
+const LOW_BALANCE_KEYS: &str = concat!(
+    key_columns!(),
+    key_from!(),
+    " WHERE k.is_standalone = 1 AND k.is_active = 1 AND k.credited_micros IS NOT NULL \
+     AND k.credited_micros - k.used_micros < MAX(COALESCE(k.low_balance_micros, ?1), 1) \
+     AND k.credited_micros - k.used_micros < \
+         MAX(?1, 1, (SELECT COALESCE(MAX(low_balance_micros), 0) FROM api_keys)) \
+     ORDER BY k.credited_micros - k.used_micros, k.id LIMIT ?2"
+);
+
 pub(super) async fn low_balance_keys(store: &SqliteStore, default_line: Money, limit: u32) -> StoreResult<Vec<ApiKey>> {
-    // Exhausted (nothing left) or under the key's line; the range on the remaining balance lets
-    // an index on it stop at the largest line any key has.
-    store
-        .fetch_keys(
-            sqlx::query(concat!(
-                key_columns!(),
-                key_from!(),
-                " WHERE k.is_standalone = 1 AND k.is_active = 1 AND k.credited_micros IS NOT NULL \
-                 AND k.credited_micros - k.used_micros < MAX(COALESCE(k.low_balance_micros, ?1), 1) \
-                 AND k.credited_micros - k.used_micros < \
-                     MAX(?1, 1, (SELECT COALESCE(MAX(low_balance_micros), 0) FROM api_keys)) \
-                 ORDER BY k.credited_micros - k.used_micros, k.id LIMIT ?2"
-            ))
-            .bind(default_line.micros())
-            .bind(i64::from(limit)),
-        )
-        .await
+    store.fetch_keys(sqlx::query(LOW_BALANCE_KEYS).bind(default_line.micros()).bind(i64::from(limit))).await
 }
 
 pub(super) async fn expiring_keys(
@@ -53,4 +49,24 @@ pub(super) async fn expiring_keys(
             .bind(i64::from(limit)),
         )
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+    use crate::store::sqlite::query_plan;
+
+    /// The low-balance list walks the prepaid keys' remaining-balance index, and finds the
+    /// largest line in an index: no scan of every key, however many there are.
+    #[tokio::test]
+    async fn keys_under_their_line_are_read_in_index_order() {
+        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        store.migrate().await.unwrap();
+        let explain = format!("EXPLAIN QUERY PLAN {LOW_BALANCE_KEYS}");
+        let plan = query_plan(&store, sqlx::query(sqlx::AssertSqlSafe(explain)).bind(5_000_000_i64).bind(10_i64)).await;
+        assert!(plan.contains("USING INDEX api_keys_prepaid_remaining"), "{plan}");
+        assert!(plan.contains("api_keys_low_balance_line"), "{plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+    }
 }
