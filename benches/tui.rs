@@ -15,8 +15,8 @@
 //! - frame: one frame at 200×60 through the real crossterm backend into a byte counter, with the
 //!   first page loaded, in process (the list after a step down; and the whole screen redrawn);
 //! - switch: in process too, from a screen's key to the first frame of that screen with its
-//!   data (the fleet's series and top lists, a page of users, a user's chart and keys, a page of
-//!   the audit log, the key list);
+//!   data (the fleet's series, top lists and attention lists, a page of users, a user's chart
+//!   and keys, a page of the audit log, the key list);
 //! - memory: the child's VmHWM after paging through thousands of rows, opening details, filtering;
 //! - bytes: what the TUI writes to the pseudo-terminal for one step down the list at 100×30, and
 //!   at 160×48 with the detail beside it, counted from the key press until output settles (after
