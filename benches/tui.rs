@@ -15,7 +15,8 @@
 //! - frame: one frame at 200×60 through the real crossterm backend into a byte counter, with the
 //!   first page loaded, in process (the list after a step down; and the whole screen redrawn);
 //! - switch: in process too, from a screen's key to the first frame of that screen with its
-//!   data (the fleet's series and top lists, a page of the audit log, the key list);
+//!   data (the fleet's series, top lists and attention lists, a page of users, a user's chart
+//!   and keys, a page of the audit log, the key list);
 //! - memory: the child's VmHWM after paging through thousands of rows, opening details, filtering;
 //! - bytes: what the TUI writes to the pseudo-terminal for one step down the list at 100×30, and
 //!   at 160×48 with the detail beside it, counted from the key press until output settles (after
@@ -289,20 +290,28 @@ fn start_to_first_frame(fixture: &Fixture) -> Stats {
     stats(samples)
 }
 
-/// The screens the switch figure goes through, in order, with the key that opens each; it ends
-/// where it starts, on the keys screen.
-const SCREENS: [(&str, &str); 3] = [("2", "usage"), ("4", "audit"), ("1", "keys")];
+/// The steps the switch figure goes through, in order: the key pressed and where it leads. It
+/// opens the first user on the way through the users screen and ends where it starts, on the
+/// keys screen.
+const SWITCHES: [(&str, &str); 6] = [
+    ("2", "keys → usage screen"),
+    ("3", "usage → users screen"),
+    ("enter", "users → the first user (chart and keys)"),
+    ("esc", "the user → back to the users"),
+    ("4", "users → audit screen"),
+    ("1", "audit → keys screen"),
+];
 
-/// For each screen of [`SCREENS`]: the time from its key to the first frame of that screen
-/// with its data, at 120×32 (the key pressed, every fetch it started answered, the frame
-/// drawn), over `RUNS` rounds after an unmeasured one.
+/// For each step of [`SWITCHES`]: the time from its key to the first frame it leads to, with its
+/// data, at 120×32 (the key pressed, every fetch it started answered, the frame drawn), over
+/// `RUNS` rounds after an unmeasured one.
 async fn screen_switches(fixture: &Fixture) -> Vec<(&'static str, Stats)> {
     let config = keytop::config::Config::default();
     let options = keytop::cli::tui_options(&config, true);
     let mut bench = keytop::tui::bench::Bench::new(fixture.service().await, &options, (120, 32)).await.unwrap();
-    let mut samples = vec![Vec::new(); SCREENS.len()];
+    let mut samples = vec![Vec::new(); SWITCHES.len()];
     for round in 0..=RUNS {
-        for ((key, _), times) in SCREENS.iter().zip(&mut samples) {
+        for ((key, _), times) in SWITCHES.iter().zip(&mut samples) {
             let started = Instant::now();
             bench.press(key).await.unwrap();
             bench.draw().unwrap();
@@ -311,7 +320,7 @@ async fn screen_switches(fixture: &Fixture) -> Vec<(&'static str, Stats)> {
             }
         }
     }
-    SCREENS.iter().zip(samples).map(|((_, name), times)| (*name, stats(times))).collect()
+    SWITCHES.iter().zip(samples).map(|((_, step), times)| (*step, stats(times))).collect()
 }
 
 /// Median of `frames` draws after alternating steps down and up, and of full redraws.
@@ -447,13 +456,8 @@ fn main() {
         );
     }
     if wanted("switch") {
-        for (screen, switch) in runtime.block_on(screen_switches(&fixture)) {
-            row(
-                &format!("switch to the {screen} screen → its first frame with data, 120×32 (ms)"),
-                &switch,
-                "ms",
-                50.0,
-            );
+        for (step, switch) in runtime.block_on(screen_switches(&fixture)) {
+            row(&format!("{step}, first frame with data, 120×32 (ms)"), &switch, "ms", 50.0);
         }
     }
     if wanted("memory") {
