@@ -11,7 +11,7 @@ use crate::domain::{
     ActiveFilter, ApiKey, KeyPatch, KeyQuery, KeyScope, LowBalanceLine, MoneyPlan, PageFrom, Patch, PlanInput, SortKey,
     ValidationError, validate,
 };
-use crate::service::{BulkAction, MAX_BULK_KEYS, MarkedKey, NewKeySpec};
+use crate::service::{BulkAction, MAX_BULK_KEYS, MarkedKey, NewKeySpec, keys_word};
 
 pub async fn run(ctx: &Context, command: KeysCommand) -> anyhow::Result<()> {
     match command {
@@ -336,7 +336,7 @@ async fn selected_keys(ctx: &Context, selection: &KeySelection) -> anyhow::Resul
 
 /// `1 key`, `24 keys`.
 fn key_count(count: usize) -> String {
-    if count == 1 { "1 key".into() } else { format!("{count} keys") }
+    format!("{count} {}", keys_word(count))
 }
 
 async fn set_active(ctx: &Context, reference: &str, active: bool) -> anyhow::Result<()> {

@@ -37,6 +37,11 @@ pub enum BulkAction {
     Update(Box<KeyPatch>),
 }
 
+/// `key` or `keys`, to follow a count in what bulk actions say.
+pub fn keys_word(count: usize) -> &'static str {
+    if count == 1 { "key" } else { "keys" }
+}
+
 impl BulkAction {
     /// The past tense for reports: "disabled 3 keys".
     pub fn done(&self) -> &'static str {

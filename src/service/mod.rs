@@ -32,7 +32,7 @@ use crate::store::{Actor, AuditRecord, BulkLoad, Store, SweepReport};
 pub use alerts::AlertCommand;
 pub use attention::{Attention, EXPIRING_WITHIN, SWEPT_WITHIN};
 pub use balance::TopUp;
-pub use bulk::{BulkAction, BulkFailure, BulkReport, MAX_BULK_KEYS, MarkedKey};
+pub use bulk::{BulkAction, BulkFailure, BulkReport, MAX_BULK_KEYS, MarkedKey, keys_word};
 pub use error::{ServiceError, ServiceResult};
 pub use fleet::{FleetStats, MAX_PAGE, Ranked, TopSpenders, USER_KEYS_SHOWN, UserDetail, UserStats};
 pub use keys::{CreatedKey, KeyMaterial, NewKeySpec};

@@ -11,8 +11,8 @@ use crate::domain::{
     text::sanitize,
     validate::{self, MAX_KEY_NAME_CHARS},
 };
-use crate::service::{MarkedKey, NewKeySpec};
-use crate::tui::view::format::{keys_word, owed_or_left};
+use crate::service::{MarkedKey, NewKeySpec, keys_word};
+use crate::tui::view::format::owed_or_left;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldId {

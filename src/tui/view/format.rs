@@ -110,11 +110,6 @@ pub fn cents(cost: Money) -> String {
     Money::from_micros((micros + micros.signum() * 5_000) / 10_000 * 10_000).to_string()
 }
 
-/// `key` or `keys`, to follow a count.
-pub fn keys_word(count: usize) -> &'static str {
-    if count == 1 { "key" } else { "keys" }
-}
-
 /// `a, b, c and 21 more`: the first names of marked keys, inert.
 pub fn marked_names(keys: &[crate::service::MarkedKey]) -> String {
     const SHOWN: usize = 3;

@@ -5,14 +5,14 @@
 
 use crate::domain::KeyPatch;
 use crate::domain::text::sanitize;
-use crate::service::{BulkAction, BulkReport, MarkedKey};
+use crate::service::{BulkAction, BulkReport, MarkedKey, keys_word};
 
 use super::paging::PageRequest;
 use crate::tui::effect::{Call, Effect};
 use crate::tui::forms::Form;
 use crate::tui::keymap::Action;
 use crate::tui::state::{Confirm, Confirmed, Modal, Report, State, ToastKind};
-use crate::tui::view::format::{keys_word, marked_names};
+use crate::tui::view::format::marked_names;
 
 /// Marks the selected key, or unmarks it, and steps to the next one.
 pub fn toggle_mark(state: &mut State) {
@@ -154,7 +154,7 @@ pub fn on_done(state: &mut State, done: &str, report: BulkReport, purged: bool) 
         list.selected = list.selected.min(list.window.rows.len().saturating_sub(1));
     }
     let total = report.succeeded.len() + report.failed.len();
-    let summary = format!("{} {} of {total} keys", capitalised(done), report.succeeded.len());
+    let summary = format!("{} {} of {total} {}", capitalised(done), report.succeeded.len(), keys_word(total));
     if report.failed.is_empty() {
         state.toast(ToastKind::Info, summary);
         return;

@@ -4,6 +4,7 @@ use tui_input::Input;
 
 use crate::domain::UserOverview;
 use crate::domain::text::sanitize;
+use crate::service::keys_word;
 use crate::tui::effect::{Call, Effect};
 use crate::tui::event::UserWrite;
 use crate::tui::forms::Form;
@@ -221,7 +222,7 @@ pub fn on_written(state: &mut State, result: Result<UserWrite, String>) -> Vec<E
                 format!("{state} {}", sanitize(&user.name))
             }
             UserWrite::KeysDisabled { name, count } => {
-                format!("Disabled {count} key{} of {}", if count == 1 { "" } else { "s" }, sanitize(&name))
+                format!("Disabled {count} {} of {}", keys_word(count), sanitize(&name))
             }
         };
         state.toast(ToastKind::Info, text);
