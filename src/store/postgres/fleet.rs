@@ -54,16 +54,15 @@ pub(super) async fn user_rollup(
     first: NaiveDate,
     last: NaiveDate,
 ) -> sqlx::Result<Vec<DailyUsage>> {
-    let rows: Vec<DailyRow> = sqlx::query_as(
+    super::usage::spender_rollup(
+        pool,
         "SELECT day, requests, tokens, cost_micros, response_ms_sum, timed_requests FROM usage_daily_user \
          WHERE user_id = $1 AND day BETWEEN $2 AND $3 ORDER BY day",
+        user_id,
+        first,
+        last,
     )
-    .bind(user_id)
-    .bind(first)
-    .bind(last)
-    .fetch_all(pool)
-    .await?;
-    Ok(rows.into_iter().map(DailyUsage::from).collect())
+    .await
 }
 
 /// The top spenders of a range, from a per-day rollup (`$table`, its spender column `$id`)

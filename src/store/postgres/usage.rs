@@ -81,14 +81,26 @@ pub(super) async fn daily_usage(
     first: NaiveDate,
     last: NaiveDate,
 ) -> Result<Vec<DailyUsage>, sqlx::Error> {
-    let rows: Vec<DailyRow> = sqlx::query_as(
+    spender_rollup(
+        pool,
         "SELECT day, requests, tokens, cost_micros, response_ms_sum, timed_requests FROM usage_daily \
          WHERE api_key_id = $1 AND day BETWEEN $2 AND $3 ORDER BY day",
+        key_id,
+        first,
+        last,
     )
-    .bind(key_id)
-    .bind(first)
-    .bind(last)
-    .fetch_all(pool)
-    .await?;
+    .await
+}
+
+/// One spender's rows of a daily rollup for `first..=last`: `select` reads them by the spender's
+/// id and the two days, in day order.
+pub(super) async fn spender_rollup(
+    pool: &PgPool,
+    select: &'static str,
+    id: Uuid,
+    first: NaiveDate,
+    last: NaiveDate,
+) -> Result<Vec<DailyUsage>, sqlx::Error> {
+    let rows: Vec<DailyRow> = sqlx::query_as(select).bind(id).bind(first).bind(last).fetch_all(pool).await?;
     Ok(rows.into_iter().map(DailyUsage::from).collect())
 }

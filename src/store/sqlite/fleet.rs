@@ -53,17 +53,14 @@ pub(super) async fn user_rollup(
     first: NaiveDate,
     last: NaiveDate,
 ) -> StoreResult<Vec<DailyUsage>> {
-    let rows = sqlx::query(concat!(
-        daily_columns!(),
-        " FROM usage_daily_user WHERE user_id = ? AND day BETWEEN ? AND ? ORDER BY day"
-    ))
-    .bind(user_id.hyphenated())
-    .bind(first)
-    .bind(last)
-    .fetch_all(pool)
+    super::usage::spender_rollup(
+        pool,
+        concat!(daily_columns!(), " FROM usage_daily_user WHERE user_id = ? AND day BETWEEN ? AND ? ORDER BY day"),
+        user_id,
+        first,
+        last,
+    )
     .await
-    .map_err(store_error)?;
-    rows.iter().map(daily_from_row).collect()
 }
 
 /// The top spenders of a range, from a per-day rollup (`$table`, its spender column `$id`)

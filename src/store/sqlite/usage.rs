@@ -1,6 +1,7 @@
 //! Usage records of the gateway and their daily rollup.
 
 use chrono::NaiveDate;
+use sqlx::SqlitePool;
 use uuid::Uuid;
 
 use super::rows::{daily_from_row, millis};
@@ -50,15 +51,27 @@ pub(super) async fn daily_usage(
     first: NaiveDate,
     last: NaiveDate,
 ) -> StoreResult<Vec<DailyUsage>> {
-    let rows = sqlx::query(
+    spender_rollup(
+        &store.pool,
         "SELECT day, requests, tokens, cost_micros, response_ms_sum, timed_requests FROM usage_daily \
          WHERE api_key_id = ? AND day >= ? AND day <= ? ORDER BY day",
+        key_id,
+        first,
+        last,
     )
-    .bind(key_id.hyphenated())
-    .bind(first)
-    .bind(last)
-    .fetch_all(&store.pool)
     .await
-    .map_err(store_error)?;
+}
+
+/// One spender's rows of a daily rollup for `first..=last`: `select` reads them by the spender's
+/// id and the two days, in day order.
+pub(super) async fn spender_rollup(
+    pool: &SqlitePool,
+    select: &'static str,
+    id: Uuid,
+    first: NaiveDate,
+    last: NaiveDate,
+) -> StoreResult<Vec<DailyUsage>> {
+    let rows =
+        sqlx::query(select).bind(id.hyphenated()).bind(first).bind(last).fetch_all(pool).await.map_err(store_error)?;
     rows.iter().map(daily_from_row).collect()
 }
