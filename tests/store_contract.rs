@@ -1107,6 +1107,36 @@ async fn touch_last_used_writes_only_when_stale() {
     });
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn usage_moves_last_use_at_most_once_a_minute() {
+    for_each_backend!(|db| {
+        let store = db.store.as_ref();
+        let owner = add_user(store, "owner").await;
+        let wallet = prepaid(new_key(&owner, "wallet", at(0)), Some(Money::from_usd(5)));
+        let plain = new_key(&owner, "plain", at(0));
+        insert(store, &wallet).await;
+        insert(store, &plain).await;
+        for key in [&wallet, &plain] {
+            let last_used = || async { store.key(key.id).await.unwrap().unwrap().last_used_at };
+            let record = |n: i64, seconds: i64| usage(&format!("{}-{n}", key.name), key.id, 10, at(seconds));
+            store.record_usage(&record(1, 100)).await.unwrap();
+            assert_eq!(last_used().await, Some(at(100)), "never used: always written");
+            store.record_usage(&record(2, 159)).await.unwrap();
+            assert_eq!(last_used().await, Some(at(100)), "within the minute: left alone");
+            store.record_usage(&record(3, 30)).await.unwrap();
+            assert_eq!(last_used().await, Some(at(100)), "an older request never moves it back");
+            store.record_usage(&record(4, 161)).await.unwrap();
+            assert_eq!(last_used().await, Some(at(161)), "stale: written");
+        }
+        let wallet_now = store.key(wallet.id).await.unwrap().unwrap();
+        assert_eq!(wallet_now.used, Money::from_micros(40), "every request charged, moved last use or not");
+        assert_eq!(store.key(plain.id).await.unwrap().unwrap().used, Money::ZERO);
+        assert_eq!(wallet_now.updated_at, at(0), "not an admin change");
+        let users = store.user_daily_usage(owner.id, at(0).date_naive(), at(0).date_naive()).await.unwrap();
+        assert_eq!(users.iter().map(|day| day.requests).sum::<i64>(), 8, "the owner's rollup counts each");
+    });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Sweep, counts, audit
 

@@ -35,6 +35,13 @@ impl Clock for SystemClock {
     }
 }
 
+/// A key's `last_used_at` moves at most this often: `verify` and a usage record write it only
+/// when it is older than this. Writing it on every request would move the key's entry in the
+/// list's last-use index each time (on PostgreSQL: a new entry in every index of the key table,
+/// as the update could not be a HOT one), on the gateway's hot path, for a time shown to the
+/// minute.
+pub const LAST_USED_GRANULARITY: TimeDelta = TimeDelta::minutes(1);
+
 pub fn truncate_to_millis(at: DateTime<Utc>) -> DateTime<Utc> {
     at.duration_trunc(TimeDelta::milliseconds(1)).unwrap_or(at)
 }

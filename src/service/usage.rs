@@ -6,14 +6,12 @@ use uuid::Uuid;
 
 use super::{KeyService, ServiceError, ServiceResult};
 use crate::crypto;
-use crate::domain::{CurrentPeriods, DailyUsage, KeyAdmission, Money, validate};
+use crate::domain::{CurrentPeriods, DailyUsage, KeyAdmission, LAST_USED_GRANULARITY, Money, validate};
 use crate::store::alerts::AlertScope;
 use crate::store::{UsageOutcome, UsageRecord};
 
 /// The rate limit counts requests over this window.
 const RATE_WINDOW: Duration = Duration::minutes(1);
-/// `last_used_at` is written at most this often per key by `verify`.
-const LAST_USED_GRANULARITY: Duration = Duration::minutes(1);
 /// The longest stats range.
 pub const MAX_STATS_DAYS: u32 = 3660;
 

@@ -136,6 +136,12 @@ pub struct UsageRecord {
 }
 
 impl UsageRecord {
+    /// The key's last use is moved to this record's time only when it is older than this
+    /// ([`LAST_USED_GRANULARITY`](crate::domain::LAST_USED_GRANULARITY) before the record).
+    pub fn last_use_stale_before(&self) -> DateTime<Utc> {
+        self.created_at - crate::domain::LAST_USED_GRANULARITY
+    }
+
     /// The keys a batch of usage rows refers to, each once.
     pub fn distinct_key_ids(usage: &[UsageRecord]) -> Vec<Uuid> {
         let ids: std::collections::HashSet<Uuid> = usage.iter().map(|row| row.api_key_id).collect();

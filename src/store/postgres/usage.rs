@@ -14,6 +14,9 @@ pub(super) async fn record_usage(pool: &PgPool, usage: &UsageRecord) -> Result<U
     // row is share-locked (what a foreign key check would do), so a purge cannot slip in
     // between and leave a usage row written for a key already gone. The row goes into its owner's
     // (with its time, the owner's last use: 0017) and the fleet's rollups (0011) in the same statement.
+    // The key's last use moves only when it is stale ($11): the charge then changes no indexed
+    // column of the key, a HOT update, where moving the last use (held by the list's last-use
+    // index) wrote a new entry in each of the key table's indexes on every request.
     let (known, charged): (bool, Option<bool>) = sqlx::query_as(concat!(
         "WITH key AS (SELECT id, user_id FROM api_keys WHERE id = $2 FOR KEY SHARE), \
          inserted AS ( \
@@ -51,7 +54,7 @@ pub(super) async fn record_usage(pool: &PgPool, usage: &UsageRecord) -> Result<U
          charged AS ( \
            UPDATE api_keys k SET \
              used_micros = k.used_micros + CASE WHEN k.is_standalone THEN $7 ELSE 0 END, \
-             last_used_at = GREATEST(k.last_used_at, $9) \
+             last_used_at = CASE WHEN k.last_used_at >= $11 THEN k.last_used_at ELSE $9 END \
            FROM inserted WHERE k.id = inserted.api_key_id \
            RETURNING k.is_standalone) \
          SELECT EXISTS (SELECT 1 FROM key), (SELECT is_standalone FROM charged)"
@@ -66,6 +69,7 @@ pub(super) async fn record_usage(pool: &PgPool, usage: &UsageRecord) -> Result<U
     .bind(usage.response_time_ms)
     .bind(usage.created_at)
     .bind(usage.created_at.date_naive())
+    .bind(usage.last_use_stale_before())
     .fetch_one(pool)
     .await?;
     Ok(match (known, charged) {

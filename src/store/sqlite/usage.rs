@@ -11,12 +11,12 @@ use crate::store::{StoreResult, UsageOutcome, UsageRecord};
 
 pub(super) async fn record_usage(store: &SqliteStore, usage: &UsageRecord) -> StoreResult<UsageOutcome> {
     let key_id = usage.api_key_id.hyphenated();
-    // One statement through the `usage_records` trigger (migration 0005). The row is
+    // One statement through the `usage_records` trigger (migrations 0005, 0019). The row is
     // selected from the key only when the request id is new.
     let recorded: Option<bool> = sqlx::query_scalar(
         "INSERT INTO usage_records (request_id, api_key_id, is_standalone, provider, model, api_format, \
-         total_tokens, cost_micros, response_time_ms, created_at, day) \
-         SELECT ?1, ?2, is_standalone, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 FROM api_keys \
+         total_tokens, cost_micros, response_time_ms, created_at, day, last_use_stale_before) \
+         SELECT ?1, ?2, is_standalone, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11 FROM api_keys \
          WHERE id = ?2 AND NOT EXISTS (SELECT 1 FROM usage WHERE request_id = ?1) \
          RETURNING is_standalone",
     )
@@ -30,6 +30,7 @@ pub(super) async fn record_usage(store: &SqliteStore, usage: &UsageRecord) -> St
     .bind(usage.response_time_ms)
     .bind(millis(usage.created_at))
     .bind(usage.created_at.date_naive())
+    .bind(millis(usage.last_use_stale_before()))
     .fetch_optional(&store.pool)
     .await
     .map_err(store_error)?;
