@@ -964,11 +964,13 @@ impl FleetTriggers {
     /// Drops them; returns their definitions.
     async fn drop(raw: &Raw) -> Vec<String> {
         let Raw::Sqlite(pool) = raw else { return Vec::new() };
-        let definitions: Vec<(String, String)> =
-            sqlx::query_as("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'usage_daily'")
-                .fetch_all(pool)
-                .await
-                .unwrap();
+        let definitions: Vec<(String, String)> = sqlx::query_as(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' \
+                 AND name IN ('usage_daily_insert', 'usage_daily_update')",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap();
         assert_eq!(definitions.len(), 2, "the triggers of migration 0011");
         for (name, _) in &definitions {
             sqlx::query(AssertSqlSafe(format!("DROP TRIGGER {name}"))).execute(pool).await.unwrap();

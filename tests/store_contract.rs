@@ -1436,6 +1436,34 @@ async fn top_spenders_find_the_steady_spender_that_leads_no_day() {
     });
 }
 
+/// The top lists read each day's rows by a coarse rank of their cost (SQLite: digits, then the
+/// first digit): costs of one rank are still told apart, and a day that grows by many small
+/// records reaches its rank.
+#[tokio::test(flavor = "multi_thread")]
+async fn top_spenders_tell_apart_costs_of_one_rank() {
+    for_each_backend!(|db| {
+        let store = db.store.as_ref();
+        let owner = add_user(store, "owner").await;
+        for (name, cost) in [("k1100", 1_100), ("k1900", 1_900), ("k1500", 1_500), ("k950", 950)] {
+            let key = new_key(&owner, name, at(0));
+            insert(store, &key).await;
+            store.record_usage(&usage(name, key.id, cost, noon(2))).await.unwrap();
+        }
+        let grown = new_key(&owner, "grown", at(0));
+        insert(store, &grown).await;
+        for n in 0..17 {
+            store.record_usage(&usage(&format!("grown-{n}"), grown.id, 100, noon(2))).await.unwrap();
+        }
+        assert_eq!(
+            top(store, SpenderKind::Key, 2, 2, 3).await,
+            [("k1900".to_string(), 1_900), ("grown".to_string(), 1_700), ("k1500".to_string(), 1_500)]
+        );
+        store.record_usage(&usage("grown-last", grown.id, 300, noon(2))).await.unwrap();
+        assert_eq!(top(store, SpenderKind::Key, 2, 2, 1).await, [("grown".to_string(), 2_000)], "grew past its rank");
+        assert_eq!(top(store, SpenderKind::Key, 1, 3, 5).await.last().cloned(), Some(("k950".to_string(), 950)));
+    });
+}
+
 fn users_page(after: Option<&str>, filter: Option<&str>, name: Option<&str>, limit: u32) -> UserQuery {
     UserQuery {
         filter: filter.map(Into::into),

@@ -63,17 +63,37 @@ pub(super) async fn user_rollup(
     .await
 }
 
+/// The rank of a day's cost (migration 0020): its number of digits, then its first digit; 0
+/// for nothing spent. It never decreases as the cost grows, so every row whose cost is at least
+/// some amount has a rank at least that amount's.
+macro_rules! cost_rank {
+    ($cost:literal) => {
+        concat!(
+            "(CASE WHEN ",
+            $cost,
+            " > 0 THEN length(",
+            $cost,
+            ") * 10 + CAST(substr(",
+            $cost,
+            ", 1, 1) AS INTEGER) ELSE 0 END)"
+        )
+    };
+}
+
 /// The top spenders of a range, from a per-day rollup (`$table`, its spender column `$id`)
-/// indexed by (day, cost), without summing every row of the range:
-///  1. leaders: each day's `?3` biggest (ties included), from the top of that day in the index;
+/// indexed by (day, cost rank), without summing every row of the range:
+///  1. leaders: each day's spenders ranked at least as high as its `?3`-th (so its `?3`
+///     biggest, ties included, and a few more), from the top of that day in the index;
 ///  2. bar: the `?3`-th biggest range total among the leaders. The true top `?3` spend at least
 ///     that much, and a spender whose range total reaches it spent at least bar / days (`?4`)
-///     on one of the days;
-///  3. candidates: the leaders and every spender with such a day, again read from the top of
-///     each day in the index; their exact totals, biggest first.
+///     on one of the days, so that day ranks at least as high as bar / days;
+///  3. candidates: the leaders and every spender with a day of that rank or higher, again read
+///     from the top of each day in the index; their exact totals, biggest first.
 ///
 /// Exact, ties included; fast when spending is concentrated (a few spenders account for most
-/// of it, as on a gateway), and never worse than one pass over the range's rollup rows.
+/// of it, as on a gateway), and never worse than one pass over the range's rollup rows. The
+/// index holds a rank rather than the cost so that a usage record moves its entry only when the
+/// day's cost reaches the next rank.
 /// `?1`..`?2` is the range, `?3` the limit, `?4` its number of days. `$names` joins the
 /// totals `t` to the columns `name` and `owner`.
 macro_rules! top_spenders_sql {
@@ -86,10 +106,12 @@ macro_rules! top_spenders_sql {
             " AS id FROM days JOIN ",
             $table,
             " r ON r.day = days.day \
-               WHERE r.cost_micros >= MAX(1, COALESCE((SELECT e.cost_micros FROM ",
+               WHERE r.cost_rank >= MAX(",
+            cost_rank!("1"),
+            ", COALESCE((SELECT e.cost_rank FROM ",
             $table,
             " e \
-                 WHERE e.day = days.day ORDER BY e.cost_micros DESC LIMIT 1 OFFSET ?3 - 1), 1))), \
+                 WHERE e.day = days.day ORDER BY e.cost_rank DESC LIMIT 1 OFFSET ?3 - 1), 0))), \
              leader_totals AS ( \
                SELECT SUM(cost_micros) AS cost FROM ",
             $table,
@@ -108,7 +130,9 @@ macro_rules! top_spenders_sql {
             " FROM days JOIN ",
             $table,
             " r ON r.day = days.day \
-               WHERE r.cost_micros >= MAX(1, ((SELECT cost FROM bar) + ?4 - 1) / ?4)), \
+               WHERE r.cost_rank >= ",
+            cost_rank!("MAX(1, ((SELECT cost FROM bar) + ?4 - 1) / ?4)"),
+            "), \
              t AS ( \
                SELECT ",
             $id,
