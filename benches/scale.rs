@@ -326,23 +326,15 @@ async fn bench_backend(backend: &'static str, url: &str, scale: &Scale) -> Repor
         .await;
         report.throughput("verify", ours, floor, 0.8);
 
-        // record_usage ≥ 0.5 × one single-row insert in its own transaction. On SQLite a second time
-        // with the triggers that write the owner's and the fleet's rollups (migration 0011) dropped:
-        // what those rollups cost each usage record, side by side.
-        let passes: &[&str] = if backend == "sqlite" {
-            &["record_usage", "record_usage without the fleet rollups (0011's triggers dropped)"]
-        } else {
-            &["record_usage"]
-        };
-        for (pass, label) in passes.iter().enumerate() {
-            let dropped = if pass == 0 { Vec::new() } else { FleetTriggers::drop(&raw).await };
+        // record_usage ≥ 0.5 × one single-row insert in its own transaction.
+        {
             let (ours, floor) = side_by_side(
                 1_000,
                 |i| {
                     let (service, id) = (&service, bench_ids[i % bench_ids.len()]);
                     async move {
                         let input = UsageInput {
-                            request_id: Some(format!("bench-k{pass}-{i}")),
+                            request_id: Some(format!("bench-k-{i}")),
                             model: Some("gpt-4o".into()),
                             total_tokens: 1_000,
                             cost: Money::from_micros(1_500),
@@ -359,14 +351,14 @@ async fn bench_backend(backend: &'static str, url: &str, scale: &Scale) -> Repor
                                response_time_ms, created_at) VALUES ($1, $2, 'gpt-4o', 1000, 1500, 300, $3)";
                         match raw {
                             Raw::Sqlite(pool) => sqlx::query(sql)
-                                .bind(format!("bench-f{pass}-{i}"))
+                                .bind(format!("bench-f-{i}"))
                                 .bind(id.hyphenated())
                                 .bind(now.timestamp_millis())
                                 .execute(pool)
                                 .await
                                 .map(|_| ()),
                             Raw::Postgres(pool) => sqlx::query(sql)
-                                .bind(format!("bench-f{pass}-{i}"))
+                                .bind(format!("bench-f-{i}"))
                                 .bind(id)
                                 .bind(now)
                                 .execute(pool)
@@ -378,8 +370,7 @@ async fn bench_backend(backend: &'static str, url: &str, scale: &Scale) -> Repor
                 },
             )
             .await;
-            report.throughput(label, ours, floor, 0.5);
-            FleetTriggers::restore(&raw, dropped).await;
+            report.throughput("record_usage", ours, floor, 0.5);
         }
 
         // Top-up with ledger and audit ≥ 0.5 × one single-row update in its own transaction.
@@ -955,36 +946,6 @@ fn sweep_child(url: &str) {
             .unwrap_or(0);
         println!("sweep {ms} {hwm_kb} {} {}", report.disabled_count, report.deleted_count);
     });
-}
-
-/// The SQLite triggers of migration 0011 that write the owner's and the fleet's rollups.
-struct FleetTriggers;
-
-impl FleetTriggers {
-    /// Drops them; returns their definitions.
-    async fn drop(raw: &Raw) -> Vec<String> {
-        let Raw::Sqlite(pool) = raw else { return Vec::new() };
-        let definitions: Vec<(String, String)> = sqlx::query_as(
-            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' \
-                 AND name IN ('usage_daily_insert', 'usage_daily_update')",
-        )
-        .fetch_all(pool)
-        .await
-        .unwrap();
-        assert_eq!(definitions.len(), 2, "the triggers of migration 0011");
-        for (name, _) in &definitions {
-            sqlx::query(AssertSqlSafe(format!("DROP TRIGGER {name}"))).execute(pool).await.unwrap();
-        }
-        definitions.into_iter().map(|(_, sql)| sql).collect()
-    }
-
-    async fn restore(raw: &Raw, definitions: Vec<String>) {
-        if let Raw::Sqlite(pool) = raw {
-            for sql in definitions {
-                sqlx::query(AssertSqlSafe(sql)).execute(pool).await.unwrap();
-            }
-        }
-    }
 }
 
 fn machine() -> String {

@@ -352,36 +352,94 @@ async fn known_keys(conn: &mut SqliteConnection, usage: &[UsageRecord]) -> Store
     Ok(known)
 }
 
-async fn write_rollups(conn: &mut SqliteConnection, totals: &UsageTotals) -> StoreResult<()> {
-    let statement = MultiRow {
+/// The day totals of a load, as a `v` of the rollup's columns for the owner's and the fleet's
+/// upserts below.
+macro_rules! day_totals_values {
+    () => {
+        "WITH v (api_key_id, day, requests, tokens, cost_micros, response_ms_sum, timed_requests, last_used_at) AS ("
+    };
+}
+
+/// The sums of `v`'s rows, grouped by the rest of the SELECT, as a rollup's columns.
+macro_rules! day_totals_sums {
+    () => {
+        "SUM(v.requests), SUM(v.tokens), SUM(v.cost_micros), SUM(v.response_ms_sum), SUM(v.timed_requests)"
+    };
+}
+
+/// Adds `excluded`'s sums to a rollup row.
+macro_rules! add_excluded {
+    () => {
+        "requests = requests + excluded.requests, tokens = tokens + excluded.tokens, \
+         cost_micros = cost_micros + excluded.cost_micros, \
+         response_ms_sum = response_ms_sum + excluded.response_ms_sum, \
+         timed_requests = timed_requests + excluded.timed_requests"
+    };
+}
+
+/// The three rollups a usage record writes (migration 0019), each from the load's day totals:
+/// the key's day, its owner's day (the owner read with the key) and the fleet's day.
+const ROLLUP_UPSERTS: [MultiRow; 3] = [
+    MultiRow {
         head: "INSERT INTO usage_daily (api_key_id, day, requests, tokens, cost_micros, response_ms_sum, \
                timed_requests, last_used_at)",
         columns: 8,
-        tail: "ON CONFLICT (api_key_id, day) DO UPDATE SET requests = requests + excluded.requests, \
-               tokens = tokens + excluded.tokens, cost_micros = cost_micros + excluded.cost_micros, \
-               response_ms_sum = response_ms_sum + excluded.response_ms_sum, \
-               timed_requests = timed_requests + excluded.timed_requests, \
-               last_used_at = MAX(COALESCE(last_used_at, excluded.last_used_at), excluded.last_used_at)",
-    };
+        tail: concat!(
+            "ON CONFLICT (api_key_id, day) DO UPDATE SET ",
+            add_excluded!(),
+            ", last_used_at = MAX(COALESCE(last_used_at, excluded.last_used_at), excluded.last_used_at)"
+        ),
+    },
+    MultiRow {
+        head: day_totals_values!(),
+        columns: 8,
+        tail: concat!(
+            ") INSERT INTO usage_daily_user (user_id, day, requests, tokens, cost_micros, response_ms_sum, \
+               timed_requests, last_used_at) \
+             SELECT k.user_id, v.day, ",
+            day_totals_sums!(),
+            ", MAX(v.last_used_at) FROM v JOIN api_keys k ON k.id = v.api_key_id WHERE true GROUP BY k.user_id, v.day \
+             ON CONFLICT (user_id, day) DO UPDATE SET ",
+            add_excluded!(),
+            ", last_used_at = MAX(COALESCE(last_used_at, excluded.last_used_at), excluded.last_used_at)"
+        ),
+    },
+    MultiRow {
+        head: day_totals_values!(),
+        columns: 8,
+        tail: concat!(
+            ") INSERT INTO usage_daily_fleet (day, requests, tokens, cost_micros, response_ms_sum, timed_requests) \
+             SELECT v.day, ",
+            day_totals_sums!(),
+            " FROM v WHERE true GROUP BY v.day ON CONFLICT (day) DO UPDATE SET ",
+            add_excluded!()
+        ),
+    },
+];
+
+async fn write_rollups(conn: &mut SqliteConnection, totals: &UsageTotals) -> StoreResult<()> {
     let days: Vec<(&(Uuid, NaiveDate), &DayTotals)> = totals.days.iter().collect();
-    statement
-        .run(
-            conn,
-            &days,
-            |query, ((key_id, day), day_totals)| {
-                query
-                    .bind(key_id.hyphenated())
-                    .bind(*day)
-                    .bind(day_totals.requests)
-                    .bind(day_totals.tokens)
-                    .bind(day_totals.cost_micros)
-                    .bind(day_totals.response_ms_sum)
-                    .bind(day_totals.timed_requests)
-                    .bind(day_totals.last_used_at)
-            },
-            || "a rollup row".into(),
-        )
-        .await
+    for statement in &ROLLUP_UPSERTS {
+        statement
+            .run(
+                conn,
+                &days,
+                |query, ((key_id, day), day_totals)| {
+                    query
+                        .bind(key_id.hyphenated())
+                        .bind(*day)
+                        .bind(day_totals.requests)
+                        .bind(day_totals.tokens)
+                        .bind(day_totals.cost_micros)
+                        .bind(day_totals.response_ms_sum)
+                        .bind(day_totals.timed_requests)
+                        .bind(day_totals.last_used_at)
+                },
+                || "a rollup row".into(),
+            )
+            .await?;
+    }
+    Ok(())
 }
 
 /// Raises `used_micros` of each prepaid key once by the sum of its charges, and `last_used_at`

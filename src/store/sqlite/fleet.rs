@@ -63,7 +63,7 @@ pub(super) async fn user_rollup(
     .await
 }
 
-/// The rank of a day's cost (migration 0020): its number of digits, then its first digit; 0
+/// The rank of a day's cost (migration 0019): its number of digits, then its first digit; 0
 /// for nothing spent. It never decreases as the cost grows, so every row whose cost is at least
 /// some amount has a rank at least that amount's.
 macro_rules! cost_rank {
