@@ -23,8 +23,8 @@ DROP INDEX usage_daily_user_day_cost;
 CREATE INDEX usage_daily_day_rank ON usage_daily (day, cost_rank);
 CREATE INDEX usage_daily_user_day_rank ON usage_daily_user (day, cost_rank);
 
--- A row's rank, set as it is written and moved when its cost reaches the next rank. On a new
--- row the update rewrites a page its insert already wrote.
+-- A row's rank moves when its cost reaches the next rank. The usage record and the bulk load set
+-- it on a new row; these triggers catch any other writer.
 CREATE TRIGGER usage_daily_rank_insert AFTER INSERT ON usage_daily
 WHEN NEW.cost_rank <> CASE WHEN NEW.cost_micros > 0 THEN length(NEW.cost_micros) * 10 + CAST(substr(NEW.cost_micros, 1, 1) AS INTEGER) ELSE 0 END BEGIN
     UPDATE usage_daily SET cost_rank = CASE WHEN NEW.cost_micros > 0 THEN length(NEW.cost_micros) * 10 + CAST(substr(NEW.cost_micros, 1, 1) AS INTEGER) ELSE 0 END
@@ -61,9 +61,9 @@ CREATE TRIGGER usage_record INSTEAD OF INSERT ON usage_records BEGIN
     VALUES (NEW.request_id, NEW.api_key_id, NEW.provider, NEW.model, NEW.api_format, NEW.total_tokens,
             NEW.cost_micros, NEW.response_time_ms, NEW.created_at);
     INSERT INTO usage_daily (api_key_id, day, requests, tokens, cost_micros, response_ms_sum, timed_requests,
-                             last_used_at)
+                             last_used_at, cost_rank)
     VALUES (NEW.api_key_id, NEW.day, 1, NEW.total_tokens, NEW.cost_micros, COALESCE(NEW.response_time_ms, 0),
-            NEW.response_time_ms IS NOT NULL, NEW.created_at)
+            NEW.response_time_ms IS NOT NULL, NEW.created_at, CASE WHEN NEW.cost_micros > 0 THEN length(NEW.cost_micros) * 10 + CAST(substr(NEW.cost_micros, 1, 1) AS INTEGER) ELSE 0 END)
     ON CONFLICT (api_key_id, day) DO UPDATE SET
         requests = requests + 1, tokens = tokens + excluded.tokens,
         cost_micros = cost_micros + excluded.cost_micros,
@@ -71,9 +71,9 @@ CREATE TRIGGER usage_record INSTEAD OF INSERT ON usage_records BEGIN
         timed_requests = timed_requests + excluded.timed_requests,
         last_used_at = MAX(COALESCE(last_used_at, excluded.last_used_at), excluded.last_used_at);
     INSERT INTO usage_daily_user (user_id, day, requests, tokens, cost_micros, response_ms_sum, timed_requests,
-                                  last_used_at)
+                                  last_used_at, cost_rank)
     VALUES (NEW.user_id, NEW.day, 1, NEW.total_tokens, NEW.cost_micros, COALESCE(NEW.response_time_ms, 0),
-            NEW.response_time_ms IS NOT NULL, NEW.created_at)
+            NEW.response_time_ms IS NOT NULL, NEW.created_at, CASE WHEN NEW.cost_micros > 0 THEN length(NEW.cost_micros) * 10 + CAST(substr(NEW.cost_micros, 1, 1) AS INTEGER) ELSE 0 END)
     ON CONFLICT (user_id, day) DO UPDATE SET
         requests = requests + 1, tokens = tokens + excluded.tokens,
         cost_micros = cost_micros + excluded.cost_micros,

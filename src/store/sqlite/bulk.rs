@@ -378,16 +378,22 @@ macro_rules! add_excluded {
 }
 
 /// The three rollups a usage record writes (migration 0019), each from the load's day totals:
-/// the key's day, its owner's day (the owner read with the key) and the fleet's day.
+/// the key's day, its owner's day (the owner read with the key) and the fleet's day. The rank of
+/// a day's cost is set here rather than left to the rollups' triggers, which would rewrite each
+/// row once more.
 const ROLLUP_UPSERTS: [MultiRow; 3] = [
     MultiRow {
-        head: "INSERT INTO usage_daily (api_key_id, day, requests, tokens, cost_micros, response_ms_sum, \
-               timed_requests, last_used_at)",
+        head: day_totals_values!(),
         columns: 8,
         tail: concat!(
-            "ON CONFLICT (api_key_id, day) DO UPDATE SET ",
+            ") INSERT INTO usage_daily (api_key_id, day, requests, tokens, cost_micros, response_ms_sum, \
+               timed_requests, last_used_at, cost_rank) \
+             SELECT v.*, ",
+            cost_rank!("v.cost_micros"),
+            " FROM v WHERE true ON CONFLICT (api_key_id, day) DO UPDATE SET ",
             add_excluded!(),
-            ", last_used_at = MAX(COALESCE(last_used_at, excluded.last_used_at), excluded.last_used_at)"
+            ", last_used_at = MAX(COALESCE(last_used_at, excluded.last_used_at), excluded.last_used_at), cost_rank = ",
+            cost_rank!("(cost_micros + excluded.cost_micros)")
         ),
     },
     MultiRow {
@@ -395,13 +401,16 @@ const ROLLUP_UPSERTS: [MultiRow; 3] = [
         columns: 8,
         tail: concat!(
             ") INSERT INTO usage_daily_user (user_id, day, requests, tokens, cost_micros, response_ms_sum, \
-               timed_requests, last_used_at) \
+               timed_requests, last_used_at, cost_rank) \
              SELECT k.user_id, v.day, ",
             day_totals_sums!(),
-            ", MAX(v.last_used_at) FROM v JOIN api_keys k ON k.id = v.api_key_id WHERE true GROUP BY k.user_id, v.day \
+            ", MAX(v.last_used_at), ",
+            cost_rank!("SUM(v.cost_micros)"),
+            " FROM v JOIN api_keys k ON k.id = v.api_key_id WHERE true GROUP BY k.user_id, v.day \
              ON CONFLICT (user_id, day) DO UPDATE SET ",
             add_excluded!(),
-            ", last_used_at = MAX(COALESCE(last_used_at, excluded.last_used_at), excluded.last_used_at)"
+            ", last_used_at = MAX(COALESCE(last_used_at, excluded.last_used_at), excluded.last_used_at), cost_rank = ",
+            cost_rank!("(cost_micros + excluded.cost_micros)")
         ),
     },
     MultiRow {

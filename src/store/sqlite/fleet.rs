@@ -63,23 +63,6 @@ pub(super) async fn user_rollup(
     .await
 }
 
-/// The rank of a day's cost (migration 0019): its number of digits, then its first digit; 0
-/// for nothing spent. It never decreases as the cost grows, so every row whose cost is at least
-/// some amount has a rank at least that amount's.
-macro_rules! cost_rank {
-    ($cost:literal) => {
-        concat!(
-            "(CASE WHEN ",
-            $cost,
-            " > 0 THEN length(",
-            $cost,
-            ") * 10 + CAST(substr(",
-            $cost,
-            ", 1, 1) AS INTEGER) ELSE 0 END)"
-        )
-    };
-}
-
 /// The top spenders of a range, from a per-day rollup (`$table`, its spender column `$id`)
 /// indexed by (day, cost rank), without summing every row of the range:
 ///  1. leaders: each day's spenders ranked at least as high as its `?3`-th (so its `?3`
