@@ -5,7 +5,7 @@
 //! The effects equal those of the one-by-one operations (`insert_user`, `insert_key`,
 //! `record_usage`) except the audit trail: one audit row describes the whole load.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::NaiveDate;
 use sqlx::sqlite::SqliteConnection;
@@ -251,6 +251,18 @@ struct UsageTotals {
     keys: BTreeMap<Uuid, KeyTotals>,
 }
 
+impl DayTotals {
+    /// Adds another day's totals of the same spender or the same day.
+    fn absorb(&mut self, other: &DayTotals) {
+        self.requests += other.requests;
+        self.tokens += other.tokens;
+        self.cost_micros += other.cost_micros;
+        self.response_ms_sum += other.response_ms_sum;
+        self.timed_requests += other.timed_requests;
+        self.last_used_at = self.last_used_at.max(other.last_used_at);
+    }
+}
+
 impl UsageTotals {
     fn add(&mut self, usage: &UsageRecord) {
         let day = self.days.entry((usage.api_key_id, usage.created_at.date_naive())).or_default();
@@ -287,7 +299,7 @@ async fn insert_usage(conn: &mut SqliteConnection, usage: &[UsageRecord]) -> Sto
         return Ok(());
     }
     let known = known_keys(conn, usage).await?;
-    let rows: Vec<&UsageRecord> = usage.iter().filter(|row| known.contains(&row.api_key_id)).collect();
+    let rows: Vec<&UsageRecord> = usage.iter().filter(|row| known.contains_key(&row.api_key_id)).collect();
     let mut totals = UsageTotals::default();
     // Ids only grow inside our write transaction: a statement inserted exactly the rows above
     // the largest id before it.
@@ -332,42 +344,29 @@ async fn insert_usage(conn: &mut SqliteConnection, usage: &[UsageRecord]) -> Sto
             max_id = result.last_insert_rowid();
         }
     }
-    write_rollups(conn, &totals).await?;
+    write_rollups(conn, &totals, &known).await?;
     write_charges(conn, &totals).await
 }
 
-/// The ids among the usage rows' keys that exist; rows of unknown keys are skipped, as
+/// The owners of the usage rows' keys that exist, by key; rows of unknown keys are skipped, as
 /// `record_usage` refuses them.
-async fn known_keys(conn: &mut SqliteConnection, usage: &[UsageRecord]) -> StoreResult<HashSet<Uuid>> {
+async fn known_keys(conn: &mut SqliteConnection, usage: &[UsageRecord]) -> StoreResult<HashMap<Uuid, Uuid>> {
     let wanted = UsageRecord::distinct_key_ids(usage);
-    let mut known = HashSet::with_capacity(wanted.len());
+    let mut known = HashMap::with_capacity(wanted.len());
     for chunk in wanted.chunks(MAX_PARAMS) {
         let placeholders = vec!["?"; chunk.len()].join(",");
-        let sql = format!("SELECT id FROM api_keys WHERE id IN ({placeholders})");
-        let query = chunk
-            .iter()
-            .fold(sqlx::query_scalar::<_, Hyphenated>(AssertSqlSafe(sql)), |query, id| query.bind(id.hyphenated()));
-        known.extend(query.fetch_all(&mut *conn).await.map_err(store_error)?.into_iter().map(Hyphenated::into_uuid));
+        let sql = format!("SELECT id, user_id FROM api_keys WHERE id IN ({placeholders})");
+        let query =
+            chunk.iter().fold(sqlx::query_as::<_, (Hyphenated, Hyphenated)>(AssertSqlSafe(sql)), |query, id| {
+                query.bind(id.hyphenated())
+            });
+        let rows = query.fetch_all(&mut *conn).await.map_err(store_error)?;
+        known.extend(rows.into_iter().map(|(key, owner)| (key.into_uuid(), owner.into_uuid())));
     }
     Ok(known)
 }
 
-/// The day totals of a load, as a `v` of the rollup's columns for the owner's and the fleet's
-/// upserts below.
-macro_rules! day_totals_values {
-    () => {
-        "WITH v (api_key_id, day, requests, tokens, cost_micros, response_ms_sum, timed_requests, last_used_at) AS ("
-    };
-}
-
-/// The sums of `v`'s rows, grouped by the rest of the SELECT, as a rollup's columns.
-macro_rules! day_totals_sums {
-    () => {
-        "SUM(v.requests), SUM(v.tokens), SUM(v.cost_micros), SUM(v.response_ms_sum), SUM(v.timed_requests)"
-    };
-}
-
-/// Adds `excluded`'s sums to a rollup row.
+/// Adds `excluded`'s sums to a rollup row, and keeps the latest use when `$last_use` says so.
 macro_rules! add_excluded {
     () => {
         "requests = requests + excluded.requests, tokens = tokens + excluded.tokens, \
@@ -375,80 +374,107 @@ macro_rules! add_excluded {
          response_ms_sum = response_ms_sum + excluded.response_ms_sum, \
          timed_requests = timed_requests + excluded.timed_requests"
     };
+    (last_use) => {
+        concat!(
+            add_excluded!(),
+            ", last_used_at = MAX(COALESCE(last_used_at, excluded.last_used_at), excluded.last_used_at), \
+             cost_rank = ",
+            cost_rank!("(cost_micros + excluded.cost_micros)")
+        )
+    };
 }
 
-/// The three rollups a usage record writes (migration 0019), each from the load's day totals:
-/// the key's day, its owner's day (the owner read with the key) and the fleet's day. The rank of
-/// a day's cost is set here rather than left to the rollups' triggers, which would rewrite each
-/// row once more.
-const ROLLUP_UPSERTS: [MultiRow; 3] = [
-    MultiRow {
-        head: day_totals_values!(),
-        columns: 8,
-        tail: concat!(
-            ") INSERT INTO usage_daily (api_key_id, day, requests, tokens, cost_micros, response_ms_sum, \
-               timed_requests, last_used_at, cost_rank) \
-             SELECT v.*, ",
-            cost_rank!("v.cost_micros"),
-            " FROM v WHERE true ON CONFLICT (api_key_id, day) DO UPDATE SET ",
-            add_excluded!(),
-            ", last_used_at = MAX(COALESCE(last_used_at, excluded.last_used_at), excluded.last_used_at), cost_rank = ",
-            cost_rank!("(cost_micros + excluded.cost_micros)")
-        ),
-    },
-    MultiRow {
-        head: day_totals_values!(),
-        columns: 8,
-        tail: concat!(
-            ") INSERT INTO usage_daily_user (user_id, day, requests, tokens, cost_micros, response_ms_sum, \
-               timed_requests, last_used_at, cost_rank) \
-             SELECT k.user_id, v.day, ",
-            day_totals_sums!(),
-            ", MAX(v.last_used_at), ",
-            cost_rank!("SUM(v.cost_micros)"),
-            " FROM v JOIN api_keys k ON k.id = v.api_key_id WHERE true GROUP BY k.user_id, v.day \
-             ON CONFLICT (user_id, day) DO UPDATE SET ",
-            add_excluded!(),
-            ", last_used_at = MAX(COALESCE(last_used_at, excluded.last_used_at), excluded.last_used_at), cost_rank = ",
-            cost_rank!("(cost_micros + excluded.cost_micros)")
-        ),
-    },
-    MultiRow {
-        head: day_totals_values!(),
-        columns: 8,
-        tail: concat!(
-            ") INSERT INTO usage_daily_fleet (day, requests, tokens, cost_micros, response_ms_sum, timed_requests) \
-             SELECT v.day, ",
-            day_totals_sums!(),
-            " FROM v WHERE true GROUP BY v.day ON CONFLICT (day) DO UPDATE SET ",
-            add_excluded!()
-        ),
-    },
-];
+/// The three rollups a usage record writes (migration 0019), from the load's totals: each key's
+/// day, each owner's day and the fleet's day. A new row's rank is bound with it ([`cost_rank`]),
+/// an updated row's computed from its new cost, so the rollups' rank triggers never rewrite a
+/// row the load wrote.
+const KEY_ROLLUP: MultiRow = MultiRow {
+    head: "INSERT INTO usage_daily (api_key_id, day, requests, tokens, cost_micros, response_ms_sum, \
+           timed_requests, last_used_at, cost_rank)",
+    columns: 9,
+    tail: concat!("ON CONFLICT (api_key_id, day) DO UPDATE SET ", add_excluded!(last_use)),
+};
+const OWNER_ROLLUP: MultiRow = MultiRow {
+    head: "INSERT INTO usage_daily_user (user_id, day, requests, tokens, cost_micros, response_ms_sum, \
+           timed_requests, last_used_at, cost_rank)",
+    columns: 9,
+    tail: concat!("ON CONFLICT (user_id, day) DO UPDATE SET ", add_excluded!(last_use)),
+};
+const FLEET_ROLLUP: MultiRow = MultiRow {
+    head: "INSERT INTO usage_daily_fleet (day, requests, tokens, cost_micros, response_ms_sum, timed_requests)",
+    columns: 6,
+    tail: concat!("ON CONFLICT (day) DO UPDATE SET ", add_excluded!()),
+};
 
-async fn write_rollups(conn: &mut SqliteConnection, totals: &UsageTotals) -> StoreResult<()> {
-    let days: Vec<(&(Uuid, NaiveDate), &DayTotals)> = totals.days.iter().collect();
-    for statement in &ROLLUP_UPSERTS {
-        statement
-            .run(
-                conn,
-                &days,
-                |query, ((key_id, day), day_totals)| {
-                    query
-                        .bind(key_id.hyphenated())
-                        .bind(*day)
-                        .bind(day_totals.requests)
-                        .bind(day_totals.tokens)
-                        .bind(day_totals.cost_micros)
-                        .bind(day_totals.response_ms_sum)
-                        .bind(day_totals.timed_requests)
-                        .bind(day_totals.last_used_at)
-                },
-                || "a rollup row".into(),
-            )
-            .await?;
+/// The rank of a day's cost, as `cost_rank!` computes it in SQL: its number of digits, then its
+/// first digit; 0 for nothing spent.
+fn cost_rank(micros: i64) -> i64 {
+    if micros <= 0 {
+        return 0;
     }
-    Ok(())
+    let digits = micros.to_string();
+    digits.len() as i64 * 10 + i64::from(digits.as_bytes()[0] - b'0')
+}
+
+/// Binds a rollup row's sums, latest use and rank after `query`'s spender and day.
+fn bind_day<'q>(query: Query<'q>, totals: &DayTotals) -> Query<'q> {
+    query
+        .bind(totals.requests)
+        .bind(totals.tokens)
+        .bind(totals.cost_micros)
+        .bind(totals.response_ms_sum)
+        .bind(totals.timed_requests)
+        .bind(totals.last_used_at)
+        .bind(cost_rank(totals.cost_micros))
+}
+
+async fn write_rollups(
+    conn: &mut SqliteConnection,
+    totals: &UsageTotals,
+    owners: &HashMap<Uuid, Uuid>,
+) -> StoreResult<()> {
+    let mut owner_days: BTreeMap<(Uuid, NaiveDate), DayTotals> = BTreeMap::new();
+    let mut fleet_days: BTreeMap<NaiveDate, DayTotals> = BTreeMap::new();
+    for ((key_id, day), day_totals) in &totals.days {
+        owner_days.entry((owners[key_id], *day)).or_default().absorb(day_totals);
+        fleet_days.entry(*day).or_default().absorb(day_totals);
+    }
+    let what = || "a rollup row".to_string();
+    let keys: Vec<_> = totals.days.iter().collect();
+    KEY_ROLLUP
+        .run(
+            conn,
+            &keys,
+            |query, ((key_id, day), totals)| bind_day(query.bind(key_id.hyphenated()).bind(*day), totals),
+            what,
+        )
+        .await?;
+    let owners: Vec<_> = owner_days.iter().collect();
+    OWNER_ROLLUP
+        .run(
+            conn,
+            &owners,
+            |query, ((owner, day), totals)| bind_day(query.bind(owner.hyphenated()).bind(*day), totals),
+            what,
+        )
+        .await?;
+    let fleet: Vec<_> = fleet_days.iter().collect();
+    FLEET_ROLLUP
+        .run(
+            conn,
+            &fleet,
+            |query, (day, totals)| {
+                query
+                    .bind(**day)
+                    .bind(totals.requests)
+                    .bind(totals.tokens)
+                    .bind(totals.cost_micros)
+                    .bind(totals.response_ms_sum)
+                    .bind(totals.timed_requests)
+            },
+            what,
+        )
+        .await
 }
 
 /// Raises `used_micros` of each prepaid key once by the sum of its charges, and `last_used_at`
@@ -490,6 +516,20 @@ mod tests {
             settings.push(value.unwrap());
         }
         settings
+    }
+
+    /// The load binds the rank it computes; the top lists read the one SQL computes.
+    #[tokio::test]
+    async fn the_load_ranks_costs_as_sql_does() {
+        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        for micros in [0, 1, 9, 10, 99, 100, 1_500, 1_999, 2_000, 9_999_999, 10_000_000, i64::MAX, -5] {
+            let sql: i64 = sqlx::query_scalar(concat!("SELECT ", cost_rank!("?1")))
+                .bind(micros)
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+            assert_eq!(cost_rank(micros), sql, "{micros}");
+        }
     }
 
     /// An in-memory database has one connection, which goes back to the pool after a load: a
