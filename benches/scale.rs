@@ -327,51 +327,49 @@ async fn bench_backend(backend: &'static str, url: &str, scale: &Scale) -> Repor
         report.throughput("verify", ours, floor, 0.8);
 
         // record_usage ≥ 0.5 × one single-row insert in its own transaction.
-        {
-            let (ours, floor) = side_by_side(
-                1_000,
-                |i| {
-                    let (service, id) = (&service, bench_ids[i % bench_ids.len()]);
-                    async move {
-                        let input = UsageInput {
-                            request_id: Some(format!("bench-k-{i}")),
-                            model: Some("gpt-4o".into()),
-                            total_tokens: 1_000,
-                            cost: Money::from_micros(1_500),
-                            response_time_ms: Some(300),
-                            ..UsageInput::default()
-                        };
-                        service.record_usage(id, &input).await.expect("record usage");
+        let (ours, floor) = side_by_side(
+            1_000,
+            |i| {
+                let (service, id) = (&service, bench_ids[i % bench_ids.len()]);
+                async move {
+                    let input = UsageInput {
+                        request_id: Some(format!("bench-k-{i}")),
+                        model: Some("gpt-4o".into()),
+                        total_tokens: 1_000,
+                        cost: Money::from_micros(1_500),
+                        response_time_ms: Some(300),
+                        ..UsageInput::default()
+                    };
+                    service.record_usage(id, &input).await.expect("record usage");
+                }
+            },
+            |i| {
+                let (raw, id, now) = (&raw, bench_ids[i % bench_ids.len()], now);
+                async move {
+                    let sql = "INSERT INTO usage (request_id, api_key_id, model, total_tokens, cost_micros, \
+                           response_time_ms, created_at) VALUES ($1, $2, 'gpt-4o', 1000, 1500, 300, $3)";
+                    match raw {
+                        Raw::Sqlite(pool) => sqlx::query(sql)
+                            .bind(format!("bench-f-{i}"))
+                            .bind(id.hyphenated())
+                            .bind(now.timestamp_millis())
+                            .execute(pool)
+                            .await
+                            .map(|_| ()),
+                        Raw::Postgres(pool) => sqlx::query(sql)
+                            .bind(format!("bench-f-{i}"))
+                            .bind(id)
+                            .bind(now)
+                            .execute(pool)
+                            .await
+                            .map(|_| ()),
                     }
-                },
-                |i| {
-                    let (raw, id, now) = (&raw, bench_ids[i % bench_ids.len()], now);
-                    async move {
-                        let sql = "INSERT INTO usage (request_id, api_key_id, model, total_tokens, cost_micros, \
-                               response_time_ms, created_at) VALUES ($1, $2, 'gpt-4o', 1000, 1500, 300, $3)";
-                        match raw {
-                            Raw::Sqlite(pool) => sqlx::query(sql)
-                                .bind(format!("bench-f-{i}"))
-                                .bind(id.hyphenated())
-                                .bind(now.timestamp_millis())
-                                .execute(pool)
-                                .await
-                                .map(|_| ()),
-                            Raw::Postgres(pool) => sqlx::query(sql)
-                                .bind(format!("bench-f-{i}"))
-                                .bind(id)
-                                .bind(now)
-                                .execute(pool)
-                                .await
-                                .map(|_| ()),
-                        }
-                        .expect("floor insert");
-                    }
-                },
-            )
-            .await;
-            report.throughput("record_usage", ours, floor, 0.5);
-        }
+                    .expect("floor insert");
+                }
+            },
+        )
+        .await;
+        report.throughput("record_usage", ours, floor, 0.5);
 
         // Top-up with ledger and audit ≥ 0.5 × one single-row update in its own transaction.
         let (ours, floor) = side_by_side(

@@ -366,7 +366,8 @@ async fn known_keys(conn: &mut SqliteConnection, usage: &[UsageRecord]) -> Store
     Ok(known)
 }
 
-/// Adds `excluded`'s sums to a rollup row, and keeps the latest use when `$last_use` says so.
+/// Adds `excluded`'s sums to a rollup row; with `last_use`, also keeps the row's latest use and
+/// moves its cost rank to the new cost's (the per-key and owners' rollups).
 macro_rules! add_excluded {
     () => {
         "requests = requests + excluded.requests, tokens = tokens + excluded.tokens, \
