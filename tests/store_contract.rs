@@ -304,6 +304,52 @@ async fn keys_needing_attention_come_in_order_and_bounded() {
     });
 }
 
+/// The low-balance list follows every write of a balance: charges past the line and past zero,
+/// a top-up back above it, and keys whose balances differ by less than the store's coarsest step.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_low_balance_list_follows_charges_and_top_ups() {
+    for_each_backend!(|db| {
+        let store = db.store.as_ref();
+        let owner = add_user(store, "owner").await;
+        let prepaid_at = |name: &str, credited_micros: i64| {
+            prepaid(new_key(&owner, name, at(0)), Some(Money::from_micros(credited_micros)))
+        };
+        let spender = prepaid_at("spender", 5_200_000);
+        let near = [prepaid_at("4.9991", 4_999_100), prepaid_at("4.9990", 4_999_000), prepaid_at("4.99905", 4_999_050)];
+        for key in [&spender].into_iter().chain(&near) {
+            insert(store, key).await;
+        }
+        let low_names = || async {
+            let keys = store.low_balance_keys(Money::from_usd(5), 10).await.unwrap();
+            keys.into_iter().map(|key| key.name).collect::<Vec<_>>()
+        };
+        assert_eq!(low_names().await, ["4.9990", "4.99905", "4.9991"], "exact balances within one step");
+
+        // 5.2 USD charged down in steps: at the line (not under it), under it behind the three
+        // others, past them, then past zero.
+        let charges = [100_000, 100_000, 600, 900, 8_500, 500, 1, 5_000_000, 200];
+        let mut expected_remaining = 5_200_000;
+        for (n, cost) in charges.into_iter().enumerate() {
+            store.record_usage(&usage(&format!("charge-{n}"), spender.id, cost, at(n as i64))).await.unwrap();
+            expected_remaining -= cost;
+            let names = low_names().await;
+            let position = names.iter().position(|name| name == "spender");
+            match expected_remaining {
+                remaining if remaining >= 5_000_000 => assert_eq!(position, None, "{remaining}: {names:?}"),
+                remaining if remaining < 4_999_000 => assert_eq!(position, Some(0), "{remaining}: {names:?}"),
+                remaining => assert_eq!(position, Some(3), "{remaining}: {names:?}"),
+            }
+        }
+        assert_eq!(expected_remaining, -10_701);
+        assert_eq!(low_names().await, ["spender", "4.9990", "4.99905", "4.9991"], "charged past zero: first");
+
+        store.adjust_balance(&adjustment(spender.id, add(5_010_702), None)).await.unwrap();
+        assert_eq!(low_names().await, ["4.9990", "4.99905", "4.9991"], "topped up to 5.000001 USD: off the list");
+        store.adjust_balance(&adjustment(near[2].id, add(-51), None)).await.unwrap();
+        assert_eq!(low_names().await, ["4.99905", "4.9990", "4.9991"], "4.99905 USD less 51 micros: first");
+    });
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn keys_round_trip_with_every_field() {
     for_each_backend!(|db| {

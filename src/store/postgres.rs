@@ -53,6 +53,15 @@ macro_rules! add_to_rollup {
             ".timed_requests + EXCLUDED.timed_requests"
         )
     };
+    // The per-key and owners' rollups also keep the rank of the day's cost (migration 0020).
+    ($alias:literal, ranked) => {
+        concat!(
+            add_to_rollup!($alias),
+            ", cost_rank = keytop_cost_rank(",
+            $alias,
+            ".cost_micros + EXCLUDED.cost_micros)"
+        )
+    };
 }
 
 /// The fleet rollup's shard of a usage row of the key `$key_id` (migration 0011): a byte of

@@ -153,13 +153,13 @@ macro_rules! usage_load_sql {
             " RETURNING api_key_id, total_tokens, cost_micros, response_time_ms, created_at), \
              daily AS ( \
                INSERT INTO usage_daily AS d (api_key_id, day, requests, tokens, cost_micros, response_ms_sum, \
-                                             timed_requests) \
+                                             timed_requests, cost_rank) \
                SELECT api_key_id, (created_at AT TIME ZONE 'UTC')::date, COUNT(*), SUM(total_tokens)::bigint, \
                       SUM(cost_micros)::bigint, COALESCE(SUM(response_time_ms), 0)::bigint, \
-                      COUNT(response_time_ms) \
+                      COUNT(response_time_ms), keytop_cost_rank(SUM(cost_micros)::bigint) \
                FROM inserted GROUP BY 1, 2 \
                ON CONFLICT (api_key_id, day) DO UPDATE SET ",
-            add_to_rollup!("d"),
+            add_to_rollup!("d", ranked),
             "), \
              charged AS ( \
                UPDATE api_keys k SET \
@@ -262,11 +262,12 @@ impl FleetSums {
         let owner_sums: Vec<Sums> = self.owners.values().copied().collect();
         sqlx::query(concat!(
             "INSERT INTO usage_daily_user AS o (user_id, day, requests, tokens, cost_micros, response_ms_sum, \
-             timed_requests, last_used_at) \
-             SELECT * FROM UNNEST($1::uuid[], $2::date[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], \
-             $7::bigint[], $8::timestamptz[]) \
+             timed_requests, last_used_at, cost_rank) \
+             SELECT u.*, keytop_cost_rank(u.cost_micros) FROM UNNEST($1::uuid[], $2::date[], $3::bigint[], \
+             $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::timestamptz[]) \
+             AS u (user_id, day, requests, tokens, cost_micros, response_ms_sum, timed_requests, last_used_at) \
              ON CONFLICT (user_id, day) DO UPDATE SET ",
-            add_to_rollup!("o"),
+            add_to_rollup!("o", ranked),
             ", last_used_at = GREATEST(o.last_used_at, EXCLUDED.last_used_at)"
         ))
         .bind(self.owners.keys().map(|(user, _)| *user).collect::<Vec<_>>())

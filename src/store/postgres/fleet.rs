@@ -66,15 +66,19 @@ pub(super) async fn user_rollup(
 }
 
 /// The top spenders of a range, from a per-day rollup (`$table`, its spender column `$id`)
-/// indexed by (day, cost), without summing every row of the range, in two statements:
-///  1. [`top_spenders_bar_sql`]: the leaders, each day's `$3` biggest from the top of that day in
-///     the index, and the bar: the `$3`-th biggest range total among them, divided by the range's
-///     days (`$4`). The true top `$3` spend at least that total, so each of them spent at least
-///     the bar on one of the days;
-///  2. [`top_spenders_sql`]: the candidates, the leaders (`$5`) and every spender with a day at or
-///     above the bar (`$6`), again read from the top of each day in the index; their exact
-///     totals, biggest first, then their names.
+/// indexed by (day, cost rank) (migration 0020), without summing every row of the range, in two
+/// statements:
+///  1. [`top_spenders_bar_sql`]: the leaders, each day's `$3` highest ranked from the top of that
+///     day in the index, and the bar: the `$3`-th biggest range total among them, divided by the
+///     range's days (`$4`). The true top `$3` spend at least that total (the leaders are some of
+///     the spenders), so each of them spent at least the bar on one of the days, and that day
+///     ranks at least as high as the bar;
+///  2. [`top_spenders_sql`]: the candidates, the leaders (`$5`) and every spender with a day
+///     ranked at or above the bar's rank (`$6`), again read from the top of each day in the index;
+///     their exact totals, biggest first, then their names.
 ///
+/// The index holds a rank rather than the cost so that a usage record's update of the day
+/// changes no indexed value (a HOT update) unless the day's cost reaches the next rank.
 /// Exact, ties included; fast when spending is concentrated (a few spenders account for most
 /// of it, as on a gateway). Two statements so that the second is planned knowing the bar: with
 /// the bar computed inside one statement, the planner guessed a third of each day's rows for
@@ -92,8 +96,8 @@ macro_rules! top_spenders_bar_sql {
             $id,
             " AS id FROM ",
             $table,
-            " r WHERE r.day = $1::date + n.i AND r.cost_micros > 0 \
-                 ORDER BY r.cost_micros DESC LIMIT $3) l), \
+            " r WHERE r.day = $1::date + n.i AND r.cost_rank > 0 \
+                 ORDER BY r.cost_rank DESC LIMIT $3) l), \
              leader_totals AS ( \
                SELECT s.cost FROM leaders CROSS JOIN LATERAL ( \
                  SELECT SUM(cost_micros)::bigint AS cost FROM ",
@@ -120,7 +124,7 @@ macro_rules! top_spenders_sql {
             $id,
             " AS id FROM ",
             $table,
-            " r WHERE r.day = $1::date + n.i AND r.cost_micros >= $6 OFFSET 0) c), \
+            " r WHERE r.day = $1::date + n.i AND r.cost_rank >= keytop_cost_rank($6) OFFSET 0) c), \
              totals AS ( \
                SELECT c.id, s.requests, s.tokens, s.cost FROM candidates c CROSS JOIN LATERAL ( \
                  SELECT SUM(requests)::bigint AS requests, SUM(tokens)::bigint AS tokens, \
@@ -221,9 +225,10 @@ struct OverviewRow {
     last_used_at: Option<DateTime<Utc>>,
 }
 
-/// A page of users by name, each with counts of their keys, their spend and their last use, in
-/// index reads only (migration 0017): the counts from an index-only scan of
-/// `api_keys_user_status`, the spend and the last use from the owner's rollup rows.
+/// A page of users by name, each with counts of their keys, their spend and their last use: the
+/// counts from an index-only scan of `api_keys_user_status` (migration 0017), the spend from the
+/// owner's rollup rows of the range, the last use from their latest day's row (a day's row keeps
+/// that day's latest use, 0017).
 pub(super) async fn user_overviews(pool: &PgPool, query: &UserQuery) -> sqlx::Result<Vec<UserOverview>> {
     let contains = query.filter.as_deref().map(str::trim).filter(|text| !text.is_empty());
     let rows: Vec<OverviewRow> = sqlx::query_as(
@@ -232,16 +237,18 @@ pub(super) async fn user_overviews(pool: &PgPool, query: &UserQuery) -> sqlx::Re
             WHERE ($1::text IS NULL OR name > $1) AND ($2::text IS NULL OR name ILIKE $2 ESCAPE '\')
               AND ($7::text IS NULL OR name = $7)
             ORDER BY name LIMIT $3)
-          SELECT p.id, p.name, p.is_active, p.created_at, k.keys, k.active_keys, s.last_used_at, s.spend
+          SELECT p.id, p.name, p.is_active, p.created_at, k.keys, k.active_keys, l.last_used_at, s.spend
           FROM page p
           CROSS JOIN LATERAL (
             SELECT COUNT(*) AS keys,
                    COUNT(*) FILTER (WHERE is_active AND COALESCE(expires_at, 'infinity') > $4) AS active_keys
             FROM api_keys WHERE user_id = p.id) k
           CROSS JOIN LATERAL (
-            SELECT COALESCE(SUM(cost_micros) FILTER (WHERE day BETWEEN $5 AND $6), 0)::bigint AS spend,
-                   MAX(last_used_at) AS last_used_at
-            FROM usage_daily_user WHERE user_id = p.id) s
+            SELECT COALESCE(SUM(cost_micros), 0)::bigint AS spend
+            FROM usage_daily_user WHERE user_id = p.id AND day BETWEEN $5 AND $6) s
+          LEFT JOIN LATERAL (
+            SELECT last_used_at FROM usage_daily_user
+            WHERE user_id = p.id AND last_used_at IS NOT NULL ORDER BY day DESC LIMIT 1) l ON TRUE
           ORDER BY p.name",
     )
     .bind(&query.after)

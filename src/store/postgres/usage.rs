@@ -13,7 +13,8 @@ pub(super) async fn record_usage(pool: &PgPool, usage: &UsageRecord) -> Result<U
     // charge happen only when the row is new; nothing is written for an unknown key. The key
     // row is share-locked (what a foreign key check would do), so a purge cannot slip in
     // between and leave a usage row written for a key already gone. The row goes into its owner's
-    // (with its time, the owner's last use: 0017) and the fleet's rollups (0011) in the same statement.
+    // (with its time, the owner's last use: 0017) and the fleet's rollups (0011) in the same statement;
+    // the key's and the owner's days keep their cost's rank, so that their updates are HOT (0020).
     // The key's last use moves only when it is stale ($11): the charge then changes no indexed
     // column of the key, a HOT update, where moving the last use (held by the list's last-use
     // index) wrote a new entry in each of the key table's indexes on every request.
@@ -30,17 +31,17 @@ pub(super) async fn record_usage(pool: &PgPool, usage: &UsageRecord) -> Result<U
                   CASE WHEN $8 IS NULL THEN 0 ELSE 1 END AS timed_requests), \
          daily AS ( \
            INSERT INTO usage_daily AS d (api_key_id, day, requests, tokens, cost_micros, response_ms_sum, \
-                                         timed_requests) \
-           SELECT api_key_id, $10, sums.* FROM inserted, sums \
+                                         timed_requests, cost_rank) \
+           SELECT api_key_id, $10, sums.*, keytop_cost_rank($7) FROM inserted, sums \
            ON CONFLICT (api_key_id, day) DO UPDATE SET ",
-        add_to_rollup!("d"),
+        add_to_rollup!("d", ranked),
         "), \
          owner AS ( \
            INSERT INTO usage_daily_user AS o (user_id, day, requests, tokens, cost_micros, response_ms_sum, \
-                                              timed_requests, last_used_at) \
-           SELECT key.user_id, $10, sums.*, $9 FROM inserted, key, sums \
+                                              timed_requests, last_used_at, cost_rank) \
+           SELECT key.user_id, $10, sums.*, $9, keytop_cost_rank($7) FROM inserted, key, sums \
            ON CONFLICT (user_id, day) DO UPDATE SET ",
-        add_to_rollup!("o"),
+        add_to_rollup!("o", ranked),
         ", last_used_at = GREATEST(o.last_used_at, EXCLUDED.last_used_at)), \
          fleet AS ( \
            INSERT INTO usage_daily_fleet AS f (day, shard, requests, tokens, cost_micros, response_ms_sum, \
