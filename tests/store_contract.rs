@@ -304,8 +304,9 @@ async fn keys_needing_attention_come_in_order_and_bounded() {
     });
 }
 
-/// The low-balance list follows every write of a balance: charges past the line and past zero,
-/// a top-up back above it, and keys whose balances differ by less than the store's coarsest step.
+/// The low-balance list follows every write of a balance: charges past the line and past zero, a
+/// top-up back above it, balances a few micros apart, and a default line higher than SQLite's
+/// index reaches for keys without their own (migration 0020).
 #[tokio::test(flavor = "multi_thread")]
 async fn the_low_balance_list_follows_charges_and_top_ups() {
     for_each_backend!(|db| {
@@ -323,7 +324,7 @@ async fn the_low_balance_list_follows_charges_and_top_ups() {
             let keys = store.low_balance_keys(Money::from_usd(5), 10).await.unwrap();
             keys.into_iter().map(|key| key.name).collect::<Vec<_>>()
         };
-        assert_eq!(low_names().await, ["4.9990", "4.99905", "4.9991"], "exact balances within one step");
+        assert_eq!(low_names().await, ["4.9990", "4.99905", "4.9991"], "a few micros apart");
 
         // 5.2 USD charged down in steps: at the line (not under it), under it behind the three
         // others, past them, then past zero.
@@ -347,6 +348,12 @@ async fn the_low_balance_list_follows_charges_and_top_ups() {
         assert_eq!(low_names().await, ["4.9990", "4.99905", "4.9991"], "topped up to 5.000001 USD: off the list");
         store.adjust_balance(&adjustment(near[2].id, add(-51), None)).await.unwrap();
         assert_eq!(low_names().await, ["4.99905", "4.9990", "4.9991"], "4.99905 USD less 51 micros: first");
+
+        insert(store, &prepaid_at("15", 15_000_000)).await;
+        let under_20 = store.low_balance_keys(Money::from_usd(20), 10).await.unwrap();
+        let under_20: Vec<_> = under_20.into_iter().map(|key| key.name).collect();
+        assert_eq!(under_20, ["4.99905", "4.9990", "4.9991", "spender", "15"], "a default line of 20 USD");
+        assert_eq!(low_names().await, ["4.99905", "4.9990", "4.9991"], "15 USD is over the 5 USD line");
     });
 }
 

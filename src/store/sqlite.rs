@@ -114,34 +114,6 @@ macro_rules! cost_rank {
     };
 }
 
-/// The rank of a key's remaining balance (migration 0020): its number of digits, then its first
-/// three digits, negated for a balance charged past zero; 0 for nothing left, NULL for a key
-/// without a balance. It never decreases as the balance grows, so the low-balance list walks the
-/// ranks up to its largest line's and sorts each rank's few keys; a charge moves a key's entry
-/// only when it crosses into the next rank. `insert_keys` binds it (bulk::balance_rank); the
-/// key table's triggers move it.
-macro_rules! balance_rank {
-    ($remaining:literal) => {
-        concat!(
-            "(CASE WHEN ",
-            $remaining,
-            " > 0 THEN length(",
-            $remaining,
-            ") * 1000 + CAST(substr(",
-            $remaining,
-            ", 1, 3) AS INTEGER) WHEN ",
-            $remaining,
-            " < 0 THEN -(length(-",
-            $remaining,
-            ") * 1000 + CAST(substr(-",
-            $remaining,
-            ", 1, 3) AS INTEGER)) WHEN ",
-            $remaining,
-            " = 0 THEN 0 END)"
-        )
-    };
-}
-
 mod alerts;
 mod attention;
 mod audit;

@@ -161,9 +161,8 @@ pub(super) async fn insert_keys(
     let statement = MultiRow {
         head: "INSERT INTO api_keys (id, user_id, key_hash, key_ciphertext, key_hint, name, allowed_providers, \
                allowed_api_formats, allowed_models, rate_limit, concurrent_limit, expires_at, is_standalone, \
-               credited_micros, used_micros, auto_delete_on_expiry, is_active, last_used_at, created_at, updated_at, \
-               balance_rank)",
-        columns: 21,
+               credited_micros, used_micros, auto_delete_on_expiry, is_active, last_used_at, created_at, updated_at)",
+        columns: 20,
         tail: "",
     };
     statement
@@ -192,7 +191,6 @@ pub(super) async fn insert_keys(
                     .bind(key.last_used_at.map(millis))
                     .bind(millis(key.created_at))
                     .bind(millis(key.updated_at))
-                    .bind(key.credited.map(|credited| balance_rank(credited.micros() - key.used.micros())))
             },
             what,
         )
@@ -419,14 +417,6 @@ fn cost_rank(micros: i64) -> i64 {
     digits.len() as i64 * 10 + i64::from(digits.as_bytes()[0] - b'0')
 }
 
-/// The rank of a key's remaining balance, as `balance_rank!` computes it in SQL: its number of
-/// digits, then its first three digits, negated below zero.
-fn balance_rank(remaining: i64) -> i64 {
-    let digits = remaining.unsigned_abs().to_string();
-    let first_three: i64 = digits[..digits.len().min(3)].parse().expect("decimal digits");
-    remaining.signum() * (digits.len() as i64 * 1000 + first_three)
-}
-
 /// Binds a rollup row's sums, latest use and rank after `query`'s spender and day.
 fn bind_day<'q>(query: Query<'q>, totals: &DayTotals) -> Query<'q> {
     query
@@ -540,21 +530,6 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(cost_rank(micros), sql, "{micros}");
-        }
-    }
-
-    /// The key insert binds the rank it computes; the low-balance list reads the one the key
-    /// table's triggers keep.
-    #[tokio::test]
-    async fn keys_are_ranked_by_balance_as_sql_does() {
-        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
-        for micros in [0, 1, -1, 9, 12, -12, 999, 1_000, 1_500, 4_999_999, 5_000_000, -5_010_000, i64::MAX, -i64::MAX] {
-            let sql: i64 = sqlx::query_scalar(concat!("SELECT ", balance_rank!("(?1)")))
-                .bind(micros)
-                .fetch_one(store.pool())
-                .await
-                .unwrap();
-            assert_eq!(balance_rank(micros), sql, "{micros}");
         }
     }
 
