@@ -17,8 +17,9 @@ pub(super) async fn record_usage(pool: &PgPool, usage: &UsageRecord) -> Result<U
     // the key's and the owner's days keep their cost's rank, so that their updates are HOT (0020).
     // The key's last use moves only when it is stale ($11): the charge then changes no indexed
     // column of the key, a HOT update, where moving the last use (held by the list's last-use
-    // index) wrote a new entry in each of the key table's indexes on every request.
-    let (known, charged): (bool, Option<bool>) = sqlx::query_as(concat!(
+    // index) wrote a new entry in each of the key table's indexes on every request. A key without
+    // a balance is not written at all within the minute (as on SQLite): nothing of it changes.
+    let (known, recorded, charged): (bool, bool, bool) = sqlx::query_as(concat!(
         "WITH key AS (SELECT id, user_id FROM api_keys WHERE id = $2 FOR KEY SHARE), \
          inserted AS ( \
            INSERT INTO usage (request_id, api_key_id, provider, model, api_format, total_tokens, \
@@ -57,8 +58,10 @@ pub(super) async fn record_usage(pool: &PgPool, usage: &UsageRecord) -> Result<U
              used_micros = k.used_micros + CASE WHEN k.is_standalone THEN $7 ELSE 0 END, \
              last_used_at = CASE WHEN k.last_used_at >= $11 THEN k.last_used_at ELSE $9 END \
            FROM inserted WHERE k.id = inserted.api_key_id \
+             AND (k.is_standalone OR k.last_used_at IS NULL OR k.last_used_at < $11) \
            RETURNING k.is_standalone) \
-         SELECT EXISTS (SELECT 1 FROM key), (SELECT is_standalone FROM charged)"
+         SELECT EXISTS (SELECT 1 FROM key), EXISTS (SELECT 1 FROM inserted), \
+           COALESCE((SELECT is_standalone FROM charged), FALSE)"
     ))
     .bind(&usage.request_id)
     .bind(usage.api_key_id)
@@ -73,10 +76,10 @@ pub(super) async fn record_usage(pool: &PgPool, usage: &UsageRecord) -> Result<U
     .bind(usage.last_use_stale_before())
     .fetch_one(pool)
     .await?;
-    Ok(match (known, charged) {
+    Ok(match (known, recorded) {
         (false, _) => UsageOutcome::UnknownKey,
-        (true, None) => UsageOutcome::Duplicate,
-        (true, Some(charged)) => UsageOutcome::Recorded { charged },
+        (true, false) => UsageOutcome::Duplicate,
+        (true, true) => UsageOutcome::Recorded { charged },
     })
 }
 
