@@ -92,7 +92,7 @@ mod tests {
     /// The query's condition is the index's, and the threshold the store checks is the one in it.
     #[test]
     fn the_watched_condition_is_the_index_condition() {
-        let migration = include_str!("../../../assets/migrations/sqlite/0020_low_balance_watch.sql");
+        let migration = include_str!("../../../assets/migrations/sqlite/0020_lean_charges.sql");
         let index_condition = watched!().replace("k.", "");
         assert!(migration.contains(&index_condition), "{index_condition}");
         assert!(index_condition.contains(&format!(", {})", WATCHED_BELOW.micros())), "{index_condition}");
