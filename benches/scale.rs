@@ -12,6 +12,9 @@
 //! keytop's in a child process that reports its peak RSS (VmHWM).
 //! `KEYTOP_BENCH_BACKENDS=sqlite` or `=postgres` runs one backend only (default: both);
 //! `KEYTOP_BENCH_ONLY=writes,reads,fleet,sweep,money` (any of them) runs those parts only.
+//! `KEYTOP_BENCH_SQLITE_DB=PATH` keeps the SQLite database in PATH: the first run fills it, later
+//! runs at the same scale reuse it (for repeated runs of the writes, minutes apart rather than
+//! one fill each); the sweep still runs on copies.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -94,6 +97,16 @@ impl Raw {
             Raw::Postgres(pool) => pool.close().await,
         }
     }
+}
+
+/// How many keys the database holds.
+async fn key_count(raw: &Raw) -> i64 {
+    let sql = "SELECT count(*) FROM api_keys";
+    match raw {
+        Raw::Sqlite(pool) => sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await,
+        Raw::Postgres(pool) => sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await,
+    }
+    .expect("count the keys")
 }
 
 /// Runs the same statement text on either backend (placeholders written `$1`…, which SQLite
@@ -236,53 +249,61 @@ async fn bench_backend(backend: &'static str, url: &str, scale: &Scale) -> Repor
     let service = service_over(store);
     let raw = Raw::connect(url).await;
 
-    // Data, through the product's generator.
-    let spec = DemoSpec {
-        users: (scale.keys / 100).max(30),
-        keys: scale.keys,
-        days: 90,
-        usage_rows: scale.usage_rows,
-        seed: 7,
-    };
-    let started = Instant::now();
-    let times = demo::fill(&service, &spec, false).await.expect("demo fill");
-    println!(
-        "[{backend}] generated {} keys and {} usage rows in {:.1?}: keys {:.0}/s ({:.1?}), usage rows {:.0}/s \
-         ({:.1?}, rollups and charges included), statistics {:.1?}",
-        scale.keys,
-        scale.usage_rows,
-        started.elapsed(),
-        f64::from(scale.keys) / times.users_and_keys.as_secs_f64(),
-        times.users_and_keys,
-        scale.usage_rows as f64 / times.usage.as_secs_f64(),
-        times.usage,
-        times.statistics,
-    );
-    load_floor(backend, &raw, scale.usage_rows.min(1_000_000)).await;
-
-    // Half the keys expired, half never expiring: the sweep's workload.
     let now = service.now();
-    let day_ago = now - chrono::Duration::days(1);
-    let half = if backend == "sqlite" { "rowid % 2 = 0" } else { "get_byte(uuid_send(id), 15) % 2 = 0" };
-    let expire_sql = format!("UPDATE api_keys SET expires_at = CASE WHEN {half} THEN $1 ELSE NULL END");
-    match &raw {
-        Raw::Sqlite(pool) => {
-            sqlx::query(AssertSqlSafe(expire_sql)).bind(day_ago.timestamp_millis()).execute(pool).await.map(|_| ())
-        }
-        Raw::Postgres(pool) => sqlx::query(AssertSqlSafe(expire_sql)).bind(day_ago).execute(pool).await.map(|_| ()),
-    }
-    .expect("expire half the keys");
-    // That rewrote every key, after millions of inserts: vacuum and analyze now, as autovacuum
-    // would soon, so that no background vacuum of the usage table shares the two cores with the
-    // measurements below and the dead row versions of the keys are gone.
-    if let Raw::Postgres(pool) = &raw {
+    // A kept database (KEYTOP_BENCH_SQLITE_DB) holds the scale's data after its first run.
+    if key_count(&raw).await >= i64::from(scale.keys) {
+        println!("[{backend}] reusing the kept database: {} keys", key_count(&raw).await);
+    } else {
+        // Data, through the product's generator.
+        let spec = DemoSpec {
+            users: (scale.keys / 100).max(30),
+            keys: scale.keys,
+            days: 90,
+            usage_rows: scale.usage_rows,
+            seed: 7,
+        };
         let started = Instant::now();
-        sqlx::query("VACUUM ANALYZE").execute(pool).await.expect("vacuum");
-        println!("[{backend}] VACUUM ANALYZE of the database: {:.1?}", started.elapsed());
+        let times = demo::fill(&service, &spec, false).await.expect("demo fill");
+        println!(
+            "[{backend}] generated {} keys and {} usage rows in {:.1?}: keys {:.0}/s ({:.1?}), usage rows {:.0}/s \
+             ({:.1?}, rollups and charges included), statistics {:.1?}",
+            scale.keys,
+            scale.usage_rows,
+            started.elapsed(),
+            f64::from(scale.keys) / times.users_and_keys.as_secs_f64(),
+            times.users_and_keys,
+            scale.usage_rows as f64 / times.usage.as_secs_f64(),
+            times.usage,
+            times.statistics,
+        );
+        load_floor(backend, &raw, scale.usage_rows.min(1_000_000)).await;
+
+        // Half the keys expired, half never expiring: the sweep's workload.
+        let day_ago = now - chrono::Duration::days(1);
+        let half = if backend == "sqlite" { "rowid % 2 = 0" } else { "get_byte(uuid_send(id), 15) % 2 = 0" };
+        let expire_sql = format!("UPDATE api_keys SET expires_at = CASE WHEN {half} THEN $1 ELSE NULL END");
+        match &raw {
+            Raw::Sqlite(pool) => {
+                sqlx::query(AssertSqlSafe(expire_sql)).bind(day_ago.timestamp_millis()).execute(pool).await.map(|_| ())
+            }
+            Raw::Postgres(pool) => sqlx::query(AssertSqlSafe(expire_sql)).bind(day_ago).execute(pool).await.map(|_| ()),
+        }
+        .expect("expire half the keys");
+        // That rewrote every key, after millions of inserts: vacuum and analyze now, as autovacuum
+        // would soon, so that no background vacuum of the usage table shares the two cores with the
+        // measurements below and the dead row versions of the keys are gone.
+        if let Raw::Postgres(pool) = &raw {
+            let started = Instant::now();
+            sqlx::query("VACUUM ANALYZE").execute(pool).await.expect("vacuum");
+            println!("[{backend}] VACUUM ANALYZE of the database: {:.1?}", started.elapsed());
+        }
     }
 
     // Keys the bench drives: plaintexts are only known at creation.
-    let owner = service.add_user("bench-owner").await.expect("owner");
+    // A fresh owner and fresh request ids each run, as a kept database has the last run's.
+    let run_id = Uuid::new_v4().simple().to_string();
+    let run = &run_id[..8];
+    let owner = service.add_user(&format!("bench-owner-{run}")).await.expect("owner");
     let mut spec = NewKeySpec::new(owner.name.clone());
     spec.standalone = true;
     spec.balance = Some(Money::from_usd(1_000_000));
@@ -303,8 +324,8 @@ async fn bench_backend(backend: &'static str, url: &str, scale: &Scale) -> Repor
     .await;
     println!("[{backend}] one round trip through the pool (SELECT 1): {:.1} µs", round_trip.as_secs_f64() * 1e6);
 
-    // The demo's keys and the bench keys.
-    let total_keys = i64::from(scale.keys) + 64;
+    // The demo's keys and the bench keys (and on a kept database, earlier runs' bench keys).
+    let total_keys = key_count(&raw).await;
     if sections.wants("writes") {
         // verify ≥ 0.8 × one indexed point select.
         let request = VerifyRequest::default();
@@ -333,7 +354,7 @@ async fn bench_backend(backend: &'static str, url: &str, scale: &Scale) -> Repor
                 let (service, id) = (&service, bench_ids[i % bench_ids.len()]);
                 async move {
                     let input = UsageInput {
-                        request_id: Some(format!("bench-k-{i}")),
+                        request_id: Some(format!("bench-k-{run}-{i}")),
                         model: Some("gpt-4o".into()),
                         total_tokens: 1_000,
                         cost: Money::from_micros(1_500),
@@ -350,14 +371,14 @@ async fn bench_backend(backend: &'static str, url: &str, scale: &Scale) -> Repor
                            response_time_ms, created_at) VALUES ($1, $2, 'gpt-4o', 1000, 1500, 300, $3)";
                     match raw {
                         Raw::Sqlite(pool) => sqlx::query(sql)
-                            .bind(format!("bench-f-{i}"))
+                            .bind(format!("bench-f-{run}-{i}"))
                             .bind(id.hyphenated())
                             .bind(now.timestamp_millis())
                             .execute(pool)
                             .await
                             .map(|_| ()),
                         Raw::Postgres(pool) => sqlx::query(sql)
-                            .bind(format!("bench-f-{i}"))
+                            .bind(format!("bench-f-{run}-{i}"))
                             .bind(id)
                             .bind(now)
                             .execute(pool)
@@ -754,8 +775,8 @@ async fn bench_fleet(report: &mut Report, service: &KeyService, raw: &Raw, scale
 
 async fn raw_count(raw: &Raw, sql: &'static str) -> i64 {
     match raw {
-        Raw::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
-        Raw::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+        Raw::Sqlite(pool) => sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await,
+        Raw::Postgres(pool) => sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await,
     }
     .expect("count")
 }
@@ -983,7 +1004,8 @@ fn main() {
     let sections = Sections::from_env();
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+        let path = std::env::var_os("KEYTOP_BENCH_SQLITE_DB").map_or_else(|| dir.path().join("bench.db"), Into::into);
+        let url = format!("sqlite://{}", path.display());
         // KEYTOP_BENCH_BACKENDS=postgres (or sqlite) runs one backend only.
         let backends = std::env::var("KEYTOP_BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
         let mut reports = Vec::new();
