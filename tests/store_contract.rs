@@ -1490,8 +1490,8 @@ async fn top_spenders_find_the_steady_spender_that_leads_no_day() {
 }
 
 /// The top lists read each day's rows by a coarse rank of their cost (SQLite: digits, then the
-/// first digit): costs of one rank are still told apart, and a day that grows by many small
-/// records reaches its rank.
+/// first digit): costs of one rank are still told apart, and a key's or an owner's day that grows
+/// by many small records reaches its rank.
 #[tokio::test(flavor = "multi_thread")]
 async fn top_spenders_tell_apart_costs_of_one_rank() {
     for_each_backend!(|db| {
@@ -1502,7 +1502,8 @@ async fn top_spenders_tell_apart_costs_of_one_rank() {
             insert(store, &key).await;
             store.record_usage(&usage(name, key.id, cost, noon(2))).await.unwrap();
         }
-        let grown = new_key(&owner, "grown", at(0));
+        let grower = add_user(store, "grower").await;
+        let grown = new_key(&grower, "grown", at(0));
         insert(store, &grown).await;
         for n in 0..17 {
             store.record_usage(&usage(&format!("grown-{n}"), grown.id, 100, noon(2))).await.unwrap();
@@ -1513,6 +1514,12 @@ async fn top_spenders_tell_apart_costs_of_one_rank() {
         );
         store.record_usage(&usage("grown-last", grown.id, 300, noon(2))).await.unwrap();
         assert_eq!(top(store, SpenderKind::Key, 2, 2, 1).await, [("grown".to_string(), 2_000)], "grew past its rank");
+        // The owner's day grew with its key's, past the other owner's 5,450 at the last record.
+        assert_eq!(top(store, SpenderKind::User, 2, 2, 1).await, [("owner".to_string(), 5_450)]);
+        for n in 0..35 {
+            store.record_usage(&usage(&format!("grown-more-{n}"), grown.id, 100, noon(2))).await.unwrap();
+        }
+        assert_eq!(top(store, SpenderKind::User, 2, 2, 1).await, [("grower".to_string(), 5_500)], "grew past its rank");
         assert_eq!(top(store, SpenderKind::Key, 1, 3, 5).await.last().cloned(), Some(("k950".to_string(), 950)));
     });
 }

@@ -99,7 +99,8 @@ macro_rules! add_to_purged {
 /// The rank of a day's cost (migration 0019): its number of digits, then its first digit; 0
 /// for nothing spent. It never decreases as the cost grows, so every row whose cost is at least
 /// some amount has a rank at least that amount's. The top lists read it; the rollups' writers set
-/// it on a new row (their triggers move it on an update).
+/// it, on a new row and as an update's cost reaches the next rank (the usage record since 0021,
+/// triggers before).
 macro_rules! cost_rank {
     ($cost:literal) => {
         concat!(

@@ -387,8 +387,8 @@ macro_rules! add_excluded {
 
 /// The three rollups a usage record writes (migration 0019), from the load's totals: each key's
 /// day, each owner's day and the fleet's day. A new row's rank is bound with it ([`cost_rank`]),
-/// an updated row's computed from its new cost, so the rollups' rank triggers never rewrite a
-/// row the load wrote.
+/// an updated row's computed from its new cost: no trigger moves the rank of a row the load
+/// wrote.
 const KEY_ROLLUP: MultiRow = MultiRow {
     head: "INSERT INTO usage_daily (api_key_id, day, requests, tokens, cost_micros, response_ms_sum, \
            timed_requests, last_used_at, cost_rank)",

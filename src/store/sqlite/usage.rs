@@ -11,12 +11,15 @@ use crate::store::{StoreResult, UsageOutcome, UsageRecord};
 
 pub(super) async fn record_usage(store: &SqliteStore, usage: &UsageRecord) -> StoreResult<UsageOutcome> {
     let key_id = usage.api_key_id.hyphenated();
-    // One statement through the `usage_records` trigger (migrations 0005, 0019, 0020). The row is
-    // selected from the key only when the request id is new.
+    // One statement through the `usage_records` trigger (migrations 0005, 0019, 0020, 0021). The
+    // row is selected from the key only when the request id is new; the key's last use and row id
+    // go with it, so that the trigger does not look the key up again.
     let recorded: Option<bool> = sqlx::query_scalar(
         "INSERT INTO usage_records (request_id, api_key_id, user_id, is_standalone, provider, model, api_format, \
-         total_tokens, cost_micros, response_time_ms, created_at, day, last_use_stale_before, key_last_used_at) \
-         SELECT ?1, ?2, user_id, is_standalone, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, last_used_at FROM api_keys \
+         total_tokens, cost_micros, response_time_ms, created_at, day, last_use_stale_before, key_last_used_at, \
+         key_rowid) \
+         SELECT ?1, ?2, user_id, is_standalone, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, last_used_at, rowid \
+         FROM api_keys \
          WHERE id = ?2 AND NOT EXISTS (SELECT 1 FROM usage WHERE request_id = ?1) \
          RETURNING is_standalone",
     )
