@@ -14,7 +14,8 @@ use keytop::domain::{
     UserQuery,
 };
 use keytop::store::{
-    AdjustOutcome, AuditRecord, BalanceAdjustment, BalanceChange, Store, StoreError, UsageOutcome, UsageRecord,
+    AdjustOutcome, AuditRecord, BalanceAdjustment, BalanceChange, BulkLoad, Store, StoreError, UsageOutcome,
+    UsageRecord,
 };
 use uuid::Uuid;
 
@@ -1338,6 +1339,37 @@ fn day(n: u32) -> NaiveDate {
 
 fn noon(n: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2025, 3, n, 12, 0, 0).unwrap()
+}
+
+/// The fleet's days count every usage row at every moment: hundreds of usage records, checked
+/// as they go, a bulk load between them, and rows of past days arriving late. (A rollup written
+/// in batches rather than by each record must keep this true at every step.)
+#[tokio::test(flavor = "multi_thread")]
+async fn the_fleets_days_count_every_usage_row_at_every_moment() {
+    for_each_backend!(|db| {
+        let store = db.store.as_ref();
+        let owner = add_user(store, "owner").await;
+        let key = new_key(&owner, "busy", at(0));
+        insert(store, &key).await;
+        let fleet_equals_key = |when: String| async move {
+            let fleet = day_sums(&store.fleet_daily_usage(day(1), day(5)).await.unwrap());
+            assert_eq!(fleet, day_sums(&store.daily_usage(key.id, day(1), day(5)).await.unwrap()), "{when}");
+        };
+        for n in 0..700 {
+            let on = if n % 7 == 0 { 2 } else { 3 };
+            store.record_usage(&usage(&format!("one-{n}"), key.id, 1_000 + n, noon(on))).await.unwrap();
+            if n % 50 == 0 || (250..=260).contains(&n) {
+                fleet_equals_key(format!("after {} usage records", n + 1)).await;
+            }
+        }
+        let loaded = (0..300).map(|n| usage(&format!("load-{n}"), key.id, 10 + n, noon(4))).collect();
+        store.bulk_load(&BulkLoad { usage: loaded, ..BulkLoad::default() }, &audit("bulk", None)).await.unwrap();
+        fleet_equals_key("after a bulk load".into()).await;
+        for n in 0..300 {
+            store.record_usage(&usage(&format!("two-{n}"), key.id, 7, noon(1 + n as u32 % 5))).await.unwrap();
+        }
+        fleet_equals_key("after usage records of earlier days".into()).await;
+    });
 }
 
 #[tokio::test(flavor = "multi_thread")]
