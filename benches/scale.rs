@@ -14,7 +14,9 @@
 //! `KEYTOP_BENCH_ONLY=writes,reads,fleet,sweep,money` (any of them) runs those parts only.
 //! `KEYTOP_BENCH_SQLITE_DB=PATH` keeps the SQLite database in PATH: the first run fills it, later
 //! runs at the same scale reuse it (for repeated runs of the writes, minutes apart rather than
-//! one fill each); the sweep still runs on copies.
+//! one fill each); the sweep still runs on copies. `KEYTOP_BENCH_SETTLE_WAL=1` empties SQLite's
+//! write-ahead log before each timed run, so that a run meets the checkpoints of its own writes
+//! and not those the other side's run left behind.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -168,12 +170,20 @@ where
     median(times)
 }
 
+/// With `KEYTOP_BENCH_SETTLE_WAL` set, the SQLite database whose write-ahead log is copied back
+/// and emptied before each timed run (not timed): each run then meets the checkpoints of its own
+/// writes only, not those the run before it left to the next commit.
+static SETTLED_WAL: std::sync::OnceLock<SqlitePool> = std::sync::OnceLock::new();
+
 /// Runs `iterations` operations, numbered on from `serial`; the mean time of one.
 async fn per_operation<F, FF>(iterations: usize, serial: &mut usize, operation: &mut F) -> Duration
 where
     F: FnMut(usize) -> FF,
     FF: Future<Output = ()>,
 {
+    if let Some(pool) = SETTLED_WAL.get() {
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(pool).await.expect("checkpoint before a run");
+    }
     let started = Instant::now();
     for _ in 0..iterations {
         *serial += 1;
@@ -248,6 +258,11 @@ async fn bench_backend(backend: &'static str, url: &str, scale: &Scale) -> Repor
     let store = store::open(url).await.expect("open the bench database");
     let service = service_over(store);
     let raw = Raw::connect(url).await;
+    if let Raw::Sqlite(pool) = &raw
+        && std::env::var_os("KEYTOP_BENCH_SETTLE_WAL").is_some()
+    {
+        SETTLED_WAL.set(pool.clone()).expect("one SQLite bench database per process");
+    }
 
     let now = service.now();
     // A kept database (KEYTOP_BENCH_SQLITE_DB) holds the scale's data after its first run.

@@ -4,7 +4,8 @@
 #   benches/alternate/run.sh ROUNDS OUT NAME:EXECUTABLE:DATABASE...
 # EXECUTABLE is a bench built with `cargo build --release --bench scale` (copied from
 # target/release/deps/scale-*); DATABASE is filled by its first run and reused after (see
-# KEYTOP_BENCH_SQLITE_DB in benches/scale.rs). Then: benches/alternate/compare.py OUT [BASE].
+# KEYTOP_BENCH_SQLITE_DB in benches/scale.rs). KEYTOP_BENCH_SETTLE_WAL=1 in the environment
+# passes on to the benches. Then: benches/alternate/compare.py OUT [BASE].
 set -eu
 rounds=$1
 out=$2
