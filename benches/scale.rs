@@ -101,16 +101,6 @@ impl Raw {
     }
 }
 
-/// How many keys the database holds.
-async fn key_count(raw: &Raw) -> i64 {
-    let sql = "SELECT count(*) FROM api_keys";
-    match raw {
-        Raw::Sqlite(pool) => sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await,
-        Raw::Postgres(pool) => sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await,
-    }
-    .expect("count the keys")
-}
-
 /// Runs the same statement text on either backend (placeholders written `$1`…, which SQLite
 /// accepts too) with the binds the closure adds.
 macro_rules! raw {
@@ -266,8 +256,9 @@ async fn bench_backend(backend: &'static str, url: &str, scale: &Scale) -> Repor
 
     let now = service.now();
     // A kept database (KEYTOP_BENCH_SQLITE_DB) holds the scale's data after its first run.
-    if key_count(&raw).await >= i64::from(scale.keys) {
-        println!("[{backend}] reusing the kept database: {} keys", key_count(&raw).await);
+    let kept_keys = raw_count(&raw, "SELECT COUNT(*) FROM api_keys").await;
+    if kept_keys >= i64::from(scale.keys) {
+        println!("[{backend}] reusing the kept database: {kept_keys} keys");
     } else {
         // Data, through the product's generator.
         let spec = DemoSpec {
@@ -340,7 +331,7 @@ async fn bench_backend(backend: &'static str, url: &str, scale: &Scale) -> Repor
     println!("[{backend}] one round trip through the pool (SELECT 1): {:.1} µs", round_trip.as_secs_f64() * 1e6);
 
     // The demo's keys and the bench keys (and on a kept database, earlier runs' bench keys).
-    let total_keys = key_count(&raw).await;
+    let total_keys = raw_count(&raw, "SELECT COUNT(*) FROM api_keys").await;
     if sections.wants("writes") {
         // verify ≥ 0.8 × one indexed point select.
         let request = VerifyRequest::default();
@@ -790,8 +781,8 @@ async fn bench_fleet(report: &mut Report, service: &KeyService, raw: &Raw, scale
 
 async fn raw_count(raw: &Raw, sql: &'static str) -> i64 {
     match raw {
-        Raw::Sqlite(pool) => sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await,
-        Raw::Postgres(pool) => sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await,
+        Raw::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+        Raw::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
     }
     .expect("count")
 }
