@@ -1454,6 +1454,8 @@ async fn keys_deleted_by_the_sweep_count_as_purged() {
         assert_eq!(cost(store.purged_daily_usage(day(1), day(1)).await.unwrap()), 700);
         assert_eq!(cost(store.fleet_daily_usage(day(1), day(1)).await.unwrap()), 1_000);
         assert_eq!(cost(store.user_daily_usage(owner.id, day(1), day(1)).await.unwrap()), 1_000);
+        assert_eq!(store.daily_usage(doomed.id, day(1), day(1)).await.unwrap(), [], "its own days went with it");
+        assert_eq!(cost(store.daily_usage(kept.id, day(1), day(1)).await.unwrap()), 300);
     });
 }
 

@@ -78,8 +78,8 @@ macro_rules! expiry_order {
 }
 
 /// Moves the daily rollups of the keys matching `$keys` (a condition on `api_key_id`) into the
-/// purged keys' rollup (migration 0011), before those keys are deleted: their usage stays the
-/// fleet's, as "purged keys".
+/// purged keys' rollup (migration 0011), before those keys and their days are deleted: their
+/// usage stays the fleet's, as "purged keys".
 macro_rules! add_to_purged {
     ($keys:literal) => {
         concat!(
