@@ -96,6 +96,15 @@ macro_rules! add_to_purged {
     };
 }
 
+/// Deletes the daily rollup rows of the keys matching `$keys` (a condition on `api_key_id`), after
+/// `add_to_purged!`. Their owners' rows stay. `api_key_id <> ''` is what lets SQLite read the
+/// keys' index, which leaves the owners' rows out (migration 0022).
+macro_rules! delete_key_days {
+    ($keys:literal) => {
+        concat!("DELETE FROM usage_days WHERE api_key_id <> '' AND ", $keys)
+    };
+}
+
 /// The rank of a day's cost (migration 0019): its number of digits, then its first digit; 0
 /// for nothing spent. It never decreases as the cost grows, so every row whose cost is at least
 /// some amount has a rank at least that amount's. The top lists read it; the rollups' writers set
