@@ -78,8 +78,8 @@ macro_rules! expiry_order {
 }
 
 /// Moves the daily rollups of the keys matching `$keys` (a condition on `api_key_id`) into the
-/// purged keys' rollup (migration 0011), before those keys and their days are deleted: their
-/// usage stays the fleet's, as "purged keys".
+/// purged keys' rollup (migration 0011), before those keys are deleted: their usage stays the
+/// fleet's, as "purged keys".
 macro_rules! add_to_purged {
     ($keys:literal) => {
         concat!(
@@ -93,15 +93,6 @@ macro_rules! add_to_purged {
              response_ms_sum = response_ms_sum + excluded.response_ms_sum, \
              timed_requests = timed_requests + excluded.timed_requests"
         )
-    };
-}
-
-/// Deletes the daily rollup rows of the keys matching `$keys` (a condition on `api_key_id`), after
-/// `add_to_purged!`. Their owners' rows stay. `api_key_id <> ''` is what lets SQLite read the
-/// keys' index, which leaves the owners' rows out (migration 0022).
-macro_rules! delete_key_days {
-    ($keys:literal) => {
-        concat!("DELETE FROM usage_days WHERE api_key_id <> '' AND ", $keys)
     };
 }
 

@@ -385,15 +385,21 @@ macro_rules! add_excluded {
     };
 }
 
-/// The rollups a usage record writes (migrations 0019, 0022), from the load's totals: each key's
-/// day and each owner's day (one table, the owner's row with the empty key), and the fleet's day.
-/// A new row's rank is bound with it ([`cost_rank`]), an updated row's computed from its new cost:
-/// no trigger moves the rank of a row the load wrote.
-const SPENDER_ROLLUP: MultiRow = MultiRow {
-    head: "INSERT INTO usage_days (user_id, day, api_key_id, requests, tokens, cost_micros, response_ms_sum, \
+/// The three rollups a usage record writes (migration 0019), from the load's totals: each key's
+/// day, each owner's day and the fleet's day. A new row's rank is bound with it ([`cost_rank`]),
+/// an updated row's computed from its new cost: no trigger moves the rank of a row the load
+/// wrote.
+const KEY_ROLLUP: MultiRow = MultiRow {
+    head: "INSERT INTO usage_daily (api_key_id, day, requests, tokens, cost_micros, response_ms_sum, \
            timed_requests, last_used_at, cost_rank)",
-    columns: 10,
-    tail: concat!("ON CONFLICT (user_id, day, api_key_id) DO UPDATE SET ", add_excluded!(last_use)),
+    columns: 9,
+    tail: concat!("ON CONFLICT (api_key_id, day) DO UPDATE SET ", add_excluded!(last_use)),
+};
+const OWNER_ROLLUP: MultiRow = MultiRow {
+    head: "INSERT INTO usage_daily_user (user_id, day, requests, tokens, cost_micros, response_ms_sum, \
+           timed_requests, last_used_at, cost_rank)",
+    columns: 9,
+    tail: concat!("ON CONFLICT (user_id, day) DO UPDATE SET ", add_excluded!(last_use)),
 };
 const FLEET_ROLLUP: MultiRow = MultiRow {
     head: "INSERT INTO usage_daily_fleet (day, requests, tokens, cost_micros, response_ms_sum, timed_requests)",
@@ -411,7 +417,7 @@ fn cost_rank(micros: i64) -> i64 {
     digits.len() as i64 * 10 + i64::from(digits.as_bytes()[0] - b'0')
 }
 
-/// Binds a rollup row's sums, latest use and rank after `query`'s owner, day and key.
+/// Binds a rollup row's sums, latest use and rank after `query`'s spender and day.
 fn bind_day<'q>(query: Query<'q>, totals: &DayTotals) -> Query<'q> {
     query
         .bind(totals.requests)
@@ -428,24 +434,28 @@ async fn write_rollups(
     totals: &UsageTotals,
     owners: &HashMap<Uuid, Uuid>,
 ) -> StoreResult<()> {
-    // In the table's order: owner, day, then key ('' for the owner's own row, first).
-    let mut spender_days: BTreeMap<(Uuid, NaiveDate, String), DayTotals> = BTreeMap::new();
+    let mut owner_days: BTreeMap<(Uuid, NaiveDate), DayTotals> = BTreeMap::new();
     let mut fleet_days: BTreeMap<NaiveDate, DayTotals> = BTreeMap::new();
     for ((key_id, day), day_totals) in &totals.days {
-        let owner = owners[key_id];
-        spender_days.insert((owner, *day, key_id.hyphenated().to_string()), *day_totals);
-        spender_days.entry((owner, *day, String::new())).or_default().absorb(day_totals);
+        owner_days.entry((owners[key_id], *day)).or_default().absorb(day_totals);
         fleet_days.entry(*day).or_default().absorb(day_totals);
     }
     let what = || "a rollup row".to_string();
-    let spenders: Vec<_> = spender_days.iter().collect();
-    SPENDER_ROLLUP
+    let keys: Vec<_> = totals.days.iter().collect();
+    KEY_ROLLUP
         .run(
             conn,
-            &spenders,
-            |query, ((owner, day, key), totals)| {
-                bind_day(query.bind(owner.hyphenated()).bind(*day).bind(key.clone()), totals)
-            },
+            &keys,
+            |query, ((key_id, day), totals)| bind_day(query.bind(key_id.hyphenated()).bind(*day), totals),
+            what,
+        )
+        .await?;
+    let owners: Vec<_> = owner_days.iter().collect();
+    OWNER_ROLLUP
+        .run(
+            conn,
+            &owners,
+            |query, ((owner, day), totals)| bind_day(query.bind(owner.hyphenated()).bind(*day), totals),
             what,
         )
         .await?;

@@ -183,8 +183,7 @@ pub(super) async fn top_spenders(
 
 /// A page of users by name, each with counts of their keys, their spend and their last use, in
 /// index reads only (migration 0017): the counts from `api_keys_user_status`, the spend and the
-/// last use from the owner's rollup rows (`usage_days_owner`, 0022). A day's last use falls on
-/// that day, so the latest day that has one holds the owner's: one row, not all of them.
+/// last use from the owner's rollup rows.
 pub(super) async fn user_overviews(pool: &SqlitePool, query: &UserQuery) -> StoreResult<Vec<UserOverview>> {
     let contains = query.filter.as_deref().map(str::trim).filter(|text| !text.is_empty());
     let rows = sqlx::query(
@@ -196,8 +195,7 @@ pub(super) async fn user_overviews(pool: &SqlitePool, query: &UserQuery) -> Stor
            (SELECT COUNT(*) FROM api_keys k WHERE k.user_id = p.id) AS keys, \
            (SELECT COUNT(*) FROM api_keys k WHERE k.user_id = p.id AND k.is_active = 1 \
               AND (k.expires_at IS NULL OR k.expires_at > ?4)) AS active_keys, \
-           (SELECT d.last_used_at FROM usage_daily_user d WHERE d.user_id = p.id AND d.last_used_at IS NOT NULL \
-            ORDER BY d.day DESC LIMIT 1) AS last_used_at, \
+           (SELECT MAX(d.last_used_at) FROM usage_daily_user d WHERE d.user_id = p.id) AS last_used_at, \
            (SELECT COALESCE(SUM(d.cost_micros), 0) FROM usage_daily_user d \
             WHERE d.user_id = p.id AND d.day BETWEEN ?5 AND ?6) AS spend \
          FROM page p ORDER BY p.name",

@@ -127,12 +127,14 @@ pub(super) async fn roll_key(
 }
 
 pub(super) async fn purge_key(store: &SqliteStore, id: Uuid, audit: &AuditRecord) -> StoreResult<bool> {
-    // The key's days go into the purged keys' rollup, then away (its owner's days keep them);
-    // usage rows stay, with the purged key's id.
+    // The daily rollup goes into the purged keys' first, then by the foreign key; usage rows
+    // stay, with the purged key's id.
     let mut tx = store.begin_write().await?;
-    for statement in [add_to_purged!("api_key_id = ?1"), delete_key_days!("api_key_id = ?1")] {
-        sqlx::query(statement).bind(id.hyphenated()).execute(&mut *tx).await.map_err(store_error)?;
-    }
+    sqlx::query(add_to_purged!("api_key_id = ?1"))
+        .bind(id.hyphenated())
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
     let delete = sqlx::query("DELETE FROM api_keys WHERE id = ?").bind(id.hyphenated());
     let found = delete.execute(&mut *tx).await.map_err(store_error)?.rows_affected() > 0;
     if found {

@@ -113,7 +113,7 @@ async fn sweep_chunks(
     let changes: &[&str] = if delete {
         &[
             add_to_purged!("api_key_id IN (SELECT id FROM temp.sweep_batch)"),
-            delete_key_days!("api_key_id IN (SELECT id FROM temp.sweep_batch)"),
+            "DELETE FROM usage_daily WHERE api_key_id IN (SELECT id FROM temp.sweep_batch)",
             "DELETE FROM api_keys WHERE rowid IN (SELECT r FROM temp.sweep_batch)",
         ]
     } else {
